@@ -1,0 +1,55 @@
+// The coordinator process as a library: binds the peer and client endpoints and runs the one event
+// loop that owns the Scheduler. Start() binds (so the OS-chosen ports are known), Run() blocks on
+// the calling thread until Stop(), which any thread may call. See docs/architecture.md.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "sparecycles/coordinator/scheduler.hpp"
+#include "sparecycles/core/status.hpp"
+
+namespace sparecycles::coordinator {
+
+struct CoordinatorConfig {
+  std::string peer_endpoint = "tcp://0.0.0.0:7737";    // where workers connect. Default: port 7737
+  std::string client_endpoint = "tcp://0.0.0.0:7738";  // where SDK clients connect. Default: 7738
+  std::string data_dir;                  // directory for the durable store; empty = memory only
+  Duration heartbeat = std::chrono::seconds(5);  // peers send a Heartbeat this often. Default: 5 s
+  Duration progress_interval = std::chrono::milliseconds(200);  // watcher updates at most this often
+  SchedulerConfig scheduler;
+};
+
+struct CoordinatorStats {
+  std::uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, send_failures = 0;
+  std::uint64_t peers = 0, jobs = 0, leases_in_flight = 0;
+  SchedulerStats scheduler;
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorConfig config, const tasks::Registry& registry);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  /// Binds both endpoints. Errors: Unavailable when an endpoint cannot be bound.
+  Status Start();
+  /// Runs the event loop until Stop(). Call after a successful Start().
+  void Run();
+  /// Asks Run() to return. Thread-safe; idempotent.
+  void Stop();
+
+  /// The bound endpoints, with the ports the OS picked (valid after Start()).
+  std::string peer_endpoint() const;
+  std::string client_endpoint() const;
+  /// A snapshot of the counters. Thread-safe.
+  CoordinatorStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sparecycles::coordinator

@@ -1,0 +1,261 @@
+// The scheduler: all coordinator state (jobs, units, leases, peers) and every decision about it.
+// Pure logic: no sockets, no threads, no clock reads — callers pass `now`. One thread owns a
+// Scheduler (the coordinator's event loop); it is not thread-safe and needs no locks.
+// Decisions: pull leasing with deadlines, fair share across jobs by priority, replication with a
+// quorum of canonical-result hashes, distinct peers per unit, reissue on loss or expiry.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "sparecycles/core/clock.hpp"
+#include "sparecycles/core/protocol.hpp"
+#include "sparecycles/core/status.hpp"
+#include "sparecycles/tasks/task.hpp"
+
+namespace sparecycles::coordinator {
+
+using PeerHandle = std::uint64_t;
+using JobId = std::uint64_t;
+using LeaseId = std::uint64_t;
+
+struct ReplicationPolicy {
+  std::uint32_t replicas = 1;      // copies issued at first. Default: 1 (trusted cluster)
+  std::uint32_t quorum = 1;        // matching results needed. Default: 1
+  std::uint32_t max_replicas = 4;  // most copies ever issued for one unit. Default: 4
+  std::uint32_t max_errors = 3;    // failed runs after which the unit fails. Default: 3
+};
+
+struct SchedulerConfig {
+  Duration peer_timeout = std::chrono::seconds(60);  // silence before a peer is lost. Default: 60 s
+  Duration lease_min = std::chrono::seconds(60);     // shortest lease. Default: 60 s
+  double lease_factor = 5.0;          // lease = max(lease_min, factor x expected unit time)
+  std::uint32_t prefetch = 1;         // units a peer may hold beyond its idle slots. Default: 1
+  double unit_seconds = 1.0;          // target seconds per unit on a median peer. Default: 1
+  std::uint64_t max_units_per_job = 1'000'000;
+  bool distinct_hosts = false;        // replicas of a unit on distinct hosts, not just peers
+  ReplicationPolicy policy;           // default for jobs that do not set their own
+  std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries
+};
+
+/// How a peer's task speeds are keyed: "name/version" (a peer only gets units of versions it runs).
+inline std::string TaskKey(std::string_view name, std::uint32_t version) {
+  return std::string(name) + "/" + std::to_string(version);
+}
+
+struct PeerHello {
+  std::string peer_id;
+  std::string host;      // network address or host name, for the distinct-hosts rule
+  std::string hostname;
+  std::uint32_t cores = 1;
+  std::uint64_t memory_bytes = 0;
+  std::map<std::string, double> work_per_second;  // by TaskKey(name, version)
+};
+
+/// What the scheduler decided when a result arrived.
+struct ResultEffect {
+  enum class Kind { kAccepted, kUnitValidated, kStale, kRejected } kind = Kind::kRejected;
+  std::string reason;                                  // for kRejected / kStale
+  std::vector<std::pair<PeerHandle, LeaseId>> cancel;  // leases now pointless (unit done)
+  std::optional<JobId> job_finished;
+};
+
+/// Leases that went back to the queue (peer lost or deadline passed).
+struct TickEffect {
+  std::vector<PeerHandle> lost_peers;
+  std::vector<LeaseId> expired_leases;
+};
+
+struct UnitResultRecord {  // what a replica said about a unit
+  PeerHandle peer = 0;
+  proto::UnitOutcome outcome = proto::UnitOutcome::kOk;
+  std::string hash;
+  double cpu_seconds = 0;
+};
+
+struct Unit {
+  enum class State : std::uint8_t { kPending, kDone, kFailed };
+  State state = State::kPending;
+  std::string spec;                      // bytes from Task::Split
+  std::uint32_t issued = 0;              // leases ever created
+  std::uint32_t errors = 0;
+  std::uint32_t queued = 0;              // copies waiting in the ready queue
+  std::vector<LeaseId> in_flight;
+  std::vector<UnitResultRecord> results;
+  std::unordered_set<PeerHandle> peers;  // peers that were given this unit
+  std::vector<std::string> hosts;        // their hosts (kept only with distinct_hosts)
+  std::map<std::string, std::pair<std::uint32_t, std::string>> groups;  // hash -> (votes, payload)
+  std::string result;                    // accepted payload
+  std::string failure;
+};
+
+struct Job {
+  JobId id = 0;
+  proto::JobSpecWire spec;
+  const tasks::Task* task = nullptr;
+  tasks::JobParams params;
+  ReplicationPolicy policy;
+  std::vector<Unit> units;
+  std::deque<std::uint32_t> ready;       // unit indices needing one more copy
+  proto::JobState state = proto::JobState::kQueued;
+  std::uint64_t done = 0, failed = 0, running = 0;
+  double submitted_wall = 0, finished_wall = 0, cpu_seconds = 0;
+  std::string error;
+  std::string result;                    // merged
+  std::vector<proto::UnitFailure> failures;
+  double unit_work = 0;                  // task work units per unit (for lease deadlines)
+  std::uint64_t units_total_final = 0;   // unit count once `units` has been released
+  std::uint64_t seq = 0;                 // submission order, for fairness ties
+};
+
+struct Peer {
+  PeerHandle handle = 0;
+  PeerHello hello;
+  TimePoint connected_at{}, last_seen{};
+  std::uint32_t slots = 0, idle_slots = 0;
+  proto::PeerState state = proto::PeerState::kRunning;
+  std::string reason;
+  std::unordered_set<LeaseId> leases;
+  std::uint64_t units_done = 0, units_invalid = 0, units_failed = 0, timeouts = 0;
+  double cpu_seconds_validated = 0;
+};
+
+struct LeaseRecord {
+  LeaseId id = 0;
+  JobId job = 0;
+  std::uint32_t unit = 0;
+  PeerHandle peer = 0;
+  TimePoint issued_at{}, deadline{};
+  bool expired = false;  // deadline passed; the unit was reissued but a result is still welcome
+};
+
+struct SchedulerStats {
+  std::uint64_t leases_issued = 0, results_accepted = 0, results_stale = 0, results_rejected = 0;
+  std::uint64_t units_validated = 0, units_failed = 0, leases_expired = 0, peers_lost = 0;
+  std::uint64_t replicas_disagreed = 0;
+};
+
+/// Told about every change that must survive a crash (the durable store implements it).
+/// Called synchronously from the scheduler's thread.
+class SchedulerListener {
+ public:
+  virtual ~SchedulerListener() = default;
+  virtual void OnJobSubmitted(const Job& job) = 0;
+  virtual void OnUnitValidated(const Job& job, std::uint32_t unit) = 0;
+  virtual void OnJobFinished(const Job& job) = 0;
+  virtual void OnLeaseIssued(const LeaseRecord& lease, const std::string& peer_id) = 0;
+  virtual void OnLeaseSettled(LeaseId lease) = 0;
+  virtual void OnPeerCredit(const Peer& peer) = 0;
+};
+
+/// What a restarted coordinator read back from its store.
+struct RecoveredJob {
+  JobId id = 0;
+  proto::JobSpecWire spec;  // with its input
+  std::uint64_t units = 0;
+  proto::JobState state = proto::JobState::kQueued;
+  double submitted_wall = 0, finished_wall = 0, cpu_seconds = 0;
+  std::string error, result;
+  std::vector<proto::UnitFailure> failures;
+  std::map<std::uint32_t, std::string> validated;  // unit -> accepted payload (unfinished jobs)
+};
+struct RecoveredLease {
+  LeaseId id = 0;
+  JobId job = 0;
+  std::uint32_t unit = 0;
+  std::string peer_id;
+  Duration remaining{};  // time left until the lease's deadline
+};
+
+class Scheduler {
+ public:
+  Scheduler(SchedulerConfig config, const tasks::Registry& registry, LeaseId first_lease_id = 1);
+
+  void SetListener(SchedulerListener* listener) { listener_ = listener; }
+  /// Rebuilds state after a restart: unfinished jobs continue without recomputing validated
+  /// units; leases still running on peers stay honoured until their deadlines.
+  Status Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredLease> leases, JobId next_job,
+                 TimePoint now);
+  JobId next_job_id() const { return next_job_; }
+
+  // ---- peers
+  PeerHandle AddPeer(PeerHello hello, TimePoint now);
+  /// The peer left or was lost: every lease it held goes back to the queue at once.
+  void RemovePeer(PeerHandle peer, TimePoint now);
+  void Touch(PeerHandle peer, TimePoint now);
+  void SetCapacity(PeerHandle peer, const proto::Capacity& cap, TimePoint now);
+  /// After a reconnect: keep the leases the peer still runs, requeue the ones it lost.
+  void ReconcileLeases(PeerHandle peer, const std::vector<LeaseId>& running, TimePoint now);
+  const Peer* FindPeer(PeerHandle peer) const;
+  const std::unordered_map<PeerHandle, Peer>& peers() const { return peers_; }
+
+  // ---- jobs
+  /// Validates, plans and splits a job. The unit count follows the job's size and the peers'
+  /// measured speed unless the spec fixes it.
+  Result<JobId> Submit(const proto::JobSpecWire& spec, double wall_now);
+  Status Cancel(JobId job, std::vector<std::pair<PeerHandle, LeaseId>>& to_cancel);
+  const Job* FindJob(JobId job) const;
+  proto::JobInfo Info(const Job& job) const;
+  std::vector<proto::UnitFailure> Failures(const Job& job) const;
+  const std::map<JobId, std::unique_ptr<Job>>& jobs() const { return jobs_; }
+
+  // ---- work
+  /// Leases up to `count` units to `peer` (capped by its slots + prefetch).
+  std::vector<proto::Lease> Lease(PeerHandle peer, std::uint32_t count, TimePoint now);
+  ResultEffect OnResult(PeerHandle peer, const proto::ResultMsg& result, TimePoint now, double wall_now);
+  /// Peers handed these leases back unfinished (graceful leave): requeue at once.
+  void ReturnLeases(PeerHandle peer, const std::vector<LeaseId>& leases, TimePoint now);
+  /// Declares silent peers lost and reissues leases past their deadline.
+  TickEffect Tick(TimePoint now);
+  /// The next time Tick() has something to do (for the loop's poll timeout).
+  std::optional<TimePoint> NextDeadline() const;
+
+  /// Jobs whose progress changed since the last call (for watchers).
+  std::vector<JobId> TakeDirtyJobs();
+  /// True when units became ready since the last call (so waiting peers should be served).
+  bool TakeWorkAdded() {
+    const bool w = work_added_;
+    work_added_ = false;
+    return w;
+  }
+  const SchedulerStats& stats() const { return stats_; }
+  const SchedulerConfig& config() const { return config_; }
+  std::size_t in_flight() const { return leases_.size(); }
+
+ private:
+  bool Eligible(const Unit& unit, const Peer& peer) const;
+  double RateFor(const Job& job, const Peer* peer) const;
+  void Requeue(Job& job, std::uint32_t unit_index);
+  void DropLease(LeaseId id, bool requeue, TimePoint now);
+  void FinishUnitIfDecided(Job& job, std::uint32_t unit_index, ResultEffect& effect);
+  void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
+  void ForgetOldJobs();
+  Job* PickJob(const Peer& peer);
+
+  SchedulerConfig config_;
+  const tasks::Registry& registry_;
+  std::unordered_map<PeerHandle, Peer> peers_;
+  std::map<JobId, std::unique_ptr<Job>> jobs_;
+  std::unordered_map<LeaseId, LeaseRecord> leases_;
+  std::set<std::pair<TimePoint, LeaseId>> deadlines_;
+  std::unordered_map<std::string, JobId> tokens_;
+  std::unordered_map<std::string, std::vector<LeaseId>> orphan_leases_;  // by peer id, after Restore
+  SchedulerListener* listener_ = nullptr;
+  bool work_added_ = false;
+  std::set<JobId> dirty_;
+  PeerHandle next_peer_ = 1;
+  JobId next_job_ = 1;
+  LeaseId next_lease_;
+  std::uint64_t seq_ = 0;
+  SchedulerStats stats_;
+};
+
+}  // namespace sparecycles::coordinator

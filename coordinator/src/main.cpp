@@ -1,0 +1,108 @@
+// sparecycles-coordinator: parses options and runs the coordinator until SIGINT/SIGTERM.
+#include <cstdio>
+#include <iostream>
+
+#include "sparecycles/coordinator/coordinator.hpp"
+#include "sparecycles/core/daemon.hpp"
+#include "sparecycles/core/log.hpp"
+#include "sparecycles/core/options.hpp"
+
+using namespace sparecycles;
+
+namespace {
+coordinator::Coordinator* g_coordinator = nullptr;
+void OnSignal(int) {
+  if (g_coordinator) g_coordinator->Stop();
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "sparecycles-coordinator: %s\n", s.ToString().c_str());
+  return 2;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt("sparecycles-coordinator [options]",
+              "Runs a SpareCycles coordinator: workers (peers) connect to --peers, SDK clients and the\n"
+              "`sparecycles` CLI connect to --clients. Jobs are split into units, leased to peers and\n"
+              "checked by replication before their results are merged.",
+              "SPARECYCLES_COORDINATOR_");
+  opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
+  opt.Add("peers", "tcp://0.0.0.0:7737", "Endpoint where workers connect (ZeroMQ syntax; port * = any).");
+  opt.Add("clients", "tcp://127.0.0.1:7738", "Endpoint where SDK clients and the CLI connect.");
+  opt.Add("data", "", "Directory for the coordinator's state. Empty = keep everything in memory.");
+  opt.Add("endpoints-file", "", "After binding, write the bound endpoints here (for scripts and tests).");
+  opt.Add("heartbeat", "5s", "How often peers must send a heartbeat.");
+  opt.Add("peer-timeout", "60s", "Silence after which a peer is declared lost and its units reissued.");
+  opt.Add("lease-min", "60s", "Shortest lease; a unit is reissued when its lease passes.");
+  opt.Add("lease-factor", "5", "Lease length as a multiple of the unit's expected run time on its peer.");
+  opt.Add("prefetch", "1", "Units a peer may hold beyond its idle slots, so it never waits for work.");
+  opt.Add("unit-seconds", "1", "Target run time of one unit on a median peer, in seconds.");
+  opt.Add("replicas", "1", "Default copies of each unit issued at first (jobs may override).");
+  opt.Add("quorum", "1", "Default number of matching results needed to accept a unit.");
+  opt.Add("max-replicas", "4", "Default most copies of one unit ever issued.");
+  opt.Add("max-errors", "3", "Default failed runs after which a unit fails.");
+  opt.AddFlag("distinct-hosts", "Never give two replicas of a unit to peers on the same host/address.");
+  opt.Add("log-level", "info", "debug, info, warn, error or off.");
+  if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (opt.HelpRequested()) {
+    std::cout << opt.Help();
+    return 0;
+  }
+  SetLogComponent("coordinator");
+  LogLevel level;
+  if (!ParseLogLevel(opt.Get("log-level"), level)) return Fail(InvalidArgument("--log-level: unknown level"));
+  SetLogLevel(level);
+
+  coordinator::CoordinatorConfig cfg;
+  cfg.peer_endpoint = opt.Get("peers");
+  cfg.client_endpoint = opt.Get("clients");
+  cfg.data_dir = opt.Get("data");
+  auto seconds = [&](const char* name) -> Result<Duration> {
+    auto v = ParseSeconds(opt.Get(name));
+    if (!v.ok()) return InvalidArgument(std::string("--") + name + ": " + v.status().message());
+    return FromSeconds(*v);
+  };
+  auto hb = seconds("heartbeat");
+  auto pt = seconds("peer-timeout");
+  auto lm = seconds("lease-min");
+  if (!hb.ok()) return Fail(hb.status());
+  if (!pt.ok()) return Fail(pt.status());
+  if (!lm.ok()) return Fail(lm.status());
+  cfg.heartbeat = *hb;
+  cfg.scheduler.peer_timeout = *pt;
+  cfg.scheduler.lease_min = *lm;
+  auto lf = opt.GetDouble("lease-factor", 1, 1000);
+  auto us = opt.GetDouble("unit-seconds", 0.001, 86400);
+  auto pf = opt.GetInt("prefetch", 0, 64);
+  auto rep = opt.GetInt("replicas", 1, 16);
+  auto quo = opt.GetInt("quorum", 1, 16);
+  auto mr = opt.GetInt("max-replicas", 1, 64);
+  auto me = opt.GetInt("max-errors", 1, 64);
+  for (const Status* s : {&lf.status(), &us.status(), &pf.status(), &rep.status(), &quo.status(), &mr.status(), &me.status()})
+    if (!s->ok()) return Fail(*s);
+  cfg.scheduler.lease_factor = *lf;
+  cfg.scheduler.unit_seconds = *us;
+  cfg.scheduler.prefetch = static_cast<std::uint32_t>(*pf);
+  cfg.scheduler.policy.replicas = static_cast<std::uint32_t>(*rep);
+  cfg.scheduler.policy.quorum = static_cast<std::uint32_t>(*quo);
+  cfg.scheduler.policy.max_replicas = static_cast<std::uint32_t>(*mr);
+  cfg.scheduler.policy.max_errors = static_cast<std::uint32_t>(*me);
+  cfg.scheduler.distinct_hosts = opt.Flag("distinct-hosts");
+  if (cfg.heartbeat >= cfg.scheduler.peer_timeout)
+    return Fail(InvalidArgument("--heartbeat must be shorter than --peer-timeout"));
+
+  coordinator::Coordinator coord(cfg, tasks::Registry::BuiltIn());
+  if (Status s = coord.Start(); !s.ok()) return Fail(s);
+  if (!opt.Get("endpoints-file").empty()) {
+    Status s = WriteFileAtomic(opt.Get("endpoints-file"),
+                               "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n");
+    if (!s.ok()) return Fail(s);
+  }
+  g_coordinator = &coord;
+  InstallStopHandler(OnSignal);
+  coord.Run();
+  g_coordinator = nullptr;
+  SC_LOG(Info) << "stopped";
+  return 0;
+}

@@ -1,0 +1,695 @@
+#include "sparecycles/coordinator/scheduler.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "sparecycles/core/hash.hpp"
+#include "sparecycles/core/log.hpp"
+
+namespace sparecycles::coordinator {
+namespace {
+
+// How far into a job's ready queue we look for a unit this peer may take (distinct-peer rule).
+constexpr std::size_t kMaxReadyScan = 256;
+
+Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& def, ReplicationPolicy& out) {
+  out = def;
+  if (spec.replicas) out.replicas = spec.replicas;
+  if (spec.quorum) out.quorum = spec.quorum;
+  if (spec.max_replicas) out.max_replicas = spec.max_replicas;
+  if (spec.max_errors) out.max_errors = spec.max_errors;
+  if (out.quorum == 0) return InvalidArgument("quorum must be at least 1");
+  out.replicas = std::max(out.replicas, out.quorum);
+  out.max_replicas = std::max(out.max_replicas, out.replicas);
+  if (out.max_errors == 0) out.max_errors = 1;
+  return OkStatus();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry, LeaseId first_lease_id)
+    : config_(config), registry_(registry), next_lease_(first_lease_id) {}
+
+// ------------------------------------------------------------------------------------ peers
+
+PeerHandle Scheduler::AddPeer(PeerHello hello, TimePoint now) {
+  for (auto& [h, p] : peers_) {
+    if (p.hello.peer_id == hello.peer_id) {  // the same peer reconnected
+      p.hello = std::move(hello);
+      p.last_seen = now;
+      return h;
+    }
+  }
+  Peer p;
+  p.handle = next_peer_++;
+  p.slots = p.idle_slots = hello.cores;
+  p.hello = std::move(hello);
+  p.connected_at = p.last_seen = now;
+  const PeerHandle h = p.handle;
+  auto orphans = orphan_leases_.find(p.hello.peer_id);
+  if (orphans != orphan_leases_.end()) {
+    // Leases this peer held before the coordinator restarted: they are its again.
+    for (LeaseId id : orphans->second) {
+      auto it = leases_.find(id);
+      if (it == leases_.end()) continue;
+      it->second.peer = h;
+      p.leases.insert(id);
+    }
+    orphan_leases_.erase(orphans);
+  }
+  peers_.emplace(h, std::move(p));
+  return h;
+}
+
+void Scheduler::RemovePeer(PeerHandle peer, TimePoint now) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  std::vector<LeaseId> leases(it->second.leases.begin(), it->second.leases.end());
+  for (LeaseId id : leases) DropLease(id, /*requeue=*/true, now);
+  peers_.erase(peer);
+}
+
+void Scheduler::Touch(PeerHandle peer, TimePoint now) {
+  if (auto it = peers_.find(peer); it != peers_.end()) it->second.last_seen = now;
+}
+
+void Scheduler::SetCapacity(PeerHandle peer, const proto::Capacity& cap, TimePoint now) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  it->second.slots = cap.slots;
+  it->second.idle_slots = cap.idle_slots;
+  it->second.state = cap.state;
+  it->second.reason = cap.reason;
+  it->second.last_seen = now;
+}
+
+void Scheduler::ReconcileLeases(PeerHandle peer, const std::vector<LeaseId>& running, TimePoint now) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  std::unordered_set<LeaseId> keep(running.begin(), running.end());
+  std::vector<LeaseId> lost;
+  for (LeaseId id : it->second.leases)
+    if (!keep.contains(id)) lost.push_back(id);
+  for (LeaseId id : lost) DropLease(id, /*requeue=*/true, now);
+}
+
+const Peer* Scheduler::FindPeer(PeerHandle peer) const {
+  auto it = peers_.find(peer);
+  return it == peers_.end() ? nullptr : &it->second;
+}
+
+// ------------------------------------------------------------------------------------- jobs
+
+double Scheduler::RateFor(const Job& job, const Peer* peer) const {
+  const std::string key = TaskKey(job.task->Name(), job.task->Version());
+  if (peer != nullptr) {
+    auto it = peer->hello.work_per_second.find(key);
+    if (it != peer->hello.work_per_second.end() && it->second > 0) return it->second;
+  }
+  return job.task->DefaultWorkPerSecond();
+}
+
+Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now) {
+  if (!spec.client_token.empty()) {
+    if (auto it = tokens_.find(spec.client_token); it != tokens_.end()) return it->second;
+  }
+  const tasks::Task* task = registry_.Find(spec.task, spec.task_version);
+  if (task == nullptr) {
+    std::string known;
+    for (const auto* t : registry_.All()) known += (known.empty() ? "" : ", ") + std::string(t->Name());
+    return NotFound("unknown task '" + spec.task + "' (known: " + known + ")");
+  }
+  auto job = std::make_unique<Job>();
+  job->task = task;
+  job->spec = spec;
+  job->params.values = spec.params;
+  job->params.input = spec.input;
+  SC_RETURN_IF_ERROR(ResolvePolicy(spec, config_.policy, job->policy));
+  auto plan = task->Plan(job->params);
+  if (!plan.ok()) return plan.status();
+  const std::uint64_t max_units =
+      std::max<std::uint64_t>(1, std::min(plan->max_units, config_.max_units_per_job));
+
+  std::uint64_t units = spec.units;
+  if (units == 0 && plan->fixed_units) units = max_units;
+  if (units == 0) {
+    // Median measured speed of the peers that can run this task, so a unit takes about the
+    // target time on a typical peer.
+    std::vector<double> rates;
+    for (const auto& [h, p] : peers_) {
+      auto it = p.hello.work_per_second.find(TaskKey(task->Name(), task->Version()));
+      if (it != p.hello.work_per_second.end() && it->second > 0) rates.push_back(it->second);
+    }
+    double rate = task->DefaultWorkPerSecond();
+    if (!rates.empty()) {
+      std::nth_element(rates.begin(), rates.begin() + rates.size() / 2, rates.end());
+      rate = rates[rates.size() / 2];
+    }
+    const double seconds = spec.unit_seconds > 0 ? spec.unit_seconds : config_.unit_seconds;
+    const double n = std::ceil(plan->total_work / std::max(1e-9, rate * seconds));
+    units = n < 1 ? 1 : (n > 1e15 ? max_units : static_cast<std::uint64_t>(n));
+  }
+  units = std::clamp<std::uint64_t>(units, 1, max_units);
+
+  auto split = task->Split(job->params, units);
+  if (!split.ok()) return split.status();
+  if (split->size() != units)
+    return Internal("task '" + spec.task + "' split into " + std::to_string(split->size()) +
+                    " units instead of " + std::to_string(units));
+
+  job->id = next_job_++;
+  job->seq = ++seq_;
+  job->submitted_wall = wall_now;
+  job->unit_work = plan->total_work / static_cast<double>(units);
+  job->units.resize(units);
+  for (std::uint64_t i = 0; i < units; ++i) {
+    job->units[i].spec = std::move((*split)[i]);
+    job->units[i].queued = job->policy.replicas;
+    for (std::uint32_t r = 0; r < job->policy.replicas; ++r) job->ready.push_back(static_cast<std::uint32_t>(i));
+  }
+  const JobId id = job->id;
+  if (!spec.client_token.empty()) tokens_[spec.client_token] = id;
+  if (listener_) listener_->OnJobSubmitted(*job);
+  job->params.input.clear();  // the chunks live in the units now
+  job->spec.input.clear();
+  jobs_.emplace(id, std::move(job));
+  dirty_.insert(id);
+  work_added_ = true;
+  ForgetOldJobs();
+  return id;
+}
+
+Status Scheduler::Cancel(JobId id, std::vector<std::pair<PeerHandle, LeaseId>>& to_cancel) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return NotFound("no job " + std::to_string(id));
+  Job& job = *it->second;
+  if (proto::IsFinal(job.state)) return OkStatus();
+  std::vector<LeaseId> leases;
+  for (auto& [lid, rec] : leases_)
+    if (rec.job == id) leases.push_back(lid);
+  for (LeaseId lid : leases) {
+    to_cancel.emplace_back(leases_[lid].peer, lid);
+    DropLease(lid, /*requeue=*/false, TimePoint{});
+  }
+  job.ready.clear();
+  job.units_total_final = job.units.size();
+  job.state = proto::JobState::kCancelled;
+  job.error = "cancelled";
+  job.units.clear();
+  job.units.shrink_to_fit();
+  if (listener_) listener_->OnJobFinished(job);
+  dirty_.insert(id);
+  return OkStatus();
+}
+
+const Job* Scheduler::FindJob(JobId id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+proto::JobInfo Scheduler::Info(const Job& job) const {
+  proto::JobInfo info;
+  info.job_id = job.id;
+  info.task = job.spec.task;
+  info.name = job.spec.name;
+  info.state = job.state;
+  info.priority = job.spec.priority;
+  info.units_total = job.units.empty() ? job.units_total_final : job.units.size();
+  info.units_done = job.done;
+  info.units_failed = job.failed;
+  info.units_running = job.running;
+  info.submitted_at = job.submitted_wall;
+  info.finished_at = job.finished_wall;
+  info.cpu_seconds = job.cpu_seconds;
+  info.error = job.error;
+  return info;
+}
+
+std::vector<proto::UnitFailure> Scheduler::Failures(const Job& job) const { return job.failures; }
+
+void Scheduler::ForgetOldJobs() {
+  if (jobs_.size() <= config_.max_jobs_kept) return;
+  for (auto it = jobs_.begin(); it != jobs_.end() && jobs_.size() > config_.max_jobs_kept;) {
+    if (proto::IsFinal(it->second->state)) {
+      if (!it->second->spec.client_token.empty()) tokens_.erase(it->second->spec.client_token);
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------- work
+
+bool Scheduler::Eligible(const Unit& unit, const Peer& peer) const {
+  if (unit.state != Unit::State::kPending) return false;
+  if (unit.peers.contains(peer.handle)) return false;
+  if (config_.distinct_hosts) {
+    for (const auto& h : unit.hosts)
+      if (h == peer.hello.host) return false;
+  }
+  return true;
+}
+
+Job* Scheduler::PickJob(const Peer& peer) {
+  Job* best = nullptr;
+  for (auto& [id, jp] : jobs_) {
+    Job& job = *jp;
+    if (proto::IsFinal(job.state) || job.ready.empty()) continue;
+    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version()))) continue;
+    if (best != nullptr) {
+      // Higher priority first; within a priority, the job with fewer units running (fair share);
+      // then the older job.
+      if (job.spec.priority < best->spec.priority) continue;
+      if (job.spec.priority == best->spec.priority) {
+        if (job.running > best->running) continue;
+        if (job.running == best->running && job.seq > best->seq) continue;
+      }
+    }
+    // Only consider jobs that have a unit this peer may take.
+    const std::size_t scan = std::min(job.ready.size(), kMaxReadyScan);
+    bool any = false;
+    for (std::size_t i = 0; i < scan && !any; ++i) any = Eligible(job.units[job.ready[i]], peer);
+    if (any) best = &job;
+  }
+  return best;
+}
+
+std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t count, TimePoint now) {
+  std::vector<proto::Lease> out;
+  auto pit = peers_.find(peer_handle);
+  if (pit == peers_.end()) return out;
+  Peer& peer = pit->second;
+  peer.last_seen = now;
+  if (peer.state == proto::PeerState::kPaused) return out;
+  const std::uint64_t cap = static_cast<std::uint64_t>(peer.slots) + config_.prefetch;
+  const std::uint64_t held = peer.leases.size();
+  std::uint64_t want = std::min<std::uint64_t>(count, cap > held ? cap - held : 0);
+  while (want-- > 0) {
+    Job* job = PickJob(peer);
+    if (job == nullptr) break;
+    const std::size_t scan = std::min(job->ready.size(), kMaxReadyScan);
+    std::size_t pos = scan;
+    for (std::size_t i = 0; i < scan; ++i) {
+      if (Eligible(job->units[job->ready[i]], peer)) {
+        pos = i;
+        break;
+      }
+    }
+    if (pos == scan) break;  // PickJob checked; cannot happen
+    const std::uint32_t ui = job->ready[pos];
+    job->ready.erase(job->ready.begin() + static_cast<std::ptrdiff_t>(pos));
+    Unit& unit = job->units[ui];
+    --unit.queued;
+
+    LeaseRecord rec;
+    rec.id = next_lease_++;
+    rec.job = job->id;
+    rec.unit = ui;
+    rec.peer = peer.handle;
+    rec.issued_at = now;
+    const double expected = job->unit_work / std::max(1e-9, RateFor(*job, &peer));
+    const Duration length = std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
+    rec.deadline = now + length;
+    leases_.emplace(rec.id, rec);
+    deadlines_.emplace(rec.deadline, rec.id);
+    if (listener_) listener_->OnLeaseIssued(rec, peer.hello.peer_id);
+    peer.leases.insert(rec.id);
+    unit.in_flight.push_back(rec.id);
+    unit.peers.insert(peer.handle);
+    if (config_.distinct_hosts) unit.hosts.push_back(peer.hello.host);
+    ++unit.issued;
+    ++job->running;
+    job->state = proto::JobState::kRunning;
+    dirty_.insert(job->id);
+    ++stats_.leases_issued;
+
+    proto::Lease l;
+    l.lease_id = rec.id;
+    l.job_id = job->id;
+    l.unit_index = ui;
+    l.task = std::string(job->task->Name());
+    l.task_version = job->task->Version();
+    l.unit = unit.spec;
+    l.deadline_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+void Scheduler::DropLease(LeaseId id, bool requeue, TimePoint) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  const LeaseRecord rec = it->second;
+  leases_.erase(it);
+  if (listener_) listener_->OnLeaseSettled(id);
+  if (auto pit = peers_.find(rec.peer); pit != peers_.end()) pit->second.leases.erase(id);
+  auto jit = jobs_.find(rec.job);
+  if (jit == jobs_.end()) return;
+  Job& job = *jit->second;
+  if (!rec.expired) {
+    deadlines_.erase({rec.deadline, id});
+    if (job.running > 0) --job.running;
+    dirty_.insert(job.id);
+    if (rec.unit < job.units.size()) {
+      auto& fl = job.units[rec.unit].in_flight;
+      fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
+      if (requeue) Requeue(job, rec.unit);
+    }
+  }
+}
+
+void Scheduler::Requeue(Job& job, std::uint32_t unit_index) {
+  if (proto::IsFinal(job.state) || unit_index >= job.units.size()) return;
+  Unit& unit = job.units[unit_index];
+  if (unit.state != Unit::State::kPending) return;
+  // Reissued units go first: they are the oldest work and hold the job's completion back.
+  job.ready.push_front(unit_index);
+  ++unit.queued;
+  work_added_ = true;
+  dirty_.insert(job.id);
+}
+
+void Scheduler::ReturnLeases(PeerHandle peer, const std::vector<LeaseId>& leases, TimePoint now) {
+  for (LeaseId id : leases) {
+    auto it = leases_.find(id);
+    if (it == leases_.end() || it->second.peer != peer) continue;
+    DropLease(id, /*requeue=*/true, now);
+  }
+}
+
+ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg& r, TimePoint now,
+                                 double wall_now) {
+  ResultEffect effect;
+  auto lit = leases_.find(r.lease_id);
+  if (lit == leases_.end()) {
+    effect.kind = ResultEffect::Kind::kStale;
+    effect.reason = "lease " + std::to_string(r.lease_id) + " is unknown or already settled";
+    ++stats_.results_stale;
+    return effect;
+  }
+  const LeaseRecord rec = lit->second;
+  if (rec.peer != peer_handle || rec.job != r.job_id || rec.unit != r.unit_index) {
+    effect.kind = ResultEffect::Kind::kRejected;
+    effect.reason = "result does not match lease " + std::to_string(r.lease_id);
+    ++stats_.results_rejected;
+    return effect;
+  }
+  DropLease(r.lease_id, /*requeue=*/false, now);
+  auto pit = peers_.find(peer_handle);
+  Peer* peer = pit == peers_.end() ? nullptr : &pit->second;
+  if (peer) peer->last_seen = now;
+  Job& job = *jobs_.at(rec.job);
+  if (proto::IsFinal(job.state) || job.units[rec.unit].state != Unit::State::kPending) {
+    effect.kind = ResultEffect::Kind::kStale;
+    effect.reason = "unit already settled";
+    ++stats_.results_stale;
+    return effect;
+  }
+  Unit& unit = job.units[rec.unit];
+
+  if (r.outcome == proto::UnitOutcome::kCancelled) {
+    // The peer gave the unit back (shutdown or pause): not the unit's fault.
+    Requeue(job, rec.unit);
+    effect.kind = ResultEffect::Kind::kAccepted;
+    return effect;
+  }
+  unit.results.push_back(UnitResultRecord{peer_handle, r.outcome, r.hash, r.cpu_seconds});
+  if (r.outcome == proto::UnitOutcome::kFailed) {
+    ++unit.errors;
+    unit.failure = r.error;
+    if (peer) ++peer->units_failed;
+    effect.kind = ResultEffect::Kind::kAccepted;
+    FinishUnitIfDecided(job, rec.unit, effect);
+    MaybeFinishJob(job, wall_now, &effect);
+    return effect;
+  }
+  auto git = unit.groups.find(r.hash);
+  if (git == unit.groups.end()) {
+    // The first payload of a group is kept; check it really hashes to what the peer claims, so a
+    // peer cannot vote for one answer and upload another.
+    const Hash256 h = Blake2b256(job.task->Canonicalize(r.payload));
+    if (std::string_view(reinterpret_cast<const char*>(h.data()), h.size()) != r.hash) {
+      effect.kind = ResultEffect::Kind::kRejected;
+      effect.reason = "payload does not match its hash";
+      ++stats_.results_rejected;
+      ++unit.errors;
+      unit.failure = "a peer sent a payload that does not match its hash";
+      if (peer) ++peer->units_invalid;
+      FinishUnitIfDecided(job, rec.unit, effect);
+      MaybeFinishJob(job, wall_now, &effect);
+      return effect;
+    }
+    git = unit.groups.emplace(r.hash, std::make_pair(0u, r.payload)).first;
+  }
+  ++git->second.first;
+  ++stats_.results_accepted;
+  effect.kind = ResultEffect::Kind::kAccepted;
+  if (git->second.first >= job.policy.quorum) {
+    unit.state = Unit::State::kDone;
+    unit.result = std::move(git->second.second);
+    if (unit.groups.size() > 1) ++stats_.replicas_disagreed;
+    for (const auto& rr : unit.results) {
+      auto p = peers_.find(rr.peer);
+      if (rr.outcome != proto::UnitOutcome::kOk) continue;
+      if (rr.hash == r.hash) {
+        job.cpu_seconds += rr.cpu_seconds;
+        if (p != peers_.end()) {
+          ++p->second.units_done;
+          p->second.cpu_seconds_validated += rr.cpu_seconds;
+        }
+      } else if (p != peers_.end()) {
+        ++p->second.units_invalid;
+      }
+    }
+    unit.groups.clear();
+    for (LeaseId other : std::vector<LeaseId>(unit.in_flight)) {
+      effect.cancel.emplace_back(leases_.at(other).peer, other);
+      DropLease(other, /*requeue=*/false, now);
+    }
+    if (unit.queued > 0) {
+      job.ready.erase(std::remove(job.ready.begin(), job.ready.end(), rec.unit), job.ready.end());
+      unit.queued = 0;
+    }
+    ++job.done;
+    ++stats_.units_validated;
+    if (listener_) {
+      listener_->OnUnitValidated(job, rec.unit);
+      for (const auto& rr : unit.results)
+        if (auto p = peers_.find(rr.peer); p != peers_.end()) listener_->OnPeerCredit(p->second);
+    }
+    effect.kind = ResultEffect::Kind::kUnitValidated;
+    dirty_.insert(job.id);
+    MaybeFinishJob(job, wall_now, &effect);
+    return effect;
+  }
+  FinishUnitIfDecided(job, rec.unit, effect);
+  MaybeFinishJob(job, wall_now, &effect);
+  return effect;
+}
+
+void Scheduler::FinishUnitIfDecided(Job& job, std::uint32_t ui, ResultEffect& effect) {
+  Unit& unit = job.units[ui];
+  if (unit.state != Unit::State::kPending || !unit.in_flight.empty() || unit.queued > 0) return;
+  std::string why;
+  if (unit.errors >= job.policy.max_errors) {
+    why = "failed on " + std::to_string(unit.errors) + " run(s): " + unit.failure;
+  } else if (unit.issued >= job.policy.max_replicas) {
+    why = "no quorum of " + std::to_string(job.policy.quorum) + " after " + std::to_string(unit.issued) +
+          " replicas (" + std::to_string(unit.groups.size()) + " different answers)";
+  }
+  if (why.empty()) {
+    Requeue(job, ui);
+    return;
+  }
+  unit.state = Unit::State::kFailed;
+  unit.failure = why;
+  ++job.failed;
+  ++stats_.units_failed;
+  job.failures.push_back(proto::UnitFailure{ui, why});
+  dirty_.insert(job.id);
+  (void)effect;
+}
+
+void Scheduler::MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect) {
+  if (proto::IsFinal(job.state) || job.done + job.failed < job.units.size()) return;
+  if (job.failed > 0) {
+    job.state = proto::JobState::kFailed;
+    job.error = std::to_string(job.failed) + " of " + std::to_string(job.units.size()) +
+                " units failed; first: unit " + std::to_string(job.failures.front().unit_index) + ": " +
+                job.failures.front().reason;
+  } else {
+    std::vector<std::string> results;
+    results.reserve(job.units.size());
+    for (auto& u : job.units) results.push_back(std::move(u.result));
+    auto merged = job.task->Merge(job.params, results);
+    if (merged.ok()) {
+      job.result = std::move(*merged);
+      job.state = proto::JobState::kDone;
+    } else {
+      job.state = proto::JobState::kFailed;
+      job.error = "merge failed: " + merged.status().ToString();
+    }
+  }
+  // Settle leases that are still out (expired ones whose peers are slow).
+  for (auto& u : job.units) {
+    for (LeaseId other : std::vector<LeaseId>(u.in_flight)) {
+      if (effect) effect->cancel.emplace_back(leases_.at(other).peer, other);
+      DropLease(other, false, TimePoint{});
+    }
+  }
+  std::vector<LeaseId> expired;
+  for (auto& [lid, rec] : leases_)
+    if (rec.job == job.id) expired.push_back(lid);
+  for (LeaseId lid : expired) {
+    if (effect) effect->cancel.emplace_back(leases_.at(lid).peer, lid);
+    DropLease(lid, false, TimePoint{});
+  }
+  job.units_total_final = job.units.size();
+  job.units.clear();
+  job.units.shrink_to_fit();
+  job.ready.clear();
+  job.finished_wall = wall_now;
+  if (listener_) listener_->OnJobFinished(job);
+  dirty_.insert(job.id);
+  if (effect) effect->job_finished = job.id;
+}
+
+TickEffect Scheduler::Tick(TimePoint now) {
+  TickEffect effect;
+  std::vector<PeerHandle> lost;
+  for (const auto& [h, p] : peers_)
+    if (now - p.last_seen >= config_.peer_timeout) lost.push_back(h);
+  for (PeerHandle h : lost) {
+    RemovePeer(h, now);
+    ++stats_.peers_lost;
+    effect.lost_peers.push_back(h);
+  }
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    const LeaseId id = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    auto it = leases_.find(id);
+    if (it == leases_.end()) continue;
+    LeaseRecord& rec = it->second;
+    rec.expired = true;
+    ++stats_.leases_expired;
+    effect.expired_leases.push_back(id);
+    if (auto pit = peers_.find(rec.peer); pit != peers_.end()) ++pit->second.timeouts;
+    Job& job = *jobs_.at(rec.job);
+    if (job.running > 0) --job.running;
+    if (rec.unit < job.units.size()) {
+      auto& fl = job.units[rec.unit].in_flight;
+      fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
+      Requeue(job, rec.unit);
+    }
+  }
+  return effect;
+}
+
+std::optional<TimePoint> Scheduler::NextDeadline() const {
+  if (deadlines_.empty()) return std::nullopt;
+  return deadlines_.begin()->first;
+}
+
+Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredLease> leases, JobId next_job,
+                          TimePoint now) {
+  next_job_ = std::max(next_job_, next_job);
+  for (auto& rj : jobs) {
+    auto job = std::make_unique<Job>();
+    job->id = rj.id;
+    job->seq = ++seq_;
+    job->spec = std::move(rj.spec);
+    job->task = registry_.Find(job->spec.task, job->spec.task_version);
+    job->state = rj.state;
+    job->submitted_wall = rj.submitted_wall;
+    job->finished_wall = rj.finished_wall;
+    job->cpu_seconds = rj.cpu_seconds;
+    job->error = std::move(rj.error);
+    job->result = std::move(rj.result);
+    job->failures = std::move(rj.failures);
+    job->units_total_final = rj.units;
+    next_job_ = std::max(next_job_, rj.id + 1);
+    if (job->task == nullptr) {
+      if (!proto::IsFinal(job->state)) {
+        job->state = proto::JobState::kFailed;
+        job->error = "task " + job->spec.task + " is not known to this coordinator any more";
+      }
+    } else if (!proto::IsFinal(job->state)) {
+      job->params.values = job->spec.params;
+      job->params.input = job->spec.input;
+      SC_RETURN_IF_ERROR(ResolvePolicy(job->spec, config_.policy, job->policy));
+      auto plan = job->task->Plan(job->params);
+      auto split = plan.ok() ? job->task->Split(job->params, rj.units) : Result<std::vector<std::string>>(plan.status());
+      if (!split.ok() || split->size() != rj.units) {
+        job->state = proto::JobState::kFailed;
+        job->error = "could not split the job again after a restart: " +
+                     (split.ok() ? std::string("unit count changed") : split.status().ToString());
+      } else {
+        job->unit_work = plan->total_work / static_cast<double>(rj.units);
+        job->units.resize(rj.units);
+        for (std::uint64_t i = 0; i < rj.units; ++i) {
+          Unit& u = job->units[i];
+          u.spec = std::move((*split)[i]);
+          if (auto v = rj.validated.find(static_cast<std::uint32_t>(i)); v != rj.validated.end()) {
+            u.state = Unit::State::kDone;
+            u.result = std::move(v->second);
+            ++job->done;
+          }
+        }
+        job->params.input.clear();
+        job->spec.input.clear();
+      }
+    }
+    if (!job->spec.client_token.empty()) tokens_[job->spec.client_token] = job->id;
+    jobs_.emplace(job->id, std::move(job));
+  }
+  // Leases that were out when the coordinator stopped stay with their peers until the deadline.
+  std::map<std::pair<JobId, std::uint32_t>, int> held;
+  for (auto& rl : leases) {
+    auto jit = jobs_.find(rl.job);
+    if (jit == jobs_.end() || proto::IsFinal(jit->second->state) || rl.unit >= jit->second->units.size()) continue;
+    Job& job = *jit->second;
+    Unit& unit = job.units[rl.unit];
+    if (unit.state != Unit::State::kPending) continue;
+    LeaseRecord rec;
+    rec.id = rl.id;
+    rec.job = rl.job;
+    rec.unit = rl.unit;
+    rec.peer = 0;  // attached when the peer says hello again
+    rec.issued_at = now;
+    rec.deadline = now + std::max(Duration::zero(), rl.remaining);
+    leases_.emplace(rec.id, rec);
+    deadlines_.emplace(rec.deadline, rec.id);
+    orphan_leases_[rl.peer_id].push_back(rec.id);
+    unit.in_flight.push_back(rec.id);
+    ++unit.issued;
+    ++job.running;
+    job.state = proto::JobState::kRunning;
+    next_lease_ = std::max(next_lease_, rl.id + 1);
+  }
+  for (auto& [id, jp] : jobs_) {
+    Job& job = *jp;
+    if (proto::IsFinal(job.state)) continue;
+    for (std::uint32_t i = 0; i < job.units.size(); ++i) {
+      Unit& u = job.units[i];
+      if (u.state != Unit::State::kPending) continue;
+      const std::uint32_t have = static_cast<std::uint32_t>(u.in_flight.size());
+      for (std::uint32_t r = have; r < job.policy.replicas; ++r) {
+        job.ready.push_back(i);
+        ++u.queued;
+      }
+    }
+    MaybeFinishJob(job, WallSeconds(), nullptr);
+    dirty_.insert(id);
+  }
+  work_added_ = true;
+  return OkStatus();
+}
+
+std::vector<JobId> Scheduler::TakeDirtyJobs() {
+  std::vector<JobId> out(dirty_.begin(), dirty_.end());
+  dirty_.clear();
+  return out;
+}
+
+}  // namespace sparecycles::coordinator

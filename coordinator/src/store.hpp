@@ -1,0 +1,69 @@
+// The coordinator's durable store: one SQLite database (WAL, synchronous=FULL) under --data.
+// It listens to the scheduler and buffers every change; Commit() writes them in one transaction
+// per event-loop turn, and only then are results acknowledged to peers and submissions to
+// clients. Load() reads everything back after a restart. Owned by the event-loop thread.
+// Schema: docs/architecture.md ("Durability").
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparecycles/coordinator/scheduler.hpp"
+#include "sparecycles/core/status.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace sparecycles::coordinator {
+
+class Store final : public SchedulerListener {
+ public:
+  /// Opens (creating if needed) <dir>/coordinator.db. Errors: Unavailable, DataLoss.
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir);
+  ~Store() override;
+
+  struct Loaded {
+    std::vector<RecoveredJob> jobs;
+    std::vector<RecoveredLease> leases;
+    JobId next_job = 1;
+  };
+  /// Reads back every job, validated unit and open lease. `wall_now` turns stored deadlines into
+  /// time remaining.
+  Result<Loaded> Load(double wall_now);
+
+  /// Writes everything buffered since the last call in one transaction.
+  Status Commit();
+  bool dirty() const { return pending_ > 0; }
+  /// `PRAGMA integrity_check` == "ok".
+  Result<std::string> IntegrityCheck();
+  std::uint64_t commits() const { return commits_; }
+
+  // SchedulerListener: each call runs its statement inside the open transaction.
+  void OnJobSubmitted(const Job& job) override;
+  void OnUnitValidated(const Job& job, std::uint32_t unit) override;
+  void OnJobFinished(const Job& job) override;
+  void OnLeaseIssued(const LeaseRecord& lease, const std::string& peer_id) override;
+  void OnLeaseSettled(LeaseId lease) override;
+  void OnPeerCredit(const Peer& peer) override;
+
+  /// Wall-clock now, used to store lease deadlines (settable for tests).
+  double (*wall_clock)() = &WallSeconds;
+
+ private:
+  Store() = default;
+  Status Exec(const char* sql);
+  void Begin();
+  sqlite3_stmt* Prepare(const char* sql);
+  void Fail(const char* what);
+
+  sqlite3* db_ = nullptr;
+  bool in_tx_ = false;
+  std::uint64_t pending_ = 0, commits_ = 0;
+  std::vector<sqlite3_stmt*> stmts_;
+  sqlite3_stmt *insert_job_ = nullptr, *insert_unit_ = nullptr, *finish_job_ = nullptr, *delete_units_ = nullptr;
+  sqlite3_stmt *insert_lease_ = nullptr, *delete_lease_ = nullptr, *upsert_peer_ = nullptr;
+  sqlite3_stmt *delete_job_leases_ = nullptr;
+};
+
+}  // namespace sparecycles::coordinator

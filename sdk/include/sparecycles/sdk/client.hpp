@@ -1,0 +1,160 @@
+// The SpareCycles SDK: submit jobs to a coordinator (or to an embedded one) and collect results.
+//
+//   auto client = sparecycles::Client::Local();              // coordinator + worker in-process
+//   auto job = client->Submit(sparecycles::JobSpec("primes").Set("to", "1000000000"));
+//   auto result = job->Wait();                               // result->summary == "50847534"
+//
+// Thread-safety: Client and Job are thread-safe; progress callbacks run on the client's I/O
+// thread and must not block. No ZeroMQ or cereal type appears here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sparecycles/core/status.hpp"
+
+namespace sparecycles {
+
+enum class JobState { kQueued, kRunning, kDone, kFailed, kCancelled };
+std::string_view JobStateName(JobState state);
+inline bool IsFinal(JobState s) { return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled; }
+
+/// How many peers must agree before a unit's result is accepted. 0 = the coordinator's default.
+struct Replication {
+  std::uint32_t replicas = 0;      // copies issued at first
+  std::uint32_t quorum = 0;        // matching results needed
+  std::uint32_t max_replicas = 0;  // most copies ever issued for one unit
+  std::uint32_t max_errors = 0;    // failed runs after which the unit fails
+};
+
+/// What to run: a task name, its parameters and (for data tasks) input bytes.
+struct JobSpec {
+  JobSpec() = default;
+  explicit JobSpec(std::string task_name) : task(std::move(task_name)) {}
+
+  std::string task;                           // e.g. "primes"; see `sparecycles tasks`
+  std::map<std::string, std::string> params;  // task parameters, as text
+  std::string input;                          // input bytes for data tasks (e.g. wordfreq)
+  std::string name;                           // free text shown in listings
+  int priority = 0;                           // higher runs first. Default: 0
+  double unit_seconds = 0;                    // target seconds per unit. 0 = coordinator default (1 s)
+  std::uint64_t units = 0;                    // exact number of units. 0 = chosen by the coordinator
+  Replication replication;
+  std::string client_token;                   // retry-safe submit; empty = a fresh random token
+
+  /// Sets a parameter; returns *this for chaining.
+  JobSpec& Set(const std::string& key, const std::string& value) {
+    params[key] = value;
+    return *this;
+  }
+  /// Reads a file into `input`. Errors: NotFound, ResourceExhausted (over 64 MiB).
+  Status LoadInput(const std::string& path);
+};
+
+struct JobInfo {
+  std::uint64_t id = 0;
+  std::string task, name;
+  JobState state = JobState::kQueued;
+  int priority = 0;
+  std::uint64_t units_total = 0, units_done = 0, units_failed = 0, units_running = 0;
+  double submitted_at = 0, finished_at = 0;  // seconds since the Unix epoch
+  double cpu_seconds = 0;                    // validated CPU time spent on the job
+  std::string error;
+};
+
+struct PeerInfo {
+  std::string peer_id, hostname, state, reason;
+  std::uint32_t cores = 0, slots = 0, idle_slots = 0;
+  std::uint64_t running = 0, units_done = 0;
+  double cpu_seconds = 0, connected_seconds = 0, silent_seconds = 0;
+};
+
+struct UnitFailure {
+  std::uint64_t unit = 0;
+  std::string reason;
+};
+
+struct JobResult {
+  JobInfo info;
+  std::string bytes;       // the merged result (task-defined; an image for mandelbrot)
+  std::string summary;     // a one-line human answer, e.g. "50847534"
+  std::string json;        // the answer as a JSON value
+  std::string media_type;  // e.g. "image/png"
+  std::vector<UnitFailure> failures;  // why units failed, when info.state == kFailed
+  /// Writes `bytes` to a file.
+  Status WriteTo(const std::string& path) const;
+};
+
+namespace detail {
+struct ClientCore;
+struct JobCore;
+}  // namespace detail
+
+/// A submitted job. Cheap to copy; all copies refer to the same job.
+class Job {
+ public:
+  std::uint64_t id() const;
+  /// The latest progress the coordinator pushed.
+  JobInfo Info() const;
+  /// Called on every progress update (on the client's I/O thread), and once at the end.
+  void OnProgress(std::function<void(const JobInfo&)> callback);
+  /// Waits until the job ends and fetches its result. Errors: DeadlineExceeded after `timeout`
+  /// (the job keeps running), Unavailable when the coordinator cannot be reached.
+  Result<JobResult> Wait(std::chrono::milliseconds timeout = std::chrono::hours(24 * 365));
+  /// Cancels the job; its running units stop on the peers.
+  Status Cancel();
+
+ private:
+  friend class Client;
+  Job(std::shared_ptr<detail::ClientCore> c, std::shared_ptr<detail::JobCore> j)
+      : client_(std::move(c)), job_(std::move(j)) {}
+  std::shared_ptr<detail::ClientCore> client_;
+  std::shared_ptr<detail::JobCore> job_;
+};
+
+struct ClientOptions {
+  std::chrono::milliseconds request_timeout{10000};  // per request. Default: 10 s
+};
+
+struct LocalOptions {
+  unsigned cores = 0;              // cores for the embedded worker; 0 = all. Default: 0
+  double unit_seconds = 0;         // target seconds per unit; 0 = 1 s
+  std::vector<std::string> tasks;  // tasks the embedded worker calibrates; empty = all
+  bool verbose = false;            // log the embedded coordinator and worker to stderr
+};
+
+class Client {
+ public:
+  /// Connects to a coordinator's client endpoint, e.g. "tcp://127.0.0.1:7738". The connection is
+  /// made lazily; a dead endpoint shows up as Unavailable on the first request.
+  static Result<Client> Connect(const std::string& endpoint, ClientOptions options = {});
+  /// Starts a coordinator and a worker inside this process, on 127.0.0.1 with OS-chosen ports.
+  static Result<Client> Local(LocalOptions options = {});
+
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();
+
+  /// Submits a job. Errors: InvalidArgument / NotFound for a bad spec or unknown task.
+  Result<Job> Submit(const JobSpec& spec);
+  /// Follows a job that already exists (e.g. submitted by another process).
+  Result<Job> Attach(std::uint64_t job_id);
+  Result<JobInfo> Status(std::uint64_t job_id);
+  Result<std::vector<JobInfo>> Jobs();
+  Result<std::vector<PeerInfo>> Peers();
+  sparecycles::Status Cancel(std::uint64_t job_id);
+  /// The coordinator's client endpoint (useful with Local()).
+  std::string endpoint() const;
+
+ private:
+  explicit Client(std::shared_ptr<detail::ClientCore> core);
+  std::shared_ptr<detail::ClientCore> core_;
+};
+
+}  // namespace sparecycles

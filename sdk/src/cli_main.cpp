@@ -1,0 +1,384 @@
+// sparecycles: the command-line client. `run` executes a job on an embedded coordinator + worker;
+// the other commands talk to a coordinator's client endpoint. Exit codes: 0 success, 1 the job
+// failed or was cancelled, 2 bad usage, 3 the coordinator could not be reached.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+
+#include "sparecycles/core/options.hpp"
+#include "sparecycles/sdk/client.hpp"
+#include "sparecycles/tasks/task.hpp"
+
+using namespace sparecycles;
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: sparecycles COMMAND [options]\n\n"
+    "Commands:\n"
+    "  run TASK [--PARAM VALUE ...]     run a job here, on an embedded coordinator and worker\n"
+    "  submit TASK [--PARAM VALUE ...]  submit a job to a coordinator and wait for its result\n"
+    "  status JOB                       show a job's progress\n"
+    "  wait JOB                         wait for a job and print its result\n"
+    "  cancel JOB                       cancel a job (its running units stop on the peers)\n"
+    "  jobs                             list the coordinator's jobs\n"
+    "  peers                            list the connected peers\n"
+    "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n\n"
+    "Run `sparecycles COMMAND --help` for a command's options, `sparecycles run TASK --help`\n"
+    "for a task's parameters. Example:\n"
+    "  sparecycles run primes --from 0 --to 1000000000 --json\n";
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string InfoJson(const JobInfo& i) {
+  std::ostringstream o;
+  o << "{\"job\":" << i.id << ",\"task\":" << JsonString(i.task) << ",\"name\":" << JsonString(i.name)
+    << ",\"state\":" << JsonString(JobStateName(i.state)) << ",\"priority\":" << i.priority
+    << ",\"units_total\":" << i.units_total << ",\"units_done\":" << i.units_done
+    << ",\"units_failed\":" << i.units_failed << ",\"units_running\":" << i.units_running
+    << ",\"cpu_seconds\":" << i.cpu_seconds << ",\"error\":" << JsonString(i.error) << "}";
+  return o.str();
+}
+
+int Usage(const std::string& msg) {
+  std::fprintf(stderr, "sparecycles: %s\n", msg.c_str());
+  return 2;
+}
+
+int Report(const Status& s) {
+  std::fprintf(stderr, "sparecycles: %s\n", s.ToString().c_str());
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ? 3 : 2;
+}
+
+void AddConnectionOptions(Options& o) {
+  o.Add("coordinator", "tcp://127.0.0.1:7738", "The coordinator's client endpoint.");
+  o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
+  o.AddFlag("json", "Print JSON for scripts instead of text.");
+}
+
+void AddJobOptions(Options& o, bool embedded) {
+  o.Add("input", "", "Input file for data tasks (wordfreq); sent to the peers in chunks.");
+  o.Add("output", "", "Where to write the result bytes (default for images: TASK-JOB.png).");
+  o.Add("name", "", "A name for the job, shown by `jobs`.");
+  o.Add("units", "0", "Exact number of units; 0 = chosen from the job's size and the peers' speed.");
+  o.Add("unit-seconds", "0", "Target seconds per unit; 0 = the coordinator's default (1 s).");
+  o.Add("priority", "0", "Higher-priority jobs get peers first.");
+  o.Add("replicas", "0", "Copies of each unit issued at first; 0 = coordinator default.");
+  o.Add("quorum", "0", "Matching results needed to accept a unit; 0 = coordinator default.");
+  o.Add("max-replicas", "0", "Most copies of one unit; 0 = coordinator default.");
+  o.Add("max-errors", "0", "Failed runs after which a unit fails; 0 = coordinator default.");
+  o.Add("wait-timeout", "0", "Give up waiting after this long (e.g. 10m); 0 = wait forever.");
+  o.AddFlag("json", "Print JSON for scripts instead of text.");
+  o.AddFlag("no-progress", "Do not draw the progress bar.");
+  if (embedded) {
+    o.Add("cores", "0", "Cores for the embedded worker; 0 = all.");
+    o.AddFlag("verbose", "Show the embedded coordinator's and worker's logs.");
+  } else {
+    o.Add("coordinator", "tcp://127.0.0.1:7738", "The coordinator's client endpoint.");
+    o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
+    o.AddFlag("no-wait", "Print the job id and return at once.");
+  }
+}
+
+std::string TaskHelp(const tasks::Task& t) {
+  std::ostringstream o;
+  o << t.Name() << " (v" << t.Version() << "): " << t.Summary() << "\nParameters:\n";
+  for (const auto& p : t.Params())
+    o << "  --" << p.name << " VALUE\n      " << p.help << "\n      Default: "
+      << (p.default_value.empty() ? "(required)" : p.default_value) << "\n";
+  return o.str();
+}
+
+Result<std::chrono::milliseconds> TimeoutOf(const Options& o, const char* name) {
+  auto s = ParseSeconds(o.Get(name));
+  if (!s.ok()) return InvalidArgument(std::string("--") + name + ": " + s.status().message());
+  return std::chrono::milliseconds(static_cast<std::int64_t>(*s * 1000));
+}
+
+Result<Client> ConnectFrom(const Options& o) {
+  auto t = TimeoutOf(o, "timeout");
+  if (!t.ok()) return t.status();
+  ClientOptions co;
+  co.request_timeout = t->count() > 0 ? *t : std::chrono::milliseconds(10000);
+  return Client::Connect(o.Get("coordinator"), co);
+}
+
+// Draws "[#####.....]  45/100 units  12.3 s" on stderr when it is a terminal.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled && isatty(STDERR_FILENO)) {}
+  void Update(const JobInfo& i) {
+    if (!enabled_) return;
+    std::lock_guard lock(mu_);
+    const double frac = i.units_total ? static_cast<double>(i.units_done) / static_cast<double>(i.units_total) : 0;
+    const int width = 30, filled = static_cast<int>(frac * width);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::fprintf(stderr, "\r[%s%s] %llu/%llu units, %llu running  %.1f s ", std::string(filled, '#').c_str(),
+                 std::string(width - filled, '.').c_str(), static_cast<unsigned long long>(i.units_done),
+                 static_cast<unsigned long long>(i.units_total), static_cast<unsigned long long>(i.units_running), secs);
+    drawn_ = true;
+  }
+  void Finish() {
+    std::lock_guard lock(mu_);
+    if (drawn_) std::fprintf(stderr, "\n");
+    drawn_ = false;
+    enabled_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+int PrintResult(const Options& o, const JobResult& r, double seconds) {
+  std::string output = o.Get("output");
+  const bool image = r.media_type.rfind("image/", 0) == 0;
+  if (output.empty() && image && r.info.state == JobState::kDone)
+    output = r.info.task + "-" + std::to_string(r.info.id) + (r.media_type == "image/png" ? ".png" : ".pgm");
+  if (!output.empty() && r.info.state == JobState::kDone) {
+    if (Status s = r.WriteTo(output); !s.ok()) return Report(s);
+  }
+  if (o.Flag("json")) {
+    std::ostringstream j;
+    j << "{\"job\":" << r.info.id << ",\"task\":" << JsonString(r.info.task)
+      << ",\"state\":" << JsonString(JobStateName(r.info.state)) << ",\"units\":" << r.info.units_total
+      << ",\"seconds\":" << seconds << ",\"cpu_seconds\":" << r.info.cpu_seconds
+      << ",\"result\":" << (r.json.empty() ? "null" : r.json) << ",\"summary\":" << JsonString(r.summary);
+    if (!output.empty()) j << ",\"output\":" << JsonString(output);
+    if (!r.info.error.empty()) j << ",\"error\":" << JsonString(r.info.error);
+    j << ",\"failures\":[";
+    for (std::size_t i = 0; i < r.failures.size(); ++i)
+      j << (i ? "," : "") << "{\"unit\":" << r.failures[i].unit << ",\"reason\":" << JsonString(r.failures[i].reason) << "}";
+    j << "]}";
+    std::cout << j.str() << std::endl;
+  } else if (r.info.state == JobState::kDone) {
+    std::cout << r.summary << std::endl;
+    if (!output.empty()) std::cerr << "wrote " << output << " (" << r.bytes.size() << " bytes)\n";
+    std::cerr << "job " << r.info.id << ": " << r.info.units_total << " units in " << seconds << " s\n";
+  } else {
+    std::cerr << "job " << r.info.id << " " << JobStateName(r.info.state) << ": " << r.info.error << "\n";
+    for (const auto& f : r.failures) std::cerr << "  unit " << f.unit << ": " << f.reason << "\n";
+  }
+  return r.info.state == JobState::kDone ? 0 : 1;
+}
+
+int RunJob(const std::vector<std::string>& args, bool embedded) {
+  Options o(embedded ? "sparecycles run TASK [--PARAM VALUE ...] [options]"
+                     : "sparecycles submit TASK [--PARAM VALUE ...] [options]",
+            embedded ? "Runs a job on a coordinator and worker embedded in this process (no set-up)."
+                     : "Submits a job to a coordinator and waits for its result (unless --no-wait).",
+            "SPARECYCLES_");
+  AddJobOptions(o, embedded);
+  o.AllowExtra(true);
+  if (Status s = o.Parse(args); !s.ok()) return Usage(s.message());
+  const tasks::Task* task = o.Positional().empty() ? nullptr : tasks::Registry::BuiltIn().Find(o.Positional()[0]);
+  if (o.HelpRequested()) {
+    std::cout << o.Help();
+    if (task) std::cout << "\n" << TaskHelp(*task);
+    return 0;
+  }
+  if (o.Positional().size() != 1) return Usage("name one task (see `sparecycles tasks`)");
+  const std::string task_name = o.Positional()[0];
+  JobSpec spec(task_name);
+  if (task != nullptr) {
+    for (const auto& [k, v] : o.Extra()) {
+      bool known = false;
+      for (const auto& p : task->Params()) known |= p.name == k;
+      if (!known) return Usage("task " + task_name + " has no parameter --" + k + " (see `sparecycles run " + task_name + " --help`)");
+    }
+  }
+  spec.params = o.Extra();
+  spec.name = o.Get("name");
+  if (!o.Get("input").empty())
+    if (Status s = spec.LoadInput(o.Get("input")); !s.ok()) return Report(s);
+  auto units = o.GetInt("units", 0, 10'000'000);
+  auto us = o.GetDouble("unit-seconds", 0, 86400);
+  auto pri = o.GetInt("priority", -1000000, 1000000);
+  auto rep = o.GetInt("replicas", 0, 16);
+  auto quo = o.GetInt("quorum", 0, 16);
+  auto mr = o.GetInt("max-replicas", 0, 64);
+  auto me = o.GetInt("max-errors", 0, 64);
+  auto wt = TimeoutOf(o, "wait-timeout");
+  for (const Status* s : {&units.status(), &us.status(), &pri.status(), &rep.status(), &quo.status(), &mr.status(), &me.status(), &wt.status()})
+    if (!s->ok()) return Usage(s->message());
+  spec.units = static_cast<std::uint64_t>(*units);
+  spec.unit_seconds = *us;
+  spec.priority = static_cast<int>(*pri);
+  spec.replication = {static_cast<std::uint32_t>(*rep), static_cast<std::uint32_t>(*quo),
+                      static_cast<std::uint32_t>(*mr), static_cast<std::uint32_t>(*me)};
+
+  const auto start = std::chrono::steady_clock::now();
+  Result<Client> client = Unavailable("unset");
+  if (embedded) {
+    auto cores = o.GetInt("cores", 0, 4096);
+    if (!cores.ok()) return Usage(cores.status().message());
+    LocalOptions lo;
+    lo.cores = static_cast<unsigned>(*cores);
+    lo.tasks = {task_name};
+    lo.verbose = o.Flag("verbose");
+    client = Client::Local(lo);
+  } else {
+    client = ConnectFrom(o);
+  }
+  if (!client.ok()) return Report(client.status());
+  auto job = client->Submit(spec);
+  if (!job.ok()) return Report(job.status());
+  if (!embedded && o.Flag("no-wait")) {
+    if (o.Flag("json")) std::cout << InfoJson(job->Info()) << std::endl;
+    else std::cout << job->id() << std::endl;
+    return 0;
+  }
+  ProgressBar bar(!o.Flag("json") && !o.Flag("no-progress"));
+  job->OnProgress([&bar](const JobInfo& i) { bar.Update(i); });
+  auto result = job->Wait(wt->count() > 0 ? *wt : std::chrono::hours(24 * 365));
+  bar.Finish();
+  if (!result.ok()) return Report(result.status());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return PrintResult(o, *result, seconds);
+}
+
+int Simple(const std::string& cmd, const std::vector<std::string>& args) {
+  Options o("sparecycles " + cmd + (cmd == "jobs" || cmd == "peers" ? "" : " JOB") + " [options]",
+            cmd == "jobs"     ? "Lists the coordinator's jobs."
+            : cmd == "peers"  ? "Lists the peers connected to the coordinator."
+            : cmd == "status" ? "Shows a job's progress."
+            : cmd == "wait"   ? "Waits for a job to end and prints its result."
+                              : "Cancels a job; its running units stop on the peers.",
+            "SPARECYCLES_");
+  AddConnectionOptions(o);
+  if (cmd == "wait") o.Add("output", "", "Where to write the result bytes.");
+  if (Status s = o.Parse(args); !s.ok()) return Usage(s.message());
+  if (o.HelpRequested()) {
+    std::cout << o.Help();
+    return 0;
+  }
+  const bool needs_job = cmd != "jobs" && cmd != "peers";
+  if (o.Positional().size() != (needs_job ? 1u : 0u)) return Usage(needs_job ? "name one job id" : "no arguments expected");
+  std::uint64_t job_id = 0;
+  if (needs_job) {
+    auto id = ParseInt(o.Positional()[0]);
+    if (!id.ok() || *id <= 0) return Usage("'" + o.Positional()[0] + "' is not a job id");
+    job_id = static_cast<std::uint64_t>(*id);
+  }
+  auto client = ConnectFrom(o);
+  if (!client.ok()) return Report(client.status());
+  const bool json = o.Flag("json");
+  if (cmd == "jobs") {
+    auto jobs = client->Jobs();
+    if (!jobs.ok()) return Report(jobs.status());
+    if (json) {
+      std::cout << "[";
+      for (std::size_t i = 0; i < jobs->size(); ++i) std::cout << (i ? "," : "") << InfoJson((*jobs)[i]);
+      std::cout << "]" << std::endl;
+    } else {
+      std::printf("%-6s %-11s %-10s %-9s %s\n", "JOB", "TASK", "STATE", "PRIORITY", "UNITS DONE/TOTAL (FAILED)");
+      for (const auto& j : *jobs)
+        std::printf("%-6llu %-11s %-10s %-9d %llu/%llu (%llu)\n", static_cast<unsigned long long>(j.id), j.task.c_str(),
+                    std::string(JobStateName(j.state)).c_str(), j.priority, static_cast<unsigned long long>(j.units_done),
+                    static_cast<unsigned long long>(j.units_total), static_cast<unsigned long long>(j.units_failed));
+    }
+    return 0;
+  }
+  if (cmd == "peers") {
+    auto peers = client->Peers();
+    if (!peers.ok()) return Report(peers.status());
+    if (json) {
+      std::cout << "[";
+      for (std::size_t i = 0; i < peers->size(); ++i) {
+        const auto& p = (*peers)[i];
+        std::cout << (i ? "," : "") << "{\"peer\":" << JsonString(p.peer_id) << ",\"host\":" << JsonString(p.hostname)
+                  << ",\"cores\":" << p.cores << ",\"slots\":" << p.slots << ",\"idle_slots\":" << p.idle_slots
+                  << ",\"state\":" << JsonString(p.state) << ",\"running\":" << p.running
+                  << ",\"units_done\":" << p.units_done << ",\"cpu_seconds\":" << p.cpu_seconds
+                  << ",\"silent_seconds\":" << p.silent_seconds << "}";
+      }
+      std::cout << "]" << std::endl;
+    } else {
+      std::printf("%-24s %-16s %-6s %-10s %-8s %-10s %s\n", "PEER", "HOST", "CORES", "STATE", "RUNNING", "UNITS", "CPU-S (VALIDATED)");
+      for (const auto& p : *peers)
+        std::printf("%-24s %-16s %-6u %-10s %-8llu %-10llu %.1f\n", p.peer_id.c_str(), p.hostname.c_str(), p.cores,
+                    p.state.c_str(), static_cast<unsigned long long>(p.running),
+                    static_cast<unsigned long long>(p.units_done), p.cpu_seconds);
+    }
+    return 0;
+  }
+  if (cmd == "status") {
+    auto info = client->Status(job_id);
+    if (!info.ok()) return Report(info.status());
+    if (json) std::cout << InfoJson(*info) << std::endl;
+    else
+      std::printf("job %llu (%s): %s, %llu/%llu units done, %llu running, %llu failed%s%s\n",
+                  static_cast<unsigned long long>(info->id), info->task.c_str(), std::string(JobStateName(info->state)).c_str(),
+                  static_cast<unsigned long long>(info->units_done), static_cast<unsigned long long>(info->units_total),
+                  static_cast<unsigned long long>(info->units_running), static_cast<unsigned long long>(info->units_failed),
+                  info->error.empty() ? "" : ": ", info->error.c_str());
+    return 0;
+  }
+  if (cmd == "cancel") {
+    if (Status s = client->Cancel(job_id); !s.ok()) return Report(s);
+    if (!json) std::printf("job %llu cancelled\n", static_cast<unsigned long long>(job_id));
+    else std::cout << "{\"job\":" << job_id << ",\"state\":\"cancelled\"}" << std::endl;
+    return 0;
+  }
+  // wait
+  const auto start = std::chrono::steady_clock::now();
+  auto job = client->Attach(job_id);
+  if (!job.ok()) return Report(job.status());
+  auto result = job->Wait();
+  if (!result.ok()) return Report(result.status());
+  return PrintResult(o, *result, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+int Tasks(const std::vector<std::string>& args) {
+  const auto& reg = tasks::Registry::BuiltIn();
+  if (!args.empty() && args[0] != "--help") {
+    const tasks::Task* t = reg.Find(args[0]);
+    if (!t) return Usage("no task named " + args[0]);
+    std::cout << TaskHelp(*t);
+    return 0;
+  }
+  for (const auto* t : reg.All()) std::printf("%-12s v%-3u %s\n", std::string(t->Name()).c_str(), t->Version(), std::string(t->Summary()).c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (cmd == "run") return RunJob(args, true);
+  if (cmd == "submit") return RunJob(args, false);
+  if (cmd == "tasks") return Tasks(args);
+  if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers") return Simple(cmd, args);
+  return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
+}

@@ -1,0 +1,126 @@
+// The task API: what a kind of job must define so SpareCycles can split, run, check and merge it.
+// A Task object is stateless and shared: every method must be safe to call from many threads at
+// once. Unit and result bytes come off the network, so Execute() and Merge() validate them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sparecycles/core/status.hpp"
+
+namespace sparecycles::tasks {
+
+/// What a job asks for: named parameters (as text) and optional input bytes.
+struct JobParams {
+  std::map<std::string, std::string> values;
+  std::string input;
+
+  /// Helpers that parse a parameter or fall back to `def` when it is absent.
+  Result<std::int64_t> Int(const std::string& name, std::int64_t def) const;
+  Result<double> Double(const std::string& name, double def) const;
+  std::string Text(const std::string& name, const std::string& def) const;
+};
+
+/// One declared parameter, shown by `sparecycles run TASK --help`.
+struct ParamSpec {
+  std::string name;
+  std::string default_value;  // empty = required
+  std::string help;
+};
+
+/// What Plan() learns about a job before it is split.
+struct JobPlan {
+  double total_work = 0;      // in the task's own work units (see Task::WorkName)
+  std::uint64_t max_units = 1;// the most units this job can be cut into
+  bool fixed_units = false;   // the job defines its own units: use max_units unless the submitter
+                              // asks for a count (e.g. spin, where one unit is one timed piece)
+};
+
+/// Given to Execute(): progress reporting, cancellation and (later) checkpoints.
+/// Progress() is where a unit may be paused or stopped: it throws UnitCancelled when the unit
+/// must stop. Implementations are per unit; a kernel may call them from several TBB threads.
+class UnitContext {
+ public:
+  virtual ~UnitContext() = default;
+  /// Reports the fraction done (0..1). May block while the worker is paused; throws UnitCancelled
+  /// when the unit has been cancelled.
+  virtual void Progress(double fraction) = 0;
+  /// True when the unit should stop soon (cancelled); kernels may poll it in inner loops.
+  virtual bool StopRequested() const = 0;
+};
+
+struct UnitCancelled {
+  std::string reason;
+};
+
+/// A context for running a unit outside any worker (tests, benchmarks, local reference runs).
+class NullContext final : public UnitContext {
+ public:
+  void Progress(double) override {}
+  bool StopRequested() const override { return false; }
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+
+  virtual std::string_view Name() const = 0;
+  virtual std::uint32_t Version() const = 0;
+  virtual std::string_view Summary() const = 0;
+  virtual std::vector<ParamSpec> Params() const = 0;
+  /// Name of the unit of work used by Plan()/Calibrate(), e.g. "numbers sieved".
+  virtual std::string_view WorkName() const = 0;
+
+  /// Validates the parameters and estimates the job's size. Errors are for the submitter.
+  virtual Result<JobPlan> Plan(const JobParams& params) const = 0;
+
+  /// Cuts the job into exactly `units` units (1 <= units <= plan.max_units), in order.
+  /// Together the units must cover the job's input exactly once.
+  virtual Result<std::vector<std::string>> Split(const JobParams& params,
+                                                 std::uint64_t units) const = 0;
+
+  /// Runs one unit (bytes from Split, received over the network). May use TBB inside and
+  /// may throw: the worker turns an exception into a failed unit.
+  virtual Result<std::string> Execute(std::string_view unit, UnitContext& ctx) const = 0;
+
+  /// Combines the results of all units, given in unit order.
+  virtual Result<std::string> Merge(const JobParams& params,
+                                    std::span<const std::string> results) const = 0;
+
+  /// The bytes that replicas of a unit must agree on bitwise. Default: the result itself.
+  virtual std::string Canonicalize(std::string_view result) const { return std::string(result); }
+
+  /// A short human-readable answer for a merged result (the CLI prints it), e.g. "50847534".
+  virtual std::string Summarize(std::string_view merged) const = 0;
+  /// The merged result as a JSON value (for --json), e.g. {"count":50847534}.
+  virtual std::string ToJson(std::string_view merged) const = 0;
+  /// The media type of the merged result, e.g. "application/octet-stream" or "image/png".
+  virtual std::string_view MediaType() const { return "application/octet-stream"; }
+
+  /// Work units per second on one core, measured by running a small piece for about `seconds`.
+  virtual double Calibrate(double seconds) const = 0;
+  /// Work units per second assumed before any peer has reported (about one modern core).
+  virtual double DefaultWorkPerSecond() const = 0;
+};
+
+/// The tasks a process knows, by name and version. Thread-safe after construction.
+class Registry {
+ public:
+  /// A registry with every built-in task.
+  static const Registry& BuiltIn();
+
+  void Add(std::unique_ptr<Task> task);
+  /// version 0 = the newest of that name.
+  const Task* Find(std::string_view name, std::uint32_t version = 0) const;
+  std::vector<const Task*> All() const;
+
+ private:
+  std::vector<std::unique_ptr<Task>> tasks_;
+};
+
+}  // namespace sparecycles::tasks

@@ -1,0 +1,378 @@
+// The scheduler's state machine, driven with a fake clock and fake peers: no sockets, no sleeps.
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include "fake_task.hpp"
+#include "sparecycles/coordinator/scheduler.hpp"
+
+using namespace sparecycles;
+using namespace sparecycles::coordinator;
+using sparecycles::testing::HashOf;
+using sparecycles::testing::SquaresTask;
+
+namespace {
+
+struct Fixture {
+  tasks::Registry registry;
+  FakeClock clock;
+  SchedulerConfig config;
+  std::unique_ptr<Scheduler> s;
+
+  explicit Fixture(SchedulerConfig c = {}) : config(c) {
+    registry.Add(std::make_unique<SquaresTask>());
+    config.peer_timeout = std::chrono::seconds(10);
+    config.lease_min = std::chrono::seconds(30);
+    s = std::make_unique<Scheduler>(config, registry);
+  }
+  PeerHandle Peer(const std::string& id, std::uint32_t cores = 1, const std::string& host = "") {
+    PeerHello h;
+    h.peer_id = id;
+    h.host = host.empty() ? id : host;
+    h.cores = cores;
+    h.work_per_second[TaskKey("squares", 1)] = 1.0;
+    return s->AddPeer(h, clock.Now());
+  }
+  JobId Submit(std::uint64_t n, std::uint32_t replicas = 1, std::uint32_t quorum = 1, int priority = 0,
+               std::uint32_t max_replicas = 0, std::uint32_t max_errors = 0) {
+    proto::JobSpecWire spec;
+    spec.task = "squares";
+    spec.params["n"] = std::to_string(n);
+    spec.units = n;
+    spec.replicas = replicas;
+    spec.quorum = quorum;
+    spec.priority = priority;
+    spec.max_replicas = max_replicas;
+    spec.max_errors = max_errors;
+    auto id = s->Submit(spec, 0);
+    REQUIRE(id.ok());
+    return *id;
+  }
+  // Runs the lease honestly and returns the result message.
+  proto::ResultMsg Honest(const proto::Lease& l) {
+    SquaresTask t;
+    tasks::NullContext ctx;
+    auto out = t.Execute(l.unit, ctx);
+    proto::ResultMsg r;
+    r.lease_id = l.lease_id;
+    r.job_id = l.job_id;
+    r.unit_index = l.unit_index;
+    r.payload = *out;
+    r.hash = HashOf(*out);
+    r.cpu_seconds = 1;
+    return r;
+  }
+  proto::ResultMsg Wrong(const proto::Lease& l) {
+    proto::ResultMsg r = Honest(l);
+    r.payload = testing::U64Bytes(12345);
+    r.hash = HashOf(r.payload);
+    return r;
+  }
+  ResultEffect Deliver(PeerHandle p, const proto::ResultMsg& r) { return s->OnResult(p, r, clock.Now(), 0); }
+  std::uint64_t Answer(JobId id) { return testing::BytesU64(s->FindJob(id)->result); }
+};
+
+std::uint64_t SumSquares(std::uint64_t n) { return (n - 1) * n * (2 * n - 1) / 6; }
+
+}  // namespace
+
+TEST_CASE("every unit of a job is leased exactly once and the merged answer is right") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 2), b = f.Peer("b", 2);
+  const JobId job = f.Submit(20);
+  std::map<std::uint64_t, int> seen;
+  while (!proto::IsFinal(f.s->FindJob(job)->state)) {
+    bool progress = false;
+    for (PeerHandle p : {a, b}) {
+      for (const auto& l : f.s->Lease(p, 3, f.clock.Now())) {
+        ++seen[l.unit_index];
+        f.Deliver(p, f.Honest(l));
+        progress = true;
+      }
+    }
+    REQUIRE(progress);
+  }
+  CHECK(seen.size() == 20);
+  for (auto& [u, n] : seen) CHECK(n == 1);
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kDone);
+  CHECK(f.Answer(job) == SumSquares(20));
+  CHECK(f.s->in_flight() == 0);
+}
+
+TEST_CASE("a peer is never leased more than its slots plus prefetch") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 2);
+  f.Submit(50);
+  CHECK(f.s->Lease(a, 100, f.clock.Now()).size() == 3);  // 2 slots + prefetch 1
+  CHECK(f.s->Lease(a, 100, f.clock.Now()).empty());
+}
+
+TEST_CASE("the unit count follows the job size and the peers' measured speed") {
+  Fixture f;
+  PeerHello h;
+  h.peer_id = "fast";
+  h.cores = 1;
+  h.work_per_second[TaskKey("squares", 1)] = 10.0;  // 10 work units per second
+  f.s->AddPeer(h, f.clock.Now());
+  proto::JobSpecWire spec;
+  spec.task = "squares";
+  spec.params = {{"n", "1000"}, {"work", "1"}};  // 1000 work units in total
+  spec.unit_seconds = 2.0;                        // 20 work units per unit -> 50 units
+  auto id = f.s->Submit(spec, 0);
+  REQUIRE(id.ok());
+  CHECK(f.s->FindJob(*id)->units.size() == 50);
+}
+
+TEST_CASE("replicas of one unit never go to the same peer") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 4);
+  f.Submit(3, /*replicas=*/2, /*quorum=*/2);
+  auto leases = f.s->Lease(a, 10, f.clock.Now());
+  std::set<std::uint64_t> units;
+  for (const auto& l : leases) CHECK(units.insert(l.unit_index).second);
+  CHECK(leases.size() == 3);
+}
+
+TEST_CASE("replicas never go to two peers of the same host when distinct_hosts is set") {
+  SchedulerConfig c;
+  c.distinct_hosts = true;
+  Fixture f(c);
+  const PeerHandle a = f.Peer("a", 1, "10.0.0.1"), b = f.Peer("b", 1, "10.0.0.1"), d = f.Peer("d", 1, "10.0.0.2");
+  f.Submit(1, 2, 2);
+  CHECK(f.s->Lease(a, 1, f.clock.Now()).size() == 1);
+  CHECK(f.s->Lease(b, 1, f.clock.Now()).empty());
+  CHECK(f.s->Lease(d, 1, f.clock.Now()).size() == 1);
+}
+
+TEST_CASE("a unit is accepted when a quorum of peers agree") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  const JobId job = f.Submit(1, 2, 2);
+  auto la = f.s->Lease(a, 1, f.clock.Now());
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  REQUIRE(la.size() == 1);
+  REQUIRE(lb.size() == 1);
+  CHECK(f.Deliver(a, f.Honest(la[0])).kind == ResultEffect::Kind::kAccepted);
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kRunning);
+  auto e = f.Deliver(b, f.Honest(lb[0]));
+  CHECK(e.kind == ResultEffect::Kind::kUnitValidated);
+  CHECK(e.job_finished == job);
+  CHECK(f.Answer(job) == 0);
+  CHECK(f.s->FindPeer(a)->units_done == 1);
+  CHECK(f.s->FindPeer(a)->cpu_seconds_validated == doctest::Approx(1.0));
+}
+
+TEST_CASE("disagreement issues another replica and the majority answer wins") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b"), c = f.Peer("c");
+  const JobId job = f.Submit(1, 2, 2, 0, /*max_replicas=*/3);
+  auto la = f.s->Lease(a, 1, f.clock.Now());
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  f.Deliver(a, f.Wrong(la[0]));
+  f.Deliver(b, f.Honest(lb[0]));
+  CHECK(f.s->Lease(a, 1, f.clock.Now()).empty());  // a and b already had this unit
+  auto lc = f.s->Lease(c, 1, f.clock.Now());
+  REQUIRE(lc.size() == 1);
+  CHECK(f.Deliver(c, f.Honest(lc[0])).kind == ResultEffect::Kind::kUnitValidated);
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kDone);
+  CHECK(f.s->FindPeer(a)->units_invalid == 1);
+  CHECK(f.s->FindPeer(a)->cpu_seconds_validated == 0);
+  CHECK(f.s->stats().replicas_disagreed == 1);
+}
+
+TEST_CASE("a unit without a quorum after max replicas fails and the job reports why") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  const JobId job = f.Submit(2, 2, 2, 0, /*max_replicas=*/2);
+  for (PeerHandle p : {a, b})
+    for (const auto& l : f.s->Lease(p, 2, f.clock.Now()))
+      f.Deliver(p, (p == a && l.unit_index == 1) ? f.Wrong(l) : f.Honest(l));
+  const Job* j = f.s->FindJob(job);
+  CHECK(j->state == proto::JobState::kFailed);
+  REQUIRE(j->failures.size() == 1);
+  CHECK(j->failures[0].unit_index == 1);
+  CHECK(j->failures[0].reason.find("no quorum") != std::string::npos);
+}
+
+TEST_CASE("a unit that fails max_errors times fails with the kernel's message") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b"), c = f.Peer("c");
+  const JobId job = f.Submit(1, 1, 1, 0, 4, /*max_errors=*/2);
+  for (PeerHandle p : {a, b, c}) {
+    for (const auto& l : f.s->Lease(p, 1, f.clock.Now())) {
+      proto::ResultMsg r = f.Honest(l);
+      r.outcome = proto::UnitOutcome::kFailed;
+      r.error = "kernel threw: boom";
+      r.hash.clear();
+      f.Deliver(p, r);
+    }
+  }
+  const Job* j = f.s->FindJob(job);
+  CHECK(j->state == proto::JobState::kFailed);
+  CHECK(j->error.find("boom") != std::string::npos);
+  CHECK(f.s->stats().leases_issued == 2);
+}
+
+TEST_CASE("a late result after the unit is validated is stale and not counted") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  const JobId job = f.Submit(2, 1, 1);
+  auto la = f.s->Lease(a, 1, f.clock.Now());
+  REQUIRE(la.size() == 1);
+  f.clock.Advance(std::chrono::seconds(31));  // the lease passes its deadline; a is still alive
+  f.s->Touch(a, f.clock.Now());
+  f.s->Touch(b, f.clock.Now());
+  auto t = f.s->Tick(f.clock.Now());
+  CHECK(t.expired_leases.size() == 1);
+  auto lb = f.s->Lease(b, 2, f.clock.Now());
+  REQUIRE(lb.size() == 2);
+  CHECK(lb[0].unit_index == la[0].unit_index);  // the reissued unit goes first
+  auto eb = f.Deliver(b, f.Honest(lb[0]));
+  CHECK(eb.kind == ResultEffect::Kind::kUnitValidated);
+  // a's old lease was settled with the unit: its result is fenced off.
+  auto ea = f.Deliver(a, f.Honest(la[0]));
+  CHECK(ea.kind == ResultEffect::Kind::kStale);
+  f.Deliver(b, f.Honest(lb[1]));
+  CHECK(f.s->FindJob(job)->done == 2);
+  CHECK(f.Answer(job) == SumSquares(2));
+  CHECK(f.s->stats().units_validated == 2);
+}
+
+TEST_CASE("a result from an expired lease is still welcome when the unit needs it") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  const JobId job = f.Submit(1);
+  auto la = f.s->Lease(a, 1, f.clock.Now());
+  f.clock.Advance(std::chrono::seconds(31));
+  f.s->Touch(a, f.clock.Now());
+  f.s->Touch(b, f.clock.Now());
+  f.s->Tick(f.clock.Now());
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  REQUIRE(lb.size() == 1);
+  auto ea = f.Deliver(a, f.Honest(la[0]));  // the slow peer finishes first after all
+  CHECK(ea.kind == ResultEffect::Kind::kUnitValidated);
+  REQUIRE(ea.cancel.size() == 1);  // b's copy is now pointless
+  CHECK(ea.cancel[0].second == lb[0].lease_id);
+  CHECK(f.Deliver(b, f.Honest(lb[0])).kind == ResultEffect::Kind::kStale);
+  CHECK(f.s->FindJob(job)->done == 1);
+}
+
+TEST_CASE("a unit is requeued when its peer falls silent past the timeout") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  const JobId job = f.Submit(1);
+  REQUIRE(f.s->Lease(a, 1, f.clock.Now()).size() == 1);
+  f.clock.Advance(std::chrono::seconds(5));
+  f.s->Touch(b, f.clock.Now());
+  CHECK(f.s->Tick(f.clock.Now()).lost_peers.empty());
+  f.clock.Advance(std::chrono::seconds(6));  // a silent for 11 s > 10 s; b for 6 s
+  f.s->Touch(b, f.clock.Now());
+  auto t = f.s->Tick(f.clock.Now());
+  REQUIRE(t.lost_peers.size() == 1);
+  CHECK(t.lost_peers[0] == a);
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  REQUIRE(lb.size() == 1);
+  f.Deliver(b, f.Honest(lb[0]));
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kDone);
+}
+
+TEST_CASE("leases handed back on a graceful leave go to the queue at once") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 2), b = f.Peer("b");
+  f.Submit(2);
+  auto la = f.s->Lease(a, 2, f.clock.Now());
+  REQUIRE(la.size() == 2);
+  f.s->ReturnLeases(a, {la[0].lease_id, la[1].lease_id}, f.clock.Now());
+  f.s->RemovePeer(a, f.clock.Now());
+  CHECK(f.s->Lease(b, 2, f.clock.Now()).size() == 2);
+}
+
+TEST_CASE("a reconnecting peer keeps the leases it still runs and loses the others") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 2), b = f.Peer("b", 2);
+  f.Submit(2);
+  auto la = f.s->Lease(a, 2, f.clock.Now());
+  REQUIRE(la.size() == 2);
+  CHECK(f.Peer("a", 2) == a);  // same peer id: same peer
+  f.s->ReconcileLeases(a, {la[0].lease_id}, f.clock.Now());
+  auto lb = f.s->Lease(b, 2, f.clock.Now());
+  REQUIRE(lb.size() == 1);
+  CHECK(lb[0].unit_index == la[1].unit_index);
+}
+
+TEST_CASE("a result for another peer's lease or with a forged payload is rejected") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  f.Submit(1);
+  auto la = f.s->Lease(a, 1, f.clock.Now());
+  CHECK(f.Deliver(b, f.Honest(la[0])).kind == ResultEffect::Kind::kRejected);
+  proto::ResultMsg forged = f.Honest(la[0]);
+  forged.payload = testing::U64Bytes(99);  // hash says one thing, payload another
+  CHECK(f.Deliver(a, forged).kind == ResultEffect::Kind::kRejected);
+  CHECK(f.s->stats().results_rejected == 2);
+}
+
+TEST_CASE("higher priority jobs are served first and equal priorities share peers") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 4);
+  const JobId low = f.Submit(10, 1, 1, 0);
+  const JobId high = f.Submit(10, 1, 1, 5);
+  for (const auto& l : f.s->Lease(a, 4, f.clock.Now())) CHECK(l.job_id == high);
+
+  Fixture g;
+  const PeerHandle p = g.Peer("p", 3);
+  const JobId j1 = g.Submit(10), j2 = g.Submit(10);
+  std::map<JobId, int> per_job;
+  for (const auto& l : g.s->Lease(p, 4, g.clock.Now())) ++per_job[l.job_id];
+  CHECK(per_job[j1] == 2);
+  CHECK(per_job[j2] == 2);
+  (void)low;
+}
+
+TEST_CASE("cancelling a job returns its running leases so peers can stop them") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 2);
+  const JobId job = f.Submit(5);
+  auto la = f.s->Lease(a, 2, f.clock.Now());
+  std::vector<std::pair<PeerHandle, LeaseId>> cancel;
+  REQUIRE(f.s->Cancel(job, cancel).ok());
+  CHECK(cancel.size() == 2);
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kCancelled);
+  CHECK(f.Deliver(a, f.Honest(la[0])).kind == ResultEffect::Kind::kStale);
+  CHECK(f.s->Lease(a, 2, f.clock.Now()).empty());
+}
+
+TEST_CASE("a retried submission with the same client token is the same job") {
+  Fixture f;
+  proto::JobSpecWire spec;
+  spec.task = "squares";
+  spec.client_token = "tok-1";
+  auto a = f.s->Submit(spec, 0), b = f.s->Submit(spec, 0);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(*a == *b);
+  CHECK(f.s->jobs().size() == 1);
+}
+
+TEST_CASE("an unknown task or bad parameters are refused with a clear error") {
+  Fixture f;
+  proto::JobSpecWire spec;
+  spec.task = "nope";
+  auto r = f.s->Submit(spec, 0);
+  CHECK(r.status().code() == StatusCode::kNotFound);
+  CHECK(r.status().message().find("squares") != std::string::npos);
+  spec.task = "squares";
+  spec.params["n"] = "zero";
+  CHECK(f.s->Submit(spec, 0).status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("a paused peer gets no new units") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a", 2);
+  f.Submit(4);
+  proto::Capacity cap;
+  cap.slots = 2;
+  cap.state = proto::PeerState::kPaused;
+  f.s->SetCapacity(a, cap, f.clock.Now());
+  CHECK(f.s->Lease(a, 3, f.clock.Now()).empty());
+}

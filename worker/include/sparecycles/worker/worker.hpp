@@ -1,0 +1,63 @@
+// The worker (peer) process as a library: connects to a coordinator, announces what it can run and
+// how fast, asks for units when it has idle slots, runs them inside one tbb::task_arena sized to the
+// donated cores and sends back hashed results. Start() connects and calibrates; Run() blocks until
+// Stop() (thread-safe, also from a signal handler through RequestStop()).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparecycles/core/clock.hpp"
+#include "sparecycles/core/status.hpp"
+#include "sparecycles/tasks/task.hpp"
+
+namespace sparecycles::worker {
+
+struct WorkerConfig {
+  std::string coordinator = "tcp://127.0.0.1:7737";  // the coordinator's peer endpoint
+  unsigned cores = 0;              // cores donated; 0 = all of this machine's. Default: 0
+  std::string peer_id;             // stable id; empty = read/create <state_dir>/peer-id, else random
+  std::string state_dir;           // where the peer id is kept; empty = nothing on disk
+  std::string account;             // the volunteer's account name (for the distinct-owner rule)
+  std::uint32_t prefetch = 1;      // units held beyond the idle slots. Default: 1
+  double calibrate_seconds = 0.02; // per task, for the speed announced in Hello. Default: 20 ms
+  std::vector<std::string> only_tasks;  // calibrate/announce only these; empty = all
+  Duration hello_retry = std::chrono::seconds(2);  // resend Hello when no Welcome came back
+};
+
+struct WorkerStats {
+  std::uint64_t units_done = 0, units_failed = 0, units_cancelled = 0, bad_frames = 0;
+  std::uint64_t results_unacked = 0, running = 0, hellos_sent = 0;
+  double cpu_seconds = 0;
+  bool connected = false;  // a Welcome arrived from the current coordinator session
+};
+
+class Worker {
+ public:
+  Worker(WorkerConfig config, const tasks::Registry& registry);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  /// Resolves the peer id, measures task speeds and connects. Errors: InvalidArgument for a bad
+  /// endpoint, Unavailable when the state directory cannot be used.
+  Status Start();
+  /// Runs until Stop(); on the way out hands unfinished leases back to the coordinator.
+  void Run();
+  /// Thread-safe and async-signal-safe: asks Run() to hand back its leases and return.
+  void Stop();
+
+  const std::string& peer_id() const;
+  WorkerStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// This machine's core count and total memory (bytes), read from the OS.
+unsigned HardwareCores();
+std::uint64_t TotalMemoryBytes();
+
+}  // namespace sparecycles::worker
