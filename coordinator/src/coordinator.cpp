@@ -1,6 +1,7 @@
 #include "sparecycles/coordinator/coordinator.hpp"
 
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -47,6 +48,9 @@ struct Coordinator::Impl {
   std::vector<std::pair<std::string, std::string>> peer_out;        // peer messages held until commit
   std::map<PeerHandle, std::uint32_t> wanting;  // standing RequestWork counts not yet filled
   std::unique_ptr<Store> store;
+  std::optional<zmq::socket_t> monitor;                     // disconnect events of the peer socket
+  std::unordered_map<int, std::string> identity_by_fd;      // connection fd -> peer identity
+  std::deque<std::pair<TimePoint, std::string>> suspects;   // disconnected identities to probe
   std::uint64_t bad_logged = 0;
 
   mutable std::mutex stats_mu;
@@ -184,6 +188,11 @@ struct Coordinator::Impl {
         decode(m);
         break;
       }
+      case MsgType::kCheckpoint: {
+        proto::Checkpoint m;
+        if (decode(m)) scheduler.OnCheckpoint(peer, m, now);  // no reply; a stale one is dropped
+        break;
+      }
       case MsgType::kBye: {
         proto::Bye m;
         if (!decode(m)) break;
@@ -228,6 +237,7 @@ struct Coordinator::Impl {
     }
     for (const auto& t : h.tasks)
       if (registry.Find(t.name, t.version) != nullptr) hello.work_per_second[TaskKey(t.name, t.version)] = t.work_per_second;
+    if (const int fd = net::SourceFd(f.payload); fd >= 0) identity_by_fd[fd] = f.identity;
     const PeerHandle peer = scheduler.AddPeer(hello, now);
     if (auto old = identity_of.find(peer); old != identity_of.end() && old->second != f.identity)
       by_identity.erase(old->second);
@@ -242,6 +252,54 @@ struct Coordinator::Impl {
     w.peer_timeout_ms = static_cast<std::uint32_t>(ToMillis(config.scheduler.peer_timeout));
     SendPeer(f.identity, w);
   }
+
+  // A peer's connection dropped (monitor event). After the grace period, ask ZeroMQ whether the
+  // identity still has a connection (ROUTER_MANDATORY: EHOSTUNREACH when not); if not, the peer is
+  // gone and its units go back to the queue now, not after the silence timeout.
+  void OnMonitorEvent(TimePoint now) {
+    while (true) {
+      zmq::message_t ev, addr;
+      try {
+        if (!monitor->recv(ev, zmq::recv_flags::dontwait)) return;
+        if (ev.more()) (void)monitor->recv(addr, zmq::recv_flags::dontwait);
+      } catch (const zmq::error_t&) {
+        return;
+      }
+      if (ev.size() < 6) continue;
+      std::uint16_t event;
+      std::uint32_t fd;
+      std::memcpy(&event, ev.data(), 2);
+      std::memcpy(&fd, static_cast<const char*>(ev.data()) + 2, 4);
+      if (event != ZMQ_EVENT_DISCONNECTED) continue;
+      auto it = identity_by_fd.find(static_cast<int>(fd));
+      if (it == identity_by_fd.end()) continue;
+      suspects.emplace_back(now + config.disconnect_grace, it->second);
+      identity_by_fd.erase(it);
+    }
+  }
+
+  void ProbeSuspects(TimePoint now) {
+    while (!suspects.empty() && suspects.front().first <= now) {
+      const std::string identity = suspects.front().second;
+      suspects.pop_front();
+      auto known = by_identity.find(identity);
+      if (known == by_identity.end()) continue;  // already left or replaced by a reconnect
+      int err = 0;
+      if (net::SendRouter(*peers_sock, identity, proto::Encode(proto::Heartbeat{}), &peer_wire, &err) ||
+          err != EHOSTUNREACH)
+        continue;  // still connected
+      const PeerHandle peer = known->second;
+      const Peer* p = scheduler.FindPeer(peer);
+      SC_LOG(Warn) << "peer " << PeerName(peer) << " disconnected; its " << (p ? p->leases.size() : 0)
+                   << " units were requeued";
+      scheduler.RemovePeer(peer, now);
+      by_identity.erase(known);
+      identity_of.erase(peer);
+      wanting.erase(peer);
+      ++disconnects;
+    }
+  }
+  std::uint64_t disconnects = 0;
 
   void FlushAcks() {
     for (auto& [identity, ids] : acks) {
@@ -432,6 +490,7 @@ struct Coordinator::Impl {
     snapshot.jobs = scheduler.jobs().size();
     snapshot.leases_in_flight = scheduler.in_flight();
     snapshot.scheduler = scheduler.stats();
+    snapshot.disconnects = disconnects;
   }
 
   void Loop() {
@@ -439,6 +498,7 @@ struct Coordinator::Impl {
         {peers_sock->handle(), 0, ZMQ_POLLIN, 0},
         {clients_sock->handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, wake.fd(), ZMQ_POLLIN, 0},
+        {monitor->handle(), 0, ZMQ_POLLIN, 0},
     };
     const Duration tick_every = std::clamp<Duration>(config.scheduler.peer_timeout / 10,
                                                      std::chrono::milliseconds(10), std::chrono::seconds(1));
@@ -448,10 +508,12 @@ struct Coordinator::Impl {
       Duration wait = next_tick - now;
       if (auto d = scheduler.NextDeadline()) wait = std::min(wait, *d - now);
       if (!pending_push.empty()) wait = std::min<Duration>(wait, config.progress_interval);
+      if (!suspects.empty()) wait = std::min(wait, suspects.front().first - now);
       const auto ms = std::clamp<std::int64_t>(ToMillis(wait) + 1, 0, 1000);
       if (!net::Poll(items, std::chrono::milliseconds(ms))) continue;
       if (items[2].revents & ZMQ_POLLIN) wake.Drain();
       now = SteadyClock::Instance().Now();
+      if (items[3].revents & ZMQ_POLLIN) OnMonitorEvent(now);
       // Drain what is waiting, bounded so neither side starves the other or the timers.
       for (int i = 0; i < 4096; ++i) {
         auto f = net::RecvRouter(*peers_sock, &peer_wire);
@@ -479,6 +541,7 @@ struct Coordinator::Impl {
           SC_LOG(Info) << t.expired_leases.size() << " lease(s) passed their deadline and were reissued";
         next_tick = now + tick_every;
       }
+      ProbeSuspects(now);
       // One commit per loop turn for everything above; only then do acks and replies go out.
       if (scheduler.TakeWorkAdded() && !wanting.empty()) ServeWaiting(now);
       CommitStore();
@@ -526,6 +589,15 @@ Status Coordinator::Start() {
   if (!clients.ok()) return clients.status();
   impl_->peers_sock.emplace(std::move(*peers));
   impl_->clients_sock.emplace(std::move(*clients));
+  const std::string monitor_ep = "inproc://peer-monitor-" + impl_->session;
+  if (zmq_socket_monitor(impl_->peers_sock->handle(), monitor_ep.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+    return Internal("cannot monitor the peer socket");
+  try {
+    impl_->monitor.emplace(impl_->ctx, zmq::socket_type::pair);
+    impl_->monitor->connect(monitor_ep);
+  } catch (const zmq::error_t& e) {
+    return Internal(std::string("cannot monitor the peer socket: ") + e.what());
+  }
   impl_->peer_ep = net::LastEndpoint(*impl_->peers_sock);
   impl_->client_ep = net::LastEndpoint(*impl_->clients_sock);
   SC_LOG(Info) << "listening for peers on " << impl_->peer_ep << " and clients on " << impl_->client_ep;

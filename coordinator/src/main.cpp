@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   opt.Add("endpoints-file", "", "After binding, write the bound endpoints here (for scripts and tests).");
   opt.Add("heartbeat", "5s", "How often peers must send a heartbeat.");
   opt.Add("peer-timeout", "60s", "Silence after which a peer is declared lost and its units reissued.");
+  opt.Add("disconnect-grace", "1s", "After a peer's connection drops, wait this long for it to reconnect before requeueing its units.");
   opt.Add("lease-min", "60s", "Shortest lease; a unit is reissued when its lease passes.");
   opt.Add("lease-factor", "5", "Lease length as a multiple of the unit's expected run time on its peer.");
   opt.Add("prefetch", "1", "Units a peer may hold beyond its idle slots, so it never waits for work.");
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   opt.Add("quorum", "1", "Default number of matching results needed to accept a unit.");
   opt.Add("max-replicas", "4", "Default most copies of one unit ever issued.");
   opt.Add("max-errors", "3", "Default failed runs after which a unit fails.");
+  opt.Add("backups", "on", "on = near a job's end, run backup copies of straggling units on idle peers; off = never.");
   opt.AddFlag("distinct-hosts", "Never give two replicas of a unit to peers on the same host/address.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
@@ -66,6 +68,9 @@ int main(int argc, char** argv) {
   auto hb = seconds("heartbeat");
   auto pt = seconds("peer-timeout");
   auto lm = seconds("lease-min");
+  auto dg = seconds("disconnect-grace");
+  if (!dg.ok()) return Fail(dg.status());
+  cfg.disconnect_grace = *dg;
   if (!hb.ok()) return Fail(hb.status());
   if (!pt.ok()) return Fail(pt.status());
   if (!lm.ok()) return Fail(lm.status());
@@ -89,6 +94,8 @@ int main(int argc, char** argv) {
   cfg.scheduler.policy.max_replicas = static_cast<std::uint32_t>(*mr);
   cfg.scheduler.policy.max_errors = static_cast<std::uint32_t>(*me);
   cfg.scheduler.distinct_hosts = opt.Flag("distinct-hosts");
+  if (opt.Get("backups") != "on" && opt.Get("backups") != "off") return Fail(InvalidArgument("--backups must be on or off"));
+  cfg.scheduler.backups = opt.Get("backups") == "on";
   if (cfg.heartbeat >= cfg.scheduler.peer_timeout)
     return Fail(InvalidArgument("--heartbeat must be shorter than --peer-timeout"));
 

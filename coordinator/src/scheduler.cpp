@@ -12,7 +12,8 @@ namespace {
 // How far into a job's ready queue we look for a unit this peer may take (distinct-peer rule).
 constexpr std::size_t kMaxReadyScan = 256;
 
-Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& def, ReplicationPolicy& out) {
+Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& def,
+                     ReplicationPolicy& out) {
   out = def;
   if (spec.replicas) out.replicas = spec.replicas;
   if (spec.quorum) out.quorum = spec.quorum;
@@ -27,7 +28,8 @@ Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& de
 
 }  // namespace
 
-Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry, LeaseId first_lease_id)
+Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry,
+                     LeaseId first_lease_id)
     : config_(config), registry_(registry), next_lease_(first_lease_id) {}
 
 // ------------------------------------------------------------------------------------ peers
@@ -64,8 +66,33 @@ PeerHandle Scheduler::AddPeer(PeerHello hello, TimePoint now) {
 void Scheduler::RemovePeer(PeerHandle peer, TimePoint now) {
   auto it = peers_.find(peer);
   if (it == peers_.end()) return;
-  std::vector<LeaseId> leases(it->second.leases.begin(), it->second.leases.end());
-  for (LeaseId id : leases) DropLease(id, /*requeue=*/true, now);
+  // Its units go back to the queue at once. The lease records stay (fenced, as if expired) so
+  // that if the same peer comes back with finished work, the result is still welcome where the
+  // unit needs it; they are dropped when the job ends.
+  const std::string peer_id = it->second.hello.peer_id;
+  for (LeaseId id : it->second.leases) {
+    auto lit = leases_.find(id);
+    if (lit == leases_.end()) continue;
+    LeaseRecord& rec = lit->second;
+    if (!rec.expired) {
+      rec.expired = true;
+      deadlines_.erase({rec.deadline, id});
+      auto jit = jobs_.find(rec.job);
+      if (jit != jobs_.end()) {
+        Job& job = *jit->second;
+        if (job.running > 0) --job.running;
+        dirty_.insert(job.id);
+        if (rec.unit < job.units.size()) {
+          auto& fl = job.units[rec.unit].in_flight;
+          fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
+          Requeue(job, rec.unit);
+        }
+      }
+    }
+    rec.peer = 0;
+    orphan_leases_[peer_id].push_back(id);
+  }
+  (void)now;
   peers_.erase(peer);
 }
 
@@ -83,7 +110,8 @@ void Scheduler::SetCapacity(PeerHandle peer, const proto::Capacity& cap, TimePoi
   it->second.last_seen = now;
 }
 
-void Scheduler::ReconcileLeases(PeerHandle peer, const std::vector<LeaseId>& running, TimePoint now) {
+void Scheduler::ReconcileLeases(PeerHandle peer, const std::vector<LeaseId>& running,
+                                TimePoint now) {
   auto it = peers_.find(peer);
   if (it == peers_.end()) return;
   std::unordered_set<LeaseId> keep(running.begin(), running.end());
@@ -116,7 +144,8 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   const tasks::Task* task = registry_.Find(spec.task, spec.task_version);
   if (task == nullptr) {
     std::string known;
-    for (const auto* t : registry_.All()) known += (known.empty() ? "" : ", ") + std::string(t->Name());
+    for (const auto* t : registry_.All())
+      known += (known.empty() ? "" : ", ") + std::string(t->Name());
     return NotFound("unknown task '" + spec.task + "' (known: " + known + ")");
   }
   auto job = std::make_unique<Job>();
@@ -165,7 +194,8 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   for (std::uint64_t i = 0; i < units; ++i) {
     job->units[i].spec = std::move((*split)[i]);
     job->units[i].queued = job->policy.replicas;
-    for (std::uint32_t r = 0; r < job->policy.replicas; ++r) job->ready.push_back(static_cast<std::uint32_t>(i));
+    for (std::uint32_t r = 0; r < job->policy.replicas; ++r)
+      job->ready.push_back(static_cast<std::uint32_t>(i));
   }
   const JobId id = job->id;
   if (!spec.client_token.empty()) tokens_[spec.client_token] = id;
@@ -256,7 +286,8 @@ Job* Scheduler::PickJob(const Peer& peer) {
   for (auto& [id, jp] : jobs_) {
     Job& job = *jp;
     if (proto::IsFinal(job.state) || job.ready.empty()) continue;
-    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version()))) continue;
+    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
+      continue;
     if (best != nullptr) {
       // Higher priority first; within a priority, the job with fewer units running (fair share);
       // then the older job.
@@ -275,7 +306,8 @@ Job* Scheduler::PickJob(const Peer& peer) {
   return best;
 }
 
-std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t count, TimePoint now) {
+std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t count,
+                                           TimePoint now) {
   std::vector<proto::Lease> out;
   auto pit = peers_.find(peer_handle);
   if (pit == peers_.end()) return out;
@@ -299,42 +331,83 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     if (pos == scan) break;  // PickJob checked; cannot happen
     const std::uint32_t ui = job->ready[pos];
     job->ready.erase(job->ready.begin() + static_cast<std::ptrdiff_t>(pos));
-    Unit& unit = job->units[ui];
-    --unit.queued;
-
-    LeaseRecord rec;
-    rec.id = next_lease_++;
-    rec.job = job->id;
-    rec.unit = ui;
-    rec.peer = peer.handle;
-    rec.issued_at = now;
-    const double expected = job->unit_work / std::max(1e-9, RateFor(*job, &peer));
-    const Duration length = std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
-    rec.deadline = now + length;
-    leases_.emplace(rec.id, rec);
-    deadlines_.emplace(rec.deadline, rec.id);
-    if (listener_) listener_->OnLeaseIssued(rec, peer.hello.peer_id);
-    peer.leases.insert(rec.id);
-    unit.in_flight.push_back(rec.id);
-    unit.peers.insert(peer.handle);
-    if (config_.distinct_hosts) unit.hosts.push_back(peer.hello.host);
-    ++unit.issued;
-    ++job->running;
-    job->state = proto::JobState::kRunning;
-    dirty_.insert(job->id);
-    ++stats_.leases_issued;
-
-    proto::Lease l;
-    l.lease_id = rec.id;
-    l.job_id = job->id;
-    l.unit_index = ui;
-    l.task = std::string(job->task->Name());
-    l.task_version = job->task->Version();
-    l.unit = unit.spec;
-    l.deadline_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
-    out.push_back(std::move(l));
+    --job->units[ui].queued;
+    out.push_back(MakeLease(*job, ui, peer, now));
+  }
+  // Nothing left to hand out: near the end of a job, back up the oldest units still running
+  // elsewhere so one slow or vanished peer does not hold the whole job back.
+  while (config_.backups && out.size() < count && peer.leases.size() < cap) {
+    if (!IssueBackup(peer, now, out)) break;
   }
   return out;
+}
+
+bool Scheduler::IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>& out) {
+  std::size_t scanned = 0;
+  for (const auto& [deadline, id] : deadlines_) {  // oldest leases first
+    if (++scanned > kMaxReadyScan) break;
+    const LeaseRecord& rec = leases_.at(id);
+    auto jit = jobs_.find(rec.job);
+    if (jit == jobs_.end()) continue;
+    Job& job = *jit->second;
+    if (proto::IsFinal(job.state) || !job.ready.empty() || rec.unit >= job.units.size()) continue;
+    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
+      continue;
+    Unit& unit = job.units[rec.unit];
+    // One backup per unit beyond what its quorum needs, within max_replicas.
+    if (unit.in_flight.size() > job.policy.replicas || unit.issued >= job.policy.max_replicas)
+      continue;
+    if (!Eligible(unit, peer)) continue;
+    // Skip units that started just now: a backup only pays off for units that have been running
+    // a while compared with their expected time.
+    const double expected = job.unit_work / std::max(1e-9, RateFor(job, FindPeer(rec.peer)));
+    if (Seconds(now - rec.issued_at) < config_.backup_after * expected) continue;
+    ++stats_.backups_issued;
+    out.push_back(MakeLease(job, rec.unit, peer, now));
+    return true;
+  }
+  return false;
+}
+
+proto::Lease Scheduler::MakeLease(Job& job_ref, std::uint32_t ui, Peer& peer, TimePoint now) {
+  Job* job = &job_ref;
+  Unit& unit = job->units[ui];
+  LeaseRecord rec;
+  rec.id = next_lease_++;
+  rec.job = job->id;
+  rec.unit = ui;
+  rec.peer = peer.handle;
+  rec.issued_at = now;
+  const double expected = job->unit_work / std::max(1e-9, RateFor(*job, &peer));
+  const Duration length =
+      std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
+  rec.deadline = now + length;
+  leases_.emplace(rec.id, rec);
+  deadlines_.emplace(rec.deadline, rec.id);
+  if (listener_) listener_->OnLeaseIssued(rec, peer.hello.peer_id);
+  peer.leases.insert(rec.id);
+  unit.in_flight.push_back(rec.id);
+  unit.peers.insert(peer.handle);
+  if (config_.distinct_hosts) unit.hosts.push_back(peer.hello.host);
+  ++unit.issued;
+  ++job->running;
+  job->state = proto::JobState::kRunning;
+  dirty_.insert(job->id);
+  ++stats_.leases_issued;
+
+  proto::Lease l;
+  l.lease_id = rec.id;
+  l.job_id = job->id;
+  l.unit_index = ui;
+  l.task = std::string(job->task->Name());
+  l.task_version = job->task->Version();
+  l.unit = unit.spec;
+  if (!unit.checkpoint.empty() &&
+      (job->policy.quorum <= 1 || unit.checkpoint_peer == peer.hello.peer_id))
+    l.checkpoint = unit.checkpoint;
+  l.deadline_ms =
+      static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
+  return l;
 }
 
 void Scheduler::DropLease(LeaseId id, bool requeue, TimePoint) {
@@ -354,7 +427,12 @@ void Scheduler::DropLease(LeaseId id, bool requeue, TimePoint) {
     if (rec.unit < job.units.size()) {
       auto& fl = job.units[rec.unit].in_flight;
       fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
-      if (requeue) Requeue(job, rec.unit);
+      if (requeue) {
+        // Lost or handed back without a result: that peer may take the unit again (it computed
+        // nothing the replicas would have to differ from), e.g. a worker restarted in place.
+        ForgetUnitPeer(job.units[rec.unit], rec.peer);
+        Requeue(job, rec.unit);
+      }
     }
   }
 }
@@ -368,6 +446,35 @@ void Scheduler::Requeue(Job& job, std::uint32_t unit_index) {
   ++unit.queued;
   work_added_ = true;
   dirty_.insert(job.id);
+}
+
+void Scheduler::ForgetUnitPeer(Unit& unit, PeerHandle peer) {
+  unit.peers.erase(peer);
+  if (!config_.distinct_hosts) return;
+  if (auto pit = peers_.find(peer); pit != peers_.end()) {
+    auto h = std::find(unit.hosts.begin(), unit.hosts.end(), pit->second.hello.host);
+    if (h != unit.hosts.end()) unit.hosts.erase(h);
+  }
+}
+
+bool Scheduler::OnCheckpoint(PeerHandle peer, const proto::Checkpoint& cp, TimePoint now) {
+  auto lit = leases_.find(cp.lease_id);
+  if (lit == leases_.end()) return false;
+  const LeaseRecord& rec = lit->second;
+  if (rec.peer != peer || rec.job != cp.job_id || rec.unit != cp.unit_index) return false;
+  auto jit = jobs_.find(rec.job);
+  auto pit = peers_.find(peer);
+  if (jit == jobs_.end() || pit == peers_.end() || proto::IsFinal(jit->second->state)) return false;
+  if (rec.unit >= jit->second->units.size()) return false;
+  Unit& unit = jit->second->units[rec.unit];
+  if (unit.state != Unit::State::kPending) return false;
+  // Replicas may checkpoint the same unit: keep the most advanced state.
+  if (!unit.checkpoint.empty() && cp.fraction < unit.checkpoint_fraction) return false;
+  unit.checkpoint = cp.state;
+  unit.checkpoint_fraction = cp.fraction;
+  unit.checkpoint_peer = pit->second.hello.peer_id;
+  pit->second.last_seen = now;
+  return true;
 }
 
 void Scheduler::ReturnLeases(PeerHandle peer, const std::vector<LeaseId>& leases, TimePoint now) {
@@ -409,7 +516,9 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
   Unit& unit = job.units[rec.unit];
 
   if (r.outcome == proto::UnitOutcome::kCancelled) {
-    // The peer gave the unit back (shutdown or pause): not the unit's fault.
+    // The peer gave the unit back (shutdown or pause): not the unit's fault, and the peer may
+    // take it again later.
+    ForgetUnitPeer(unit, peer_handle);
     Requeue(job, rec.unit);
     effect.kind = ResultEffect::Kind::kAccepted;
     return effect;
@@ -448,6 +557,7 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
   if (git->second.first >= job.policy.quorum) {
     unit.state = Unit::State::kDone;
     unit.result = std::move(git->second.second);
+    unit.checkpoint = std::string();
     if (unit.groups.size() > 1) ++stats_.replicas_disagreed;
     for (const auto& rr : unit.results) {
       auto p = peers_.find(rr.peer);
@@ -495,8 +605,9 @@ void Scheduler::FinishUnitIfDecided(Job& job, std::uint32_t ui, ResultEffect& ef
   if (unit.errors >= job.policy.max_errors) {
     why = "failed on " + std::to_string(unit.errors) + " run(s): " + unit.failure;
   } else if (unit.issued >= job.policy.max_replicas) {
-    why = "no quorum of " + std::to_string(job.policy.quorum) + " after " + std::to_string(unit.issued) +
-          " replicas (" + std::to_string(unit.groups.size()) + " different answers)";
+    why = "no quorum of " + std::to_string(job.policy.quorum) + " after " +
+          std::to_string(unit.issued) + " replicas (" + std::to_string(unit.groups.size()) +
+          " different answers)";
   }
   if (why.empty()) {
     Requeue(job, ui);
@@ -516,8 +627,8 @@ void Scheduler::MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect) 
   if (job.failed > 0) {
     job.state = proto::JobState::kFailed;
     job.error = std::to_string(job.failed) + " of " + std::to_string(job.units.size()) +
-                " units failed; first: unit " + std::to_string(job.failures.front().unit_index) + ": " +
-                job.failures.front().reason;
+                " units failed; first: unit " + std::to_string(job.failures.front().unit_index) +
+                ": " + job.failures.front().reason;
   } else {
     std::vector<std::string> results;
     results.reserve(job.units.size());
@@ -591,8 +702,8 @@ std::optional<TimePoint> Scheduler::NextDeadline() const {
   return deadlines_.begin()->first;
 }
 
-Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredLease> leases, JobId next_job,
-                          TimePoint now) {
+Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredLease> leases,
+                          JobId next_job, TimePoint now) {
   next_job_ = std::max(next_job_, next_job);
   for (auto& rj : jobs) {
     auto job = std::make_unique<Job>();
@@ -619,7 +730,8 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
       job->params.input = job->spec.input;
       SC_RETURN_IF_ERROR(ResolvePolicy(job->spec, config_.policy, job->policy));
       auto plan = job->task->Plan(job->params);
-      auto split = plan.ok() ? job->task->Split(job->params, rj.units) : Result<std::vector<std::string>>(plan.status());
+      auto split = plan.ok() ? job->task->Split(job->params, rj.units)
+                             : Result<std::vector<std::string>>(plan.status());
       if (!split.ok() || split->size() != rj.units) {
         job->state = proto::JobState::kFailed;
         job->error = "could not split the job again after a restart: " +
@@ -647,7 +759,9 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
   std::map<std::pair<JobId, std::uint32_t>, int> held;
   for (auto& rl : leases) {
     auto jit = jobs_.find(rl.job);
-    if (jit == jobs_.end() || proto::IsFinal(jit->second->state) || rl.unit >= jit->second->units.size()) continue;
+    if (jit == jobs_.end() || proto::IsFinal(jit->second->state) ||
+        rl.unit >= jit->second->units.size())
+      continue;
     Job& job = *jit->second;
     Unit& unit = job.units[rl.unit];
     if (unit.state != Unit::State::kPending) continue;

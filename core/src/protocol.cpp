@@ -34,6 +34,7 @@ std::string_view MsgTypeName(MsgType t) {
     case MsgType::kCancelLeases: return "CancelLeases";
     case MsgType::kBye: return "Bye";
     case MsgType::kReject: return "Reject";
+    case MsgType::kCheckpoint: return "Checkpoint";
     case MsgType::kSubmit: return "Submit";
     case MsgType::kSubmitReply: return "SubmitReply";
     case MsgType::kStatusRequest: return "StatusRequest";
@@ -74,7 +75,7 @@ Result<MsgType> ParseHeader(std::string_view frame, std::string_view& body) {
   if (version != kProtocolVersion)
     return FailedPrecondition("protocol version " + std::to_string(version) + " is not supported (this side speaks " +
                               std::to_string(kProtocolVersion) + ")");
-  const bool known = (type >= 1 && type <= 11) || (type >= 32 && type <= 45);
+  const bool known = (type >= 1 && type <= 12) || (type >= 32 && type <= 45);
   if (!known) return DataLoss("unknown message type " + std::to_string(type));
   body = frame.substr(kHeaderSize);
   return static_cast<MsgType>(type);
@@ -113,6 +114,7 @@ Status Assign::Validate() const {
   for (const auto& l : leases) {
     SC_RETURN_IF_ERROR(CheckLen("task", l.task, kMaxNameBytes));
     SC_RETURN_IF_ERROR(CheckLen("unit", l.unit, kMaxUnitBytes));
+    SC_RETURN_IF_ERROR(CheckLen("checkpoint", l.checkpoint, kMaxCheckpointBytes));
   }
   return OkStatus();
 }
@@ -126,6 +128,11 @@ Status ResultMsg::Validate() const {
   if (!(cpu_seconds >= 0 && cpu_seconds < 1e9) || !(wall_seconds >= 0 && wall_seconds < 1e9))
     return InvalidArgument("cpu/wall seconds out of range");
   return OkStatus();
+}
+
+Status Checkpoint::Validate() const {
+  if (!(fraction >= 0.0f && fraction <= 1.0f)) return InvalidArgument("checkpoint fraction out of 0..1");
+  return CheckLen("state", state, kMaxCheckpointBytes);
 }
 
 Status Ack::Validate() const { return CheckCount("lease_ids", lease_ids, kMaxLeasesPerMessage); }

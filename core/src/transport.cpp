@@ -100,15 +100,19 @@ std::optional<RouterFrame> RecvRouter(zmq::socket_t& s, WireStats* stats) {
   }
 }
 
-bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload, WireStats* stats) {
+bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload, WireStats* stats,
+                int* error) {
+  if (error) *error = 0;
   try {
     if (!s.send(zmq::const_buffer(identity.data(), identity.size()),
                 zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       if (stats) ++stats->send_failures;
+      if (error) *error = EAGAIN;
       return false;
     }
     if (!s.send(zmq::const_buffer(payload.data(), payload.size()), zmq::send_flags::dontwait)) {
       if (stats) ++stats->send_failures;
+      if (error) *error = EAGAIN;
       return false;
     }
     if (stats) {
@@ -119,8 +123,14 @@ bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view pa
   } catch (const zmq::error_t& e) {
     // EHOSTUNREACH: ROUTER_MANDATORY says the peer is gone.
     if (stats) ++stats->send_failures;
+    if (error) *error = e.num();
     return false;
   }
+}
+
+int SourceFd(zmq::message_t& msg) {
+  const int fd = zmq_msg_get(msg.handle(), ZMQ_SRCFD);
+  return fd < 0 ? -1 : fd;
 }
 
 std::optional<zmq::message_t> RecvDealer(zmq::socket_t& s, WireStats* stats) {

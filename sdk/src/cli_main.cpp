@@ -214,6 +214,10 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
     }
   }
   spec.params = o.Extra();
+  // A task parameter that shares its name with a job option (spin's --units) gets the value too.
+  if (task != nullptr)
+    for (const auto& p : task->Params())
+      if (p.name == "units" && o.IsSet("units")) spec.params["units"] = o.Get("units");
   spec.name = o.Get("name");
   if (!o.Get("input").empty())
     if (Status s = spec.LoadInput(o.Get("input")); !s.ok()) return Report(s);

@@ -9,8 +9,17 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
 
 #include "sparecycles/core/codec.hpp"
 #include "sparecycles/core/status.hpp"
@@ -68,6 +77,8 @@ inline Result<std::int64_t> IntParam(std::string_view task, const JobParams& par
 class ProgressMeter {
  public:
   ProgressMeter(UnitContext& ctx, double total) : ctx_(ctx), total_(total > 0 ? total : 1) {}
+  /// Counts work done before (resumed from a checkpoint) without reporting it yet.
+  void Preset(std::uint64_t done) { done_.store(done, std::memory_order_relaxed); }
   void Add(std::uint64_t done) {
     const std::uint64_t now = done_.fetch_add(done, std::memory_order_relaxed) + done;
     ctx_.Progress(std::min(1.0, static_cast<double>(now) / total_));
@@ -78,6 +89,132 @@ class ProgressMeter {
   const double total_;
   std::atomic<std::uint64_t> done_{0};
 };
+
+/// FNV-1a of some bytes: a unit's fingerprint, so a checkpoint is only applied to its own unit.
+inline std::uint64_t Fingerprint(std::string_view bytes, std::uint64_t salt = 0) {
+  std::uint64_t h = 1469598103934665603ull ^ salt;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+/// Which of a unit's chunks [0, n) are done, with the combined partial result of every run of
+/// consecutive done chunks: the state of a chunked kernel, and its checkpoint. `Combine(a, b)`
+/// appends the result of later chunks `b` to `a` (a sum, a list concatenation...). Thread-safe.
+/// Checkpoint bytes: {fingerprint u64, n u64, runs list<{begin u64, end u64, R}>} (cereal).
+template <class R>
+class DoneChunks {
+ public:
+  using Combine = std::function<void(R&, R&&)>;
+  DoneChunks(std::uint64_t fingerprint, std::uint64_t n, Combine combine)
+      : fingerprint_(fingerprint), n_(n), combine_(std::move(combine)) {}
+
+  /// Loads a checkpoint. Bytes that do not decode, belong to another unit or overlap themselves
+  /// are ignored (returns false) and the unit starts from zero.
+  bool Load(std::string_view bytes) {
+    Snapshot snap;
+    if (!DecodeValue(bytes, snap).ok() || snap.fingerprint != fingerprint_ || snap.n != n_) return false;
+    std::uint64_t prev_end = 0;
+    for (const Run& r : snap.runs)
+      if (r.begin < prev_end || r.begin >= r.end || r.end > n_) return false;
+      else prev_end = r.end;
+    std::lock_guard lock(mu_);
+    runs_.clear();
+    done_ = 0;
+    for (Run& r : snap.runs) {
+      done_ += r.end - r.begin;
+      runs_.emplace(r.begin, std::move(r));
+    }
+    return true;
+  }
+
+  void Add(std::uint64_t chunk, R value) {
+    std::lock_guard lock(mu_);
+    auto next = runs_.lower_bound(chunk);
+    if (next != runs_.end() && next->first == chunk) return;  // already done
+    ++done_;
+    Run run{chunk, chunk + 1, std::move(value)};
+    if (next != runs_.end() && next->first == chunk + 1) {
+      combine_(run.value, std::move(next->second.value));
+      run.end = next->second.end;
+      next = runs_.erase(next);
+    }
+    if (next != runs_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->second.end == chunk) {
+        combine_(prev->second.value, std::move(run.value));
+        prev->second.end = run.end;
+        return;
+      }
+    }
+    runs_.emplace(chunk, std::move(run));
+  }
+
+  std::string Encode() const {
+    Snapshot snap{fingerprint_, n_, {}};
+    std::lock_guard lock(mu_);
+    for (const auto& [b, r] : runs_) snap.runs.push_back(r);
+    return EncodeValue(snap);
+  }
+  std::uint64_t done() const {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+  /// The chunk ranges [begin, end) still to do, in order.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> Gaps() const {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    std::lock_guard lock(mu_);
+    std::uint64_t at = 0;
+    for (const auto& [b, r] : runs_) {
+      if (r.begin > at) out.emplace_back(at, r.begin);
+      at = r.end;
+    }
+    if (at < n_) out.emplace_back(at, n_);
+    return out;
+  }
+  /// The combined result of every done chunk, in chunk order (all of them once the unit is done).
+  R Total() {
+    std::lock_guard lock(mu_);
+    R total{};
+    for (auto& [b, r] : runs_) combine_(total, std::move(r.value));
+    runs_.clear();
+    return total;
+  }
+
+ private:
+  struct Run {
+    std::uint64_t begin = 0, end = 0;
+    R value{};
+    template <class A> void serialize(A& a) { a(begin, end, value); }
+  };
+  struct Snapshot {
+    std::uint64_t fingerprint = 0, n = 0;
+    std::vector<Run> runs;
+    template <class A> void serialize(A& a) { a(fingerprint, n, runs); }
+  };
+  const std::uint64_t fingerprint_, n_;
+  const Combine combine_;
+  mutable std::mutex mu_;
+  std::map<std::uint64_t, Run> runs_;  // by begin; disjoint, never adjacent
+  std::uint64_t done_ = 0;
+};
+
+/// Runs `body(chunk)` for every chunk not yet in `done`, in parallel (TBB), adding each result to
+/// `done`, checkpointing whenever the context asks, and then calling `after(chunk)` (where the
+/// kernel reports progress, which may block or throw UnitCancelled: by then the chunk is saved).
+template <class R, class Body, class After>
+void RunChunks(UnitContext& ctx, DoneChunks<R>& done, const Body& body, const After& after) {
+  const auto gaps = done.Gaps();
+  tbb::parallel_for(std::size_t{0}, gaps.size(), [&](std::size_t g) {
+    tbb::parallel_for(tbb::blocked_range<std::uint64_t>(gaps[g].first, gaps[g].second, 1),
+                      [&](const tbb::blocked_range<std::uint64_t>& r) {
+                        for (std::uint64_t c = r.begin(); c != r.end(); ++c) {
+                          done.Add(c, body(c));
+                          if (ctx.CheckpointDue()) ctx.Checkpoint(done.Encode());
+                          after(c);
+                        }
+                      });
+  });
+}
 
 /// Seconds elapsed since construction (steady clock; only used for calibration and spinning).
 class Stopwatch {

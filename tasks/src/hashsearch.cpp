@@ -176,32 +176,41 @@ class HashSearchTask final : public Task {
     const NonceHasher hasher(u.prefix);
     const std::uint64_t span = u.to - u.from;
     const std::uint64_t chunks = span / kChunk + (span % kChunk != 0 ? 1 : 0);
-    std::vector<std::vector<std::uint64_t>> found(chunks);
+    // The chunks done so far with their nonces are the unit's checkpoint.
+    internal::DoneChunks<std::vector<std::uint64_t>> done(
+        internal::Fingerprint(bytes, 0x68617368ull), chunks,
+        [](std::vector<std::uint64_t>& a, std::vector<std::uint64_t>&& b) {
+          a.insert(a.end(), b.begin(), b.end());
+        });
     std::atomic<std::uint64_t> total{0};
     std::atomic<bool> too_many{false};
     internal::ProgressMeter meter(ctx, static_cast<double>(span));
-    tbb::parallel_for(tbb::blocked_range<std::uint64_t>(0, chunks, 1),
-                      [&](const tbb::blocked_range<std::uint64_t>& r) {
-                        for (std::uint64_t c = r.begin(); c != r.end(); ++c) {
-                          if (too_many.load(std::memory_order_relaxed)) return;
-                          const std::uint64_t lo = u.from + c * kChunk;
-                          const std::uint64_t hi = lo + std::min(kChunk, u.to - lo);
-                          for (std::uint64_t n = lo; n < hi; ++n) {
-                            if (hasher.ZeroBits(n) >= u.bits) found[c].push_back(n);
-                          }
-                          if (total.fetch_add(found[c].size()) + found[c].size() > kMaxHits) {
-                            too_many = true;
-                            return;
-                          }
-                          meter.Add(hi - lo);
-                        }
-                      });
-    if (too_many)
+    if (auto state = ctx.ResumeState(); state && done.Load(*state) && done.done() > 0) {
+      meter.Preset(std::min(span, done.done() * kChunk));
+      meter.Add(0);
+    }
+    internal::RunChunks<std::vector<std::uint64_t>>(
+        ctx, done,
+        [&](std::uint64_t c) {
+          std::vector<std::uint64_t> found;
+          if (too_many.load(std::memory_order_relaxed)) return found;
+          const std::uint64_t lo = u.from + c * kChunk;
+          const std::uint64_t hi = lo + std::min(kChunk, u.to - lo);
+          for (std::uint64_t n = lo; n < hi; ++n) {
+            if (hasher.ZeroBits(n) >= u.bits) found.push_back(n);
+          }
+          if (total.fetch_add(found.size()) + found.size() > kMaxHits) too_many = true;
+          return found;
+        },
+        [&](std::uint64_t c) {
+          if (too_many.load(std::memory_order_relaxed)) return;
+          const std::uint64_t lo = u.from + c * kChunk;
+          meter.Add(std::min(kChunk, u.to - lo));
+        });
+    UnitResult result{u.from, u.to, done.Total()};
+    if (too_many || result.nonces.size() > kMaxHits)
       return ResourceExhausted("hashsearch: more than " + std::to_string(kMaxHits) +
                                " matching nonces in one unit; raise 'bits'");
-    UnitResult result{u.from, u.to, {}};
-    result.nonces.reserve(total.load());
-    for (const auto& f : found) result.nonces.insert(result.nonces.end(), f.begin(), f.end());
     return EncodeValue(result);
   }
 

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -414,7 +415,13 @@ class MandelbrotTask final : public Task {
     const std::uint64_t pixels = info->width * info->height;
     const double fraction =
         pixels ? static_cast<double>(info->in_set) / static_cast<double>(pixels) : 0;
-    auto num = [](const std::string& s) { return s.empty() ? std::string("null") : s; };
+    // The coordinates are re-printed from the parsed value so odd text cannot break the JSON.
+    auto num = [](const std::string& s) {
+      char* end = nullptr;
+      const double v = std::strtod(s.c_str(), &end);
+      return s.empty() || end != s.c_str() + s.size() ? std::string("null")
+                                                      : internal::JsonDouble(v);
+    };
     return "{\"format\":" + internal::JsonString(info->format) + ",\"media_type\":" +
            internal::JsonString(info->format == "png" ? "image/png" : "image/x-portable-graymap") +
            ",\"width\":" + std::to_string(info->width) +

@@ -251,8 +251,10 @@ class ChunkSieve {
     }
   }
 
-  // Sieves every segment; reports progress through `meter` (may throw UnitCancelled).
-  std::uint64_t Run(ProgressMeter& meter) {
+  // Sieves every segment; reports progress through `meter` (may throw UnitCancelled) except for
+  // the last few segments, whose byte count goes to `unreported_out` (reported by the caller once
+  // the chunk's count is safe in the checkpoint state).
+  std::uint64_t Run(ProgressMeter& meter, std::uint64_t& unreported_out) {
     std::vector<std::uint8_t> seg(kSegmentBytes);
     std::uint64_t count = 0, unreported = 0;
     for (std::uint64_t s = 0; s < segments_; ++s) {
@@ -268,11 +270,12 @@ class ChunkSieve {
       MaskRangeEnds(b, len, seg_first);
       count += CountBits(b, len);
       unreported += len;
-      if ((s + 1) % kSegmentsPerReport == 0 || s + 1 == segments_) {
+      if ((s + 1) % kSegmentsPerReport == 0 && s + 1 != segments_) {
         meter.Add(unreported);
         unreported = 0;
       }
     }
+    unreported_out = unreported;
     return count;
   }
 
@@ -365,7 +368,9 @@ class ChunkSieve {
   std::vector<std::unique_ptr<BucketBlock>> blocks_;  // owns every block
 };
 
-// Counts the primes in [from, to) (to <= kMaxTo). Uses TBB over chunks of segments.
+// Counts the primes in [from, to) (to <= kMaxTo). Uses TBB over chunks of segments; the chunks
+// done so far (with their counts) are the unit's checkpoint, so a resumed unit sieves only the
+// chunks that are missing.
 std::uint64_t CountPrimes(std::uint64_t from, std::uint64_t to, UnitContext& ctx) {
   if (from >= to) return 0;
   std::uint64_t count = 0;
@@ -382,19 +387,37 @@ std::uint64_t CountPrimes(std::uint64_t from, std::uint64_t to, UnitContext& ctx
   const std::uint64_t chunk_bytes = chunk_segments * kSegmentBytes;
   const std::uint64_t chunks = (total_bytes + chunk_bytes - 1) / chunk_bytes;
 
+  std::string key(24, '\0');
+  std::memcpy(key.data(), &from, 8);
+  std::memcpy(key.data() + 8, &to, 8);
+  std::memcpy(key.data() + 16, &chunk_bytes, 8);
+  internal::DoneChunks<std::uint64_t> done(internal::Fingerprint(key, 0x7072696d6573ull), chunks,
+                                           [](std::uint64_t& a, std::uint64_t&& b) { a += b; });
   ProgressMeter meter(ctx, static_cast<double>(total_bytes));
-  std::vector<std::uint64_t> counts(chunks, 0);
-  tbb::parallel_for(tbb::blocked_range<std::uint64_t>(0, chunks, 1),
-                    [&](const tbb::blocked_range<std::uint64_t>& r) {
-                      for (std::uint64_t c = r.begin(); c != r.end(); ++c) {
-                        const std::uint64_t lo = first_byte + c * chunk_bytes;
-                        const std::uint64_t hi = std::min(end_byte, lo + chunk_bytes);
-                        ChunkSieve sieve(primes, lo, hi, from, to);
-                        counts[c] = sieve.Run(meter);
-                      }
-                    });
-  for (std::uint64_t c : counts) count += c;
-  return count;
+  if (auto state = ctx.ResumeState(); state && done.Load(*state) && done.done() > 0) {
+    // Resumed: report the work already done (the last chunk may be short; close enough).
+    meter.Preset(std::min(total_bytes, done.done() * chunk_bytes));
+    meter.Add(0);
+  }
+  internal::RunChunks<std::uint64_t>(
+      ctx, done,
+      [&](std::uint64_t c) {
+        const std::uint64_t lo = first_byte + c * chunk_bytes;
+        const std::uint64_t hi = std::min(end_byte, lo + chunk_bytes);
+        ChunkSieve sieve(primes, lo, hi, from, to);
+        std::uint64_t unreported = 0;
+        return sieve.Run(meter, unreported);
+      },
+      [&](std::uint64_t c) {
+        // What Run() left unreported: the bytes after its last report (every kSegmentsPerReport
+        // segments, never after the final one).
+        const std::uint64_t lo = first_byte + c * chunk_bytes;
+        const std::uint64_t len = std::min(end_byte, lo + chunk_bytes) - lo;
+        const std::uint64_t segments = (len + kSegmentBytes - 1) / kSegmentBytes;
+        const std::uint64_t reported = (segments - 1) / kSegmentsPerReport * kSegmentsPerReport * kSegmentBytes;
+        meter.Add(len - reported);
+      });
+  return count + done.Total();
 }
 
 struct Unit {

@@ -1,9 +1,8 @@
 // spin: units that busy-wait a fixed time, for benchmarks and tests of the scheduler.
 //
-// The job is `units` spin slots of `ms` milliseconds each. One unit normally holds one slot; when
-// the coordinator cuts the job into fewer units (it sizes units from total_work and its target
-// unit time), a unit holds a contiguous run of slots and spins for all of them. Submit with
-// exactly `units` units to get one slot per unit. Work unit: one millisecond of spinning.
+// The job is `units` spin slots of `ms` milliseconds each. Plan() sets fixed_units, so the
+// coordinator makes one unit per slot; when a submitter asks for fewer units, a unit holds a
+// contiguous run of slots and spins for all of them. Work unit: one millisecond of spinning.
 // Each slot's result is its index; Merge checks every index arrived, in order.
 #include <algorithm>
 #include <chrono>
@@ -81,6 +80,7 @@ class SpinTask final : public Task {
     // With ms = 0 the work is still counted as a sliver per slot so the job never looks empty.
     plan.total_work = static_cast<double>(c.slots) * std::max(0.001, static_cast<double>(c.ms));
     plan.max_units = c.slots;
+    plan.fixed_units = true;  // one slot per unit unless the submitter asks for a unit count
     return plan;
   }
 

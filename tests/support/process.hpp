@@ -131,25 +131,48 @@ inline bool WaitForFile(const std::string& path, std::chrono::milliseconds timeo
 /// A coordinator plus N worker processes on 127.0.0.1 with OS-chosen ports.
 class Cluster {
  public:
-  Cluster(int workers, const std::vector<std::string>& coordinator_flags = {}, unsigned cores_each = 1) {
+  Cluster(int workers, const std::vector<std::string>& coordinator_flags = {}, unsigned cores_each = 1,
+          const std::vector<std::string>& worker_flags = {}, const std::string& bind_host = "127.0.0.1")
+      : coordinator_flags_(coordinator_flags), worker_flags_(worker_flags) {
+    StartCoordinator("tcp://" + bind_host + ":*", "tcp://127.0.0.1:*");
+    for (int i = 0; i < workers; ++i) AddWorker(cores_each);
+  }
+  /// Starts (or restarts, after the old one died) the coordinator on the given endpoints.
+  bool StartCoordinator(const std::string& peers, const std::string& clients) {
     const std::string ep = dir_ / "endpoints";
-    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN, "--peers", "tcp://127.0.0.1:*", "--clients",
-                                     "tcp://127.0.0.1:*", "--endpoints-file", ep, "--heartbeat", "200ms",
-                                     "--peer-timeout", "2s", "--lease-min", "10s"};
-    argv.insert(argv.end(), coordinator_flags.begin(), coordinator_flags.end());
-    coordinator_ = std::make_unique<Process>(argv, dir_ / "coordinator");
-    if (!WaitForFile(ep, std::chrono::seconds(10))) return;
+    std::error_code ec;
+    std::filesystem::remove(ep, ec);
+    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN, "--peers", peers, "--clients", clients,
+                                     "--endpoints-file", ep, "--heartbeat", "200ms", "--peer-timeout", "2s",
+                                     "--lease-min", "10s", "--disconnect-grace", "100ms"};
+    argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
+    coordinator_ = std::make_unique<Process>(argv, dir_ / ("coordinator" + std::to_string(++coordinator_starts_)));
+    if (!WaitForFile(ep, std::chrono::seconds(10))) return false;
     std::istringstream in(ReadAll(ep));
     std::string key, value;
     while (in >> key >> value) (key == "peers" ? peer_ep_ : client_ep_) = value;
-    for (int i = 0; i < workers; ++i) AddWorker(cores_each);
+    return true;
   }
-  Process& AddWorker(unsigned cores, const std::vector<std::string>& extra = {}) {
+  bool RestartCoordinator() { return StartCoordinator(peer_ep_, client_ep_); }
+  Process& AddWorker(unsigned cores, const std::vector<std::string>& extra = {}, const std::vector<std::string>& prefix = {}) {
     const std::string name = "worker" + std::to_string(workers_.size());
-    std::vector<std::string> argv = {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", std::to_string(cores),
-                                     "--state-dir", dir_ / name, "--calibrate", "5ms"};
+    return StartWorker(name, cores, extra, prefix);
+  }
+  /// Starts a worker process named `name` (its state dir is dir/name); prefix wraps the command.
+  Process& StartWorker(const std::string& name, unsigned cores, const std::vector<std::string>& extra = {},
+                       const std::vector<std::string>& prefix = {}) {
+    std::vector<std::string> argv = prefix;
+    std::vector<std::string> cmd = {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", std::to_string(cores),
+                                    "--state-dir", dir_ / name, "--calibrate", "5ms",
+                                    // Tests share a busy machine (and workers see each other as
+                                    // load): donate the cores asked for; a test that exercises idle
+                                    // detection passes its own flags, which come later and win.
+                                    "--pause-above", "off", "--throttle", "off", "--priority", "normal"};
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
-    workers_.push_back(std::make_unique<Process>(argv, dir_ / name));
+    workers_.push_back(std::make_unique<Process>(argv, dir_ / (name + "-" + std::to_string(workers_.size()))));
+    names_.push_back(name);
     return *workers_.back();
   }
   bool ok() const { return !client_ep_.empty() && !peer_ep_.empty(); }
@@ -157,6 +180,13 @@ class Cluster {
   const std::string& peer_endpoint() const { return peer_ep_; }
   Process& coordinator() { return *coordinator_; }
   Process& worker(std::size_t i) { return *workers_.at(i); }
+  std::size_t workers() const { return workers_.size(); }
+  /// The peer id worker i announced (read from its state dir).
+  std::string PeerId(std::size_t i) {
+    std::string id = ReadAll(dir_ / names_.at(i) + "/peer-id");
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
+  }
   const TempDir& dir() const { return dir_; }
   std::string Logs() {
     std::string all = "--- coordinator\n" + coordinator_->Stderr();
@@ -166,8 +196,11 @@ class Cluster {
 
  private:
   TempDir dir_;
+  std::vector<std::string> coordinator_flags_, worker_flags_;
+  int coordinator_starts_ = 0;
   std::unique_ptr<Process> coordinator_;
   std::vector<std::unique_ptr<Process>> workers_;
+  std::vector<std::string> names_;
   std::string peer_ep_, client_ep_;
 };
 

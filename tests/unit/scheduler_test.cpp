@@ -376,3 +376,47 @@ TEST_CASE("a paused peer gets no new units") {
   f.s->SetCapacity(a, cap, f.clock.Now());
   CHECK(f.s->Lease(a, 3, f.clock.Now()).empty());
 }
+
+TEST_CASE("a straggling unit is backed up on an idle peer and the first result wins") {
+  Fixture f;
+  const PeerHandle slow = f.Peer("slow"), fast = f.Peer("fast");
+  const JobId job = f.Submit(2);
+  auto ls = f.s->Lease(slow, 1, f.clock.Now());
+  auto lf = f.s->Lease(fast, 1, f.clock.Now());
+  REQUIRE(ls.size() == 1);
+  REQUIRE(lf.size() == 1);
+  f.Deliver(fast, f.Honest(lf[0]));
+  // Right away the slow unit has not run for its expected time (1 s): no backup yet.
+  CHECK(f.s->Lease(fast, 1, f.clock.Now()).empty());
+  f.clock.Advance(std::chrono::seconds(2));
+  f.s->Touch(slow, f.clock.Now());
+  auto backup = f.s->Lease(fast, 1, f.clock.Now());
+  REQUIRE(backup.size() == 1);
+  CHECK(backup[0].unit_index == ls[0].unit_index);
+  CHECK(f.s->stats().backups_issued == 1);
+  CHECK(f.s->Lease(fast, 1, f.clock.Now()).empty());  // one backup per unit
+  auto e = f.Deliver(fast, f.Honest(backup[0]));
+  CHECK(e.kind == ResultEffect::Kind::kUnitValidated);
+  REQUIRE(e.cancel.size() == 1);
+  CHECK(e.cancel[0] == std::make_pair(slow, ls[0].lease_id));  // the slow copy is stopped
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kDone);
+  CHECK(f.Deliver(slow, f.Honest(ls[0])).kind == ResultEffect::Kind::kStale);
+}
+
+TEST_CASE("a lost peer that comes back with finished work is counted once if the unit still needs it") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  const JobId job = f.Submit(2);
+  auto la = f.s->Lease(a, 2, f.clock.Now());
+  REQUIRE(la.size() == 2);
+  f.s->RemovePeer(a, f.clock.Now());  // declared lost: both units requeued
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  REQUIRE(lb.size() == 1);
+  f.Deliver(b, f.Honest(lb[0]));
+  const PeerHandle a2 = f.Peer("a");  // it reconnects and resends both results
+  CHECK(f.Deliver(a2, f.Honest(la[0])).kind == ResultEffect::Kind::kStale);  // b already did it
+  CHECK(f.Deliver(a2, f.Honest(la[1])).kind == ResultEffect::Kind::kUnitValidated);
+  CHECK(f.Deliver(a2, f.Honest(la[1])).kind == ResultEffect::Kind::kStale);  // never counted twice
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kDone);
+  CHECK(f.Answer(job) == SumSquares(2));
+}

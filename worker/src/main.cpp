@@ -1,4 +1,7 @@
-// sparecycles-worker: parses options and donates this machine's cores until SIGINT/SIGTERM.
+// sparecycles-worker: parses options and donates this machine's idle cores until SIGINT/SIGTERM;
+// `sparecycles-worker status` shows what a running worker does (from its state directory).
+#include <signal.h>
+
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -6,6 +9,10 @@
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/options.hpp"
+#include "sparecycles/core/protocol.hpp"
+#include "sparecycles/core/transport.hpp"
+#include "sparecycles/worker/policy.hpp"
+#include "sparecycles/worker/status.hpp"
 #include "sparecycles/worker/worker.hpp"
 
 using namespace sparecycles;
@@ -24,28 +31,117 @@ std::string DefaultStateDir() {
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/sparecycles-worker";
   return "";
 }
+
+// "50%", "50" or (when `off_value` >= 0) "off" -> a percentage.
+Result<double> Percent(const Options& opt, const std::string& name, double off_value = -1) {
+  std::string v = opt.Get(name);
+  if (off_value >= 0 && (v == "off" || v == "never" || v == "none")) return off_value;
+  if (!v.empty() && v.back() == '%') v.pop_back();
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !(d >= 0 && d <= 100))
+    return InvalidArgument("--" + name + ": expected a percentage 0..100% (got '" + opt.Get(name) + "')");
+  return d;
+}
+Result<bool> OnOff(const Options& opt, const std::string& name, const char* yes, const char* no) {
+  const std::string v = opt.Get(name);
+  if (v == yes || v == "on" || v == "true" || v == "yes" || v == "1") return true;
+  if (v == no || v == "off" || v == "false" || v == "no" || v == "0") return false;
+  return InvalidArgument("--" + name + ": expected " + yes + " or " + no);
+}
+Result<Duration> Time(const Options& opt, const std::string& name) {
+  auto s = ParseSeconds(opt.Get(name));
+  if (!s.ok()) return InvalidArgument("--" + name + ": " + s.status().message());
+  return FromSeconds(*s);
+}
+
+// Asks the coordinator's client endpoint how many CPU-seconds of this peer it has validated.
+double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id) {
+  zmq::context_t ctx{1};
+  auto sock = net::ConnectDealer(ctx, clients);
+  if (!sock.ok()) return -1;
+  proto::ListPeers req;
+  req.request_id = 1;
+  net::SendDealer(*sock, proto::Encode(req), nullptr);
+  std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (std::chrono::steady_clock::now() < deadline) {
+    net::Poll(items, std::chrono::milliseconds(100));
+    auto m = net::RecvDealer(*sock, nullptr);
+    if (!m) continue;
+    std::string_view body;
+    auto type = proto::ParseHeader({static_cast<const char*>(m->data()), m->size()}, body);
+    if (!type.ok() || *type != proto::MsgType::kPeerList) continue;
+    proto::PeerList list;
+    if (!proto::Decode(body, list).ok()) return -1;
+    for (const auto& p : list.peers)
+      if (p.peer_id == peer_id) return p.cpu_seconds;
+    return 0;
+  }
+  return -1;
+}
+
+int ShowStatus(const Options& opt) {
+  const std::string dir = opt.Get("state-dir");
+  auto text = ReadFile(dir + "/status", 1 << 20);
+  if (!text.ok()) {
+    std::fprintf(stderr, "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
+                 dir.c_str(), dir.c_str());
+    return 1;
+  }
+  auto s = worker::ParseStatusFile(*text);
+  if (!s.ok()) return Fail(s.status());
+  const bool alive = s->pid > 0 && ::kill(static_cast<pid_t>(s->pid), 0) == 0;
+  const double validated = opt.Get("clients").empty() ? -1 : ValidatedCpuSeconds(opt.Get("clients"), s->peer_id);
+  std::cout << worker::RenderStatus(*s, WallSeconds(), alive, validated);
+  return alive ? 0 : 3;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options opt("sparecycles-worker [options]",
-              "Donates this machine's CPU to a SpareCycles coordinator: connects, announces its cores\n"
-              "and measured speed, runs the units it is leased and returns their results. SIGTERM or\n"
-              "Ctrl-C hands unfinished units back before exiting.",
+  Options opt("sparecycles-worker [options] | sparecycles-worker status [--state-dir DIR] [--clients ENDPOINT]",
+              "Donates this machine's idle CPU to a SpareCycles coordinator: connects, announces its cores\n"
+              "and measured speed, runs the units it is leased and returns their results. It watches what\n"
+              "the rest of the machine uses and shrinks, pauses or resumes within the owner's preferences\n"
+              "below (see deploy/worker.conf). SIGTERM or Ctrl-C hands unfinished units back before exiting.\n"
+              "'status' prints what the worker using --state-dir is doing.",
               "SPARECYCLES_WORKER_");
   opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
   opt.Add("coordinator", "tcp://127.0.0.1:7737", "The coordinator's peer endpoint.");
-  opt.Add("cores", "0", "Cores to donate; 0 = all of this machine's (" + std::to_string(worker::HardwareCores()) + ").");
+  opt.Add("cores", "0",
+          "Most cores to donate: a count, a share such as 50%, or 0 = all of this machine's (" +
+              std::to_string(worker::HardwareCores()) + ").");
   opt.Add("peer-id", "", "Stable peer id; empty = kept in --state-dir (created at first start).");
-  opt.Add("state-dir", DefaultStateDir(), "Directory for the worker's own state (its peer id).");
+  opt.Add("state-dir", DefaultStateDir(), "Directory for the worker's own state (peer id, checkpoints, status).");
   opt.Add("account", "", "Your volunteer account name, shown by the coordinator.");
   opt.Add("prefetch", "1", "Units held beyond the idle cores so a core never waits for work.");
   opt.Add("calibrate", "20ms", "Time spent measuring each task's speed at start-up (0 = use defaults).");
   opt.Add("tasks", "", "Comma-separated tasks to offer; empty = all built-in tasks.");
+  opt.Add("pause-above", "50%",
+          "Pause when other programs use more than this share of the machine's CPU ('off' = never).");
+  opt.Add("resume-below", "25%", "Resume once other programs use less than this share for --idle-time.");
+  opt.Add("idle-time", "30s", "How long the other load must stay low before resuming or taking cores back.");
+  opt.Add("throttle", "on", "on = leave the cores other programs use (whole cores); off = only pause.");
+  opt.Add("hours", "", "When to run, e.g. 'mon-fri 18:00-08:00, sat-sun all'; empty = always.");
+  opt.Add("max-memory", "50%", "Pause while the worker's own memory exceeds this (a size like 2G, or a share).");
+  opt.Add("min-free-memory", "5%", "Pause while less than this share of the machine's memory is available.");
+  opt.Add("on-battery", "pause", "pause or run while the machine runs on battery.");
+  opt.Add("priority", "idle", "idle = nice 19 and SCHED_IDLE compute threads; low = nice 19; normal = unchanged.");
+  opt.Add("sample-interval", "1s", "How often the machine's load is measured.");
+  opt.Add("pause-limit", "5m", "Hand running units back to the coordinator after a pause this long.");
+  opt.Add("checkpoint-interval", "10s", "How often long units save their state (locally and at the coordinator).");
+  opt.Add("clients", "", "status only: the coordinator's client endpoint, to show validated CPU-seconds.");
+  opt.Add("grace", "0s", "On SIGTERM, let running units finish for up to this long, then hand the rest back.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
     std::cout << opt.Help();
     return 0;
+  }
+  if (!opt.Positional().empty()) {
+    if (opt.Positional()[0] == "status" && opt.Positional().size() == 1) return ShowStatus(opt);
+    return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] + "' (the only command is 'status')"));
   }
   SetLogComponent("worker");
   LogLevel level;
@@ -54,13 +150,13 @@ int main(int argc, char** argv) {
 
   worker::WorkerConfig cfg;
   cfg.coordinator = opt.Get("coordinator");
-  auto cores = opt.GetInt("cores", 0, 4096);
+  worker::Preferences prefs;
+  if (Status s = prefs.SetMaxCores(opt.Get("cores")); !s.ok()) return Fail(InvalidArgument("--cores: " + s.message()));
   auto prefetch = opt.GetInt("prefetch", 0, 64);
   auto cal = ParseSeconds(opt.Get("calibrate"));
-  if (!cores.ok()) return Fail(cores.status());
   if (!prefetch.ok()) return Fail(prefetch.status());
   if (!cal.ok()) return Fail(InvalidArgument("--calibrate: " + cal.status().message()));
-  cfg.cores = static_cast<unsigned>(*cores);
+  cfg.cores = prefs.max_cores;  // 0 = all or a share, resolved by the worker
   cfg.prefetch = static_cast<std::uint32_t>(*prefetch);
   cfg.calibrate_seconds = *cal;
   cfg.peer_id = opt.Get("peer-id");
@@ -70,6 +166,40 @@ int main(int argc, char** argv) {
   for (std::string t; std::getline(list, t, ',');)
     if (!t.empty()) cfg.only_tasks.push_back(t);
 
+  auto pause_above = Percent(opt, "pause-above", 100);
+  auto resume_below = Percent(opt, "resume-below");
+  auto idle_time = Time(opt, "idle-time");
+  auto throttle = OnOff(opt, "throttle", "on", "off");
+  auto hours = worker::TimeWindows::Parse(opt.Get("hours"));
+  auto min_free = Percent(opt, "min-free-memory");
+  auto on_battery = OnOff(opt, "on-battery", "pause", "run");
+  auto priority = worker::ParsePriority(opt.Get("priority"));
+  auto sample = Time(opt, "sample-interval");
+  auto pause_limit = Time(opt, "pause-limit");
+  auto checkpoint = Time(opt, "checkpoint-interval");
+  for (const Status* s : {&pause_above.status(), &resume_below.status(), &idle_time.status(), &throttle.status(),
+                          &hours.status(), &min_free.status(), &on_battery.status(), &sample.status(),
+                          &pause_limit.status(), &checkpoint.status()})
+    if (!s->ok()) return Fail(*s);
+  if (!priority.ok()) return Fail(InvalidArgument("--priority: " + priority.status().message()));
+  if (Status s = prefs.SetMaxMemory(opt.Get("max-memory")); !s.ok()) return Fail(InvalidArgument("--max-memory: " + s.message()));
+  prefs.pause_above_percent = *pause_above;
+  prefs.resume_below_percent = std::min(*resume_below, *pause_above);
+  prefs.idle_time = *idle_time;
+  prefs.throttle = *throttle;
+  prefs.hours = std::move(*hours);
+  prefs.min_free_memory_percent = *min_free;
+  prefs.pause_on_battery = *on_battery;
+  prefs.priority = *priority;
+  if (*sample < std::chrono::milliseconds(10)) return Fail(InvalidArgument("--sample-interval: at least 10ms"));
+  cfg.sample_interval = *sample;
+  cfg.pause_limit = *pause_limit;
+  cfg.checkpoint_interval = *checkpoint;
+  cfg.preferences = std::move(prefs);
+
+  auto grace = ParseSeconds(opt.Get("grace"));
+  if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
+  cfg.leave_grace = FromSeconds(*grace);
   worker::Worker w(cfg, tasks::Registry::BuiltIn());
   if (Status s = w.Start(); !s.ok()) return Fail(s);
   g_worker = &w;

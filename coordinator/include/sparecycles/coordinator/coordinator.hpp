@@ -18,12 +18,16 @@ struct CoordinatorConfig {
   std::string data_dir;                  // directory for the durable store; empty = memory only
   Duration heartbeat = std::chrono::seconds(5);  // peers send a Heartbeat this often. Default: 5 s
   Duration progress_interval = std::chrono::milliseconds(200);  // watcher updates at most this often
+  // After a peer's TCP connection drops, wait this long for it to come back before its units are
+  // requeued (a killed process never does). Silence detection (peer_timeout) still covers peers
+  // whose connection stays up but who stop talking. Default: 1 s
+  Duration disconnect_grace = std::chrono::seconds(1);
   SchedulerConfig scheduler;
 };
 
 struct CoordinatorStats {
   std::uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, send_failures = 0;
-  std::uint64_t peers = 0, jobs = 0, leases_in_flight = 0;
+  std::uint64_t peers = 0, jobs = 0, leases_in_flight = 0, disconnects = 0;
   SchedulerStats scheduler;
 };
 

@@ -42,6 +42,8 @@ struct SchedulerConfig {
   double unit_seconds = 1.0;          // target seconds per unit on a median peer. Default: 1
   std::uint64_t max_units_per_job = 1'000'000;
   bool distinct_hosts = false;        // replicas of a unit on distinct hosts, not just peers
+  bool backups = true;                // back up straggling units when the queue is empty. Default: on
+  double backup_after = 1.0;          // ...once they have run this many times their expected time
   ReplicationPolicy policy;           // default for jobs that do not set their own
   std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries
 };
@@ -95,6 +97,11 @@ struct Unit {
   std::map<std::string, std::pair<std::uint32_t, std::string>> groups;  // hash -> (votes, payload)
   std::string result;                    // accepted payload
   std::string failure;
+  // The latest state a peer saved for this unit (proto::Checkpoint), handed out with the unit's
+  // next lease so the work continues instead of starting over. Memory only; dropped when settled.
+  std::string checkpoint;
+  float checkpoint_fraction = 0;
+  std::string checkpoint_peer;           // peer_id that uploaded it
 };
 
 struct Job {
@@ -140,7 +147,7 @@ struct LeaseRecord {
 struct SchedulerStats {
   std::uint64_t leases_issued = 0, results_accepted = 0, results_stale = 0, results_rejected = 0;
   std::uint64_t units_validated = 0, units_failed = 0, leases_expired = 0, peers_lost = 0;
-  std::uint64_t replicas_disagreed = 0;
+  std::uint64_t replicas_disagreed = 0, backups_issued = 0;
 };
 
 /// Told about every change that must survive a crash (the durable store implements it).
@@ -211,6 +218,11 @@ class Scheduler {
   /// Leases up to `count` units to `peer` (capped by its slots + prefetch).
   std::vector<proto::Lease> Lease(PeerHandle peer, std::uint32_t count, TimePoint now);
   ResultEffect OnResult(PeerHandle peer, const proto::ResultMsg& result, TimePoint now, double wall_now);
+  /// A peer saved the state of a unit it runs. Kept (replacing an older, less advanced one) when
+  /// the lease is live and the unit pending; returns whether it was kept. Forwarded with later
+  /// leases of the unit: to any peer when the job's quorum is 1, otherwise only to the peer that
+  /// saved it (a replica must not build on another peer's unchecked state).
+  bool OnCheckpoint(PeerHandle peer, const proto::Checkpoint& cp, TimePoint now);
   /// Peers handed these leases back unfinished (graceful leave): requeue at once.
   void ReturnLeases(PeerHandle peer, const std::vector<LeaseId>& leases, TimePoint now);
   /// Declares silent peers lost and reissues leases past their deadline.
@@ -234,11 +246,14 @@ class Scheduler {
   bool Eligible(const Unit& unit, const Peer& peer) const;
   double RateFor(const Job& job, const Peer* peer) const;
   void Requeue(Job& job, std::uint32_t unit_index);
+  void ForgetUnitPeer(Unit& unit, PeerHandle peer);
   void DropLease(LeaseId id, bool requeue, TimePoint now);
   void FinishUnitIfDecided(Job& job, std::uint32_t unit_index, ResultEffect& effect);
   void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
   void ForgetOldJobs();
   Job* PickJob(const Peer& peer);
+  bool IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
+  proto::Lease MakeLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now);
 
   SchedulerConfig config_;
   const tasks::Registry& registry_;

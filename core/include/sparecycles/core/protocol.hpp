@@ -31,6 +31,7 @@ inline constexpr std::size_t kMaxParamBytes = 4096;
 inline constexpr std::size_t kMaxInputBytes = 64ull << 20;
 inline constexpr std::size_t kMaxUnitBytes = 64ull << 20;
 inline constexpr std::size_t kMaxResultBytes = 64ull << 20;
+inline constexpr std::size_t kMaxCheckpointBytes = 16ull << 20;  // one unit's saved state
 inline constexpr std::size_t kMaxLeasesPerMessage = 4096;
 inline constexpr std::size_t kMaxListEntries = 100000;
 inline constexpr std::size_t kHashBytes = 32;
@@ -48,6 +49,7 @@ enum class MsgType : std::uint16_t {
   kCancelLeases = 9,
   kBye = 10,
   kReject = 11,
+  kCheckpoint = 12,
   // SDK client <-> coordinator, on the coordinator's client endpoint
   kSubmit = 32,
   kSubmitReply = 33,
@@ -128,8 +130,9 @@ struct Lease {
   std::uint32_t task_version = 0;
   std::string unit;             // task-defined unit description (opaque to the coordinator)
   std::uint32_t deadline_ms = 0;// from receipt; after it the unit may be given to someone else
+  std::string checkpoint;       // the unit's last uploaded state (Checkpoint), empty = start at 0
   template <class A> void serialize(A& a) {
-    a(lease_id, job_id, unit_index, task, task_version, unit, deadline_ms);
+    a(lease_id, job_id, unit_index, task, task_version, unit, deadline_ms, checkpoint);
   }
 };
 
@@ -191,6 +194,18 @@ struct Bye {
   static constexpr MsgType kType = MsgType::kBye;
   std::vector<std::uint64_t> returned_leases;  // leases handed back unfinished
   template <class A> void serialize(A& a) { a(returned_leases); }
+  Status Validate() const;
+};
+
+// A running unit's saved state, so that another peer can continue it if this one goes away.
+struct Checkpoint {
+  static constexpr MsgType kType = MsgType::kCheckpoint;
+  std::uint64_t lease_id = 0;
+  std::uint64_t job_id = 0;
+  std::uint64_t unit_index = 0;
+  float fraction = 0;  // progress of the unit at this checkpoint, 0..1
+  std::string state;   // task-defined bytes (UnitContext::Checkpoint), at most kMaxCheckpointBytes
+  template <class A> void serialize(A& a) { a(lease_id, job_id, unit_index, fraction, state); }
   Status Validate() const;
 };
 

@@ -51,7 +51,11 @@ struct RouterFrame {
 /// waiting. Messages with any other shape are dropped and counted as bad frames.
 std::optional<RouterFrame> RecvRouter(zmq::socket_t& s, WireStats* stats);
 /// Sends [identity][payload]; false when the peer is gone or the queue is full (counted).
-bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload, WireStats* stats);
+/// `error` (optional) gets EHOSTUNREACH when no connection has that identity, EAGAIN when full.
+bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload, WireStats* stats,
+                int* error = nullptr);
+/// The file descriptor of the connection a received message came from (ZMQ_SRCFD), or -1.
+int SourceFd(zmq::message_t& msg);
 
 /// Non-blocking receive on a DEALER; multi-frame messages are dropped and counted.
 std::optional<zmq::message_t> RecvDealer(zmq::socket_t& s, WireStats* stats);

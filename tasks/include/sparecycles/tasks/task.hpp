@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,17 +42,36 @@ struct JobPlan {
                               // asks for a count (e.g. spin, where one unit is one timed piece)
 };
 
-/// Given to Execute(): progress reporting, cancellation and (later) checkpoints.
+/// Given to Execute(): progress reporting, cancellation and checkpoints.
 /// Progress() is where a unit may be paused or stopped: it throws UnitCancelled when the unit
 /// must stop. Implementations are per unit; a kernel may call them from several TBB threads.
+///
+/// Checkpoints (optional for a kernel): a long unit may save its state with Checkpoint() whenever
+/// CheckpointDue() says so (cheap to poll), best right before a Progress() call, since that is
+/// where the unit may be paused or handed back. When the unit starts again — after the worker
+/// restarted, or on another peer after this one was lost — ResumeState() returns the last saved
+/// state and the kernel continues from it instead of from zero. The state is untrusted bytes
+/// (it may have come over the network): a kernel must validate it and start from zero when it
+/// does not fit the unit. A kernel that resumes should report its progress so far at once.
 class UnitContext {
  public:
   virtual ~UnitContext() = default;
-  /// Reports the fraction done (0..1). May block while the worker is paused; throws UnitCancelled
-  /// when the unit has been cancelled.
+  /// Reports the fraction done (0..1). May block while the worker is paused or throttled; throws
+  /// UnitCancelled when the unit has been cancelled (or handed back after a long pause).
+  /// Kernels should call it at least every ~100 ms of work so pausing is prompt.
   virtual void Progress(double fraction) = 0;
   /// True when the unit should stop soon (cancelled); kernels may poll it in inner loops.
   virtual bool StopRequested() const = 0;
+
+  /// The state saved by the last Checkpoint() of this unit (here or on another peer), if any.
+  /// Default: none.
+  virtual std::optional<std::string> ResumeState() const { return std::nullopt; }
+  /// True when the worker would like a checkpoint now (its interval passed, or a pause is
+  /// starting). Thread-safe. Default: never.
+  virtual bool CheckpointDue() const { return false; }
+  /// Saves the unit's state (kernel-defined bytes, at most 16 MiB). Thread-safe; the last call
+  /// wins. Default: ignored.
+  virtual void Checkpoint(std::string_view state) { (void)state; }
 };
 
 struct UnitCancelled {

@@ -2,15 +2,23 @@
 // how fast, asks for units when it has idle slots, runs them inside one tbb::task_arena sized to the
 // donated cores and sends back hashed results. Start() connects and calibrates; Run() blocks until
 // Stop() (thread-safe, also from a signal handler through RequestStop()).
+// With owner preferences set, it samples the machine (capacity.hpp), lets the policy (policy.hpp)
+// decide how many cores it may use, announces that to the coordinator, throttles or pauses running
+// units in place at their next Progress() call, hands units back after a long pause, and keeps
+// checkpoints locally and at the coordinator. It writes a status file into its state directory.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "sparecycles/core/clock.hpp"
 #include "sparecycles/core/status.hpp"
 #include "sparecycles/tasks/task.hpp"
+#include "sparecycles/worker/capacity.hpp"
+#include "sparecycles/worker/policy.hpp"
 
 namespace sparecycles::worker {
 
@@ -24,6 +32,18 @@ struct WorkerConfig {
   double calibrate_seconds = 0.02; // per task, for the speed announced in Hello. Default: 20 ms
   std::vector<std::string> only_tasks;  // calibrate/announce only these; empty = all
   Duration hello_retry = std::chrono::seconds(2);  // resend Hello when no Welcome came back
+  // On SIGTERM, let running units finish for up to this long before handing the rest back.
+  // Default: 0 (hand everything back at once)
+  Duration leave_grace = Duration::zero();
+
+  // Donating only what is idle. Empty = donate `cores` whatever the machine does, at normal
+  // priority (the embedded local cluster, tests). sparecycles-worker always sets it.
+  std::optional<Preferences> preferences;
+  Duration sample_interval = std::chrono::seconds(1);  // how often the machine is sampled. Default: 1 s
+  Duration pause_limit = std::chrono::minutes(5);      // a pause this long hands units back. Default: 5 min
+  Duration checkpoint_interval = std::chrono::seconds(10);  // how often units save state. Default: 10 s
+  std::shared_ptr<CapacityProbe> probe;       // null = SystemProbe (the real machine)
+  std::function<LocalTime()> local_time;      // null = LocalTimeNow
 };
 
 struct WorkerStats {
@@ -31,6 +51,10 @@ struct WorkerStats {
   std::uint64_t results_unacked = 0, running = 0, hellos_sent = 0;
   double cpu_seconds = 0;
   bool connected = false;  // a Welcome arrived from the current coordinator session
+  unsigned slots = 0;      // cores it may use now
+  proto::PeerState state = proto::PeerState::kRunning;
+  std::string reason;
+  std::uint64_t units_resumed = 0, units_returned = 0, checkpoints_saved = 0, checkpoints_uploaded = 0;
 };
 
 class Worker {
