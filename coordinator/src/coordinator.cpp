@@ -433,6 +433,8 @@ struct Coordinator::Impl {
           pi.cpu_seconds = p.cpu_seconds_validated;
           pi.connected_seconds = Seconds(now - p.connected_at);
           pi.silent_seconds = Seconds(now - p.last_seen);
+          pi.units_invalid = p.units_invalid;
+          pi.credibility = scheduler.Credibility(p.hello.peer_id);
           r.peers.push_back(std::move(pi));
         }
         SendClient(f.identity, r);
@@ -503,6 +505,7 @@ struct Coordinator::Impl {
     const Duration tick_every = std::clamp<Duration>(config.scheduler.peer_timeout / 10,
                                                      std::chrono::milliseconds(10), std::chrono::seconds(1));
     TimePoint next_tick = SteadyClock::Instance().Now() + tick_every;
+    TimePoint next_serve = next_tick;
     while (!stop.load()) {
       TimePoint now = SteadyClock::Instance().Now();
       Duration wait = next_tick - now;
@@ -542,6 +545,12 @@ struct Coordinator::Impl {
         next_tick = now + tick_every;
       }
       ProbeSuspects(now);
+      if (now >= next_serve && !wanting.empty()) {
+        // Idle peers' standing requests are looked at again now and then: backups of stragglers
+        // become due with time, not only when new work arrives.
+        ServeWaiting(now);
+        next_serve = now + tick_every;
+      }
       // One commit per loop turn for everything above; only then do acks and replies go out.
       if (scheduler.TakeWorkAdded() && !wanting.empty()) ServeWaiting(now);
       CommitStore();

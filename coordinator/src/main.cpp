@@ -39,9 +39,17 @@ int main(int argc, char** argv) {
   opt.Add("lease-factor", "5", "Lease length as a multiple of the unit's expected run time on its peer.");
   opt.Add("prefetch", "1", "Units a peer may hold beyond its idle slots, so it never waits for work.");
   opt.Add("unit-seconds", "1", "Target run time of one unit on a median peer, in seconds.");
-  opt.Add("replicas", "1", "Default copies of each unit issued at first (jobs may override).");
-  opt.Add("quorum", "1", "Default number of matching results needed to accept a unit.");
-  opt.Add("max-replicas", "4", "Default most copies of one unit ever issued.");
+  opt.Add("pool", "volunteer",
+          "Defaults for cross-checking: volunteer = untrusted peers (2 replicas, quorum 2, adaptive\n"
+          "      credibility with spot-checks); cluster = trusted machines (1 replica, quorum 1).");
+  opt.Add("replicas", "", "Default copies of each unit issued at first (jobs may override); empty = from --pool.");
+  opt.Add("quorum", "", "Default number of matching results needed to accept a unit; empty = from --pool.");
+  opt.Add("adaptive", "", "on/off: accept units by peers' credibility instead of a fixed quorum; empty = from --pool.");
+  opt.Add("target-error", "1e-3", "With adaptive acceptance: the bound on the chance an accepted unit is wrong.");
+  opt.Add("saboteur-fraction", "0.2", "Assumed upper bound on the share of peers that return wrong results.");
+  opt.Add("spot-check-rate", "0.1", "Share of assignments that are spot-checks with a known answer (adaptive jobs).");
+  opt.Add("blacklist-after", "2", "Wrong answers caught before a peer is blacklisted (0 = never).");
+  opt.Add("max-replicas", "4", "Default most copies of one unit ever issued (adaptive jobs: at least 8).");
   opt.Add("max-errors", "3", "Default failed runs after which a unit fails.");
   opt.Add("backups", "on", "on = near a job's end, run backup copies of straggling units on idle peers; off = never.");
   opt.AddFlag("distinct-hosts", "Never give two replicas of a unit to peers on the same host/address.");
@@ -80,8 +88,28 @@ int main(int argc, char** argv) {
   auto lf = opt.GetDouble("lease-factor", 1, 1000);
   auto us = opt.GetDouble("unit-seconds", 0.001, 86400);
   auto pf = opt.GetInt("prefetch", 0, 64);
-  auto rep = opt.GetInt("replicas", 1, 16);
-  auto quo = opt.GetInt("quorum", 1, 16);
+  const std::string pool = opt.Get("pool");
+  if (pool != "volunteer" && pool != "cluster") return Fail(InvalidArgument("--pool must be volunteer or cluster"));
+  const bool volunteer = pool == "volunteer";
+  auto opt_or = [&](const char* name, const char* def) { return opt.Get(name).empty() ? std::string(def) : opt.Get(name); };
+  auto rep = ParseInt(opt_or("replicas", volunteer ? "2" : "1"));
+  auto quo = ParseInt(opt_or("quorum", volunteer ? "2" : "1"));
+  const std::string adaptive = opt_or("adaptive", volunteer ? "on" : "off");
+  if (adaptive != "on" && adaptive != "off") return Fail(InvalidArgument("--adaptive must be on or off"));
+  auto te = opt.GetDouble("target-error", 1e-12, 0.49);
+  auto sf = opt.GetDouble("saboteur-fraction", 0, 0.99);
+  auto scr = opt.GetDouble("spot-check-rate", 0, 1);
+  auto ba = opt.GetInt("blacklist-after", 0, 1000);
+  for (const Status* st : {&te.status(), &sf.status(), &scr.status(), &ba.status()})
+    if (!st->ok()) return Fail(*st);
+  if (rep.ok() && (*rep < 1 || *rep > 16)) return Fail(InvalidArgument("--replicas must be 1..16"));
+  if (quo.ok() && (*quo < 1 || *quo > 16)) return Fail(InvalidArgument("--quorum must be 1..16"));
+  cfg.scheduler.policy.adaptive = adaptive == "on";
+  cfg.scheduler.policy.target_error = *te;
+  cfg.scheduler.credibility.saboteur_fraction = *sf;
+  cfg.scheduler.credibility.spot_check_rate = *scr;
+  cfg.scheduler.credibility.spot_check_rate_new = std::max(*scr, std::min(0.5, 5 * *scr));
+  cfg.scheduler.credibility.blacklist_after = static_cast<std::uint32_t>(*ba);
   auto mr = opt.GetInt("max-replicas", 1, 64);
   auto me = opt.GetInt("max-errors", 1, 64);
   for (const Status* s : {&lf.status(), &us.status(), &pf.status(), &rep.status(), &quo.status(), &mr.status(), &me.status()})

@@ -19,6 +19,10 @@ Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& de
   if (spec.quorum) out.quorum = spec.quorum;
   if (spec.max_replicas) out.max_replicas = spec.max_replicas;
   if (spec.max_errors) out.max_errors = spec.max_errors;
+  if (spec.adaptive) out.adaptive = spec.adaptive == 2;
+  if (spec.target_error > 0) out.target_error = spec.target_error;
+  // Credibility may need several agreeing copies while peers are new.
+  if (out.adaptive && !spec.max_replicas) out.max_replicas = std::max(out.max_replicas, 8u);
   if (out.quorum == 0) return InvalidArgument("quorum must be at least 1");
   out.replicas = std::max(out.replicas, out.quorum);
   out.max_replicas = std::max(out.max_replicas, out.replicas);
@@ -30,20 +34,60 @@ Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& de
 
 Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry,
                      LeaseId first_lease_id)
-    : config_(config), registry_(registry), next_lease_(first_lease_id) {}
+    : config_(config), registry_(registry), next_lease_(first_lease_id), rng_(config.credibility.seed | 1) {}
+
+std::uint64_t Scheduler::NextRandom() {  // xorshift64*: deterministic for a given seed
+  rng_ ^= rng_ >> 12;
+  rng_ ^= rng_ << 25;
+  rng_ ^= rng_ >> 27;
+  return rng_ * 0x2545F4914F6CDD1Dull;
+}
+
+const PeerRecord* Scheduler::Record(const std::string& peer_id) const {
+  auto it = records_.find(peer_id);
+  return it == records_.end() ? nullptr : &it->second;
+}
+
+double Scheduler::Credibility(const std::string& peer_id) const {
+  const double f = config_.credibility.saboteur_fraction;
+  const PeerRecord* r = Record(peer_id);
+  if (r == nullptr || r->checks_passed == 0) return r && r->blacklisted ? 0.0 : 1.0 - f;
+  if (r->blacklisted) return 0.0;
+  return 1.0 - f / (static_cast<double>(r->checks_passed) * std::exp(1.0));
+}
+
+double Scheduler::GroupError(const Unit& unit, const std::string& hash, const std::string& skip_peer) const {
+  // The chance that every distinct peer vouching for `hash` is a saboteur (colluders agree, so
+  // agreement alone proves nothing; only peers' independent records do).
+  double p = 1.0;
+  std::unordered_set<std::string> seen;
+  for (const auto& rr : unit.results) {
+    if (rr.outcome != proto::UnitOutcome::kOk || rr.hash != hash || rr.peer_id == skip_peer) continue;
+    if (!seen.insert(rr.peer_id).second) continue;
+    p *= 1.0 - Credibility(rr.peer_id);
+  }
+  return p;
+}
 
 // ------------------------------------------------------------------------------------ peers
 
+PeerHandle Scheduler::HandleFor(const std::string& peer_id) {
+  // One handle per peer id for the scheduler's lifetime: a peer that leaves and comes back is the
+  // same peer to the distinct-peer rule and cannot collect a second copy of a unit.
+  auto [it, fresh] = handles_by_id_.try_emplace(peer_id, next_peer_);
+  if (fresh) ++next_peer_;
+  return it->second;
+}
+
 PeerHandle Scheduler::AddPeer(PeerHello hello, TimePoint now) {
-  for (auto& [h, p] : peers_) {
-    if (p.hello.peer_id == hello.peer_id) {  // the same peer reconnected
-      p.hello = std::move(hello);
-      p.last_seen = now;
-      return h;
-    }
+  const PeerHandle handle = HandleFor(hello.peer_id);
+  if (auto it = peers_.find(handle); it != peers_.end()) {  // the same peer reconnected
+    it->second.hello = std::move(hello);
+    it->second.last_seen = now;
+    return handle;
   }
   Peer p;
-  p.handle = next_peer_++;
+  p.handle = handle;
   p.slots = p.idle_slots = hello.cores;
   p.hello = std::move(hello);
   p.connected_at = p.last_seen = now;
@@ -74,6 +118,11 @@ void Scheduler::RemovePeer(PeerHandle peer, TimePoint now) {
     auto lit = leases_.find(id);
     if (lit == leases_.end()) continue;
     LeaseRecord& rec = lit->second;
+    if (rec.spot_check) {
+      if (!rec.expired) deadlines_.erase({rec.deadline, id});
+      leases_.erase(lit);
+      continue;
+    }
     if (!rec.expired) {
       rec.expired = true;
       deadlines_.erase({rec.deadline, id});
@@ -193,8 +242,9 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   job->units.resize(units);
   for (std::uint64_t i = 0; i < units; ++i) {
     job->units[i].spec = std::move((*split)[i]);
-    job->units[i].queued = job->policy.replicas;
-    for (std::uint32_t r = 0; r < job->policy.replicas; ++r)
+    const std::uint32_t copies = job->policy.adaptive ? 1 : job->policy.replicas;
+    job->units[i].queued = copies;
+    for (std::uint32_t r = 0; r < copies; ++r)
       job->ready.push_back(static_cast<std::uint32_t>(i));
   }
   const JobId id = job->id;
@@ -314,10 +364,20 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
   Peer& peer = pit->second;
   peer.last_seen = now;
   if (peer.state == proto::PeerState::kPaused) return out;
+  if (const PeerRecord* r = Record(peer.hello.peer_id); r && r->blacklisted) return out;
   const std::uint64_t cap = static_cast<std::uint64_t>(peer.slots) + config_.prefetch;
   const std::uint64_t held = peer.leases.size();
   std::uint64_t want = std::min<std::uint64_t>(count, cap > held ? cap - held : 0);
   while (want-- > 0) {
+    // Now and then, test the peer with a unit whose answer is already known. It cannot tell a
+    // spot-check from real work.
+    {
+      const PeerRecord* rec = Record(peer.hello.peer_id);
+      const double q = (rec == nullptr || rec->checks_passed < 5) ? config_.credibility.spot_check_rate_new
+                                                                  : config_.credibility.spot_check_rate;
+      const double draw = static_cast<double>(NextRandom() >> 11) * 0x1.0p-53;
+      if (draw < q && IssueSpotCheck(peer, now, out)) continue;
+    }
     Job* job = PickJob(peer);
     if (job == nullptr) break;
     const std::size_t scan = std::min(job->ready.size(), kMaxReadyScan);
@@ -369,6 +429,47 @@ bool Scheduler::IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>
   return false;
 }
 
+bool Scheduler::IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out) {
+  for (auto& [id, jp] : jobs_) {
+    Job& job = *jp;
+    if (!job.policy.adaptive || proto::IsFinal(job.state) || job.done == 0 || job.units.empty()) continue;
+    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version()))) continue;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      const auto ui = static_cast<std::uint32_t>(NextRandom() % job.units.size());
+      Unit& unit = job.units[ui];
+      if (unit.state != Unit::State::kDone || unit.accepted_hash.empty() || unit.peers.contains(peer.handle)) continue;
+      LeaseRecord rec;
+      rec.id = next_lease_++;
+      rec.job = job.id;
+      rec.unit = ui;
+      rec.peer = peer.handle;
+      rec.issued_at = now;
+      const double expected = job.unit_work / std::max(1e-9, RateFor(job, &peer));
+      const Duration length =
+          std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
+      rec.deadline = now + length;
+      rec.spot_check = true;
+      rec.expected_hash = unit.accepted_hash;
+      leases_.emplace(rec.id, rec);
+      deadlines_.emplace(rec.deadline, rec.id);
+      peer.leases.insert(rec.id);
+      unit.peers.insert(peer.handle);  // never the same check twice
+      ++stats_.spot_checks;
+      proto::Lease l;
+      l.lease_id = rec.id;
+      l.job_id = job.id;
+      l.unit_index = ui;
+      l.task = std::string(job.task->Name());
+      l.task_version = job.task->Version();
+      l.unit = unit.spec;
+      l.deadline_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
+      out.push_back(std::move(l));
+      return true;
+    }
+  }
+  return false;
+}
+
 proto::Lease Scheduler::MakeLease(Job& job_ref, std::uint32_t ui, Peer& peer, TimePoint now) {
   Job* job = &job_ref;
   Unit& unit = job->units[ui];
@@ -415,6 +516,11 @@ void Scheduler::DropLease(LeaseId id, bool requeue, TimePoint) {
   if (it == leases_.end()) return;
   const LeaseRecord rec = it->second;
   leases_.erase(it);
+  if (rec.spot_check) {  // not part of the unit's replication, never stored
+    if (!rec.expired) deadlines_.erase({rec.deadline, id});
+    if (auto pit = peers_.find(rec.peer); pit != peers_.end()) pit->second.leases.erase(id);
+    return;
+  }
   if (listener_) listener_->OnLeaseSettled(id);
   if (auto pit = peers_.find(rec.peer); pit != peers_.end()) pit->second.leases.erase(id);
   auto jit = jobs_.find(rec.job);
@@ -506,6 +612,20 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
   auto pit = peers_.find(peer_handle);
   Peer* peer = pit == peers_.end() ? nullptr : &pit->second;
   if (peer) peer->last_seen = now;
+  const std::string peer_id = peer ? peer->hello.peer_id : std::string();
+  if (rec.spot_check) {
+    effect.kind = ResultEffect::Kind::kAccepted;
+    if (r.outcome != proto::UnitOutcome::kOk) return effect;  // an error proves nothing either way
+    if (r.hash == rec.expected_hash) {
+      ++records_[peer_id].checks_passed;
+    } else {
+      ++stats_.spot_checks_failed;
+      effect.reason = "failed a spot-check";
+      SC_LOG(Warn) << "peer " << peer_id << " failed a spot-check on job " << rec.job << " unit " << rec.unit;
+      Offence(peer_id, now, wall_now);
+    }
+    return effect;
+  }
   Job& job = *jobs_.at(rec.job);
   if (proto::IsFinal(job.state) || job.units[rec.unit].state != Unit::State::kPending) {
     effect.kind = ResultEffect::Kind::kStale;
@@ -523,7 +643,7 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
     effect.kind = ResultEffect::Kind::kAccepted;
     return effect;
   }
-  unit.results.push_back(UnitResultRecord{peer_handle, r.outcome, r.hash, r.cpu_seconds});
+  unit.results.push_back(UnitResultRecord{peer_handle, peer_id, r.outcome, r.hash, r.cpu_seconds});
   if (r.outcome == proto::UnitOutcome::kFailed) {
     ++unit.errors;
     unit.failure = r.error;
@@ -554,9 +674,12 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
   ++git->second.first;
   ++stats_.results_accepted;
   effect.kind = ResultEffect::Kind::kAccepted;
-  if (git->second.first >= job.policy.quorum) {
+  const bool accept = job.policy.adaptive ? GroupError(unit, r.hash) <= job.policy.target_error
+                                          : git->second.first >= job.policy.quorum;
+  if (accept) {
     unit.state = Unit::State::kDone;
     unit.result = std::move(git->second.second);
+    unit.accepted_hash = r.hash;
     unit.checkpoint = std::string();
     if (unit.groups.size() > 1) ++stats_.replicas_disagreed;
     for (const auto& rr : unit.results) {
@@ -564,13 +687,27 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
       if (rr.outcome != proto::UnitOutcome::kOk) continue;
       if (rr.hash == r.hash) {
         job.cpu_seconds += rr.cpu_seconds;
+        ++records_[rr.peer_id].validated;
+        // Agreeing with an answer that the other voters alone make very likely right is as good
+        // as passing a spot-check: the peer could not know its answer would be compared.
+        if (job.policy.adaptive && GroupError(unit, r.hash, rr.peer_id) <= config_.credibility.agreement_check)
+          ++records_[rr.peer_id].checks_passed;
+        accepted_by_[rr.peer_id].emplace_back(job.id, rec.unit);
         if (p != peers_.end()) {
           ++p->second.units_done;
           p->second.cpu_seconds_validated += rr.cpu_seconds;
         }
-      } else if (p != peers_.end()) {
-        ++p->second.units_invalid;
+      } else {
+        ++records_[rr.peer_id].invalid;
+        if (p != peers_.end()) ++p->second.units_invalid;
       }
+    }
+    // Outvoted peers returned a wrong answer: in adaptive jobs that is an offence.
+    if (job.policy.adaptive) {
+      std::vector<std::string> losers;
+      for (const auto& rr : unit.results)
+        if (rr.outcome == proto::UnitOutcome::kOk && rr.hash != r.hash) losers.push_back(rr.peer_id);
+      for (const auto& l : losers) Offence(l, now, wall_now);
     }
     unit.groups.clear();
     for (LeaseId other : std::vector<LeaseId>(unit.in_flight)) {
@@ -596,6 +733,46 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
   FinishUnitIfDecided(job, rec.unit, effect);
   MaybeFinishJob(job, wall_now, &effect);
   return effect;
+}
+
+void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_now) {
+  PeerRecord& rec = records_[peer_id];
+  ++rec.offences;
+  ++stats_.offences;
+  rec.checks_passed = 0;  // its credibility starts again from nothing
+  if (config_.credibility.blacklist_after > 0 && rec.offences >= config_.credibility.blacklist_after &&
+      !rec.blacklisted) {
+    rec.blacklisted = true;
+    ++stats_.blacklisted;
+    SC_LOG(Warn) << "peer " << peer_id << " blacklisted after " << rec.offences << " wrong answers";
+    for (auto& [h, p] : peers_) {
+      if (p.hello.peer_id != peer_id) continue;
+      for (LeaseId id : std::vector<LeaseId>(p.leases.begin(), p.leases.end())) DropLease(id, true, now);
+    }
+  }
+  // Backtracking: every unit accepted with this peer's vote is checked again with its lowered
+  // credibility; where the rest of the group no longer meets the bound, the unit is reopened.
+  auto it = accepted_by_.find(peer_id);
+  if (it == accepted_by_.end()) return;
+  std::vector<std::pair<JobId, std::uint32_t>> units = std::move(it->second);
+  accepted_by_.erase(it);
+  for (auto [jid, ui] : units) {
+    auto jit = jobs_.find(jid);
+    if (jit == jobs_.end()) continue;
+    Job& job = *jit->second;
+    if (!job.policy.adaptive || proto::IsFinal(job.state) || ui >= job.units.size()) continue;
+    Unit& unit = job.units[ui];
+    if (unit.state != Unit::State::kDone) continue;
+    if (GroupError(unit, unit.accepted_hash) <= job.policy.target_error) continue;
+    unit.state = Unit::State::kPending;
+    unit.groups[unit.accepted_hash] = std::make_pair(0u, std::move(unit.result));
+    unit.result.clear();
+    unit.accepted_hash.clear();
+    --job.done;
+    ++stats_.backtracked;
+    Requeue(job, ui);
+    (void)wall_now;
+  }
 }
 
 void Scheduler::FinishUnitIfDecided(Job& job, std::uint32_t ui, ResultEffect& effect) {
@@ -682,6 +859,11 @@ TickEffect Scheduler::Tick(TimePoint now) {
     auto it = leases_.find(id);
     if (it == leases_.end()) continue;
     LeaseRecord& rec = it->second;
+    if (rec.spot_check) {  // an unanswered spot-check is simply forgotten
+      rec.expired = true;
+      DropLease(id, false, now);
+      continue;
+    }
     rec.expired = true;
     ++stats_.leases_expired;
     effect.expired_leases.push_back(id);
@@ -776,6 +958,7 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
     deadlines_.emplace(rec.deadline, rec.id);
     orphan_leases_[rl.peer_id].push_back(rec.id);
     unit.in_flight.push_back(rec.id);
+    unit.peers.insert(HandleFor(rl.peer_id));
     ++unit.issued;
     ++job.running;
     job.state = proto::JobState::kRunning;

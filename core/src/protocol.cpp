@@ -173,6 +173,8 @@ Status JobSpecWire::Validate() const {
     return InvalidArgument("replication settings above their limits (replicas/quorum 16, max 64)");
   if (quorum != 0 && max_replicas != 0 && quorum > max_replicas)
     return InvalidArgument("quorum cannot exceed max_replicas");
+  if (adaptive > 2) return InvalidArgument("adaptive must be 0 (default), 1 (off) or 2 (on)");
+  if (!(target_error >= 0 && target_error < 0.5)) return InvalidArgument("target_error must be in [0, 0.5)");
   if (replicas != 0 && max_replicas != 0 && replicas > max_replicas)
     return InvalidArgument("replicas cannot exceed max_replicas");
   return OkStatus();

@@ -91,6 +91,8 @@ void AddJobOptions(Options& o, bool embedded) {
   o.Add("quorum", "0", "Matching results needed to accept a unit; 0 = coordinator default.");
   o.Add("max-replicas", "0", "Most copies of one unit; 0 = coordinator default.");
   o.Add("max-errors", "0", "Failed runs after which a unit fails; 0 = coordinator default.");
+  o.Add("adaptive", "default", "on = accept units by peers' credibility (spot-checks), off = fixed quorum, default = the coordinator's choice.");
+  o.Add("target-error", "0", "With --adaptive on: the bound on the chance an accepted unit is wrong; 0 = coordinator default (1e-3).");
   o.Add("wait-timeout", "0", "Give up waiting after this long (e.g. 10m); 0 = wait forever.");
   o.AddFlag("json", "Print JSON for scripts instead of text.");
   o.AddFlag("no-progress", "Do not draw the progress bar.");
@@ -234,8 +236,16 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   spec.units = static_cast<std::uint64_t>(*units);
   spec.unit_seconds = *us;
   spec.priority = static_cast<int>(*pri);
-  spec.replication = {static_cast<std::uint32_t>(*rep), static_cast<std::uint32_t>(*quo),
-                      static_cast<std::uint32_t>(*mr), static_cast<std::uint32_t>(*me)};
+  spec.replication.replicas = static_cast<std::uint32_t>(*rep);
+  spec.replication.quorum = static_cast<std::uint32_t>(*quo);
+  spec.replication.max_replicas = static_cast<std::uint32_t>(*mr);
+  spec.replication.max_errors = static_cast<std::uint32_t>(*me);
+  const std::string adaptive = o.Get("adaptive");
+  if (adaptive != "default" && adaptive != "on" && adaptive != "off") return Usage("--adaptive must be on, off or default");
+  spec.replication.adaptive = adaptive == "default" ? 0 : adaptive == "off" ? 1 : 2;
+  auto te = o.GetDouble("target-error", 0, 0.49);
+  if (!te.ok()) return Usage(te.status().message());
+  spec.replication.target_error = *te;
 
   const auto start = std::chrono::steady_clock::now();
   Result<Client> client = Unavailable("unset");
@@ -320,15 +330,18 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
                   << ",\"cores\":" << p.cores << ",\"slots\":" << p.slots << ",\"idle_slots\":" << p.idle_slots
                   << ",\"state\":" << JsonString(p.state) << ",\"running\":" << p.running
                   << ",\"units_done\":" << p.units_done << ",\"cpu_seconds\":" << p.cpu_seconds
-                  << ",\"silent_seconds\":" << p.silent_seconds << "}";
+                  << ",\"silent_seconds\":" << p.silent_seconds << ",\"units_invalid\":" << p.units_invalid
+                  << ",\"credibility\":" << p.credibility << "}";
       }
       std::cout << "]" << std::endl;
     } else {
-      std::printf("%-24s %-16s %-6s %-10s %-8s %-10s %s\n", "PEER", "HOST", "CORES", "STATE", "RUNNING", "UNITS", "CPU-S (VALIDATED)");
+      std::printf("%-24s %-16s %-6s %-10s %-8s %-10s %-8s %-12s %s\n", "PEER", "HOST", "CORES", "STATE", "RUNNING",
+                  "VALIDATED", "INVALID", "CREDIBILITY", "CPU-S CREDITED");
       for (const auto& p : *peers)
-        std::printf("%-24s %-16s %-6u %-10s %-8llu %-10llu %.1f\n", p.peer_id.c_str(), p.hostname.c_str(), p.cores,
-                    p.state.c_str(), static_cast<unsigned long long>(p.running),
-                    static_cast<unsigned long long>(p.units_done), p.cpu_seconds);
+        std::printf("%-24s %-16s %-6u %-10s %-8llu %-10llu %-8llu %-12.4f %.1f\n", p.peer_id.c_str(), p.hostname.c_str(),
+                    p.cores, p.state.c_str(), static_cast<unsigned long long>(p.running),
+                    static_cast<unsigned long long>(p.units_done), static_cast<unsigned long long>(p.units_invalid),
+                    p.credibility, p.cpu_seconds);
     }
     return 0;
   }

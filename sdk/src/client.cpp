@@ -365,6 +365,9 @@ Result<Job> Client::Submit(const JobSpec& spec) {
   s.spec.quorum = spec.replication.quorum;
   s.spec.max_replicas = spec.replication.max_replicas;
   s.spec.max_errors = spec.replication.max_errors;
+  if (spec.replication.adaptive < 0 || spec.replication.adaptive > 2) return InvalidArgument("adaptive must be 0, 1 or 2");
+  s.spec.adaptive = static_cast<std::uint8_t>(spec.replication.adaptive);
+  s.spec.target_error = spec.replication.target_error;
   s.spec.client_token = spec.client_token.empty() ? RandomId("tok-") : spec.client_token;
   SC_RETURN_IF_ERROR(s.spec.Validate());
   // A retry with the same token can never create a second job, so an unanswered submit is retried.
@@ -430,6 +433,8 @@ Result<std::vector<PeerInfo>> Client::Peers() {
     i.cpu_seconds = p.cpu_seconds;
     i.connected_seconds = p.connected_seconds;
     i.silent_seconds = p.silent_seconds;
+    i.units_invalid = p.units_invalid;
+    i.credibility = p.credibility;
     out.push_back(std::move(i));
   }
   return out;

@@ -203,7 +203,8 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
 
   Cluster c(0);
   REQUIRE(c.ok());
-  Process& w = c.AddWorker(cores, {"--pause-above", "50%", "--resume-below", "25%", "--idle-time", "1s", "--throttle",
+  // Thresholds well above the background admitted above, so only the hog pauses the worker.
+  Process& w = c.AddWorker(cores, {"--pause-above", "80%", "--resume-below", "50%", "--idle-time", "1s", "--throttle",
                                    "on", "--sample-interval", "250ms", "--priority", "normal", "--checkpoint-interval",
                                    "500ms"});
   const std::string dir = c.dir() / "worker0";
@@ -269,6 +270,13 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   const auto hog_end = Steady::now();
   REQUIRE_MESSAGE(WaitFor([&] { return ReadStatus(dir).Get("state") != "paused"; }, 30s), c.Logs());
   MESSAGE("the worker resumed " << Since(hog_end) << " s after the hog ended (idle time 1 s)");
+  // On a shared machine other programs may pause the worker again; then a dedicated worker
+  // joins so the job's correctness is still checked (the pause/resume above already was).
+  auto early = job.Wait(120s);
+  if (!early.ok() || !IsFinal(early->info.state)) {
+    MESSAGE("other load kept the worker paused (" << ReadStatus(dir).Get("reason") << "); a dedicated worker joins");
+    c.AddWorker(cores);
+  }
   ExpectPrimesDone(job, c);
   CHECK(w.Stderr().find("paused: other programs use") != std::string::npos);
 }

@@ -144,7 +144,7 @@ class Cluster {
     std::filesystem::remove(ep, ec);
     std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN, "--peers", peers, "--clients", clients,
                                      "--endpoints-file", ep, "--heartbeat", "200ms", "--peer-timeout", "2s",
-                                     "--lease-min", "10s", "--disconnect-grace", "100ms"};
+                                     "--lease-min", "10s", "--disconnect-grace", "100ms", "--pool", "cluster"};
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
     coordinator_ = std::make_unique<Process>(argv, dir_ / ("coordinator" + std::to_string(++coordinator_starts_)));
     if (!WaitForFile(ep, std::chrono::seconds(10))) return false;

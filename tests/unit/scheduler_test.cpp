@@ -420,3 +420,16 @@ TEST_CASE("a lost peer that comes back with finished work is counted once if the
   CHECK(f.s->FindJob(job)->state == proto::JobState::kDone);
   CHECK(f.Answer(job) == SumSquares(2));
 }
+
+TEST_CASE("a peer that was lost and comes back never gets a second copy of a unit it had") {
+  Fixture f;
+  const PeerHandle a = f.Peer("a");
+  f.Peer("b");
+  f.Submit(1, 2, 2);
+  auto la = f.s->Lease(a, 1, f.clock.Now());
+  REQUIRE(la.size() == 1);
+  f.s->RemovePeer(a, f.clock.Now());
+  const PeerHandle again = f.Peer("a");
+  CHECK(again == a);
+  CHECK(f.s->Lease(again, 1, f.clock.Now()).empty());  // the requeued copy must go to someone else
+}

@@ -32,6 +32,31 @@ struct ReplicationPolicy {
   std::uint32_t quorum = 1;        // matching results needed. Default: 1
   std::uint32_t max_replicas = 4;  // most copies ever issued for one unit. Default: 4
   std::uint32_t max_errors = 3;    // failed runs after which the unit fails. Default: 3
+  // Credibility-based acceptance (docs/cross-checking.md): instead of a fixed quorum, a unit is
+  // accepted once the chance that every peer in the agreeing group is a saboteur is at most
+  // target_error, given each peer's record of passed spot-checks. Default: off
+  bool adaptive = false;
+  double target_error = 1e-3;      // the bound on a wrong accepted result. Default: 1e-3
+};
+
+/// How the scheduler judges peers (applies to adaptive jobs; records are kept for all).
+struct CredibilityConfig {
+  double saboteur_fraction = 0.2;  // f: assumed upper bound on the share of bad peers. Default: 0.2
+  double spot_check_rate = 0.1;    // q: share of assignments that are spot-checks. Default: 0.1
+  double spot_check_rate_new = 0.5;// ...for peers with fewer than 5 passed checks. Default: 0.5
+  std::uint32_t blacklist_after = 2;  // offences (failed spot-check, outvoted) before blacklisting
+  // Agreeing with an accepted answer counts as a passed check when the other voters alone leave
+  // at most this chance that it is wrong. Default: 0.05
+  double agreement_check = 0.05;
+  std::uint64_t seed = 0x5eed;     // for the spot-check draws (deterministic in tests)
+};
+
+/// What the scheduler knows of a peer id across reconnects.
+struct PeerRecord {
+  std::uint32_t checks_passed = 0;  // spot-checks passed since the last offence
+  std::uint32_t offences = 0;       // wrong answers caught (spot-check failed or outvoted)
+  bool blacklisted = false;
+  std::uint64_t validated = 0, invalid = 0;
 };
 
 struct SchedulerConfig {
@@ -45,6 +70,7 @@ struct SchedulerConfig {
   bool backups = true;                // back up straggling units when the queue is empty. Default: on
   double backup_after = 1.0;          // ...once they have run this many times their expected time
   ReplicationPolicy policy;           // default for jobs that do not set their own
+  CredibilityConfig credibility;
   std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries
 };
 
@@ -78,6 +104,7 @@ struct TickEffect {
 
 struct UnitResultRecord {  // what a replica said about a unit
   PeerHandle peer = 0;
+  std::string peer_id;
   proto::UnitOutcome outcome = proto::UnitOutcome::kOk;
   std::string hash;
   double cpu_seconds = 0;
@@ -96,6 +123,7 @@ struct Unit {
   std::vector<std::string> hosts;        // their hosts (kept only with distinct_hosts)
   std::map<std::string, std::pair<std::uint32_t, std::string>> groups;  // hash -> (votes, payload)
   std::string result;                    // accepted payload
+  std::string accepted_hash;             // its canonical hash (for spot-checks)
   std::string failure;
   // The latest state a peer saved for this unit (proto::Checkpoint), handed out with the unit's
   // next lease so the work continues instead of starting over. Memory only; dropped when settled.
@@ -142,12 +170,15 @@ struct LeaseRecord {
   PeerHandle peer = 0;
   TimePoint issued_at{}, deadline{};
   bool expired = false;  // deadline passed; the unit was reissued but a result is still welcome
+  bool spot_check = false;  // a copy of an accepted unit, to test the peer; not part of the unit
+  std::string expected_hash;
 };
 
 struct SchedulerStats {
   std::uint64_t leases_issued = 0, results_accepted = 0, results_stale = 0, results_rejected = 0;
   std::uint64_t units_validated = 0, units_failed = 0, leases_expired = 0, peers_lost = 0;
   std::uint64_t replicas_disagreed = 0, backups_issued = 0;
+  std::uint64_t spot_checks = 0, spot_checks_failed = 0, offences = 0, blacklisted = 0, backtracked = 0;
 };
 
 /// Told about every change that must survive a crash (the durable store implements it).
@@ -239,6 +270,10 @@ class Scheduler {
     return w;
   }
   const SchedulerStats& stats() const { return stats_; }
+  /// A peer's credibility: 1 - f for a peer with no passed spot-check, 1 - f/(k e) after k
+  /// (Sarmenta's bound with blacklisting), 0 once blacklisted.
+  double Credibility(const std::string& peer_id) const;
+  const PeerRecord* Record(const std::string& peer_id) const;
   const SchedulerConfig& config() const { return config_; }
   std::size_t in_flight() const { return leases_.size(); }
 
@@ -253,7 +288,12 @@ class Scheduler {
   void ForgetOldJobs();
   Job* PickJob(const Peer& peer);
   bool IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
+  PeerHandle HandleFor(const std::string& peer_id);
   proto::Lease MakeLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now);
+  bool IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
+  double GroupError(const Unit& unit, const std::string& hash, const std::string& skip_peer = {}) const;
+  void Offence(const std::string& peer_id, TimePoint now, double wall_now);
+  std::uint64_t NextRandom();
 
   SchedulerConfig config_;
   const tasks::Registry& registry_;
@@ -265,6 +305,11 @@ class Scheduler {
   std::unordered_map<std::string, std::vector<LeaseId>> orphan_leases_;  // by peer id, after Restore
   SchedulerListener* listener_ = nullptr;
   bool work_added_ = false;
+  std::unordered_map<std::string, PeerRecord> records_;  // by peer id
+  std::unordered_map<std::string, PeerHandle> handles_by_id_;
+  // Units accepted with each peer's vote, for backtracking when the peer is caught.
+  std::unordered_map<std::string, std::vector<std::pair<JobId, std::uint32_t>>> accepted_by_;
+  std::uint64_t rng_;
   std::set<JobId> dirty_;
   PeerHandle next_peer_ = 1;
   JobId next_job_ = 1;

@@ -234,9 +234,11 @@ struct JobSpecWire {
   std::uint32_t max_replicas = 0;  // 0 = coordinator default
   std::uint32_t max_errors = 0;    // 0 = coordinator default
   std::string client_token;        // idempotency: a retried submit with the same token is the same job
+  std::uint8_t adaptive = 0;       // credibility-based acceptance: 0 = coordinator default, 1 = off, 2 = on
+  double target_error = 0;         // with adaptive: bound on a wrong accepted unit; 0 = default
   template <class A> void serialize(A& a) {
     a(task, task_version, name, params, input, priority, unit_seconds, units, replicas, quorum,
-      max_replicas, max_errors, client_token);
+      max_replicas, max_errors, client_token, adaptive, target_error);
   }
   Status Validate() const;
 };
@@ -370,9 +372,11 @@ struct PeerInfo {
   double cpu_seconds = 0;
   double connected_seconds = 0;
   double silent_seconds = 0;
+  std::uint64_t units_invalid = 0;  // results that lost a vote or failed a spot-check
+  double credibility = 0;           // 0..1 (docs/cross-checking.md); 0 = blacklisted
   template <class A> void serialize(A& a) {
     a(peer_id, hostname, cores, slots, idle_slots, state, reason, running, units_done, cpu_seconds,
-      connected_seconds, silent_seconds);
+      connected_seconds, silent_seconds, units_invalid, credibility);
   }
 };
 

@@ -31,6 +31,8 @@ struct Replication {
   std::uint32_t quorum = 0;        // matching results needed
   std::uint32_t max_replicas = 0;  // most copies ever issued for one unit
   std::uint32_t max_errors = 0;    // failed runs after which the unit fails
+  int adaptive = 0;                // credibility-based acceptance: 0 = default, 1 = off, 2 = on
+  double target_error = 0;         // with adaptive: bound on a wrong accepted unit; 0 = default
 };
 
 /// What to run: a task name, its parameters and (for data tasks) input bytes.
@@ -73,6 +75,8 @@ struct PeerInfo {
   std::uint32_t cores = 0, slots = 0, idle_slots = 0;
   std::uint64_t running = 0, units_done = 0;
   double cpu_seconds = 0, connected_seconds = 0, silent_seconds = 0;
+  std::uint64_t units_invalid = 0;  // results that lost a vote or failed a spot-check
+  double credibility = 0;           // 0..1; 0 = blacklisted (docs/cross-checking.md)
 };
 
 struct UnitFailure {
