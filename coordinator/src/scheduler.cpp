@@ -643,6 +643,17 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
     effect.kind = ResultEffect::Kind::kAccepted;
     return effect;
   }
+  // One vote per peer per unit, whatever leases it held: a peer that got the unit again after
+  // handing it back (or after being lost) must not count twice towards a quorum.
+  for (const auto& prev : unit.results) {
+    if (prev.peer_id == peer_id && prev.outcome == proto::UnitOutcome::kOk && r.outcome == proto::UnitOutcome::kOk) {
+      effect.kind = ResultEffect::Kind::kStale;
+      effect.reason = "this peer already answered this unit";
+      ++stats_.results_stale;
+      FinishUnitIfDecided(job, rec.unit, effect);
+      return effect;
+    }
+  }
   unit.results.push_back(UnitResultRecord{peer_handle, peer_id, r.outcome, r.hash, r.cpu_seconds});
   if (r.outcome == proto::UnitOutcome::kFailed) {
     ++unit.errors;
@@ -754,8 +765,9 @@ void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_n
   // credibility; where the rest of the group no longer meets the bound, the unit is reopened.
   auto it = accepted_by_.find(peer_id);
   if (it == accepted_by_.end()) return;
-  std::vector<std::pair<JobId, std::uint32_t>> units = std::move(it->second);
-  accepted_by_.erase(it);
+  // Kept until the peer is blacklisted: each later offence lowers its credibility again.
+  std::vector<std::pair<JobId, std::uint32_t>> units = it->second;
+  if (rec.blacklisted) accepted_by_.erase(it);
   for (auto [jid, ui] : units) {
     auto jit = jobs_.find(jid);
     if (jit == jobs_.end()) continue;
