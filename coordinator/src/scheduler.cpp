@@ -134,6 +134,9 @@ void Scheduler::RemovePeer(PeerHandle peer, TimePoint now) {
         if (rec.unit < job.units.size()) {
           auto& fl = job.units[rec.unit].in_flight;
           fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
+          // It may take the unit again if it comes back (a worker restarted in place); one vote
+          // per peer per unit keeps it from counting twice.
+          ForgetUnitPeer(job.units[rec.unit], rec.peer);
           Requeue(job, rec.unit);
         }
       }

@@ -230,6 +230,20 @@ TEST_CASE("the CLI submits jobs, lists them and writes image files") {
   CHECK(c6 == 0);
   CHECK(JsonInt(w, "total_words") == 6000);
 
+  // The remaining tasks through the CLI as well.
+  auto [c9, pi] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "pi", "--samples", "2000000",
+                              "--units", "4", "--json"}, dir / "cli9");
+  CHECK(c9 == 0);
+  CHECK(std::abs(JsonDouble(pi, "estimate") - M_PI) < 0.02);
+  auto [c10, hs] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "hashsearch", "--prefix", "cli",
+                               "--to", "50000", "--bits", "10", "--units", "3", "--json"}, dir / "cli10");
+  CHECK(c10 == 0);
+  CHECK(JsonInt(hs, "count") > 0);
+  auto [c11, sp] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "spin", "--units", "6", "--ms", "5",
+                               "--json"}, dir / "cli11");
+  CHECK(c11 == 0);
+  CHECK(JsonInt(sp, "units") == 6);
+
   auto [c7, bad] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "primes", "--from", "10", "--to", "5"}, dir / "cli7");
   CHECK(c7 == 2);
   CHECK(ReadAll(dir / "cli7.err").find("INVALID_ARGUMENT") != std::string::npos);

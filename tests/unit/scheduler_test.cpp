@@ -421,15 +421,24 @@ TEST_CASE("a lost peer that comes back with finished work is counted once if the
   CHECK(f.Answer(job) == SumSquares(2));
 }
 
-TEST_CASE("a peer that was lost and comes back never gets a second copy of a unit it had") {
+TEST_CASE("a peer that was lost and comes back may redo its unit but never votes twice") {
   Fixture f;
   const PeerHandle a = f.Peer("a");
-  f.Peer("b");
-  f.Submit(1, 2, 2);
+  const PeerHandle b = f.Peer("b");
+  const JobId job = f.Submit(1, 2, 2);
   auto la = f.s->Lease(a, 1, f.clock.Now());
   REQUIRE(la.size() == 1);
   f.s->RemovePeer(a, f.clock.Now());
   const PeerHandle again = f.Peer("a");
-  CHECK(again == a);
-  CHECK(f.s->Lease(again, 1, f.clock.Now()).empty());  // the requeued copy must go to someone else
+  CHECK(again == a);  // the same peer id keeps its handle
+  auto la2 = f.s->Lease(again, 1, f.clock.Now());
+  REQUIRE(la2.size() == 1);  // a restarted worker may take the unit again...
+  auto wrong1 = f.Wrong(la[0]), wrong2 = f.Wrong(la2[0]);
+  CHECK(f.Deliver(again, wrong1).kind == ResultEffect::Kind::kAccepted);
+  CHECK(f.Deliver(again, wrong2).kind == ResultEffect::Kind::kStale);  // ...but its answer counts once
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kRunning);      // no quorum of 2 from one peer
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  REQUIRE(lb.size() == 1);
+  f.Deliver(b, f.Honest(lb[0]));
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kRunning);  // 1 vs 1: still undecided
 }

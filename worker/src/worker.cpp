@@ -649,7 +649,7 @@ struct Worker::Impl {
     }
     s.resumed_work = resumed_work;
     s.updated_at = WallSeconds();
-    if (Status st = WriteFileAtomic(config.state_dir + "/status", FormatStatusFile(s)); !st.ok()) {
+    if (Status st = WriteFileAtomic(config.state_dir + "/status", FormatStatusFile(s), /*sync=*/false); !st.ok()) {
       static bool logged = false;
       if (!logged) SC_LOG(Warn) << "cannot write the status file: " << st.ToString();
       logged = true;
