@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   opt.Add("disconnect-grace", "1s", "After a peer's connection drops, wait this long for it to reconnect before requeueing its units.");
   opt.Add("lease-min", "60s", "Shortest lease; a unit is reissued when its lease passes.");
   opt.Add("lease-factor", "5", "Lease length as a multiple of the unit's expected run time on its peer.");
-  opt.Add("prefetch", "1", "Units a peer may hold beyond its idle slots, so it never waits for work.");
+  opt.Add("prefetch", "64", "Most units a peer may hold beyond its slots (workers ask for more only when units are short).");
   opt.Add("unit-seconds", "1", "Target run time of one unit on a median peer, in seconds.");
   opt.Add("pool", "volunteer",
           "Defaults for cross-checking: volunteer = untrusted peers (2 replicas, quorum 2, adaptive\n"
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   cfg.scheduler.lease_min = *lm;
   auto lf = opt.GetDouble("lease-factor", 1, 1000);
   auto us = opt.GetDouble("unit-seconds", 0.001, 86400);
-  auto pf = opt.GetInt("prefetch", 0, 64);
+  auto pf = opt.GetInt("prefetch", 0, 4096);
   const std::string pool = opt.Get("pool");
   if (pool != "volunteer" && pool != "cluster") return Fail(InvalidArgument("--pool must be volunteer or cluster"));
   const bool volunteer = pool == "volunteer";

@@ -100,7 +100,9 @@ TEST_CASE("every unit of a job is leased exactly once and the merged answer is r
 }
 
 TEST_CASE("a peer is never leased more than its slots plus prefetch") {
-  Fixture f;
+  SchedulerConfig c;
+  c.prefetch = 1;
+  Fixture f(c);
   const PeerHandle a = f.Peer("a", 2);
   f.Submit(50);
   CHECK(f.s->Lease(a, 100, f.clock.Now()).size() == 3);  // 2 slots + prefetch 1

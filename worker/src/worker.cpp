@@ -229,6 +229,16 @@ struct Worker::Impl {
     std::shared_ptr<UnitCtx> ctx;
   };
   std::deque<proto::Lease> waiting;                  // prefetched, not started
+  double unit_seconds_avg = -1;                      // moving average of units' wall time
+
+  // Units held beyond the slots: at least config.prefetch; more when units are short, so that
+  // about 20 ms of work per slot is always at hand and a round trip to the coordinator never
+  // leaves a core idle (trivial units would otherwise be bound by the round-trip time).
+  std::size_t EffectivePrefetch() const {
+    if (unit_seconds_avg < 0) return config.prefetch;
+    const double want = 0.02 / std::max(unit_seconds_avg, 1e-6) * std::max(1u, slots);
+    return std::clamp<std::size_t>(static_cast<std::size_t>(want), config.prefetch, 64);
+  }
   std::unordered_map<std::uint64_t, Running> running;
   std::unordered_map<std::uint64_t, std::string> unacked;  // lease id -> encoded Result frame
   ResultSpool spool{config.state_dir.empty() ? "" : config.state_dir + "/spool"};
@@ -478,6 +488,8 @@ struct Worker::Impl {
         else ++stats.units_cancelled;
         stats.cpu_seconds += r.cpu_seconds;
       }
+      if (r.outcome == proto::UnitOutcome::kOk)
+        unit_seconds_avg = unit_seconds_avg < 0 ? r.wall_seconds : 0.9 * unit_seconds_avg + 0.1 * r.wall_seconds;
       if (r.outcome == proto::UnitOutcome::kFailed)
         SC_LOG(Warn) << "unit " << r.job_id << "/" << r.unit_index << " failed: " << r.error;
       if (stopped_by_us && r.outcome == proto::UnitOutcome::kCancelled) continue;  // coordinator knows
@@ -575,7 +587,7 @@ struct Worker::Impl {
       capacity_sent = true;
     }
     const std::size_t held = running.size() + waiting.size();
-    const std::size_t cap_units = decision.state == proto::PeerState::kPaused ? 0 : decision.slots + config.prefetch;
+    const std::size_t cap_units = decision.state == proto::PeerState::kPaused ? 0 : decision.slots + EffectivePrefetch();
     const auto want = static_cast<std::uint32_t>(cap_units > held ? cap_units - held : 0);
     if (want != last_request) {
       Send(proto::RequestWork{want});

@@ -63,7 +63,8 @@ struct SchedulerConfig {
   Duration peer_timeout = std::chrono::seconds(60);  // silence before a peer is lost. Default: 60 s
   Duration lease_min = std::chrono::seconds(60);     // shortest lease. Default: 60 s
   double lease_factor = 5.0;          // lease = max(lease_min, factor x expected unit time)
-  std::uint32_t prefetch = 1;         // units a peer may hold beyond its idle slots. Default: 1
+  std::uint32_t prefetch = 64;        // most units a peer may hold beyond its slots (workers ask
+                                      // for fewer unless units are short). Default: 64
   double unit_seconds = 1.0;          // target seconds per unit on a median peer. Default: 1
   std::uint64_t max_units_per_job = 1'000'000;
   bool distinct_hosts = false;        // replicas of a unit on distinct hosts, not just peers
