@@ -587,9 +587,11 @@ Status Coordinator::Start() {
                    << " open leases from " << impl_->config.data_dir;
   }
   net::SocketConfig sc;
-  sc.heartbeat_ivl_ms = static_cast<int>(std::max<std::int64_t>(100, ToMillis(impl_->config.heartbeat)));
-  sc.heartbeat_timeout_ms =
-      static_cast<int>(std::max<std::int64_t>(300, ToMillis(impl_->config.scheduler.peer_timeout)));
+  // No ZMTP heartbeats on the coordinator's side: with thousands of peers, libzmq's per-connection
+  // heartbeat timers make its I/O thread quadratic (docs/benchmarks.md). Peers still send ZMTP
+  // PINGs (answered automatically) and application Heartbeats; silence and disconnect detection
+  // happen in the event loop.
+  sc.heartbeat_ivl_ms = 0;
   auto peers = net::BindRouter(impl_->ctx, impl_->config.peer_endpoint, sc);
   if (!peers.ok()) return peers.status();
   net::SocketConfig cc = sc;

@@ -180,6 +180,7 @@ struct SchedulerStats {
   std::uint64_t units_validated = 0, units_failed = 0, leases_expired = 0, peers_lost = 0;
   std::uint64_t replicas_disagreed = 0, backups_issued = 0;
   std::uint64_t spot_checks = 0, spot_checks_failed = 0, offences = 0, blacklisted = 0, backtracked = 0;
+  std::uint64_t quorum_fallbacks = 0;  // adaptive units accepted by quorum in a too-small pool
 };
 
 /// Told about every change that must survive a crash (the durable store implements it).
@@ -292,6 +293,7 @@ class Scheduler {
   PeerHandle HandleFor(const std::string& peer_id);
   proto::Lease MakeLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now);
   bool IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
+  bool AnyEligiblePeer(const Job& job, const Unit& unit) const;
   double GroupError(const Unit& unit, const std::string& hash, const std::string& skip_peer = {}) const;
   void Offence(const std::string& peer_id, TimePoint now, double wall_now);
   std::uint64_t NextRandom();
