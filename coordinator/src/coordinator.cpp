@@ -355,6 +355,12 @@ struct Coordinator::Impl {
           if (m.watch) AddWatcher(*id, f.identity);
           SC_LOG(Info) << "job " << *id << " (" << m.spec.task << ") submitted: " << r.info.units_total
                        << " units";
+          const std::string key = TaskKey(job->task->Name(), job->task->Version());
+          std::size_t able = 0;
+          for (const auto& [h, p] : scheduler.peers()) able += p.hello.work_per_second.contains(key) ? 1 : 0;
+          if (able < job->policy.quorum)
+            SC_LOG(Warn) << "job " << *id << " needs " << job->policy.quorum << " distinct peers per unit (quorum) but "
+                         << able << " can run it now; it waits for more peers (--pool cluster runs each unit once)";
         }
         SendClient(f.identity, r);
         break;
