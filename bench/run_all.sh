@@ -65,7 +65,7 @@ dask=$raw/dask.jsonl
 if ((skip_dask == 0)); then
   if $py -c 'import distributed' 2>/dev/null; then
     say "peers: Dask distributed"
-    # Dask's workers are the script's children; it closes them itself (no pkill anywhere).
+    # Dask's workers are the script's children; it closes them itself, by pid.
     timeout 900 $py "$root/bench/peers/dask_bench.py" $quick >"$dask" 2> >(tee -a "$log" >&2) \
       || say "warning: the Dask benchmark failed"
   else

@@ -65,7 +65,7 @@ void OnSignal(int) {
 
 int main(int argc, char** argv) {
   Options opt("saboteur_worker [options]", "TEST ONLY: a worker that returns wrong results.", "SPARECYCLES_SABOTEUR_");
-  opt.Add("coordinator", "tcp://127.0.0.1:7737", "The coordinator's peer endpoint.");
+  opt.Add("coordinator", "", "The coordinator's peer endpoint (required).");
   opt.Add("rate", "1.0", "Share of units answered wrongly.");
   opt.Add("seed", "7", "Saboteurs with the same seed lie alike (collude).");
   opt.Add("cores", "1", "Cores.");
@@ -82,6 +82,10 @@ int main(int argc, char** argv) {
   tasks::Registry registry;
   for (const tasks::Task* t : tasks::Registry::BuiltIn().All())
     registry.Add(std::make_unique<LyingTask>(t, *rate, static_cast<std::uint64_t>(*seed)));
+  if (opt.Get("coordinator").empty()) {
+    std::fprintf(stderr, "saboteur: --coordinator is required\n");
+    return 2;
+  }
   worker::WorkerConfig cfg;
   cfg.coordinator = opt.Get("coordinator");
   cfg.cores = static_cast<unsigned>(*cores);
