@@ -84,12 +84,18 @@ TEST_CASE("two colluding saboteurs are caught by spot-checks under adaptive chec
   REQUIRE_MESSAGE(r->info.state == JobState::kDone, r->info.error);
   CHECK(r->summary == "5761455");
   std::uint64_t saboteur_accepted = 0;
-  for (const auto& p : client->Peers().value()) {
+  std::string table;
+  auto all_peers = client->Peers();
+  REQUIRE(all_peers.ok());
+  for (const auto& p : *all_peers) {
+    table += p.peer_id + " done=" + std::to_string(p.units_done) + " invalid=" + std::to_string(p.units_invalid) +
+             " cred=" + std::to_string(p.credibility) + "\n";
     for (int i = 0; i < 2; ++i) {
       std::string id = ReadAll(cluster.dir() / ("sab" + std::to_string(i)) + "/peer-id");
       while (!id.empty() && id.back() == '\n') id.pop_back();
       if (p.peer_id == id) saboteur_accepted += p.units_done;
     }
   }
+  MESSAGE(table);
   CHECK(saboteur_accepted == 0);
 }

@@ -37,9 +37,15 @@ class LyingTask final : public tasks::Task {
     std::uint64_t draw;
     std::memcpy(&draw, h.data(), 8);
     if (static_cast<double>(draw >> 11) * 0x1.0p-53 >= rate_) return out;
-    std::string wrong = *out;
-    wrong[wrong.size() / 2] ^= 0x01;  // a plausible, well-formed, wrong answer
-    return wrong;
+    // A wrong answer that the coordinator will see as wrong: the first single-bit change that
+    // alters the task's canonical form (some bytes, e.g. metadata, are not part of it).
+    const std::string canonical = inner_->Canonicalize(*out);
+    for (std::size_t i = 0; i < out->size(); ++i) {
+      std::string wrong = *out;
+      wrong[i] ^= 0x01;
+      if (inner_->Canonicalize(wrong) != canonical) return wrong;
+    }
+    return out;
   }
   Result<std::string> Merge(const tasks::JobParams& p, std::span<const std::string> r) const override {
     return inner_->Merge(p, r);

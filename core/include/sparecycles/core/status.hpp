@@ -86,7 +86,8 @@ class [[nodiscard]] Result {
   }
   T& value() & { Check(); return std::get<T>(v_); }
   const T& value() const& { Check(); return std::get<T>(v_); }
-  T&& value() && { Check(); return std::get<T>(std::move(v_)); }
+  // By value, so `for (auto& x : F().value())` cannot dangle into a destroyed temporary.
+  T value() && { Check(); return std::get<T>(std::move(v_)); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
