@@ -982,7 +982,6 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
     jobs_.emplace(job->id, std::move(job));
   }
   // Leases that were out when the coordinator stopped stay with their peers until the deadline.
-  std::map<std::pair<JobId, std::uint32_t>, int> held;
   for (auto& rl : leases) {
     auto jit = jobs_.find(rl.job);
     if (jit == jobs_.end() || proto::IsFinal(jit->second->state) ||
