@@ -34,7 +34,7 @@ Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& de
 
 Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry,
                      LeaseId first_lease_id)
-    : config_(config), registry_(registry), next_lease_(first_lease_id), rng_(config.credibility.seed | 1) {}
+    : config_(config), registry_(registry), rng_(config.credibility.seed | 1), next_lease_(first_lease_id) {}
 
 std::uint64_t Scheduler::NextRandom() {  // xorshift64*: deterministic for a given seed
   rng_ ^= rng_ >> 12;
