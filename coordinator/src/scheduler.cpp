@@ -125,21 +125,9 @@ void Scheduler::RemovePeer(PeerHandle peer, TimePoint now) {
     }
     if (!rec.expired) {
       rec.expired = true;
-      deadlines_.erase({rec.deadline, id});
-      auto jit = jobs_.find(rec.job);
-      if (jit != jobs_.end()) {
-        Job& job = *jit->second;
-        if (job.running > 0) --job.running;
-        dirty_.insert(job.id);
-        if (rec.unit < job.units.size()) {
-          auto& fl = job.units[rec.unit].in_flight;
-          fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
-          // It may take the unit again if it comes back (a worker restarted in place); one vote
-          // per peer per unit keeps it from counting twice.
-          ForgetUnitPeer(job.units[rec.unit], rec.peer);
-          Requeue(job, rec.unit);
-        }
-      }
+      // It may take the unit again if it comes back (a worker restarted in place); one vote per
+      // peer per unit keeps it from counting twice.
+      Withdraw(rec, /*forget_peer=*/true, /*requeue=*/true);
     }
     rec.peer = 0;
     orphan_leases_[peer_id].push_back(id);
@@ -544,24 +532,23 @@ void Scheduler::DropLease(LeaseId id, bool requeue, TimePoint) {
   }
   if (listener_) listener_->OnLeaseSettled(id);
   if (auto pit = peers_.find(rec.peer); pit != peers_.end()) pit->second.leases.erase(id);
+  // Lost or handed back without a result: that peer may take the unit again (it computed nothing
+  // the replicas would have to differ from), e.g. a worker restarted in place.
+  if (!rec.expired) Withdraw(rec, /*forget_peer=*/requeue, requeue);
+}
+
+void Scheduler::Withdraw(const LeaseRecord& rec, bool forget_peer, bool requeue) {
+  deadlines_.erase({rec.deadline, rec.id});
   auto jit = jobs_.find(rec.job);
   if (jit == jobs_.end()) return;
   Job& job = *jit->second;
-  if (!rec.expired) {
-    deadlines_.erase({rec.deadline, id});
-    if (job.running > 0) --job.running;
-    dirty_.insert(job.id);
-    if (rec.unit < job.units.size()) {
-      auto& fl = job.units[rec.unit].in_flight;
-      fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
-      if (requeue) {
-        // Lost or handed back without a result: that peer may take the unit again (it computed
-        // nothing the replicas would have to differ from), e.g. a worker restarted in place.
-        ForgetUnitPeer(job.units[rec.unit], rec.peer);
-        Requeue(job, rec.unit);
-      }
-    }
-  }
+  if (job.running > 0) --job.running;
+  dirty_.insert(job.id);
+  if (rec.unit >= job.units.size()) return;
+  auto& fl = job.units[rec.unit].in_flight;
+  fl.erase(std::remove(fl.begin(), fl.end(), rec.id), fl.end());
+  if (forget_peer) ForgetUnitPeer(job.units[rec.unit], rec.peer);
+  if (requeue) Requeue(job, rec.unit);
 }
 
 void Scheduler::Requeue(Job& job, std::uint32_t unit_index) {
@@ -912,13 +899,7 @@ TickEffect Scheduler::Tick(TimePoint now) {
     ++stats_.leases_expired;
     effect.expired_leases.push_back(id);
     if (auto pit = peers_.find(rec.peer); pit != peers_.end()) ++pit->second.timeouts;
-    Job& job = *jobs_.at(rec.job);
-    if (job.running > 0) --job.running;
-    if (rec.unit < job.units.size()) {
-      auto& fl = job.units[rec.unit].in_flight;
-      fl.erase(std::remove(fl.begin(), fl.end(), id), fl.end());
-      Requeue(job, rec.unit);
-    }
+    Withdraw(rec, /*forget_peer=*/false, /*requeue=*/true);  // the slow peer keeps its turn
   }
   return effect;
 }

@@ -285,6 +285,10 @@ class Scheduler {
   void Requeue(Job& job, std::uint32_t unit_index);
   void ForgetUnitPeer(Unit& unit, PeerHandle peer);
   void DropLease(LeaseId id, bool requeue, TimePoint now);
+  // Takes a live lease out of its unit's replication: off the deadline index, out of the job's
+  // running count and the unit's in-flight list; optionally lets its peer take the unit again
+  // and puts the unit back in the queue. The one place this bookkeeping is done.
+  void Withdraw(const LeaseRecord& rec, bool forget_peer, bool requeue);
   void FinishUnitIfDecided(Job& job, std::uint32_t unit_index, ResultEffect& effect);
   void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
   void ForgetOldJobs();
