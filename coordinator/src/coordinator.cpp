@@ -176,11 +176,16 @@ struct Coordinator::Impl {
           }
           break;
         }
-        ResultEffect e = scheduler.OnResult(peer, m, now, WallSeconds());
-        if (e.kind == ResultEffect::Kind::kRejected)
-          SC_LOG(Warn) << "rejected a result from peer " << peer << ": " << e.reason;
-        acks[f.identity].push_back(m.lease_id);
-        if (!e.cancel.empty()) SendCancels(e.cancel, "unit already settled");
+        OnResult(peer, f.identity, m, now, WallSeconds());
+        break;
+      }
+      case MsgType::kResults: {
+        // A bad batch is dropped whole: its lease ids cannot be trusted to acknowledge. The
+        // worker resends after its next Welcome; the leases' deadlines reissue the units meanwhile.
+        proto::Results m;
+        if (!decode(m)) break;
+        const double wall = WallSeconds();
+        for (const auto& r : m.results) OnResult(peer, f.identity, r, now, wall);
         break;
       }
       case MsgType::kHeartbeat: {
@@ -209,6 +214,14 @@ struct Coordinator::Impl {
         ++peer_wire.bad_frames;
         BadFrame("peer", InvalidArgument(std::string(proto::MsgTypeName(*type)) + " is not a peer message"));
     }
+  }
+
+  void OnResult(PeerHandle peer, const std::string& identity, const proto::ResultMsg& m, TimePoint now, double wall) {
+    ResultEffect e = scheduler.OnResult(peer, m, now, wall);
+    if (e.kind == ResultEffect::Kind::kRejected)
+      SC_LOG(Warn) << "rejected a result from peer " << peer << ": " << e.reason;
+    acks[identity].push_back(m.lease_id);
+    if (!e.cancel.empty()) SendCancels(e.cancel, "unit already settled");
   }
 
   std::string PeerName(PeerHandle h) const {

@@ -30,6 +30,7 @@ std::string_view MsgTypeName(MsgType t) {
     case MsgType::kAssign: return "Assign";
     case MsgType::kResult: return "Result";
     case MsgType::kAck: return "Ack";
+    case MsgType::kResults: return "Results";
     case MsgType::kHeartbeat: return "Heartbeat";
     case MsgType::kCancelLeases: return "CancelLeases";
     case MsgType::kBye: return "Bye";
@@ -75,7 +76,7 @@ Result<MsgType> ParseHeader(std::string_view frame, std::string_view& body) {
   if (version != kProtocolVersion)
     return FailedPrecondition("protocol version " + std::to_string(version) + " is not supported (this side speaks " +
                               std::to_string(kProtocolVersion) + ")");
-  const bool known = (type >= 1 && type <= 12) || (type >= 32 && type <= 45);
+  const bool known = (type >= 1 && type <= 13) || (type >= 32 && type <= 45);
   if (!known) return DataLoss("unknown message type " + std::to_string(type));
   body = frame.substr(kHeaderSize);
   return static_cast<MsgType>(type);
@@ -133,6 +134,12 @@ Status ResultMsg::Validate() const {
 Status Checkpoint::Validate() const {
   if (!(fraction >= 0.0f && fraction <= 1.0f)) return InvalidArgument("checkpoint fraction out of 0..1");
   return CheckLen("state", state, kMaxCheckpointBytes);
+}
+
+Status Results::Validate() const {
+  SC_RETURN_IF_ERROR(CheckCount("results", results, kMaxLeasesPerMessage));
+  for (const auto& r : results) SC_RETURN_IF_ERROR(r.Validate());
+  return OkStatus();
 }
 
 Status Ack::Validate() const { return CheckCount("lease_ids", lease_ids, kMaxLeasesPerMessage); }

@@ -73,6 +73,15 @@ TEST_CASE("every peer message survives a round trip") {
   a.leases.push_back(Lease{1, 2, 3, "primes", 1, "unit-bytes", 60000});
   CHECK(RoundTrip(a).leases[0].unit == "unit-bytes");
   CHECK(RoundTrip(SampleResult()).payload == std::string("\x00\x01\x02\xff", 4));
+  Results batch{{SampleResult(), SampleResult()}};
+  batch.results[1].lease_id = 43;
+  batch.results[1].outcome = UnitOutcome::kFailed;
+  batch.results[1].hash.clear();
+  batch.results[1].error = "kernel threw";
+  const Results back = RoundTrip(batch);
+  REQUIRE(back.results.size() == 2);
+  CHECK(back.results[1].lease_id == 43);
+  CHECK(back.results[1].error == "kernel threw");
   RoundTrip(Ack{{1, 2, 3}});
   RoundTrip(Heartbeat{{{1, 0.5f}}});
   RoundTrip(CancelLeases{{4}, "job cancelled"});
@@ -185,11 +194,23 @@ TEST_CASE("field limits and enum ranges are enforced after decoding") {
   REQUIRE(ParseHeader(b, body).ok());
   Bye bye;
   CHECK(Decode(body, bye).ok());
+  // One bad result spoils its whole batch (the frame is dropped and counted).
+  Results batch{{SampleResult(), r}};
+  f = Encode(batch);
+  REQUIRE(ParseHeader(f, body).ok());
+  Results rb;
+  CHECK_FALSE(Decode(body, rb).ok());
+  batch.results.assign(kMaxLeasesPerMessage + 1, SampleResult());
+  f = Encode(batch);
+  REQUIRE(ParseHeader(f, body).ok());
+  CHECK(Decode(body, rb).code() == StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("random and mutated frames never crash the decoder") {
   std::mt19937_64 rng(12345);
-  const std::vector<std::string> seeds = {Encode(SampleHello()), Encode(SampleResult()), Encode(Assign{{Lease{1, 2, 3, "primes", 1, "u", 5}}})};
+  const std::vector<std::string> seeds = {Encode(SampleHello()), Encode(SampleResult()),
+                                          Encode(Assign{{Lease{1, 2, 3, "primes", 1, "u", 5}}}),
+                                          Encode(Results{{SampleResult(), SampleResult()}})};
   int rejected = 0, total = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string f;
@@ -212,6 +233,7 @@ TEST_CASE("random and mutated frames never crash the decoder") {
     switch (*type) {
       case MsgType::kHello: { Hello m; s = Decode(body, m); break; }
       case MsgType::kResult: { ResultMsg m; s = Decode(body, m); break; }
+      case MsgType::kResults: { Results m; s = Decode(body, m); break; }
       case MsgType::kAssign: { Assign m; s = Decode(body, m); break; }
       case MsgType::kSubmit: { Submit m; s = Decode(body, m); break; }
       default: { Capacity m; s = Decode(body, m); break; }

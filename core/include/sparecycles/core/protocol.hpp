@@ -50,6 +50,7 @@ enum class MsgType : std::uint16_t {
   kBye = 10,
   kReject = 11,
   kCheckpoint = 12,
+  kResults = 13,  // several Results in one frame
   // SDK client <-> coordinator, on the coordinator's client endpoint
   kSubmit = 32,
   kSubmitReply = 33,
@@ -161,6 +162,18 @@ struct ResultMsg {
   }
   Status Validate() const;
 };
+
+// Several results in one frame: a worker sends what finished since its last loop turn together,
+// so short units cost one frame per batch, not one per unit (docs/protocol.md §6.3).
+struct Results {
+  static constexpr MsgType kType = MsgType::kResults;
+  std::vector<ResultMsg> results;
+  template <class A> void serialize(A& a) { a(results); }
+  Status Validate() const;
+};
+/// A worker batches results up to this many payload bytes per Results frame (one larger result
+/// travels alone).
+inline constexpr std::size_t kResultsBatchBytes = 4ull << 20;
 
 struct Ack {
   static constexpr MsgType kType = MsgType::kAck;
