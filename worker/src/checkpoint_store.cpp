@@ -37,13 +37,20 @@ CheckpointStore::CheckpointStore(std::string dir) : dir_(std::move(dir)) {
   if (ec) {
     SC_LOG(Warn) << "checkpoints stay in memory only: cannot create " << dir_ << ": " << ec.message();
     dir_.clear();
+    return;
   }
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) present_.insert(e.path().filename().string());
 }
 
-std::string CheckpointStore::PathFor(const proto::Lease& lease) const {
+bool CheckpointStore::Present(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  return present_.contains(name);
+}
+
+std::string CheckpointStore::NameFor(const proto::Lease& lease) const {
   char fp[17];
   std::snprintf(fp, sizeof(fp), "%016llx", static_cast<unsigned long long>(Fnv(lease.task, lease.unit)));
-  return dir_ + "/job" + std::to_string(lease.job_id) + "-unit" + std::to_string(lease.unit_index) + "-" + fp + ".ckpt";
+  return "job" + std::to_string(lease.job_id) + "-unit" + std::to_string(lease.unit_index) + "-" + fp + ".ckpt";
 }
 
 void CheckpointStore::Save(const proto::Lease& lease, float fraction, std::string_view state) const {
@@ -53,13 +60,20 @@ void CheckpointStore::Save(const proto::Lease& lease, float fraction, std::strin
   r.fingerprint = Fnv(lease.task, lease.unit);
   r.fraction = fraction;
   r.state = std::string(state);
-  if (Status s = WriteFileAtomic(PathFor(lease), EncodeValue(r)); !s.ok())
+  const std::string name = NameFor(lease);
+  if (Status s = WriteFileAtomic(dir_ + "/" + name, EncodeValue(r)); !s.ok()) {
     SC_LOG(Warn) << "cannot save a checkpoint: " << s.ToString();
+    return;
+  }
+  std::lock_guard lock(mu_);
+  present_.insert(name);
 }
 
 std::optional<StoredCheckpoint> CheckpointStore::Load(const proto::Lease& lease) const {
   if (dir_.empty()) return std::nullopt;
-  auto bytes = ReadFile(PathFor(lease), proto::kMaxCheckpointBytes + 4096);
+  const std::string name = NameFor(lease);
+  if (!Present(name)) return std::nullopt;
+  auto bytes = ReadFile(dir_ + "/" + name, proto::kMaxCheckpointBytes + 4096);
   if (!bytes.ok()) return std::nullopt;
   FileRecord r;
   if (!DecodeValue(*bytes, r).ok() || r.magic != FileRecord{}.magic || r.task != lease.task ||
@@ -70,8 +84,13 @@ std::optional<StoredCheckpoint> CheckpointStore::Load(const proto::Lease& lease)
 
 void CheckpointStore::Remove(const proto::Lease& lease) const {
   if (dir_.empty()) return;
+  const std::string name = NameFor(lease);
+  {
+    std::lock_guard lock(mu_);
+    if (present_.erase(name) == 0) return;
+  }
   std::error_code ec;
-  std::filesystem::remove(PathFor(lease), ec);
+  std::filesystem::remove(dir_ + "/" + name, ec);
 }
 
 void CheckpointStore::RemoveOlderThan(std::chrono::hours max_age) const {
@@ -80,7 +99,10 @@ void CheckpointStore::RemoveOlderThan(std::chrono::hours max_age) const {
   const auto now = std::filesystem::file_time_type::clock::now();
   for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
     auto t = e.last_write_time(ec);
-    if (!ec && now - t > max_age) std::filesystem::remove(e.path(), ec);
+    if (ec || now - t <= max_age) continue;
+    std::filesystem::remove(e.path(), ec);
+    std::lock_guard lock(mu_);
+    present_.erase(e.path().filename().string());
   }
 }
 

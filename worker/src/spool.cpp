@@ -22,24 +22,28 @@ std::string ResultSpool::Path(std::uint64_t lease_id) const {
   return dir_ + "/" + std::to_string(lease_id) + ".result";
 }
 
-bool ResultSpool::Put(std::uint64_t lease_id, const std::string& frame) {
-  if (dir_.empty()) return true;
+bool ResultSpool::Put(const proto::ResultMsg& result) {
+  if (dir_.empty() || result.wall_seconds < kSpoolMinSeconds) return false;
   // No fsync per result: the spool guards against the worker process dying (the page cache
   // survives that), and an fsync per unit would cost milliseconds on every result. A power cut
   // can lose unacknowledged results; the coordinator then simply reissues those units.
-  Status s = WriteFileAtomic(Path(lease_id), frame, /*sync=*/false);
-  if (!s.ok()) SC_LOG(Warn) << "could not spool a result: " << s.ToString();
-  return s.ok();
+  Status s = WriteFileAtomic(Path(result.lease_id), proto::Encode(result), /*sync=*/false);
+  if (!s.ok()) {
+    SC_LOG(Warn) << "could not spool a result: " << s.ToString();
+    return false;
+  }
+  on_disk_.insert(result.lease_id);
+  return true;
 }
 
 void ResultSpool::Remove(std::uint64_t lease_id) {
-  if (dir_.empty()) return;
+  if (on_disk_.erase(lease_id) == 0) return;
   std::error_code ec;
   std::filesystem::remove(Path(lease_id), ec);
 }
 
-std::map<std::uint64_t, std::string> ResultSpool::Load() {
-  std::map<std::uint64_t, std::string> out;
+std::map<std::uint64_t, proto::ResultMsg> ResultSpool::Load() {
+  std::map<std::uint64_t, proto::ResultMsg> out;
   if (dir_.empty()) return out;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
@@ -73,7 +77,8 @@ std::map<std::uint64_t, std::string> ResultSpool::Load() {
       drop("not a valid result frame");
       continue;
     }
-    out.emplace(lease, std::move(*frame));
+    on_disk_.insert(lease);
+    out.emplace(lease, std::move(r));
   }
   return out;
 }

@@ -126,6 +126,10 @@ class UnitCtx final : public tasks::UnitContext {
     if (gate_ != nullptr) gate_->Wake();
   }
   bool handed_back() const { return handed_back_.load(); }
+  /// Set by the arena thread when the unit begins; until then it waits in the arena's queue.
+  void MarkStarted() { started_.store(true, std::memory_order_relaxed); }
+  bool started() const { return started_.load(std::memory_order_relaxed); }
+  std::string CancelReason() const { return reason(); }
   float progress() const { return progress_.load(std::memory_order_relaxed); }
   bool waiting() const { return waiting_.load(std::memory_order_relaxed) > 0; }
   bool resumed() const { return resume_.has_value(); }
@@ -150,7 +154,7 @@ class UnitCtx final : public tasks::UnitContext {
   const float resumed_from_;
   const Duration interval_;
   std::atomic<float> progress_{0}, first_progress_{-1};
-  std::atomic<bool> cancel_{false}, handed_back_{false}, too_big_logged_{false};
+  std::atomic<bool> cancel_{false}, handed_back_{false}, too_big_logged_{false}, started_{false};
   std::atomic<int> waiting_{0};
   std::atomic<std::int64_t> last_checkpoint_;
   std::atomic<std::uint64_t> closings_seen_;
@@ -230,6 +234,11 @@ struct Worker::Impl {
   };
   std::deque<proto::Lease> waiting;                  // prefetched, not started
   double unit_seconds_avg = -1;                      // moving average of units' wall time
+  // Units shorter than this run back to back: the loop thread queues several per slot in the
+  // arena, so an arena thread never waits for the loop thread between two of them, and their
+  // CPU time is not measured one by one (two getrusage calls would cost more than the unit).
+  static constexpr double kShortUnitSeconds = 0.002;
+  std::atomic<bool> short_units{false};  // unit_seconds_avg < kShortUnitSeconds (read by arena threads)
 
   // Units held beyond the slots: at least config.prefetch; more when units are short, so that
   // about 20 ms of work per slot is always at hand and a round trip to the coordinator never
@@ -240,7 +249,7 @@ struct Worker::Impl {
     return std::clamp<std::size_t>(static_cast<std::size_t>(want), config.prefetch, 64);
   }
   std::unordered_map<std::uint64_t, Running> running;
-  std::unordered_map<std::uint64_t, std::string> unacked;  // lease id -> encoded Result frame
+  std::unordered_map<std::uint64_t, proto::ResultMsg> unacked;  // sent, not yet acknowledged
   ResultSpool spool{config.state_dir.empty() ? "" : config.state_dir + "/spool"};
 
   std::mutex done_mu;
@@ -268,12 +277,34 @@ struct Worker::Impl {
     net::SendDealer(*sock, proto::Encode(msg), &wire);
   }
 
+  // Results go in as few frames as the limits allow: a lone result as Result, several as Results
+  // (at most kMaxLeasesPerMessage and about kResultsBatchBytes of payload per frame).
+  void SendResults(const std::vector<const proto::ResultMsg*>& results) {
+    proto::Results batch;
+    std::size_t bytes = 0;
+    auto flush = [&] {
+      if (batch.results.size() == 1) Send(batch.results.front());
+      else if (!batch.results.empty()) Send(batch);
+      batch.results.clear();
+      bytes = 0;
+    };
+    for (const proto::ResultMsg* r : results) {
+      const std::size_t size = r->payload.size() + r->error.size() + r->hash.size() + 64;
+      if (!batch.results.empty() &&
+          (batch.results.size() >= proto::kMaxLeasesPerMessage || bytes + size > proto::kResultsBatchBytes))
+        flush();
+      batch.results.push_back(*r);
+      bytes += size;
+    }
+    flush();
+  }
+
   void SendHello(TimePoint now) {
     // Everything this peer still holds: running, prefetched, and finished but not acknowledged.
     hello.running_leases.clear();
     for (const auto& [id, r] : running) hello.running_leases.push_back(id);
     for (const auto& l : waiting) hello.running_leases.push_back(l.lease_id);
-    for (const auto& [id, frame] : unacked) hello.running_leases.push_back(id);
+    for (const auto& [id, r] : unacked) hello.running_leases.push_back(id);
     if (hello.running_leases.size() > proto::kMaxLeasesPerMessage) hello.running_leases.resize(proto::kMaxLeasesPerMessage);
     Send(hello);
     hello_sent = now;
@@ -307,7 +338,11 @@ struct Worker::Impl {
         heartbeat = std::chrono::milliseconds(std::clamp<std::uint32_t>(w.heartbeat_ms, 50, 600000));
         if (first) SC_LOG(Info) << "connected to coordinator session " << w.session;
         // Everything not yet acknowledged goes again: the coordinator may have restarted.
-        for (const auto& [id, frame] : unacked) net::SendDealer(*sock, frame, &wire);
+        {
+          std::vector<const proto::ResultMsg*> again;
+          for (const auto& [id, r] : unacked) again.push_back(&r);
+          SendResults(again);
+        }
         capacity_sent = false;
         last_request = UINT32_MAX;
         break;
@@ -358,8 +393,11 @@ struct Worker::Impl {
     }
   }
 
+  // Moves prefetched leases into the arena: one per free slot, and for short units a queue of up
+  // to the prefetch depth per slot, which the arena's threads work through without the loop.
   void StartUnits() {
-    while (!waiting.empty() && running.size() < decision.slots) {
+    const std::size_t ahead = short_units.load(std::memory_order_relaxed) ? EffectivePrefetch() : 0;
+    while (!waiting.empty() && running.size() < decision.slots + ahead) {
       proto::Lease lease = std::move(waiting.front());
       waiting.pop_front();
       // A local checkpoint is this worker's own and at least as new as what it uploaded; one that
@@ -400,10 +438,14 @@ struct Worker::Impl {
     r.lease_id = lease.lease_id;
     r.job_id = lease.job_id;
     r.unit_index = lease.unit_index;
+    uctx.MarkStarted();
     const auto t0 = std::chrono::steady_clock::now();
-    const double cpu0 = ProcessCpuSeconds();
+    const bool measure_cpu = !short_units.load(std::memory_order_relaxed);
+    const double cpu0 = measure_cpu ? ProcessCpuSeconds() : 0;
     try {
       const tasks::Task* task = registry.Find(lease.task, lease.task_version);
+      // Cancelled or handed back while it waited in the arena's queue.
+      if (uctx.StopRequested()) throw tasks::UnitCancelled{uctx.CancelReason()};
       if (task == nullptr) {
         r.outcome = proto::UnitOutcome::kFailed;
         r.error = "this worker cannot run task " + lease.task + " v" + std::to_string(lease.task_version);
@@ -436,15 +478,18 @@ struct Worker::Impl {
     if (r.error.size() > proto::kMaxTextBytes) r.error.resize(proto::kMaxTextBytes);
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // Units share the arena, so the process CPU time over the unit is shared out by slot count.
-    r.cpu_seconds = std::max(0.0, ProcessCpuSeconds() - cpu0) / std::max(1u, slots);
-    r.cpu_seconds = std::max(r.cpu_seconds, 0.0);
+    // A short unit is counted at its wall time: it ran on one thread from start to end.
+    r.cpu_seconds = measure_cpu ? std::max(0.0, ProcessCpuSeconds() - cpu0) / std::max(1u, slots) : r.wall_seconds;
+    bool first = false;
     {
       std::lock_guard lock(done_mu);
+      first = done.empty();
       done.push_back(std::move(r));
       --active_units;
     }
     done_cv.notify_all();
-    wake.Wake();
+    // The loop thread takes every completion at once: one wake-up per batch, not per unit.
+    if (first) wake.Wake();
   }
 
   void UploadCheckpoint(UnitCtx& ctx) {
@@ -488,19 +533,23 @@ struct Worker::Impl {
         else ++stats.units_cancelled;
         stats.cpu_seconds += r.cpu_seconds;
       }
-      if (r.outcome == proto::UnitOutcome::kOk)
+      if (r.outcome == proto::UnitOutcome::kOk) {
         unit_seconds_avg = unit_seconds_avg < 0 ? r.wall_seconds : 0.9 * unit_seconds_avg + 0.1 * r.wall_seconds;
+        short_units.store(unit_seconds_avg < kShortUnitSeconds, std::memory_order_relaxed);
+      }
       if (r.outcome == proto::UnitOutcome::kFailed)
         SC_LOG(Warn) << "unit " << r.job_id << "/" << r.unit_index << " failed: " << r.error;
       if (stopped_by_us && r.outcome == proto::UnitOutcome::kCancelled) continue;  // coordinator knows
-      std::string frame = proto::Encode(r);
       // On disk before it leaves: a crash between here and the Ack must not lose the work.
-      if (r.outcome != proto::UnitOutcome::kCancelled) spool.Put(r.lease_id, frame);
+      if (r.outcome != proto::UnitOutcome::kCancelled) spool.Put(r);
       SC_LOG(Debug) << "finished unit " << r.job_id << "/" << r.unit_index << " lease " << r.lease_id;
-      net::SendDealer(*sock, frame, &wire);
-      unacked[r.lease_id] = std::move(frame);
+      const std::uint64_t id = r.lease_id;
+      outgoing.push_back(&(unacked[id] = std::move(r)));
     }
+    SendResults(outgoing);
+    outgoing.clear();
   }
+  std::vector<const proto::ResultMsg*> outgoing;  // this turn's results (point into `unacked`)
 
   // Hands every unit back to the coordinator (a pause went on too long): running units stop at
   // their next Progress() call and report kCancelled; prefetched ones go back at once.
@@ -516,12 +565,13 @@ struct Worker::Impl {
       r.unit_index = l.unit_index;
       r.outcome = proto::UnitOutcome::kCancelled;
       r.error = why + " (not started)";
-      std::string frame = proto::Encode(r);
-      net::SendDealer(*sock, frame, &wire);
-      unacked[r.lease_id] = std::move(frame);
+      const std::uint64_t id = r.lease_id;
+      outgoing.push_back(&(unacked[id] = std::move(r)));
       std::lock_guard lock(stats_mu);
       ++stats.units_returned;
     }
+    SendResults(outgoing);
+    outgoing.clear();
     waiting.clear();
     last_request = UINT32_MAX;
   }
@@ -638,7 +688,12 @@ struct Worker::Impl {
     s.reason = decision.reason;
     s.other_cpu_percent = readings.other_cpu * 100;
     s.memory_available = MemoryForUnits();
+    std::size_t queued = 0;  // in the arena's queue, not started
     for (const auto& [id, r] : running) {
+      if (!r.ctx->started()) {
+        ++queued;
+        continue;
+      }
       UnitStatus u;
       u.job = r.lease.job_id;
       u.unit = r.lease.unit_index;
@@ -650,7 +705,7 @@ struct Worker::Impl {
     }
     std::sort(s.units.begin(), s.units.end(),
               [](const UnitStatus& a, const UnitStatus& b) { return std::tie(a.job, a.unit) < std::tie(b.job, b.unit); });
-    s.prefetched = waiting.size();
+    s.prefetched = waiting.size() + queued;
     {
       std::lock_guard lock(stats_mu);
       s.units_done = base_units_done + stats.units_done;
@@ -724,13 +779,15 @@ struct Worker::Impl {
       done_cv.wait(lock, [&] { return active_units == 0; });
       for (auto& [id, r] : running) UploadCheckpoint(*r.ctx);
       // Units that finished anyway are still worth sending.
+      std::vector<const proto::ResultMsg*> finished;
       for (auto& r : done) {
         if (r.outcome != proto::UnitOutcome::kOk) continue;
         bye.returned_leases.erase(std::remove(bye.returned_leases.begin(), bye.returned_leases.end(), r.lease_id),
                                   bye.returned_leases.end());
         if (auto it = running.find(r.lease_id); it != running.end()) store.Remove(it->second.lease);
-        net::SendDealer(*sock, proto::Encode(r), &wire);
+        finished.push_back(&r);
       }
+      SendResults(finished);
       done.clear();
     }
     running.clear();
@@ -823,7 +880,7 @@ Status Worker::Start() {
   if (!sock.ok()) return sock.status();
   m.sock.emplace(std::move(*sock));
   // Results finished before a crash or restart and never acknowledged go out again after Hello.
-  for (auto& [lease, frame] : m.spool.Load()) m.unacked.emplace(lease, std::move(frame));
+  for (auto& [lease, r] : m.spool.Load()) m.unacked.emplace(lease, std::move(r));
   if (!m.unacked.empty()) SC_LOG(Info) << m.unacked.size() << " spooled results will be sent again";
   m.store.RemoveOlderThan(std::chrono::hours(24 * 14));
   m.LoadPreviousTotals();
