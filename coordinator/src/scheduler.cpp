@@ -243,8 +243,7 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
     job->units[i].spec = std::move((*split)[i]);
     const std::uint32_t copies = job->policy.adaptive ? 1 : job->policy.replicas;
     job->units[i].queued = copies;
-    for (std::uint32_t r = 0; r < copies; ++r)
-      job->ready.push_back(static_cast<std::uint32_t>(i));
+    job->fresh.push_back(static_cast<std::uint32_t>(i));
   }
   const JobId id = job->id;
   if (!spec.client_token.empty()) tokens_[spec.client_token] = id;
@@ -271,6 +270,7 @@ Status Scheduler::Cancel(JobId id, std::vector<std::pair<PeerHandle, LeaseId>>& 
     DropLease(lid, /*requeue=*/false, TimePoint{});
   }
   job.ready.clear();
+  job.fresh.clear();
   job.units_total_final = job.units.size();
   job.state = proto::JobState::kCancelled;
   job.error = "cancelled";
@@ -334,7 +334,7 @@ Job* Scheduler::PickJob(const Peer& peer) {
   Job* best = nullptr;
   for (auto& [id, jp] : jobs_) {
     Job& job = *jp;
-    if (proto::IsFinal(job.state) || job.ready.empty()) continue;
+    if (proto::IsFinal(job.state) || (job.ready.empty() && job.fresh.empty())) continue;
     if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
       continue;
     if (best != nullptr) {
@@ -347,12 +347,19 @@ Job* Scheduler::PickJob(const Peer& peer) {
       }
     }
     // Only consider jobs that have a unit this peer may take.
-    const std::size_t scan = std::min(job.ready.size(), kMaxReadyScan);
-    bool any = false;
-    for (std::size_t i = 0; i < scan && !any; ++i) any = Eligible(job.units[job.ready[i]], peer);
-    if (any) best = &job;
+    if (!job.fresh.empty() || FindReady(job, peer)) best = &job;
   }
   return best;
+}
+
+std::optional<std::size_t> Scheduler::FindReady(const Job& job, const Peer& peer) const {
+  // While fresh units remain, a peer that finds nothing near the front takes a fresh one, so the
+  // scan is bounded; at the end of a job it covers the whole queue, or a peer whose copies are
+  // deep in it would wait for nothing.
+  const std::size_t scan = job.fresh.empty() ? job.ready.size() : std::min(job.ready.size(), kMaxReadyScan);
+  for (std::size_t i = 0; i < scan; ++i)
+    if (Eligible(job.units[job.ready[i]], peer)) return i;
+  return std::nullopt;
 }
 
 std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t count,
@@ -367,6 +374,7 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
   const std::uint64_t cap = static_cast<std::uint64_t>(peer.slots) + config_.prefetch;
   const std::uint64_t held = peer.leases.size();
   std::uint64_t want = std::min<std::uint64_t>(count, cap > held ? cap - held : 0);
+  const Job* nothing_ready = nullptr;
   while (want-- > 0) {
     // Now and then, test the peer with a unit whose answer is already known. It cannot tell a
     // spot-check from real work.
@@ -379,18 +387,25 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     }
     Job* job = PickJob(peer);
     if (job == nullptr) break;
-    const std::size_t scan = std::min(job->ready.size(), kMaxReadyScan);
-    std::size_t pos = scan;
-    for (std::size_t i = 0; i < scan; ++i) {
-      if (Eligible(job->units[job->ready[i]], peer)) {
-        pos = i;
-        break;
-      }
+    // Further copies of units already out come first (they finish units); then fresh units. What
+    // this peer cannot take in `ready` stays so during this call (only its own units are added),
+    // so a failed scan is not repeated for every lease.
+    std::uint32_t ui = 0;
+    std::optional<std::size_t> pos;
+    if (job != nothing_ready || job->fresh.empty()) pos = FindReady(*job, peer);  // bounded only with fresh
+    if (!pos) nothing_ready = job;
+    if (pos) {
+      ui = job->ready[*pos];
+      job->ready.erase(job->ready.begin() + static_cast<std::ptrdiff_t>(*pos));
+      --job->units[ui].queued;
+    } else if (!job->fresh.empty()) {
+      ui = job->fresh.front();
+      job->fresh.pop_front();
+      // The unit's other copies wait in `ready`, in the order their first copies went out.
+      for (std::uint32_t left = --job->units[ui].queued; left > 0; --left) job->ready.push_back(ui);
+    } else {
+      break;  // PickJob checked; cannot happen
     }
-    if (pos == scan) break;  // PickJob checked; cannot happen
-    const std::uint32_t ui = job->ready[pos];
-    job->ready.erase(job->ready.begin() + static_cast<std::ptrdiff_t>(pos));
-    --job->units[ui].queued;
     out.push_back(MakeLease(*job, ui, peer, now));
   }
   // Nothing left to hand out: near the end of a job, back up the oldest units still running
@@ -409,7 +424,8 @@ bool Scheduler::IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>
     auto jit = jobs_.find(rec.job);
     if (jit == jobs_.end()) continue;
     Job& job = *jit->second;
-    if (proto::IsFinal(job.state) || !job.ready.empty() || rec.unit >= job.units.size()) continue;
+    if (proto::IsFinal(job.state) || !job.ready.empty() || !job.fresh.empty() || rec.unit >= job.units.size())
+      continue;
     if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
       continue;
     Unit& unit = job.units[rec.unit];
@@ -746,6 +762,7 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
     }
     if (unit.queued > 0) {
       job.ready.erase(std::remove(job.ready.begin(), job.ready.end(), rec.unit), job.ready.end());
+      job.fresh.erase(std::remove(job.fresh.begin(), job.fresh.end(), rec.unit), job.fresh.end());
       unit.queued = 0;
     }
     ++job.done;
@@ -868,6 +885,7 @@ void Scheduler::MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect) 
   job.units.clear();
   job.units.shrink_to_fit();
   job.ready.clear();
+  job.fresh.clear();
   job.finished_wall = wall_now;
   if (listener_) listener_->OnJobFinished(job);
   dirty_.insert(job.id);
@@ -995,6 +1013,11 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
       Unit& u = job.units[i];
       if (u.state != Unit::State::kPending) continue;
       const std::uint32_t have = static_cast<std::uint32_t>(u.in_flight.size());
+      if (have == 0 && u.peers.empty() && job.policy.replicas > 0) {
+        job.fresh.push_back(i);  // never given to anyone: any peer may take it
+        u.queued = job.policy.replicas;
+        continue;
+      }
       for (std::uint32_t r = have; r < job.policy.replicas; ++r) {
         job.ready.push_back(i);
         ++u.queued;

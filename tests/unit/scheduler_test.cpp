@@ -444,3 +444,27 @@ TEST_CASE("a peer that was lost and comes back may redo its unit but never votes
   f.Deliver(b, f.Honest(lb[0]));
   CHECK(f.s->FindJob(job)->state == proto::JobState::kRunning);  // 1 vs 1: still undecided
 }
+
+TEST_CASE("a peer running ahead of the others still gets work while any unit needs a copy from it") {
+  // Two peers, every unit twice (quorum 2): the fast peer's copies leave the slow peer's copies
+  // at the front of the queue. The fast one must still find the units it has not had.
+  SchedulerConfig c;
+  c.prefetch = 64;
+  Fixture f(c);
+  const PeerHandle fast = f.Peer("fast"), slow = f.Peer("slow");
+  const JobId id = f.Submit(3000, 2, 2);
+  std::map<PeerHandle, std::vector<proto::Lease>> held;
+  std::map<PeerHandle, std::size_t> leased;
+  for (int round = 0; round < 1000 && !proto::IsFinal(f.s->FindJob(id)->state); ++round) {
+    // The fast peer works four rounds for each of the slow peer's.
+    const PeerHandle p = round % 5 == 4 ? slow : fast;
+    for (const auto& l : held[p]) f.Deliver(p, f.Honest(l));
+    held[p] = f.s->Lease(p, 65, f.clock.Now());
+    leased[p] += held[p].size();
+    if (leased[p] < 3000) CHECK_MESSAGE(!held[p].empty(), "round " << round << ": peer had " << leased[p] << " of 3000 units");
+  }
+  CHECK(f.s->FindJob(id)->state == proto::JobState::kDone);
+  CHECK(f.Answer(id) == SumSquares(3000));
+  CHECK(leased[fast] == 3000);
+  CHECK(leased[slow] == 3000);
+}

@@ -140,7 +140,12 @@ struct Job {
   tasks::JobParams params;
   ReplicationPolicy policy;
   std::vector<Unit> units;
-  std::deque<std::uint32_t> ready;       // unit indices needing one more copy
+  // Units waiting for copies. `fresh` holds units never leased, once each (any peer may take
+  // them); `ready` holds one entry per further copy of units already given to some peer, and
+  // requeued units (at the front). Kept apart so a peer that ran ahead, whose own units fill the
+  // front of `ready` waiting for other peers, still finds fresh work at once.
+  std::deque<std::uint32_t> fresh;
+  std::deque<std::uint32_t> ready;
   proto::JobState state = proto::JobState::kQueued;
   std::uint64_t done = 0, failed = 0, running = 0;
   double submitted_wall = 0, finished_wall = 0, cpu_seconds = 0;
@@ -293,6 +298,8 @@ class Scheduler {
   void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
   void ForgetOldJobs();
   Job* PickJob(const Peer& peer);
+  /// Position in `job.ready` of the first copy `peer` may take, if any.
+  std::optional<std::size_t> FindReady(const Job& job, const Peer& peer) const;
   bool IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
   PeerHandle HandleFor(const std::string& peer_id);
   proto::Lease MakeLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now);
