@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   opt.Add("lease-min", "60s", "Shortest lease; a unit is reissued when its lease passes.");
   opt.Add("lease-factor", "5", "Lease length as a multiple of the unit's expected run time on its peer.");
   opt.Add("prefetch", "64", "Most units a peer may hold beyond its slots (workers ask for more only when units are short).");
+  opt.Add("prefetch-seconds", "0.05", "Expected work per slot a peer may hold beyond its slots; longer units are not prefetched.");
   opt.Add("unit-seconds", "1", "Target run time of one unit on a median peer, in seconds.");
   opt.Add("pool", "volunteer",
           "Defaults for cross-checking: volunteer = untrusted peers (2 replicas, quorum 2, adaptive\n"
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   auto lf = opt.GetDouble("lease-factor", 1, 1000);
   auto us = opt.GetDouble("unit-seconds", 0.001, 86400);
   auto pf = opt.GetInt("prefetch", 0, 4096);
+  auto pfs = opt.GetDouble("prefetch-seconds", 0, 3600);
   const std::string pool = opt.Get("pool");
   if (pool != "volunteer" && pool != "cluster") return Fail(InvalidArgument("--pool must be volunteer or cluster"));
   const bool volunteer = pool == "volunteer";
@@ -112,11 +114,12 @@ int main(int argc, char** argv) {
   cfg.scheduler.credibility.blacklist_after = static_cast<std::uint32_t>(*ba);
   auto mr = opt.GetInt("max-replicas", 1, 64);
   auto me = opt.GetInt("max-errors", 1, 64);
-  for (const Status* s : {&lf.status(), &us.status(), &pf.status(), &rep.status(), &quo.status(), &mr.status(), &me.status()})
+  for (const Status* s : {&lf.status(), &us.status(), &pf.status(), &pfs.status(), &rep.status(), &quo.status(), &mr.status(), &me.status()})
     if (!s->ok()) return Fail(*s);
   cfg.scheduler.lease_factor = *lf;
   cfg.scheduler.unit_seconds = *us;
   cfg.scheduler.prefetch = static_cast<std::uint32_t>(*pf);
+  cfg.scheduler.prefetch_seconds = *pfs;
   cfg.scheduler.policy.replicas = static_cast<std::uint32_t>(*rep);
   cfg.scheduler.policy.quorum = static_cast<std::uint32_t>(*quo);
   cfg.scheduler.policy.max_replicas = static_cast<std::uint32_t>(*mr);

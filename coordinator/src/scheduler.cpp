@@ -387,6 +387,14 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     }
     Job* job = PickJob(peer);
     if (job == nullptr) break;
+    // Beyond its slots a peer only prefetches short units, up to prefetch_seconds of expected
+    // work per slot: a job of a few long units goes one unit per peer, not all to the first
+    // peer that asks.
+    if (peer.leases.size() >= peer.slots) {
+      const double expected = job->unit_work / std::max(1e-12, RateFor(*job, &peer));
+      const double beyond = static_cast<double>(peer.leases.size() + 1 - peer.slots);
+      if (expected * beyond > config_.prefetch_seconds * std::max(1u, peer.slots)) break;
+    }
     // Further copies of units already out come first (they finish units); then fresh units. What
     // this peer cannot take in `ready` stays so during this call (only its own units are added),
     // so a failed scan is not repeated for every lease.

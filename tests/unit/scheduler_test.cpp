@@ -19,7 +19,10 @@ struct Fixture {
   SchedulerConfig config;
   std::unique_ptr<Scheduler> s;
 
-  explicit Fixture(SchedulerConfig c = {}) : config(c) {
+  // The fake task's units are about a second of work at the fake peers' rate (1 work unit/s);
+  // tests treat them as short enough to prefetch unless they test prefetch_seconds themselves.
+  explicit Fixture(SchedulerConfig c = {}, bool prefetch_any_unit = true) : config(c) {
+    if (prefetch_any_unit) config.prefetch_seconds = 1e9;
     registry.Add(std::make_unique<SquaresTask>());
     config.peer_timeout = std::chrono::seconds(10);
     config.lease_min = std::chrono::seconds(30);
@@ -107,6 +110,32 @@ TEST_CASE("a peer is never leased more than its slots plus prefetch") {
   f.Submit(50);
   CHECK(f.s->Lease(a, 100, f.clock.Now()).size() == 3);  // 2 slots + prefetch 1
   CHECK(f.s->Lease(a, 100, f.clock.Now()).empty());
+}
+
+TEST_CASE("long units are not prefetched, so a small job spreads over the idle peers") {
+  SchedulerConfig c;
+  c.prefetch = 64;
+  c.prefetch_seconds = 0.05;
+  Fixture f(c, /*prefetch_any_unit=*/false);
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");
+  const JobId id = f.Submit(2);  // each unit is about a second of work at 1 work unit/s
+  const auto first = f.s->Lease(a, 65, f.clock.Now());
+  CHECK(first.size() == 1);  // its slot, nothing beyond
+  const auto second = f.s->Lease(b, 65, f.clock.Now());
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].unit_index != first[0].unit_index);
+  f.Deliver(a, f.Honest(first[0]));
+  f.Deliver(b, f.Honest(second[0]));
+  CHECK(f.s->FindJob(id)->state == proto::JobState::kDone);
+  // Short units are prefetched up to prefetch_seconds of expected work per slot.
+  SchedulerConfig quick = c;
+  quick.prefetch_seconds = 10.5;  // ten more units of about a second
+  Fixture g(quick, /*prefetch_any_unit=*/false);
+  const PeerHandle p = g.Peer("p");
+  g.Submit(100);
+  const double unit_s = g.s->FindJob(1)->unit_work / 1.0;
+  const auto leased = g.s->Lease(p, 65, g.clock.Now());
+  CHECK(leased.size() == 1 + static_cast<std::size_t>(10.5 / unit_s));
 }
 
 TEST_CASE("the unit count follows the job size and the peers' measured speed") {

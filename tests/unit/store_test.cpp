@@ -25,6 +25,7 @@ struct Node {  // one "life" of a coordinator: store + scheduler
     SchedulerConfig c;
     c.lease_min = std::chrono::seconds(30);
     c.peer_timeout = std::chrono::seconds(10);
+    c.prefetch_seconds = 1e9;  // the fake units (a second each at the fake rate) count as short
     s = std::make_unique<Scheduler>(c, registry, 1000);
     s->SetListener(store.get());
     auto loaded = store->Load(WallSeconds());

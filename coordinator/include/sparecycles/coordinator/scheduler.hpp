@@ -65,6 +65,9 @@ struct SchedulerConfig {
   double lease_factor = 5.0;          // lease = max(lease_min, factor x expected unit time)
   std::uint32_t prefetch = 64;        // most units a peer may hold beyond its slots (workers ask
                                       // for fewer unless units are short). Default: 64
+  double prefetch_seconds = 0.05;     // ...and at most this much expected work per slot beyond
+                                      // them: prefetch hides round trips for short units, but
+                                      // long ones would sit on a busy peer while others idle.
   double unit_seconds = 1.0;          // target seconds per unit on a median peer. Default: 1
   std::uint64_t max_units_per_job = 1'000'000;
   bool distinct_hosts = false;        // replicas of a unit on distinct hosts, not just peers
