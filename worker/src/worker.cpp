@@ -534,7 +534,12 @@ struct Worker::Impl {
         stats.cpu_seconds += r.cpu_seconds;
       }
       if (r.outcome == proto::UnitOutcome::kOk) {
-        unit_seconds_avg = unit_seconds_avg < 0 ? r.wall_seconds : 0.9 * unit_seconds_avg + 0.1 * r.wall_seconds;
+        // Follows shorter units at once (a new job of tiny units runs back to back from its first
+        // batch), longer ones gradually. Over-queueing cannot follow: the coordinator prefetches
+        // only units it expects to be short.
+        unit_seconds_avg = unit_seconds_avg < 0 || r.wall_seconds < unit_seconds_avg
+                               ? r.wall_seconds
+                               : 0.9 * unit_seconds_avg + 0.1 * r.wall_seconds;
         short_units.store(unit_seconds_avg < kShortUnitSeconds, std::memory_order_relaxed);
       }
       if (r.outcome == proto::UnitOutcome::kFailed)
