@@ -8,6 +8,8 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -20,6 +22,8 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+#include <tbb/task_group.h>
 
 #include "sparecycles/core/codec.hpp"
 #include "sparecycles/core/status.hpp"
@@ -198,22 +202,64 @@ class DoneChunks {
   std::uint64_t done_ = 0;
 };
 
-/// Runs `body(chunk)` for every chunk not yet in `done`, in parallel (TBB), adding each result to
-/// `done`, checkpointing whenever the context asks, and then calling `after(chunk)` (where the
-/// kernel reports progress, which may block or throw UnitCancelled: by then the chunk is saved).
+/// Runs `body(chunk)` for every chunk not yet in `done`, in parallel on the current arena's
+/// threads, adding each result to `done`, checkpointing whenever the context asks, and then
+/// calling `after(chunk)` (where the kernel reports progress, which may block or throw
+/// UnitCancelled: by then the chunk is saved). The first exception stops the claiming of new
+/// chunks and is rethrown once every claimed chunk is over.
+///
+/// Chunks are handed out by an atomic counter to the calling thread and helper tasks, and the
+/// calling thread, once nothing is left to claim, sleeps on a condition variable until the
+/// others finish. Not tbb::parallel_for: its waiting thread spins (sched_yield) while a chunk's
+/// thread waits in Progress() — a paused worker kept a third of a core busy that way.
 template <class R, class Body, class After>
 void RunChunks(UnitContext& ctx, DoneChunks<R>& done, const Body& body, const After& after) {
-  const auto gaps = done.Gaps();
-  tbb::parallel_for(std::size_t{0}, gaps.size(), [&](std::size_t g) {
-    tbb::parallel_for(tbb::blocked_range<std::uint64_t>(gaps[g].first, gaps[g].second, 1),
-                      [&](const tbb::blocked_range<std::uint64_t>& r) {
-                        for (std::uint64_t c = r.begin(); c != r.end(); ++c) {
-                          done.Add(c, body(c));
-                          if (ctx.CheckpointDue()) ctx.Checkpoint(done.Encode());
-                          after(c);
-                        }
-                      });
-  });
+  std::vector<std::uint64_t> todo;
+  for (const auto& [first, end] : done.Gaps())
+    for (std::uint64_t c = first; c < end; ++c) todo.push_back(c);
+  if (todo.empty()) return;
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t finished = 0;  // claimed chunks that are over (run, failed or skipped); under mu
+  std::exception_ptr error;  // the first one; under mu
+  auto work = [&] {
+    for (;;) {
+      const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= todo.size()) return;
+      if (!stop.load(std::memory_order_relaxed)) {
+        try {
+          const std::uint64_t c = todo[i];
+          done.Add(c, body(c));
+          if (ctx.CheckpointDue()) ctx.Checkpoint(done.Encode());
+          after(c);
+        } catch (...) {
+          std::lock_guard lock(mu);
+          if (!error) error = std::current_exception();
+          stop.store(true, std::memory_order_relaxed);
+        }
+      }
+      bool all = false;
+      {
+        std::lock_guard lock(mu);
+        all = ++finished == todo.size();
+      }
+      if (all) cv.notify_all();
+    }
+  };
+  const std::size_t threads = static_cast<std::size_t>(std::max(1, tbb::this_task_arena::max_concurrency()));
+  const std::size_t helpers = std::min(threads, todo.size()) - 1;
+  tbb::task_group helpers_group;
+  for (std::size_t h = 0; h < helpers; ++h) helpers_group.run(work);
+  work();
+  {
+    // Every chunk is claimed by now, each by a running thread; wait for them without spinning.
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return finished == todo.size(); });
+  }
+  helpers_group.wait();  // helpers that started found nothing left; one never started runs here
+  if (error) std::rethrow_exception(error);
 }
 
 /// Seconds elapsed since construction (steady clock; only used for calibration and spinning).

@@ -256,7 +256,7 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   MESSAGE("while paused: worker " << worker_paused << " cores, hog " << static_cast<int>(hog_paused * 100)
                                   << "% of the machine (first window after the hog started: "
                                   << static_cast<int>(hog_first * 100) << "%)");
-  CHECK(worker_paused < 0.15);
+  CHECK_MESSAGE(worker_paused < 0.15, w.Stderr());
   CHECK(hog_paused > 0.6);
   // The coordinator knows: no units go to a paused peer.
   auto peers = client.Peers();
@@ -278,7 +278,10 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
     c.AddWorker(cores);
   }
   ExpectPrimesDone(job, c);
-  CHECK(w.Stderr().find("paused: other programs use") != std::string::npos);
+  // Paused by the load rule, or by throttling down to no idle core: the hog's doing either way.
+  CHECK_MESSAGE((w.Stderr().find("paused: other programs use") != std::string::npos ||
+                 w.Stderr().find("paused: no idle core: other programs use") != std::string::npos),
+                w.Stderr());
 }
 
 TEST_CASE("a worker killed mid-unit and restarted with the same state directory resumes from its local checkpoint") {
