@@ -330,25 +330,33 @@ bool Scheduler::Eligible(const Unit& unit, const Peer& peer) const {
   return true;
 }
 
-Job* Scheduler::PickJob(const Peer& peer) {
-  Job* best = nullptr;
+Scheduler::Pick Scheduler::PickJob(const Peer& peer, const Job* no_ready_for_peer) {
+  Pick best;
   for (auto& [id, jp] : jobs_) {
     Job& job = *jp;
     if (proto::IsFinal(job.state) || (job.ready.empty() && job.fresh.empty())) continue;
     if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
       continue;
-    if (best != nullptr) {
+    if (best.job != nullptr) {
       // Higher priority first; within a priority, the job with fewer units running (fair share);
       // then the older job.
-      if (job.spec.priority < best->spec.priority) continue;
-      if (job.spec.priority == best->spec.priority) {
-        if (job.running > best->running) continue;
-        if (job.running == best->running && job.seq > best->seq) continue;
+      if (job.spec.priority < best.job->spec.priority) continue;
+      if (job.spec.priority == best.job->spec.priority) {
+        if (job.running > best.job->running) continue;
+        if (job.running == best.job->running && job.seq > best.job->seq) continue;
       }
     }
-    // Only consider jobs that have a unit this peer may take.
-    if (!job.fresh.empty() || FindReady(job, peer)) best = &job;
+    // Only consider jobs that have a unit this peer may take: any fresh unit will do; without
+    // fresh units, a further copy it may take.
+    if (!job.fresh.empty()) {
+      best = {&job, std::nullopt};
+    } else if (auto pos = FindReady(job, peer)) {
+      best = {&job, pos};
+    }
   }
+  // The chosen job still has fresh units: further copies in `ready` come first if this peer may
+  // take one near the front (not scanned again where that already failed during this request).
+  if (best.job != nullptr && !best.ready_pos && best.job != no_ready_for_peer) best.ready_pos = FindReady(*best.job, peer);
   return best;
 }
 
@@ -374,7 +382,7 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
   const std::uint64_t cap = static_cast<std::uint64_t>(peer.slots) + config_.prefetch;
   const std::uint64_t held = peer.leases.size();
   std::uint64_t want = std::min<std::uint64_t>(count, cap > held ? cap - held : 0);
-  const Job* nothing_ready = nullptr;
+  const Job* no_ready = nullptr;  // a job whose `ready` queue had nothing for this peer
   while (want-- > 0) {
     // Now and then, test the peer with a unit whose answer is already known. It cannot tell a
     // spot-check from real work.
@@ -385,7 +393,8 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
       const double draw = static_cast<double>(NextRandom() >> 11) * 0x1.0p-53;
       if (draw < q && IssueSpotCheck(peer, now, out)) continue;
     }
-    Job* job = PickJob(peer);
+    const Pick pick = PickJob(peer, no_ready);
+    Job* job = pick.job;
     if (job == nullptr) break;
     // Beyond its slots a peer only prefetches short units, up to prefetch_seconds of expected
     // work per slot: a job of a few long units goes one unit per peer, not all to the first
@@ -399,20 +408,16 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     // this peer cannot take in `ready` stays so during this call (only its own units are added),
     // so a failed scan is not repeated for every lease.
     std::uint32_t ui = 0;
-    std::optional<std::size_t> pos;
-    if (job != nothing_ready || job->fresh.empty()) pos = FindReady(*job, peer);  // bounded only with fresh
-    if (!pos) nothing_ready = job;
-    if (pos) {
-      ui = job->ready[*pos];
-      job->ready.erase(job->ready.begin() + static_cast<std::ptrdiff_t>(*pos));
+    if (pick.ready_pos) {
+      ui = job->ready[*pick.ready_pos];
+      job->ready.erase(job->ready.begin() + static_cast<std::ptrdiff_t>(*pick.ready_pos));
       --job->units[ui].queued;
-    } else if (!job->fresh.empty()) {
-      ui = job->fresh.front();
+    } else {
+      no_ready = job;
+      ui = job->fresh.front();  // PickJob returns a job without a ready position only with fresh units
       job->fresh.pop_front();
       // The unit's other copies wait in `ready`, in the order their first copies went out.
       for (std::uint32_t left = --job->units[ui].queued; left > 0; --left) job->ready.push_back(ui);
-    } else {
-      break;  // PickJob checked; cannot happen
     }
     out.push_back(MakeLease(*job, ui, peer, now));
   }
@@ -769,8 +774,8 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
       DropLease(other, /*requeue=*/false, now);
     }
     if (unit.queued > 0) {
+      // Only `ready` can hold it: a unit in `fresh` has never been leased, so it has no result.
       job.ready.erase(std::remove(job.ready.begin(), job.ready.end(), rec.unit), job.ready.end());
-      job.fresh.erase(std::remove(job.fresh.begin(), job.fresh.end(), rec.unit), job.fresh.end());
       unit.queued = 0;
     }
     ++job.done;

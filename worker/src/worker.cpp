@@ -503,6 +503,7 @@ struct Worker::Impl {
 
   void DrainCompletions() {
     std::vector<proto::ResultMsg> batch;
+    std::vector<const proto::ResultMsg*> outgoing;  // this turn's results (point into `unacked`)
     {
       std::lock_guard lock(done_mu);
       batch.swap(done);
@@ -552,9 +553,7 @@ struct Worker::Impl {
       outgoing.push_back(&(unacked[id] = std::move(r)));
     }
     SendResults(outgoing);
-    outgoing.clear();
   }
-  std::vector<const proto::ResultMsg*> outgoing;  // this turn's results (point into `unacked`)
 
   // Hands every unit back to the coordinator (a pause went on too long): running units stop at
   // their next Progress() call and report kCancelled; prefetched ones go back at once.
@@ -563,6 +562,7 @@ struct Worker::Impl {
     const std::string why = "handed back after a pause of " + std::to_string(static_cast<int>(paused_for)) + " s";
     SC_LOG(Info) << why << ": " << running.size() << " running and " << waiting.size() << " prefetched units";
     for (auto& [id, r] : running) r.ctx->Cancel(why, /*hand_back=*/true);
+    std::vector<const proto::ResultMsg*> outgoing;
     for (const auto& l : waiting) {
       proto::ResultMsg r;
       r.lease_id = l.lease_id;
@@ -576,7 +576,6 @@ struct Worker::Impl {
       ++stats.units_returned;
     }
     SendResults(outgoing);
-    outgoing.clear();
     waiting.clear();
     last_request = UINT32_MAX;
   }

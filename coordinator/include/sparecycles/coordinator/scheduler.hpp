@@ -300,7 +300,14 @@ class Scheduler {
   void FinishUnitIfDecided(Job& job, std::uint32_t unit_index, ResultEffect& effect);
   void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
   void ForgetOldJobs();
-  Job* PickJob(const Peer& peer);
+  /// The job `peer` should get its next unit from, and where in its `ready` queue that unit is
+  /// (none: take a fresh unit). `no_ready_for_peer`: a job whose bounded ready scan already
+  /// failed for this peer during the current request.
+  struct Pick {
+    Job* job = nullptr;
+    std::optional<std::size_t> ready_pos;
+  };
+  Pick PickJob(const Peer& peer, const Job* no_ready_for_peer = nullptr);
   /// Position in `job.ready` of the first copy `peer` may take, if any.
   std::optional<std::size_t> FindReady(const Job& job, const Peer& peer) const;
   bool IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
