@@ -301,7 +301,54 @@ proto::JobInfo Scheduler::Info(const Job& job) const {
   info.finished_at = job.finished_wall;
   info.cpu_seconds = job.cpu_seconds;
   info.error = job.error;
+  info.waiting = WhyWaiting(job);
   return info;
+}
+
+std::string Scheduler::WhyWaiting(const Job& job) const {
+  if (proto::IsFinal(job.state) || (job.fresh.empty() && job.ready.empty())) return {};
+  const std::string key = TaskKey(job.task->Name(), job.task->Version());
+  const std::string task = std::string(job.task->Name());
+  std::vector<const Peer*> usable;
+  std::size_t able = 0, paused = 0;
+  std::string pause_reason;
+  for (const auto& [h, p] : peers_) {
+    if (!p.hello.work_per_second.contains(key)) continue;
+    ++able;
+    if (const PeerRecord* r = Record(p.hello.peer_id); r && r->blacklisted) continue;
+    if (p.state == proto::PeerState::kPaused) {
+      ++paused;
+      if (pause_reason.empty()) pause_reason = p.reason;
+      continue;
+    }
+    usable.push_back(&p);
+  }
+  if (peers_.empty()) return "no peer is connected";
+  if (able == 0)
+    return "no connected peer runs task " + task + " (" + std::to_string(peers_.size()) + " connected)";
+  if (usable.empty()) {
+    if (paused == 0) return "every connected peer that runs task " + task + " is blacklisted";
+    return "every connected peer that runs task " + task + " is paused (" + std::to_string(paused) + " of " +
+           std::to_string(able) + ")" + (pause_reason.empty() ? "" : ": " + pause_reason);
+  }
+  if (!job.fresh.empty()) return {};
+  // Bounded: a few queued copies, each against the usable peers until one may take it.
+  const std::size_t scan = std::min<std::size_t>(job.ready.size(), 16);
+  for (std::size_t i = 0; i < scan; ++i) {
+    const Unit& u = job.units[job.ready[i]];
+    for (const Peer* p : usable)
+      if (Eligible(u, *p)) return {};
+  }
+  const std::uint32_t ui = job.ready.front();
+  const Unit& u = job.units[ui];
+  std::size_t had = 0;
+  for (const Peer* p : usable) had += u.peers.contains(p->handle) ? 1 : 0;
+  std::string why = "unit " + std::to_string(ui) + " waits for a peer that has not run it: " + std::to_string(had) +
+                    " of " + std::to_string(usable.size()) + " connected peers already have";
+  if (config_.distinct_hosts && had < usable.size()) why += " (the others share a host with one that has)";
+  if (!job.policy.adaptive && job.policy.quorum > usable.size())
+    why += "; quorum " + std::to_string(job.policy.quorum) + " needs that many distinct peers";
+  return why;
 }
 
 std::vector<proto::UnitFailure> Scheduler::Failures(const Job& job) const { return job.failures; }

@@ -563,3 +563,35 @@ TEST_CASE("a unit whose only missing copy was a dead peer's restored lease is de
   CHECK(f.Answer(1) == SumSquares(1));
   CHECK(f.s->stats().quorum_fallbacks == 1);
 }
+
+TEST_CASE("a job that cannot progress says why: no peer, paused peers, every peer already ran the unit") {
+  SchedulerConfig c;
+  c.policy.replicas = 2;
+  c.policy.quorum = 2;
+  Fixture f(c);
+  const JobId id = f.Submit(2, 2, 2);
+  const Job* job = f.s->FindJob(id);
+  CHECK(f.s->Info(*job).waiting == "no peer is connected");
+
+  const PeerHandle a = f.Peer("a");
+  CHECK(f.s->Info(*job).waiting.empty());  // a may take the fresh units
+  proto::Capacity paused;
+  paused.slots = 1;
+  paused.state = proto::PeerState::kPaused;
+  paused.reason = "the owner is using the machine";
+  f.s->SetCapacity(a, paused, f.clock.Now());
+  CHECK(f.s->Info(*job).waiting ==
+        "every connected peer that runs task squares is paused (1 of 1): the owner is using the machine");
+
+  proto::Capacity running = paused;
+  running.state = proto::PeerState::kRunning;
+  running.reason.clear();
+  f.s->SetCapacity(a, running, f.clock.Now());
+  for (const auto& l : f.s->Lease(a, 4, f.clock.Now())) f.Deliver(a, f.Honest(l));
+  // Both units' second copies need a peer other than a, and there is none.
+  CHECK(f.s->Info(*job).waiting ==
+        "unit 0 waits for a peer that has not run it: 1 of 1 connected peers already have; quorum 2 needs that many "
+        "distinct peers");
+  f.Peer("b");
+  CHECK(f.s->Info(*job).waiting.empty());
+}

@@ -255,6 +255,10 @@ class Scheduler {
   const Job* FindJob(JobId job) const;
   proto::JobInfo Info(const Job& job) const;
   std::vector<proto::UnitFailure> Failures(const Job& job) const;
+  /// Why queued units of `job` cannot go to any connected peer now (no peer runs the task, every
+  /// such peer is paused or blacklisted, every one has already run the waiting unit); empty while
+  /// some peer may take work of it.
+  std::string WhyWaiting(const Job& job) const;
   const std::map<JobId, std::unique_ptr<Job>>& jobs() const { return jobs_; }
 
   // ---- work
