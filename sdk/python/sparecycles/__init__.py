@@ -424,10 +424,10 @@ class Job:
         Raises JobFailed (with ``.result``) when the job failed, Cancelled when it was
         cancelled, DeadlineExceeded on timeout, Unavailable when the coordinator cannot be reached.
         """
+        deadline = _deadline(timeout)
         with self._lock:
             cached = self._result
         if cached is None:
-            deadline = _deadline(timeout)
             bar = _progress_bar(self, progress) if not self.done() else None
             try:
                 while True:
