@@ -175,3 +175,13 @@ def test_closing_stops_the_client_and_its_jobs():
     with pytest.raises(sparecycles.FailedPrecondition):
         job.info()
     assert "closed" in repr(job)
+
+
+def test_the_example_tour_runs(tmp_path):
+    import subprocess
+    tour = os.path.join(os.environ.get("SPARECYCLES_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+                        "examples", "python", "tour.py")
+    p = subprocess.run([sys.executable, tour], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "'count': 5761455" in p.stdout and "π ≈ 3.1" in p.stdout and "Cancelled:" in p.stdout
+    assert list(tmp_path.glob("mandelbrot-*.png"))
