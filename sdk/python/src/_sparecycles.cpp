@@ -40,6 +40,7 @@ constexpr auto kSignalCheck = std::chrono::milliseconds(100);
 // How long a wait goes without an update before it asks the coordinator again (this also
 // re-registers the watch after a reconnect, as Job::Wait does).
 constexpr auto kRepoll = std::chrono::seconds(1);
+constexpr std::size_t kMaxPollsPerRound = 64;
 // Updates waiting for the callback thread; past this, new jobs' updates are dropped (a job's
 // latest update replaces its earlier one, so only that many distinct jobs can be waiting).
 constexpr std::size_t kMaxQueuedJobs = 100000;
@@ -407,6 +408,7 @@ std::vector<std::size_t> WaitAny(const std::vector<PyJob*>& jobs, std::optional<
   const auto start = Clock::now();
   const auto deadline = timeout ? start + Millis(*timeout) : Clock::time_point::max();
   auto next_poll = start + kRepoll;
+  std::size_t poll_from = 0;
   Hub& hub = Hub::Get();
   py::gil_scoped_release release;
   while (true) {
@@ -417,8 +419,10 @@ std::vector<std::size_t> WaitAny(const std::vector<PyJob*>& jobs, std::optional<
     auto now = Clock::now();
     if (now >= deadline) return done;
     if (now >= next_poll) {
-      // No push ended a job for a while: ask again. The JobStatus replies update the jobs.
-      for (auto& e : entries) {
+      // No push ended a job for a while: ask again (a bounded, rotating share of the jobs per
+      // round). The JobStatus replies update the jobs.
+      for (std::size_t n = 0; n < std::min(entries.size(), kMaxPollsPerRound); ++n) {
+        Entry& e = entries[poll_from++ % entries.size()];
         if (!e.client || IsFinal(e.job.Info().state)) continue;
         auto r = e.client->Attach(e.id);
         if (!r.ok() && r.status().code() == StatusCode::kUnavailable) break;  // retried next round
