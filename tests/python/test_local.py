@@ -107,7 +107,9 @@ def test_wait_first_and_all_completed(local):
     fast = [local.submit("spin", units=1, ms=0) for _ in range(3)]
     done, not_done = sparecycles.wait(fast + [slow], timeout=120, return_when=sparecycles.FIRST_COMPLETED)
     assert done and done <= set(fast) and slow in not_done
-    done, not_done = sparecycles.wait(fast + [slow], timeout=0.2)
+    done, not_done = sparecycles.wait(fast, timeout=120)
+    assert done == set(fast) and not not_done
+    done, not_done = sparecycles.wait(fast + [slow], timeout=0.2)  # times out: no exception
     assert slow in not_done and set(fast) <= done
     done, not_done = sparecycles.wait(fast + [slow], timeout=120)
     assert done == set(fast + [slow]) and not not_done

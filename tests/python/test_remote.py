@@ -14,7 +14,7 @@ def test_a_job_runs_on_the_remote_worker(remote):
     assert r.answer["count"] == count_primes_below(300_000)
     assert r.info.units_done == r.info.units_total >= 1
     peers = remote.peers()
-    assert len(peers) == 1 and peers[0].units_done >= 1 and peers[0].cores == 2
+    assert len(peers) == 1 and peers[0].units_done >= 1 and peers[0].cores >= 1
     assert "remote" in repr(remote) and remote.endpoint.startswith("tcp://127.0.0.1:")
 
 
