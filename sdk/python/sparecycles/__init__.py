@@ -155,6 +155,7 @@ class JobInfo:
     finished_at: float
     cpu_seconds: float  # validated CPU time spent on the job
     error: str
+    waiting: str = ""  # why queued units cannot go to any peer now; empty while they can
 
     @property
     def final(self) -> bool:
@@ -169,6 +170,7 @@ class JobInfo:
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
         err = f" error={self.error!r}" if self.error else ""
+        err += f" waiting={self.waiting!r}" if self.waiting else ""
         return (f"<JobInfo {self.id} {self.task}{name} {self.state} "
                 f"{self.units_done}/{self.units_total} units, {self.units_running} running, "
                 f"{self.cpu_seconds:.1f} cpu-s{err}>")

@@ -165,7 +165,8 @@ py::dict InfoDict(const JobInfo& i) {
                   "units_total"_a = i.units_total, "units_done"_a = i.units_done,
                   "units_failed"_a = i.units_failed, "units_running"_a = i.units_running,
                   "submitted_at"_a = i.submitted_at, "finished_at"_a = i.finished_at,
-                  "cpu_seconds"_a = i.cpu_seconds, "error"_a = i.error);
+                  "cpu_seconds"_a = i.cpu_seconds, "error"_a = i.error,
+                  "waiting"_a = i.waiting);
 }
 
 py::dict PeerDict(const PeerInfo& p) {
