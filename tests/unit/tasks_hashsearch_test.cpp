@@ -11,17 +11,14 @@
 #include "sparecycles/core/codec.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& HashSearch() {
-  const Task* t = Registry::BuiltIn().Find("hashsearch", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& HashSearch() { return testing::BuiltInTask("hashsearch"); }
 
 JobParams Params(const std::string& prefix, std::uint64_t from, std::uint64_t to, int bits) {
   JobParams p;
@@ -32,24 +29,8 @@ JobParams Params(const std::string& prefix, std::uint64_t from, std::uint64_t to
   return p;
 }
 
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = HashSearch().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = HashSearch().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 std::string MergedJson(const JobParams& params, std::uint64_t units) {
-  auto merged = HashSearch().Merge(params, RunUnits(params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return HashSearch().ToJson(*merged);
+  return HashSearch().ToJson(testing::RunJob(HashSearch(), params, units));
 }
 
 // Reference: hash every nonce with the core BLAKE2b and list those with `bits` zero bits, in the
@@ -104,7 +85,7 @@ TEST_CASE("the answer does not depend on the unit count, and the best hit is rep
   for (std::uint64_t units = 2; units <= plan->max_units; ++units)
     CHECK(MergedJson(params, units) == one);
   CHECK(one.find("\"best\":{\"nonce\":") != std::string::npos);
-  auto merged = HashSearch().Merge(params, RunUnits(params, 2));
+  auto merged = HashSearch().Merge(params, testing::RunUnits(HashSearch(), params, 2));
   REQUIRE(merged.ok());
   CHECK(HashSearch().Summarize(*merged).find("with >= 10 leading zero bits in [0, 60000)") !=
         std::string::npos);
@@ -161,10 +142,10 @@ TEST_CASE("execute rejects garbage, truncated and padded unit bytes") {
 
 TEST_CASE("merge rejects forged hits and missing, reordered or garbage results") {
   const JobParams params = Params("sc", 0, 40'000, 9);
-  const std::vector<std::string> results = RunUnits(params, 4);
+  const std::vector<std::string> results = testing::RunUnits(HashSearch(), params, 4);
   REQUIRE(HashSearch().Merge(params, results).ok());
   // Results of the same ranges at 3 bits list nonces that do not reach 9 bits.
-  const std::vector<std::string> weak = RunUnits(Params("sc", 0, 40'000, 3), 4);
+  const std::vector<std::string> weak = testing::RunUnits(HashSearch(), Params("sc", 0, 40'000, 3), 4);
   auto forged = HashSearch().Merge(params, weak);
   REQUIRE_FALSE(forged.ok());
   CHECK(forged.status().message().find("does not match") != std::string::npos);

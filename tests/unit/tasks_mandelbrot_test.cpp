@@ -12,17 +12,14 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Mandelbrot() {
-  const Task* t = Registry::BuiltIn().Find("mandelbrot", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Mandelbrot() { return testing::BuiltInTask("mandelbrot"); }
 
 JobParams Params(int width, int height, int max_iter, const std::string& format) {
   JobParams p;
@@ -33,24 +30,8 @@ JobParams Params(int width, int height, int max_iter, const std::string& format)
   return p;
 }
 
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = Mandelbrot().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = Mandelbrot().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 std::string Render(const JobParams& params, std::uint64_t units) {
-  auto merged = Mandelbrot().Merge(params, RunUnits(params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return *merged;
+  return testing::RunJob(Mandelbrot(), params, units);
 }
 
 // The pixels of a binary PGM, after checking its header names width x height.
@@ -203,7 +184,7 @@ TEST_CASE("execute rejects garbage, truncated and out-of-image units") {
 
 TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   const JobParams params = Params(30, 20, 60, "png");
-  const std::vector<std::string> results = RunUnits(params, 3);
+  const std::vector<std::string> results = testing::RunUnits(Mandelbrot(), params, 3);
   REQUIRE(Mandelbrot().Merge(params, results).ok());
   CHECK_FALSE(Mandelbrot().Merge(params, {}).ok());
   CHECK_FALSE(Mandelbrot().Merge(params, std::vector<std::string>{results[0], results[1]}).ok());

@@ -12,17 +12,14 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Pi() {
-  const Task* t = Registry::BuiltIn().Find("pi", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Pi() { return testing::BuiltInTask("pi"); }
 
 JobParams Params(std::uint64_t samples, std::int64_t seed) {
   JobParams p;
@@ -31,24 +28,8 @@ JobParams Params(std::uint64_t samples, std::int64_t seed) {
   return p;
 }
 
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = Pi().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = Pi().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 std::string Merged(const JobParams& params, std::uint64_t units) {
-  auto merged = Pi().Merge(params, RunUnits(params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return *merged;
+  return testing::RunJob(Pi(), params, units);
 }
 
 // The number after "key": in a flat JSON object.
@@ -185,7 +166,7 @@ TEST_CASE("execute rejects garbage, truncated and padded unit bytes") {
 
 TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   const JobParams params = Params(3'000'000, 1);
-  const std::vector<std::string> results = RunUnits(params, 3);
+  const std::vector<std::string> results = testing::RunUnits(Pi(), params, 3);
   REQUIRE(Pi().Merge(params, results).ok());
   CHECK_FALSE(Pi().Merge(params, {}).ok());
   CHECK_FALSE(Pi().Merge(params, std::vector<std::string>{results[0], results[2]}).ok());

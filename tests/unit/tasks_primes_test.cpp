@@ -11,17 +11,14 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Primes() {
-  const Task* t = Registry::BuiltIn().Find("primes", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Primes() { return testing::BuiltInTask("primes"); }
 
 JobParams Range(std::uint64_t from, std::uint64_t to) {
   JobParams p;
@@ -30,27 +27,9 @@ JobParams Range(std::uint64_t from, std::uint64_t to) {
   return p;
 }
 
-std::vector<std::string> RunUnits(const Task& task, const JobParams& params, std::uint64_t units) {
-  auto split = task.Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = task.Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 // The merged answer as text (Summarize), running the job in `units` units.
 std::string Count(std::uint64_t from, std::uint64_t to, std::uint64_t units = 1) {
-  const Task& task = Primes();
-  const JobParams params = Range(from, to);
-  auto merged = task.Merge(params, RunUnits(task, params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return task.Summarize(*merged);
+  return Primes().Summarize(testing::RunJob(Primes(), Range(from, to), units));
 }
 
 // Reference: a plain sieve of Eratosthenes over [0, n).
@@ -270,7 +249,7 @@ TEST_CASE("execute rejects garbage, truncated and padded unit bytes") {
 
 TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   const JobParams params = Range(0, 1'000'000);
-  const std::vector<std::string> results = RunUnits(Primes(), params, 4);
+  const std::vector<std::string> results = testing::RunUnits(Primes(), params, 4);
   REQUIRE(Primes().Merge(params, results).ok());
   auto without = [&](std::size_t skip) {
     std::vector<std::string> r;
@@ -299,10 +278,9 @@ TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
 TEST_CASE("the merged count is summarized and rendered as JSON") {
   const Task& task = Primes();
   const JobParams params = Range(0, 1'000'000);
-  auto merged = task.Merge(params, RunUnits(task, params, 3));
-  REQUIRE(merged.ok());
-  CHECK(task.Summarize(*merged) == "78498");
-  CHECK(task.ToJson(*merged) == "{\"count\":78498,\"from\":0,\"to\":1000000}");
+  const std::string merged = testing::RunJob(task, params, 3);
+  CHECK(task.Summarize(merged) == "78498");
+  CHECK(task.ToJson(merged) == "{\"count\":78498,\"from\":0,\"to\":1000000}");
   CHECK(task.Summarize("junk").find("not a merged result") != std::string::npos);
   CHECK(task.ToJson("junk").rfind("{\"error\":", 0) == 0);
 }

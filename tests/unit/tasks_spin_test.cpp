@@ -9,37 +9,20 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Spin() {
-  const Task* t = Registry::BuiltIn().Find("spin", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Spin() { return testing::BuiltInTask("spin"); }
 
 JobParams Params(int units, int ms) {
   JobParams p;
   p.values["units"] = std::to_string(units);
   p.values["ms"] = std::to_string(ms);
   return p;
-}
-
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = Spin().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = Spin().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
 }
 
 class RecordingContext final : public UnitContext {
@@ -68,7 +51,7 @@ TEST_CASE("one unit per slot merges to the number of slots completed") {
   REQUIRE(plan.ok());
   CHECK(plan->max_units == 10);
   CHECK(plan->total_work > 0);
-  auto merged = Spin().Merge(params, RunUnits(params, 10));
+  auto merged = Spin().Merge(params, testing::RunUnits(Spin(), params, 10));
   REQUIRE(merged.ok());
   CHECK(Spin().Summarize(*merged) == "10 slots of 0 ms in 10 units");
   CHECK(Spin().ToJson(*merged) == "{\"completed\":10,\"units\":10,\"ms\":0}");
@@ -78,7 +61,7 @@ TEST_CASE("one unit per slot merges to the number of slots completed") {
 TEST_CASE("fewer units than slots group the slots and still cover each once") {
   const JobParams params = Params(10, 0);
   for (std::uint64_t units = 1; units <= 10; ++units) {
-    auto merged = Spin().Merge(params, RunUnits(params, units));
+    auto merged = Spin().Merge(params, testing::RunUnits(Spin(), params, units));
     REQUIRE(merged.ok());
     CHECK(Spin().Summarize(*merged) == "10 slots of 0 ms in " + std::to_string(units) + " units");
   }
@@ -88,7 +71,7 @@ TEST_CASE("fewer units than slots group the slots and still cover each once") {
 
 TEST_CASE("merge detects a missing, duplicated or reordered unit") {
   const JobParams params = Params(5, 0);
-  const std::vector<std::string> results = RunUnits(params, 5);
+  const std::vector<std::string> results = testing::RunUnits(Spin(), params, 5);
   REQUIRE(Spin().Merge(params, results).ok());
   for (std::size_t skip = 0; skip < results.size(); ++skip) {
     std::vector<std::string> missing;
