@@ -13,6 +13,7 @@
 
 #include "sparecycles/tasks/task.hpp"
 #include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
@@ -203,4 +204,33 @@ TEST_CASE("a unit lets cancellation through") {
 TEST_CASE("calibration measures a positive speed") {
   CHECK(Pi().Calibrate(0.05) > 1e6);
   CHECK(Pi().DefaultWorkPerSecond() > 0);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  // Appendix A.2: unit = seed, first, count; result = first, count, hits (samples of the job's
+  // stream, so a unit starting at 5000 counts samples 5000.. of the documented generator).
+  const std::string unit = WireWriter().U64(7).U64(5000).U64(100'000).str();
+  auto r = Pi().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  const std::uint64_t hits = ReferenceHits(7, 105'000) - ReferenceHits(7, 5000);
+  CHECK(*r == WireWriter().U64(5000).U64(100'000).U64(hits).str());
+  CHECK_FALSE(Pi().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(Pi().Execute(WireWriter().U64(7).U64(1'000'000'000'000'000ull).U64(1).str(), ctx).ok());
+  // Unit i of N holds samples [S i / N, S (i + 1) / N).
+  auto split = Pi().Split(Params(5'000'000, -3), 3);
+  REQUIRE(split.ok());
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    const std::uint64_t lo = 5'000'000 * i / 3, hi = 5'000'000 * (i + 1) / 3;
+    CHECK((*split)[i] == WireWriter().U64(static_cast<std::uint64_t>(-3)).U64(lo).U64(hi - lo).str());
+  }
+  // Merged = seed, samples, hits.
+  const std::string merged_bytes = testing::RunJob(Pi(), Params(2'000'000, 11), 2);
+  WireReader m(merged_bytes);
+  CHECK(m.U64() == 11);
+  CHECK(m.U64() == 2'000'000);
+  CHECK(m.U64() == ReferenceHits(11, 2'000'000));
+  CHECK(m.AtEnd());
 }

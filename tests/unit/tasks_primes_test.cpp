@@ -12,6 +12,7 @@
 
 #include "sparecycles/tasks/task.hpp"
 #include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
@@ -301,4 +302,30 @@ TEST_CASE("calibration measures a positive speed") {
   const double rate = Primes().Calibrate(0.05);
   CHECK(rate > 1e7);
   CHECK(Primes().DefaultWorkPerSecond() > 0);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  // Appendix A.1: unit = from u64, to u64; result = from, to, count.
+  const std::string unit = WireWriter().U64(0).U64(100).str();
+  CHECK(unit == std::string("\0\0\0\0\0\0\0\0\x64\0\0\0\0\0\0\0", 16));  // the appendix's example
+  auto r = Primes().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(*r == WireWriter().U64(0).U64(100).U64(25).str());
+  CHECK_FALSE(Primes().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(Primes().Execute(WireWriter().U64(10).U64(5).str(), ctx).ok());  // from > to
+  // Unit i of N covers [from + (to - from) i / N, from + (to - from) (i + 1) / N).
+  auto split = Primes().Split(Range(1000, 1'001'000), 3);
+  REQUIRE(split.ok());
+  for (std::uint64_t i = 0; i < 3; ++i)
+    CHECK((*split)[i] == WireWriter().U64(1000 + 1'000'000 * i / 3).U64(1000 + 1'000'000 * (i + 1) / 3).str());
+  // Merged = from, to, count of the job.
+  const std::string merged_bytes = testing::RunJob(Primes(), Range(0, 1'000'000), 3);
+  WireReader m(merged_bytes);
+  CHECK(m.U64() == 0);
+  CHECK(m.U64() == 1'000'000);
+  CHECK(m.U64() == 78'498);
+  CHECK(m.AtEnd());
 }

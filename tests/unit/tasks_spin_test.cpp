@@ -10,6 +10,7 @@
 
 #include "sparecycles/tasks/task.hpp"
 #include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
@@ -155,4 +156,30 @@ TEST_CASE("calibration finds at most a thousand milliseconds per second") {
   CHECK(rate > 0);
   CHECK(rate < 1100);
   CHECK(Spin().DefaultWorkPerSecond() == 1000);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  // Appendix A.6: unit = first u64, count u64, total u64, ms u32; result = first, count.
+  const std::string unit = WireWriter().U64(2).U64(3).U64(10).U32(0).str();
+  REQUIRE(unit.size() == 28);
+  auto r = Spin().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(*r == WireWriter().U64(2).U64(3).str());
+  CHECK_FALSE(Spin().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(Spin().Execute(WireWriter().U64(8).U64(3).U64(10).U32(0).str(), ctx).ok());  // past total
+  auto split = Spin().Split(Params(10, 5), 3);
+  REQUIRE(split.ok());
+  CHECK((*split)[0] == WireWriter().U64(0).U64(3).U64(10).U32(5).str());
+  CHECK((*split)[1] == WireWriter().U64(3).U64(3).U64(10).U32(5).str());
+  CHECK((*split)[2] == WireWriter().U64(6).U64(4).U64(10).U32(5).str());
+  // Merged = slots u64, units u64, ms u32.
+  const std::string merged_bytes = testing::RunJob(Spin(), Params(10, 0), 3);
+  WireReader m(merged_bytes);
+  CHECK(m.U64() == 10);
+  CHECK(m.U64() == 3);
+  CHECK(m.U32() == 0);
+  CHECK(m.AtEnd());
 }

@@ -12,6 +12,7 @@
 
 #include "sparecycles/tasks/task.hpp"
 #include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
@@ -221,4 +222,33 @@ TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
 TEST_CASE("calibration measures a positive speed") {
   CHECK(WordFreq().Calibrate(0.05) > 1e5);
   CHECK(WordFreq().DefaultWorkPerSecond() > 0);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  const std::string text = "b a b c b a\nB! a's";
+  // Appendix A.5: unit = offset u64, total u64, text bytes.
+  const std::string unit = WireWriter().U64(100).U64(1000).Bytes(text).str();
+  auto r = WordFreq().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  // Result = offset, length, total, words list<(bytes, u64)> sorted by word.
+  CHECK(*r == WireWriter()
+                  .U64(100).U64(text.size()).U64(1000)
+                  .U64(4)
+                  .Bytes("a").U64(3).Bytes("b").U64(4).Bytes("c").U64(1).Bytes("s").U64(1)
+                  .str());
+  CHECK_FALSE(WordFreq().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(WordFreq().Execute(WireWriter().U64(995).U64(1000).Bytes(text).str(), ctx).ok());
+  auto split = WordFreq().Split(Params(text, 2), 1);
+  REQUIRE(split.ok());
+  CHECK(split->front() == WireWriter().U64(0).U64(text.size()).Bytes(text).str());
+  // Merged = bytes u64, total_words u64, top u32, words by count (descending), then word.
+  CHECK(testing::RunJob(WordFreq(), Params(text, 2), 1) ==
+        WireWriter()
+            .U64(text.size()).U64(9).U32(2)
+            .U64(4)
+            .Bytes("b").U64(4).Bytes("a").U64(3).Bytes("c").U64(1).Bytes("s").U64(1)
+            .str());
 }
