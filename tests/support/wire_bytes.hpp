@@ -67,9 +67,11 @@ class WireReader {
 
  private:
   std::uint64_t Int(int width) {
-    if (static_cast<std::size_t>(width) > in_.size() - pos_) throw std::out_of_range("field runs past the end");
+    if (static_cast<std::size_t>(width) > in_.size() - pos_)
+      throw std::out_of_range("field runs past the end");
     std::uint64_t v = 0;
-    for (int i = 0; i < width; ++i) v |= std::uint64_t{static_cast<std::uint8_t>(in_[pos_ + i])} << (8 * i);
+    for (int i = 0; i < width; ++i)
+      v |= std::uint64_t{static_cast<std::uint8_t>(in_[pos_ + i])} << (8 * i);
     pos_ += width;
     return v;
   }

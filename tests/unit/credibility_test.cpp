@@ -84,8 +84,12 @@ struct CredFixture {
     if (e.kind == ResultEffect::Kind::kUnitValidated) accepted.emplace(l.job_id, l.unit_index);
     return e;
   }
-  bool IsSpotCheck(const proto::Lease& l) const { return accepted.contains({l.job_id, l.unit_index}); }
-  std::vector<proto::Lease> Lease(PeerHandle p, std::uint32_t count) { return s->Lease(p, count, clock.Now()); }
+  bool IsSpotCheck(const proto::Lease& l) const {
+    return accepted.contains({l.job_id, l.unit_index});
+  }
+  std::vector<proto::Lease> Lease(PeerHandle p, std::uint32_t count) {
+    return s->Lease(p, count, clock.Now());
+  }
 
   // `peer` runs units of `job` honestly, one lease at a time, until `done` of them are validated;
   // it keeps the next lease of that job unanswered, so the job stays open for spot-checks.
@@ -107,7 +111,8 @@ struct CredFixture {
       auto leases = Lease(peer, 1);
       if (leases.empty()) continue;  // the random pick missed every unit this peer may check
       REQUIRE(leases.size() == 1);
-      REQUIRE_MESSAGE(IsSpotCheck(leases[0]), "expected a spot-check, got unit " << leases[0].unit_index);
+      REQUIRE_MESSAGE(IsSpotCheck(leases[0]),
+                      "expected a spot-check, got unit " << leases[0].unit_index);
       return leases[0];
     }
     FAIL("no spot-check offered");
@@ -129,7 +134,8 @@ TEST_CASE("a peer with no passed check has credibility 1 - f, known or not") {
   }
 }
 
-TEST_CASE("credibility is 1 - f/(k e) after k passed spot-checks; being accepted alone is no check") {
+TEST_CASE(
+    "credibility is 1 - f/(k e) after k passed spot-checks; being accepted alone is no check") {
   CredFixture fx(1.0, 2);
   const PeerHandle ref = fx.Peer("reference");
   const JobId job = fx.Submit(12, /*adaptive=*/true, /*target_error=*/0.25);  // 1 - 0.8 <= 0.25
@@ -194,7 +200,8 @@ TEST_CASE("an offence resets the checks; blacklist_after offences blacklist (0 =
   }
 }
 
-TEST_CASE("a peer blacklisted for being outvoted loses its leases, gets none, and its units reopen") {
+TEST_CASE(
+    "a peer blacklisted for being outvoted loses its leases, gets none, and its units reopen") {
   // No spot-checks here: the offence is losing a vote. Target 0.1 needs two agreeing fresh peers
   // ((1 - 0.8)^2 = 0.04); one fresh peer alone (0.2) is not enough.
   for (std::uint32_t blacklist_after : {1u, 2u}) {

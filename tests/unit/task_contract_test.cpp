@@ -34,7 +34,8 @@ struct Contract {
 
 std::string Text(std::size_t bytes) {
   std::mt19937 rng(17);
-  const char* words[] = {"the", "spare", "cycles", "of", "a", "Machine", "idle", "CPU", "x86", "it's"};
+  const char* words[] = {"the",     "spare", "cycles", "of",  "a",
+                         "Machine", "idle",  "CPU",    "x86", "it's"};
   std::string out;
   while (out.size() < bytes) {
     out += words[rng() % 10];
@@ -49,10 +50,12 @@ std::map<std::string, Contract> Contracts() {
   c["primes"].unit_counts = {1, 2, 3, 7, 10};
   c["pi"].params.values = {{"samples", "6000000"}, {"seed", "42"}};  // max 6 units
   c["pi"].unit_counts = {1, 2, 5, 6};
-  c["mandelbrot"].params.values = {{"width", "37"}, {"height", "23"}, {"max_iter", "64"}};  // max 23
+  c["mandelbrot"].params.values = {
+      {"width", "37"}, {"height", "23"}, {"max_iter", "64"}};  // max 23
   c["mandelbrot"].unit_counts = {1, 2, 3, 7, 23};
   c["mandelbrot"].truncated_merged_still_summarizes = true;
-  c["hashsearch"].params.values = {{"prefix", "contract"}, {"from", "5"}, {"to", "100005"}, {"bits", "9"}};
+  c["hashsearch"].params.values = {
+      {"prefix", "contract"}, {"from", "5"}, {"to", "100005"}, {"bits", "9"}};
   c["hashsearch"].unit_counts = {1, 2, 3, 7, 10};
   c["wordfreq"].params.input = Text(41'000);  // max 10 units
   c["wordfreq"].params.values = {{"top", "5"}};
@@ -108,7 +111,8 @@ TEST_CASE("split gives exactly N units for every N the plan allows, and refuses 
   });
 }
 
-TEST_CASE("the units of any split merge into one answer, the same whatever N where the task says so") {
+TEST_CASE(
+    "the units of any split merge into one answer, the same whatever N where the task says so") {
   ForEachTask([](const Task& task, const Contract& c) {
     const std::string one = testing::RunJob(task, c.params, c.unit_counts.front());
     CHECK_FALSE(task.Summarize(one).empty());
@@ -163,7 +167,8 @@ TEST_CASE("execute and merge turn garbage bytes into errors") {
     std::mt19937_64 rng(99);
     NullContext ctx;
     std::vector<std::string> junk = {"", std::string(1, '\x01'), std::string(7, '\xff'),
-                                     (*split)[0].substr(0, (*split)[0].size() - 1), (*split)[0] + '\0'};
+                                     (*split)[0].substr(0, (*split)[0].size() - 1),
+                                     (*split)[0] + '\0'};
     for (int i = 0; i < 50; ++i) {
       std::string j(rng() % 200 + 9, '\0');
       for (char& ch : j) ch = static_cast<char>(rng());
@@ -183,7 +188,8 @@ TEST_CASE("summarize and to_json survive garbage and say it is not a merged resu
   ForEachTask([](const Task& task, const Contract& c) {
     const std::string merged = testing::RunJob(task, c.params, 2);
     std::mt19937_64 rng(7);
-    std::vector<std::string> garbage = {"", "x", std::string(8, '\0') + "\x01", std::string(16, '\xff')};
+    std::vector<std::string> garbage = {"", "x", std::string(8, '\0') + "\x01",
+                                        std::string(16, '\xff')};
     // A trailing byte breaks every cereal-encoded merged result; an image's record is still read.
     if (!c.truncated_merged_still_summarizes) garbage.push_back(merged + '\0');
     for (int i = 0; i < 50; ++i) {
@@ -202,7 +208,8 @@ TEST_CASE("summarize and to_json survive garbage and say it is not a merged resu
       CHECK(json.back() == '}');
     }
     // Cut short at every length: never a crash; an error unless the task keeps its summary first.
-    for (std::size_t len = 0; len < merged.size(); len += std::max<std::size_t>(1, merged.size() / 97)) {
+    for (std::size_t len = 0; len < merged.size();
+         len += std::max<std::size_t>(1, merged.size() / 97)) {
       INFO("merged result cut to " << len << " of " << merged.size() << " bytes");
       const std::string cut = merged.substr(0, len);
       const std::string summary = task.Summarize(cut);
@@ -229,7 +236,8 @@ TEST_CASE("canonicalize is deterministic, and so is execute, so replicas can agr
       // Different units give different canonical bytes (each names the part it covers).
       if (i > 0) CHECK(task.Canonicalize(first[i - 1]) != canon);
     }
-    for (const std::string& g : {std::string(), std::string("\x01\x02\x03"), std::string(100, '\xab')})
+    for (const std::string& g :
+         {std::string(), std::string("\x01\x02\x03"), std::string(100, '\xab')})
       CHECK(task.Canonicalize(g) == task.Canonicalize(g));
   });
 }
