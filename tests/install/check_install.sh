@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the build into a temporary prefix, builds examples/ against it with find_package, and
-# runs an example to a correct answer (pi(10^7) = 664579).
+# Installs the build into a temporary prefix, checks that libsparecycles.so exports only the SDK's
+# public API, builds examples/ against it with find_package, and runs an example to a correct
+# answer (pi(10^7) = 664579).
 set -euo pipefail
 build_dir=$1
 src_dir=$2
@@ -8,10 +9,44 @@ tmp=$(mktemp -d /tmp/sparecycles-install-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build_dir" --prefix "$tmp/prefix" >/dev/null
 test -f "$tmp/prefix/include/sparecycles/sdk/client.hpp"
+test -f "$tmp/prefix/include/sparecycles/sdk/export.hpp"
 if grep -rqE '#include.*(zmq|cereal)' "$tmp/prefix/include/sparecycles"; then
   echo "public headers mention zmq or cereal" >&2
   exit 1
 fi
+
+# Exported symbols: the SDK's public classes and functions (sparecycles/sdk/client.hpp, marked
+# SPARECYCLES_EXPORT), plus the libstdc++ template instantiations and type infos GCC always gives
+# default visibility. Nothing of the coordinator, worker, tasks, protocol, ZeroMQ, cereal or TBB.
+lib=$(find "$tmp/prefix" -name 'libsparecycles.so.*' -type f | head -n 1)
+if [[ -z "$lib" ]]; then
+  echo "libsparecycles.so not installed" >&2
+  exit 1
+fi
+# nm and c++filt come with binutils, which the compiler itself needs.
+nm -D --defined-only "$lib" | awk '{print $NF}' | c++filt > "$tmp/exported.txt"
+total=$(wc -l < "$tmp/exported.txt")
+public=$(grep -cE '^sparecycles::' "$tmp/exported.txt" || true)
+echo "libsparecycles.so exports $total symbols, $public of them sparecycles:: public API"
+if grep -iE 'cereal|zmq|tbb' "$tmp/exported.txt" >&2; then
+  echo "libsparecycles.so exports cereal/zmq/tbb symbols (above)" >&2
+  exit 1
+fi
+# The leading name of each symbol, without the "typeinfo for" / "vtable for" / return-type prefix.
+bad=$(sed -E 's/^(typeinfo name for |typeinfo for |vtable for |VTT for |guard variable for |void )//' \
+        "$tmp/exported.txt" |
+      grep -vE '^std::' |
+      grep -vE '^sparecycles::(Client::|Job::|JobSpec::|JobResult::|JobStateName\()' || true)
+if [[ -n "$bad" ]]; then
+  echo "libsparecycles.so exports symbols outside the public SDK API:" >&2
+  echo "$bad" >&2
+  exit 1
+fi
+if [[ "$public" -lt 10 ]]; then
+  echo "libsparecycles.so exports too few public symbols ($public): is SPARECYCLES_EXPORT applied?" >&2
+  exit 1
+fi
+
 cmake -S "$src_dir/examples" -B "$tmp/examples" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/examples" -j2 >/dev/null
 out=$(LD_LIBRARY_PATH="$tmp/prefix/lib:${LD_LIBRARY_PATH:-}" "$tmp/examples/count_primes" 10000000 2>/dev/null)
