@@ -1,0 +1,126 @@
+// The `sparecycles key` and `sparecycles package` commands, run as a user would: a key is made,
+// a directory is packed, signed, verified and inspected, and every refusal names its reason.
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "process.hpp"
+
+using namespace sparecycles::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out, err;
+};
+
+Run Cli(const TempDir& dir, std::vector<std::string> args) {
+  static int n = 0;
+  args.insert(args.begin(), SPARECYCLES_CLI_BIN);
+  const std::string prefix = dir / ("cli" + std::to_string(++n));
+  Process p(args, prefix);
+  auto code = p.Wait(std::chrono::seconds(60));
+  REQUIRE_MESSAGE(code.has_value(), "the CLI did not finish");
+  return {*code, p.Stdout(), p.Stderr()};
+}
+
+void Write(const std::string& path, std::string_view text) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+}  // namespace
+
+TEST_CASE("key new writes a 0600 secret key where XDG_CONFIG_HOME says and prints the public key") {
+  TempDir dir;
+  ::setenv("XDG_CONFIG_HOME", (dir / "cfg").c_str(), 1);
+  Run r = Cli(dir, {"key", "new"});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const std::string key = dir / "cfg/sparecycles/publisher.key";
+  struct stat st {};
+  REQUIRE(::stat(key.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(r.out.size() == 65);  // 64 hex digits and a newline
+  CHECK(ReadAll(key + ".pub").find(r.out.substr(0, 64)) != std::string::npos);
+  Run again = Cli(dir, {"key", "new"});
+  CHECK(again.code == 2);
+  CHECK(again.err.find("already exists") != std::string::npos);
+  CHECK(Cli(dir, {"key", "new", "--out", dir / "other.key"}).code == 0);
+  CHECK(fs::exists(dir / "other.key.pub"));
+  ::unsetenv("XDG_CONFIG_HOME");
+}
+
+TEST_CASE("a package is built, signed, verified and inspected, and each refusal names its reason") {
+  TempDir dir;
+  REQUIRE(Cli(dir, {"key", "new", "--out", dir / "alice.key"}).code == 0);
+  REQUIRE(Cli(dir, {"key", "new", "--out", dir / "mallory.key"}).code == 0);
+  Write(dir / "src/package.manifest",
+        "name = hashes\nversion = 1.0\nkind = command\nentry = /usr/bin/sha256sum\n"
+        "require = /usr/bin/sha256sum\nsplit = files\narg = {input}\nstdout = sums.txt\n");
+  Write(dir / "src/data/x.txt", "some data\n");
+  const std::string pkg = dir / "h.scpkg";
+  Run built = Cli(dir, {"package", "build", dir / "src", "-o", pkg});
+  REQUIRE_MESSAGE(built.code == 0, built.err);
+  CHECK(built.err.find("unsigned") != std::string::npos);
+
+  Run unsigned_verify = Cli(dir, {"package", "verify", pkg, "--trust", dir / "alice.key.pub"});
+  CHECK(unsigned_verify.code == 1);
+  CHECK(unsigned_verify.err.find("refused: unsigned") != std::string::npos);
+  CHECK(Cli(dir, {"package", "verify", pkg, "--local"}).code == 0);
+
+  Run signed_run = Cli(dir, {"package", "sign", pkg, "--key", dir / "alice.key"});
+  REQUIRE_MESSAGE(signed_run.code == 0, signed_run.err);
+  Run ok = Cli(dir, {"package", "verify", pkg, "--trust", dir / "alice.key.pub"});
+  CHECK_MESSAGE(ok.code == 0, ok.err);
+  CHECK(ok.out == "ok " + signed_run.out);  // the id printed by sign is the verified id
+  Run trust_dir = Cli(dir, {"package", "verify", pkg, "--trust", dir.path()});  // holds both .pub files
+  CHECK(trust_dir.code == 0);
+
+  Run unknown = Cli(dir, {"package", "verify", pkg, "--trust", dir / "mallory.key.pub"});
+  CHECK(unknown.code == 1);
+  CHECK(unknown.err.find("refused: unknown signer") != std::string::npos);
+
+  // A flipped byte in the last file.
+  std::string bytes = ReadAll(pkg);
+  std::string tampered = bytes;
+  tampered.back() = static_cast<char>(tampered.back() ^ 1);
+  Write(dir / "t1.scpkg", tampered);
+  Run mismatch = Cli(dir, {"package", "verify", dir / "t1.scpkg", "--trust", dir / "alice.key.pub"});
+  CHECK(mismatch.code == 1);
+  CHECK(mismatch.err.find("refused: hash mismatch") != std::string::npos);
+  // A flipped byte in the signature (which sits 64 bytes before the file data).
+  tampered = bytes;
+  tampered[bytes.size() - 10 - 20] ^= 0x40;
+  Write(dir / "t2.scpkg", tampered);
+  Run bad_sig = Cli(dir, {"package", "verify", dir / "t2.scpkg", "--trust", dir / "alice.key.pub"});
+  CHECK(bad_sig.code == 1);
+  CHECK(bad_sig.err.find("refused: bad signature") != std::string::npos);
+  // Not a package at all.
+  Write(dir / "t3.scpkg", "hello");
+  Run junk = Cli(dir, {"package", "verify", dir / "t3.scpkg", "--local"});
+  CHECK(junk.code == 1);
+  CHECK(junk.err.find("refused: malformed package") != std::string::npos);
+  // Signing a tampered package is refused: a signature must not vouch for broken content.
+  CHECK(Cli(dir, {"package", "sign", dir / "t1.scpkg", "--key", dir / "alice.key"}).code == 1);
+
+  Run inspect = Cli(dir, {"package", "inspect", pkg});
+  REQUIRE(inspect.code == 0);
+  CHECK(inspect.out.find("name:          hashes") != std::string::npos);
+  CHECK(inspect.out.find("split:         files") != std::string::npos);
+  CHECK(inspect.out.find("data/x.txt") != std::string::npos);
+  CHECK(inspect.out.find("signed by:     " + ReadAll(dir / "alice.key.pub").substr(34, 64)) != std::string::npos);
+
+  // Every command explains itself.
+  for (const char* cmd : {"build", "sign", "verify", "inspect"}) {
+    Run help = Cli(dir, {"package", cmd, "--help"});
+    CHECK(help.code == 0);
+    CHECK(help.out.find("Usage: sparecycles package") != std::string::npos);
+  }
+  CHECK(Cli(dir, {"package", "build", dir / "src"}).code == 2);  // no -o
+}
