@@ -30,7 +30,7 @@ constexpr const char* kUsage =
     "  peers                            list the connected peers\n"
     "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n"
     "  key new                          create a publisher key for signing task packages\n"
-    "  package build|sign|verify|inspect  make and check task packages (.scpkg)\n\n"
+    "  package build|sign|verify|inspect|test  make, check and try task packages (.scpkg)\n\n"
     "Run `sparecycles COMMAND --help` for a command's options, `sparecycles run TASK --help`\n"
     "for a task's parameters. Example:\n"
     "  sparecycles run primes --from 0 --to 1000000000 --json\n";

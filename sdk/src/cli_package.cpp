@@ -7,8 +7,15 @@
 #include <iostream>
 #include <sstream>
 
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/package/package.hpp"
+#include "sparecycles/package/plugin_loader.hpp"
+#include "sparecycles/tasks/task.hpp"
 
 namespace sparecycles::cli {
 namespace {
@@ -27,7 +34,8 @@ constexpr const char* kPackageUsage =
     "  build DIR|MANIFEST -o PKG   pack a directory holding package.manifest into a .scpkg file\n"
     "  sign PKG --key KEY          sign a package with a publisher's secret key\n"
     "  verify PKG [--trust KEYS]   check hashes, signature, signer, platform; name any refusal\n"
-    "  inspect PKG                 show a package's manifest, files, signer and id\n\n"
+    "  inspect PKG                 show a package's manifest, files, signer and id\n"
+    "  test PKG [--PARAM VALUE]    run a native package's units here, unconfined, and merge them\n\n"
     "Run `sparecycles package COMMAND --help` for a command's options. Format and manifest\n"
     "keys: docs/packages.md. Example:\n"
     "  sparecycles key new\n"
@@ -305,6 +313,105 @@ int Inspect(const std::vector<std::string>& args) {
   return 0;
 }
 
+
+// Removes a directory tree at the end of a scope.
+struct ScratchDir {
+  std::string path;
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+};
+
+int Test(const std::vector<std::string>& args) {
+  Options o("sparecycles package test PKG [--PARAM VALUE ...] [options]",
+            "Runs a native package on this machine with no coordinator, worker or keys: verifies it (no\n"
+            "signature needed), extracts it to a temporary directory, loads its task through the plugin\n"
+            "ABI, then plans, splits, runs every unit and merges them, printing the summary.\n"
+            "The task's code runs in this process, unconfined: test only packages you built yourself.",
+            "SPARECYCLES_PACKAGE_");
+  o.Add("units", "0", "Number of units; 0 = up to 4, as the task's plan allows.");
+  o.AddFlag("json", "Print the merged result as JSON.");
+  AddMaxSize(o);
+  o.AllowExtra(true);
+  if (Status s = o.Parse(Normalize(args)); !s.ok()) return Usage(s.message());
+  if (o.HelpRequested()) {
+    std::cout << o.Help() << "\nTask parameters are given as --NAME VALUE; `package inspect` and the task's\n"
+                             "documentation name them.\n";
+    return 0;
+  }
+  if (o.Positional().size() != 1) return Usage("name one package file");
+  auto max = MaxSize(o);
+  auto units_opt = o.GetInt("units", 0, 1'000'000);
+  if (!max.ok()) return Usage(max.status().message());
+  if (!units_opt.ok()) return Usage(units_opt.status().message());
+  DecodeOptions d;
+  d.max_package_bytes = *max;
+  auto pkg = Package::ReadFile(o.Positional()[0], d);
+  if (!pkg.ok()) return Fail(pkg.status());
+  VerifyOptions vo;
+  vo.require_signature = false;
+  if (Verdict v = pkg->Verify(vo); !v.ok()) {
+    std::fprintf(stderr, "refused: %s\n", v.ToString().c_str());
+    return 1;
+  }
+  if (pkg->manifest().kind != Kind::kNative)
+    return Fail(FailedPrecondition("`package test` runs native packages; command packages are not runnable here yet"));
+  const char* tmp_root = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp_root && tmp_root[0] ? tmp_root : "/tmp") + "/sparecycles-pkgtest-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) return Fail(Unavailable("cannot create a temporary directory"));
+  ScratchDir scratch{tmpl};
+  const std::string root = tmpl + "/pkg";
+  if (Status s = pkg->Extract(root); !s.ok()) return Fail(s);
+  auto task = LoadTaskPlugin(root + "/" + pkg->manifest().entry);
+  if (!task.ok()) return Fail(task.status());
+  const tasks::Task& t = **task;
+  tasks::JobParams params;
+  for (const auto& [k, v] : o.Extra()) {
+    bool known = false;
+    for (const auto& p : t.Params()) known |= p.name == k;
+    if (!known) return Usage("task " + std::string(t.Name()) + " has no parameter --" + k);
+    params.values[k] = v;
+  }
+  auto plan = t.Plan(params);
+  if (!plan.ok()) return Fail(plan.status());
+  std::uint64_t units = *units_opt > 0 ? static_cast<std::uint64_t>(*units_opt)
+                                       : plan->fixed_units ? plan->max_units : std::min<std::uint64_t>(plan->max_units, 4);
+  auto split = t.Split(params, units);
+  if (!split.ok()) return Fail(split.status());
+  std::vector<std::string> results;
+  int failed = 0;
+  for (std::size_t i = 0; i < split->size(); ++i) {
+    tasks::NullContext ctx;
+    const auto start = std::chrono::steady_clock::now();
+    Result<std::string> r = Internal("not run");
+    try {
+      r = t.Execute((*split)[i], ctx);
+    } catch (const tasks::UnitCancelled& c) {
+      r = Cancelled(c.reason);
+    } catch (const std::exception& e) {
+      r = Internal(std::string("exception: ") + e.what());
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!r.ok()) {
+      ++failed;
+      std::fprintf(stderr, "unit %zu failed after %.3f s: %s\n", i, secs, r.status().ToString().c_str());
+      continue;
+    }
+    std::fprintf(stderr, "unit %zu: %zu bytes in %.3f s, canonical hash %s\n", i, r->size(), secs,
+                 ToHex(Blake2b256(t.Canonicalize(*r))).substr(0, 16).c_str());
+    results.push_back(std::move(r).value());
+  }
+  if (failed > 0) {
+    std::fprintf(stderr, "%d of %zu units failed\n", failed, split->size());
+    return 1;
+  }
+  auto merged = t.Merge(params, results);
+  if (!merged.ok()) return Fail(merged.status());
+  std::cout << (o.Flag("json") ? t.ToJson(*merged) : t.Summarize(*merged)) << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int KeyCommand(const std::vector<std::string>& args) {
@@ -326,6 +433,7 @@ int PackageCommand(const std::vector<std::string>& args) {
   if (args[0] == "sign") return Sign(rest);
   if (args[0] == "verify") return Verify(rest);
   if (args[0] == "inspect") return Inspect(rest);
+  if (args[0] == "test") return Test(rest);
   return Usage("unknown package command '" + args[0] + "'\n\n" + kPackageUsage);
 }
 

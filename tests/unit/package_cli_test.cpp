@@ -124,3 +124,34 @@ TEST_CASE("a package is built, signed, verified and inspected, and each refusal 
   }
   CHECK(Cli(dir, {"package", "build", dir / "src"}).code == 2);  // no -o
 }
+
+TEST_CASE("package test runs a native package's units through the plugin loader and merges them") {
+  TempDir dir;
+  Write(dir / "src/package.manifest",
+        "name = sumsq\nversion = 3\nkind = native\nentry = lib/sumsq.so\nsummary = sum of squares\n");
+  fs::create_directories(dir / "src/lib");
+  fs::copy_file(SC_TEST_PLUGIN, dir / "src/lib/sumsq.so");
+  const std::string pkg = dir / "sumsq.scpkg";
+  Run built = Cli(dir, {"package", "build", dir / "src", "-o", pkg});
+  REQUIRE_MESSAGE(built.code == 0, built.err);
+  Run run = Cli(dir, {"package", "test", pkg, "--from", "10", "--to", "20000", "--units", "5"});
+  REQUIRE_MESSAGE(run.code == 0, run.err);
+  std::uint64_t expected = 0;
+  for (std::uint64_t i = 10; i < 20000; ++i) expected += i * i;
+  CHECK(run.out == std::to_string(expected) + "\n");
+  CHECK(run.err.find("unit 4:") != std::string::npos);
+  Run json = Cli(dir, {"package", "test", pkg, "--to", "4", "--json"});
+  CHECK(json.out == "{\"sum\":14}\n");
+  // A failing unit fails the run with its reason; an unknown parameter is a usage error.
+  Run failing = Cli(dir, {"package", "test", pkg, "--to", "100", "--mode", "throw"});
+  CHECK(failing.code == 1);
+  CHECK(failing.err.find("threw on purpose") != std::string::npos);
+  CHECK(Cli(dir, {"package", "test", pkg, "--colour", "red"}).code == 2);
+  // A tampered package is refused before any of its code is loaded.
+  std::string bytes = ReadAll(pkg);
+  bytes[bytes.size() / 2 + 200] ^= 0x10;
+  Write(dir / "bad.scpkg", bytes);
+  Run refused = Cli(dir, {"package", "test", dir / "bad.scpkg", "--to", "10"});
+  CHECK(refused.code == 1);
+  CHECK(refused.err.find("refused: hash mismatch") != std::string::npos);
+}
