@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "sparecycles/core/options.hpp"
+#include "sparecycles/package/command.hpp"
 #include "sparecycles/package/package.hpp"
 #include "sparecycles/package/plugin_loader.hpp"
 #include "sparecycles/tasks/task.hpp"
@@ -35,7 +37,8 @@ constexpr const char* kPackageUsage =
     "  sign PKG --key KEY          sign a package with a publisher's secret key\n"
     "  verify PKG [--trust KEYS]   check hashes, signature, signer, platform; name any refusal\n"
     "  inspect PKG                 show a package's manifest, files, signer and id\n"
-    "  test PKG [--PARAM VALUE]    run a native package's units here, unconfined, and merge them\n\n"
+    "  test PKG [options]          run a package's units here, unconfined: a native one is merged,\n"
+    "                              a command one's outputs are written as a directory\n\n"
     "Run `sparecycles package COMMAND --help` for a command's options. Format and manifest\n"
     "keys: docs/packages.md. Example:\n"
     "  sparecycles key new\n"
@@ -323,14 +326,78 @@ struct ScratchDir {
   }
 };
 
+
+int TestCommand(const Options& o, const Package& pkg, const std::string& root, const std::string& scratch) {
+  const Manifest& m = pkg.manifest();
+  if (!o.Extra().empty()) return Usage("a command package takes no task parameters (its sweep is in the manifest)");
+  Result<std::vector<CommandUnit>> units = Internal("unset");
+  switch (m.command.split.mode) {
+    case SplitMode::kLines: {
+      if (o.Get("input").empty()) return Usage(m.name + " splits its input by lines: give the file with --input");
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(o.Get("input"), ec);
+      if (ec) return Fail(NotFound("cannot read " + o.Get("input") + ": " + ec.message()));
+      if (size > (1ull << 30)) return Fail(ResourceExhausted("--input is larger than 1 GiB"));
+      std::ifstream in(o.Get("input"), std::ios::binary);
+      std::string data(size, '\0');
+      in.read(data.data(), static_cast<std::streamsize>(size));
+      units = SplitLines(m, data);
+      break;
+    }
+    case SplitMode::kFiles:
+      if (o.Get("input").empty()) return Usage(m.name + " makes one unit per input file: give the directory with --input");
+      units = SplitFiles(m, o.Get("input"));
+      break;
+    case SplitMode::kSweep:
+      units = SplitSweep(m);
+      break;
+    case SplitMode::kNone:
+      units = std::vector<CommandUnit>(1);
+      break;
+  }
+  if (!units.ok()) return Fail(units.status());
+  const std::string out_dir = o.Get("output").empty() ? m.name + "-outputs" : o.Get("output");
+  std::error_code ec;
+  if (std::filesystem::exists(out_dir, ec)) return Fail(FailedPrecondition(out_dir + " already exists; name a new directory with -o"));
+  RunOptions ro;
+  ro.package_dir = root;
+  ro.work_dir = scratch;
+  std::vector<UnitRun> runs;
+  int failed = 0;
+  for (const auto& u : *units) {
+    auto run = RunCommandUnit(m, u, ro);
+    if (!run.ok()) {
+      ++failed;
+      std::fprintf(stderr, "unit %llu failed: %s\n", static_cast<unsigned long long>(u.index), run.status().ToString().c_str());
+      continue;
+    }
+    std::fprintf(stderr, "unit %llu: %.3f s, canonical hash %s\n", static_cast<unsigned long long>(u.index), run->seconds,
+                 ToHex(run->canonical_hash).substr(0, 16).c_str());
+    char name[32];
+    std::snprintf(name, sizeof(name), "unit-%06llu", static_cast<unsigned long long>(u.index));
+    for (const auto& [file, data] : run->outputs) {
+      const std::filesystem::path p = std::filesystem::path(out_dir) / name / file;
+      std::filesystem::create_directories(p.parent_path(), ec);
+      if (Status s = WriteFileAtomic(p.string(), data); !s.ok()) return Fail(s);
+    }
+  }
+  std::fprintf(stderr, "%zu units, %d failed; outputs in %s\n", units->size(), failed, out_dir.c_str());
+  return failed > 0 ? 1 : 0;
+}
+
 int Test(const std::vector<std::string>& args) {
   Options o("sparecycles package test PKG [--PARAM VALUE ...] [options]",
-            "Runs a native package on this machine with no coordinator, worker or keys: verifies it (no\n"
-            "signature needed), extracts it to a temporary directory, loads its task through the plugin\n"
-            "ABI, then plans, splits, runs every unit and merges them, printing the summary.\n"
+            "Runs a package on this machine with no coordinator, worker or keys: verifies it (no signature\n"
+            "needed) and extracts it to a temporary directory. A native package's task is loaded through\n"
+            "the plugin ABI, planned, split, every unit run, and merged; the summary is printed. A command\n"
+            "package's input is split as its manifest says, its program run once per unit, and the\n"
+            "declared outputs written to --output as unit-NNNNNN/NAME, with each unit's canonical hash.\n"
             "The task's code runs in this process, unconfined: test only packages you built yourself.",
             "SPARECYCLES_PACKAGE_");
-  o.Add("units", "0", "Number of units; 0 = up to 4, as the task's plan allows.");
+  o.Add("units", "0", "Native: number of units; 0 = up to 4, as the task's plan allows.");
+  o.Add("input", "", "Command: the job's input, a file (split = lines) or a directory (split = files).");
+  o.Add("output", "", "Command: the directory to write the outputs to, as unit-NNNNNN/NAME (-o).\n"
+                      "      Default: NAME-outputs in the current directory.");
   o.AddFlag("json", "Print the merged result as JSON.");
   AddMaxSize(o);
   o.AllowExtra(true);
@@ -355,14 +422,13 @@ int Test(const std::vector<std::string>& args) {
     std::fprintf(stderr, "refused: %s\n", v.ToString().c_str());
     return 1;
   }
-  if (pkg->manifest().kind != Kind::kNative)
-    return Fail(FailedPrecondition("`package test` runs native packages; command packages are not runnable here yet"));
   const char* tmp_root = std::getenv("TMPDIR");
   std::string tmpl = std::string(tmp_root && tmp_root[0] ? tmp_root : "/tmp") + "/sparecycles-pkgtest-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) return Fail(Unavailable("cannot create a temporary directory"));
   ScratchDir scratch{tmpl};
   const std::string root = tmpl + "/pkg";
   if (Status s = pkg->Extract(root); !s.ok()) return Fail(s);
+  if (pkg->manifest().kind == Kind::kCommand) return TestCommand(o, *pkg, root, tmpl);
   auto task = LoadTaskPlugin(root + "/" + pkg->manifest().entry);
   if (!task.ok()) return Fail(task.status());
   const tasks::Task& t = **task;

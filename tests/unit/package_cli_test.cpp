@@ -2,6 +2,7 @@
 // a directory is packed, signed, verified and inspected, and every refusal names its reason.
 #include <doctest/doctest.h>
 
+#include <sodium.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -154,4 +155,55 @@ TEST_CASE("package test runs a native package's units through the plugin loader 
   Run refused = Cli(dir, {"package", "test", dir / "bad.scpkg", "--to", "10"});
   CHECK(refused.code == 1);
   CHECK(refused.err.find("refused: hash mismatch") != std::string::npos);
+}
+
+namespace {
+std::string Sha256Hex(std::string_view data) {
+  unsigned char h[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(h, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : h) out += {d[c >> 4], d[c & 15]};
+  return out;
+}
+}  // namespace
+
+TEST_CASE("package test runs a command package per input file and writes the outputs as a directory") {
+  TempDir dir;
+  Write(dir / "src/package.manifest",
+        "name = sums\nversion = 1\nkind = command\nentry = /usr/bin/sha256sum\nrequire = /usr/bin/sha256sum\n"
+        "split = files\narg = {input_name}\nstdout = sums.txt\nexpected-time = 1s\n");
+  fs::create_directories(dir / "inputs");
+  std::vector<std::string> contents;
+  for (int i = 0; i < 100; ++i) {
+    contents.push_back("ligand " + std::to_string(i * i) + "\n");
+    char name[32];
+    std::snprintf(name, sizeof(name), "in-%03d.txt", i);
+    Write(dir / ("inputs/" + std::string(name)), contents.back());
+  }
+  const std::string pkg = dir / "sums.scpkg";
+  REQUIRE(Cli(dir, {"package", "build", dir / "src", "-o", pkg}).code == 0);
+  Run run = Cli(dir, {"package", "test", pkg, "--input", dir / "inputs", "-o", dir / "out"});
+  REQUIRE_MESSAGE(run.code == 0, run.err);
+  for (int i = 0; i < 100; ++i) {
+    char unit[32], name[32];
+    std::snprintf(unit, sizeof(unit), "out/unit-%06d/sums.txt", i);
+    std::snprintf(name, sizeof(name), "in-%03d.txt", i);
+    CHECK(ReadAll(dir / unit) == Sha256Hex(contents[i]) + "  " + name + "\n");
+  }
+  CHECK(run.err.find("100 units, 0 failed") != std::string::npos);
+  CHECK(Cli(dir, {"package", "test", pkg, "--input", dir / "inputs", "-o", dir / "out"}).code == 2);  // exists
+  CHECK(Cli(dir, {"package", "test", pkg, "-o", dir / "out2"}).code == 2);  // no --input
+
+  // A sweep needs no input; a failing program fails the run with its stderr.
+  Write(dir / "sweep/package.manifest",
+        "name = sweep\nversion = 1\nkind = command\nentry = /bin/sh\nrequire = /bin/sh\narg = -c\n"
+        "arg = test {n} -ne 3 || {{ echo unit {n} is unlucky >&2; exit 1; }}; echo {n}\nsweep = n 1..4\nstdout = n.txt\n");
+  Run sweep_built = Cli(dir, {"package", "build", dir / "sweep", "-o", dir / "sweep.scpkg"});
+  REQUIRE_MESSAGE(sweep_built.code == 0, sweep_built.err);
+  Run sweep = Cli(dir, {"package", "test", dir / "sweep.scpkg", "-o", dir / "sweep-out"});
+  CHECK(sweep.code == 1);
+  CHECK(sweep.err.find("unit 2 failed") != std::string::npos);
+  CHECK(sweep.err.find("unit 3 is unlucky") != std::string::npos);
+  CHECK(ReadAll(dir / "sweep-out/unit-000003/n.txt") == "4\n");
 }
