@@ -429,6 +429,11 @@ int Test(const std::vector<std::string>& args) {
   const std::string root = tmpl + "/pkg";
   if (Status s = pkg->Extract(root); !s.ok()) return Fail(s);
   if (pkg->manifest().kind == Kind::kCommand) return TestCommand(o, *pkg, root, tmpl);
+  // The manifest's ABI claim is checked before any of the library's code runs.
+  if (pkg->manifest().abi_version != HostTaskAbiVersion())
+    return Fail(FailedPrecondition(pkg->manifest().name + " declares task ABI version " +
+                                   std::to_string(pkg->manifest().abi_version) + ", this SpareCycles speaks version " +
+                                   std::to_string(HostTaskAbiVersion())));
   auto task = LoadTaskPlugin(root + "/" + pkg->manifest().entry);
   if (!task.ok()) return Fail(task.status());
   const tasks::Task& t = **task;

@@ -148,6 +148,21 @@ TEST_CASE("package test runs a native package's units through the plugin loader 
   CHECK(failing.code == 1);
   CHECK(failing.err.find("threw on purpose") != std::string::npos);
   CHECK(Cli(dir, {"package", "test", pkg, "--colour", "red"}).code == 2);
+  // A package for another architecture is refused by verify and by test.
+  Write(dir / "src/package.manifest",
+        std::string("name = sumsq\nversion = 3\nkind = native\nentry = lib/sumsq.so\narch = ") +
+            (std::string(SC_HOST_ARCH) == "x86_64" ? "aarch64" : "x86_64") + "\n");
+  REQUIRE(Cli(dir, {"package", "build", dir / "src", "-o", dir / "other-arch.scpkg"}).code == 0);
+  Run arch = Cli(dir, {"package", "verify", dir / "other-arch.scpkg", "--local"});
+  CHECK(arch.code == 1);
+  CHECK(arch.err.find("refused: unsupported platform") != std::string::npos);
+  CHECK(Cli(dir, {"package", "test", dir / "other-arch.scpkg"}).code == 1);
+  // A manifest claiming another ABI version is refused before the library is loaded.
+  Write(dir / "src/package.manifest", "name = sumsq\nversion = 3\nkind = native\nentry = lib/sumsq.so\nabi = 7\n");
+  REQUIRE(Cli(dir, {"package", "build", dir / "src", "-o", dir / "abi7.scpkg"}).code == 0);
+  Run abi = Cli(dir, {"package", "test", dir / "abi7.scpkg", "--to", "10"});
+  CHECK(abi.code == 2);
+  CHECK(abi.err.find("declares task ABI version 7") != std::string::npos);
   // A tampered package is refused before any of its code is loaded.
   std::string bytes = ReadAll(pkg);
   bytes[bytes.size() / 2 + 200] ^= 0x10;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "sparecycles/package/command.hpp"
 
@@ -282,4 +283,29 @@ TEST_CASE("the argument template expands placeholders and literal braces, and re
   CHECK(*a == "{x} --seed=7 /p/f");
   CHECK_FALSE(ExpandArgument("{nope}", {}).ok());
   CHECK_FALSE(ExpandArgument("{open", {}).ok());
+}
+
+TEST_CASE("random bytes never decode into a unit or outputs that break the rules") {
+  std::mt19937 rng(7);
+  CommandUnit u;
+  u.index = 3;
+  u.values = {{"a", "1"}, {"b", "two"}};
+  u.has_input = true;
+  u.input_name = "in.txt";
+  u.input = "some input\n";
+  const std::string unit = EncodeCommandUnit(u);
+  const std::string outputs = EncodeOutputs({{"a.txt", "alpha"}, {"b/c.txt", "gamma"}});
+  for (int round = 0; round < 5000; ++round) {
+    for (const std::string* base : {&unit, &outputs}) {
+      std::string t = *base;
+      for (int i = 0; i < 1 + static_cast<int>(rng() % 3); ++i) t[rng() % t.size()] = static_cast<char>(rng());
+      if (base == &unit) {
+        auto d = DecodeCommandUnit(t);
+        if (d.ok() && d->has_input) CHECK(ValidatePackagePath(d->input_name).ok());
+      } else {
+        auto d = DecodeOutputs(t);
+        if (d.ok()) CHECK(std::is_sorted(d->begin(), d->end()));
+      }
+    }
+  }
 }
