@@ -509,18 +509,17 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
   std::string stopped;
   auto last_progress = start;
   while (true) {
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) return Internal("waitpid failed: " + std::string(std::strerror(errno)));
+    // WNOWAIT: see the exit without reaping, so the pid (and with it the process group id)
+    // stays ours until the group has been killed below; a reaped id could be reused.
+    siginfo_t info{};
+    const int r = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (r < 0 && errno != EINTR) return Internal("waitid failed: " + std::string(std::strerror(errno)));
+    if (r == 0 && info.si_pid == pid) break;
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
     if (stopped.empty() && elapsed > timeout) stopped = "timeout";
     if (stopped.empty() && o.stop && o.stop()) stopped = "cancelled";
-    if (!stopped.empty()) {
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      break;
-    }
+    if (!stopped.empty()) break;
     if (o.progress && now - last_progress > std::chrono::milliseconds(200)) {
       last_progress = now;
       double f = c.progress_file.empty() ? -1 : ReadFraction(run_dir / c.progress_file);
@@ -529,8 +528,11 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(elapsed < 0.1 ? 1 : 10));
   }
-  // Whatever the program left running in its group ends with it.
+  // Whatever the program left running in its group ends with it (the leader is not reaped
+  // yet, so the group id cannot belong to anyone else), then the leader is reaped.
   ::kill(-pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (stopped == "timeout")
     return DeadlineExceeded("the program ran longer than " + std::to_string(static_cast<long>(timeout)) + " s and was killed");
