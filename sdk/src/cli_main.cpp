@@ -9,6 +9,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "cli_package.hpp"
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/sdk/client.hpp"
 #include "sparecycles/tasks/task.hpp"
@@ -27,7 +28,9 @@ constexpr const char* kUsage =
     "  cancel JOB                       cancel a job (its running units stop on the peers)\n"
     "  jobs                             list the coordinator's jobs\n"
     "  peers                            list the connected peers\n"
-    "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n\n"
+    "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n"
+    "  key new                          create a publisher key for signing task packages\n"
+    "  package build|sign|verify|inspect|test  make, check and try task packages (.scpkg)\n\n"
     "Run `sparecycles COMMAND --help` for a command's options, `sparecycles run TASK --help`\n"
     "for a task's parameters. Example:\n"
     "  sparecycles run primes --from 0 --to 1000000000 --json\n";
@@ -419,6 +422,8 @@ int main(int argc, char** argv) {
   if (cmd == "run") return RunJob(args, true);
   if (cmd == "submit") return RunJob(args, false);
   if (cmd == "tasks") return Tasks(args);
+  if (cmd == "key") return cli::KeyCommand(args);
+  if (cmd == "package") return cli::PackageCommand(args);
   if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers") return Simple(cmd, args);
   return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix, checks that libsparecycles.so exports only the SDK's
 # public API, builds examples/ against it with find_package, and runs an example to a correct
-# answer (pi(10^7) = 664579).
+# answer (pi(10^7) = 664579). The native package example is built
+# against the installed header-only SpareCycles::tasks, packed, signed, verified and run with the
+# installed CLI, and its integral of sin over [0, pi] checked against the exact value 2.
 set -euo pipefail
 build_dir=$1
 src_dir=$2
@@ -10,6 +12,9 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build_dir" --prefix "$tmp/prefix" >/dev/null
 test -f "$tmp/prefix/include/sparecycles/sdk/client.hpp"
 test -f "$tmp/prefix/include/sparecycles/sdk/export.hpp"
+for h in task.hpp plugin.hpp helpers.hpp bytes.hpp task_abi.h; do
+  test -f "$tmp/prefix/include/sparecycles/tasks/$h"
+done
 if grep -rqE '#include.*(zmq|cereal)' "$tmp/prefix/include/sparecycles"; then
   echo "public headers mention zmq or cereal" >&2
   exit 1
@@ -52,3 +57,11 @@ cmake --build "$tmp/examples" -j2 >/dev/null
 out=$(LD_LIBRARY_PATH="$tmp/prefix/lib:${LD_LIBRARY_PATH:-}" "$tmp/examples/count_primes" 10000000 2>/dev/null)
 echo "count_primes 10^7 -> $out"
 [[ "$out" == "664579" ]]
+
+cli="$tmp/prefix/bin/sparecycles"
+"$cli" key new --out "$tmp/keys/publisher.key" >/dev/null 2>&1
+"$cli" package build "$tmp/examples/integrate-pkg" -o "$tmp/integrate.scpkg" --key "$tmp/keys/publisher.key" >/dev/null 2>&1
+"$cli" package verify "$tmp/integrate.scpkg" --trust "$tmp/keys/publisher.key.pub" >/dev/null
+integral=$("$cli" package test "$tmp/integrate.scpkg" --function sin --a 0 --b 3.141592653589793 --units 8 2>/dev/null)
+echo "integrate sin over [0, pi] -> $integral"
+awk -v v="$integral" 'BEGIN { d = v - 2; if (d < 0) d = -d; exit !(d < 1e-9) }'
