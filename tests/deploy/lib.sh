@@ -9,7 +9,7 @@ SC_TMP=""
 sc_log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 sc_skip() { echo "SKIP: $*"; exit 0; }
 sc_fail() {
-  echo "FAIL: $*" >&2
+  echo "FAIL: $*" >&3  # fd 3 = the script's stderr, also from inside a silenced sc_wait check
   exit 1
 }
 
@@ -46,6 +46,7 @@ sc_cleanup() {
 }
 
 sc_init() {
+  exec 3>&2
   SC_TMP=$(mktemp -d /tmp/sparecycles-deploy-XXXXXX)
   trap sc_cleanup EXIT
   trap 'exit 130' INT TERM
