@@ -3,8 +3,10 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <chrono>
 #include <iostream>
 #include <sstream>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -121,15 +123,52 @@ int ShowStatus(const Options& opt) {
   return alive ? 0 : 3;
 }
 
+// `leave`: asks the worker using --state-dir to leave (SIGTERM: units handed back) and waits until
+// it has exited, so a Kubernetes preStop hook or an ExecStop= returns only once the leave is done.
+int Leave(const Options& opt) {
+  const std::string dir = opt.Get("state-dir");
+  auto text = ReadFile(dir + "/status", 1 << 20);
+  if (!text.ok()) {
+    std::fprintf(stderr, "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
+                 dir.c_str(), dir.c_str());
+    return 1;
+  }
+  auto s = worker::ParseStatusFile(*text);
+  if (!s.ok()) return Fail(s.status());
+  auto grace = ParseSeconds(opt.Get("grace"));
+  if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
+  const auto pid = static_cast<pid_t>(s->pid);
+  // A stale status file may name a pid that now belongs to another program: signal only a worker.
+  auto cmdline = ReadFile("/proc/" + std::to_string(s->pid) + "/cmdline", 1 << 16);
+  const bool is_worker = cmdline.ok() && cmdline->find("sparecycles-worker") != std::string::npos;
+  if (pid <= 0 || !is_worker || ::kill(pid, SIGTERM) != 0) {
+    std::printf("sparecycles-worker: the worker (pid %ld) is not running\n", s->pid);
+    return 0;
+  }
+  // The running units' grace, then time to stop them, upload checkpoints and send the Bye.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(*grace + 30);
+  while (::kill(pid, 0) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr, "sparecycles-worker: pid %ld is still running after %.0f s\n", s->pid, *grace + 30);
+      return 4;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::printf("sparecycles-worker: pid %ld left\n", s->pid);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options opt("sparecycles-worker [options] | sparecycles-worker status [--state-dir DIR] [--clients ENDPOINT]",
+  Options opt("sparecycles-worker [options] | sparecycles-worker status [--state-dir DIR] [--clients ENDPOINT]\n"
+              "       | sparecycles-worker leave [--state-dir DIR] [--grace T]",
               "Donates this machine's idle CPU to a SpareCycles coordinator: connects, announces its cores\n"
               "and measured speed, runs the units it is leased and returns their results. It watches what\n"
               "the rest of the machine uses and shrinks, pauses or resumes within the owner's preferences\n"
               "below (see deploy/worker.conf). SIGTERM or Ctrl-C hands unfinished units back before exiting.\n"
-              "'status' prints what the worker using --state-dir is doing.",
+              "'status' prints what the worker using --state-dir is doing; 'leave' stops it gracefully\n"
+              "(SIGTERM) and waits until it has handed its units back and exited.",
               "SPARECYCLES_WORKER_");
   opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
   opt.Add("profile", "volunteer",
@@ -170,7 +209,8 @@ int main(int argc, char** argv) {
   }
   if (!opt.Positional().empty()) {
     if (opt.Positional()[0] == "status" && opt.Positional().size() == 1) return ShowStatus(opt);
-    return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] + "' (the only command is 'status')"));
+    if (opt.Positional()[0] == "leave" && opt.Positional().size() == 1) return Leave(opt);
+    return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] + "' (the commands are 'status' and 'leave')"));
   }
   SetLogComponent("worker");
   LogLevel level;
