@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <fstream>
 #include <chrono>
 #include <iostream>
 #include <sstream>
@@ -139,8 +140,12 @@ int Leave(const Options& opt) {
   if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
   const auto pid = static_cast<pid_t>(s->pid);
   // A stale status file may name a pid that now belongs to another program: signal only a worker.
-  auto cmdline = ReadFile("/proc/" + std::to_string(s->pid) + "/cmdline", 1 << 16);
-  const bool is_worker = cmdline.ok() && cmdline->find("sparecycles-worker") != std::string::npos;
+  // (/proc files report size 0, so read them as a stream.)
+  std::ifstream proc("/proc/" + std::to_string(s->pid) + "/cmdline", std::ios::binary);
+  std::string cmdline(4096, '\0');
+  proc.read(cmdline.data(), static_cast<std::streamsize>(cmdline.size()));
+  cmdline.resize(static_cast<std::size_t>(proc.gcount()));
+  const bool is_worker = cmdline.find("sparecycles-worker") != std::string::npos;
   if (pid <= 0 || !is_worker || ::kill(pid, SIGTERM) != 0) {
     std::printf("sparecycles-worker: the worker (pid %ld) is not running\n", s->pid);
     return 0;
