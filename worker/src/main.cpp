@@ -177,9 +177,9 @@ int main(int argc, char** argv) {
               "SPARECYCLES_WORKER_");
   opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
   opt.Add("profile", "volunteer",
-          "volunteer = donate idle CPU only, with the defaults below; cluster = a dedicated or batch node:\n"
-          "every allotted core (--cores from SLURM_CPUS_PER_TASK, SLURM_CPUS_ON_NODE, the cgroup CPU\n"
-          "quota and the affinity mask, when not given), pause-above off, throttle off, priority\n"
+          "volunteer = donate idle CPU only, with the defaults below; cluster = a dedicated or batch node: "
+          "every allotted core (--cores from SLURM_CPUS_PER_TASK, SLURM_CPUS_ON_NODE, the cgroup CPU "
+          "quota and the affinity mask, when not given), pause-above off, throttle off, priority "
           "normal, on-battery run, max-memory 100%, min-free-memory 0%. Options given still win.");
   opt.Add("coordinator", "tcp://127.0.0.1:7737", "The coordinator's peer endpoint.");
   opt.Add("cores", "0",
