@@ -423,7 +423,8 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
   auto pit = peers_.find(peer_handle);
   if (pit == peers_.end()) return out;
   Peer& peer = pit->second;
-  peer.last_seen = now;
+  // Leasing is not hearing from the peer: a standing request is served long after it was sent,
+  // and a peer cut off by a partition must still fall silent (its frames Touch() it).
   if (peer.state == proto::PeerState::kPaused) return out;
   if (const PeerRecord* r = Record(peer.hello.peer_id); r && r->blacklisted) return out;
   const std::uint64_t cap = static_cast<std::uint64_t>(peer.slots) + config_.prefetch;
