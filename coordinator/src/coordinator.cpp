@@ -593,8 +593,10 @@ Status Coordinator::Start() {
     auto store = Store::Open(impl_->config.data_dir);
     if (!store.ok()) return store.status();
     impl_->store = std::move(*store);
-    auto loaded = impl_->store->Load(WallSeconds());
+    const SchedulerConfig& sc = impl_->config.scheduler;
+    auto loaded = impl_->store->Load(WallSeconds(), Store::Retention{sc.max_jobs_kept, sc.retain_finished_seconds});
     if (!loaded.ok()) return loaded.status();
+    impl_->scheduler.RestoreRecords(std::move(loaded->records));
     std::size_t unfinished = 0;
     for (const auto& j : loaded->jobs) unfinished += proto::IsFinal(j.state) ? 0 : 1;
     const std::size_t jobs = loaded->jobs.size(), leases = loaded->leases.size();
