@@ -50,6 +50,7 @@ awk '{
   for (k in sum) if (k ~ /^fault\./) { n = k; sub(/^fault\./, "", n); gsub(/_/, " ", n); printf "    %s: %d\n", n, sum[k] }
   printf "  jobs: %d planned, %d acknowledged, %d done, %d failed with reasons\n", sum["jobs"], sum["acked"], sum["done"], sum["failed"]
   printf "  wrong answers: %d\n  stuck jobs: %d\n  lost acknowledged results: %d\n  credit errors: %d\n  crashes: %d\n", sum["wrong"], sum["stuck"], sum["lost"], sum["credit"], sum["crashes"]
+  printf "  unit runs by honest workers: %d, of which %d beyond a unit'"'"'s first\n", sum["unit_runs"], sum["extra_runs"]
   printf "  violations: %d; other findings: %d\n", sum["violations"], sum["findings"]
 }' "$log_dir/figures"
 if [ ${#failed_seeds[@]} -gt 0 ]; then
