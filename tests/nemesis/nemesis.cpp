@@ -269,7 +269,7 @@ JobPlanned MakeJob(Rng& rng, int index, const std::string& token_prefix) {
   j.describe = j.spec.task;
   for (const auto& [k, v] : j.spec.params) j.describe += " " + k + "=" + v;
   if (!j.spec.input.empty()) j.describe += " input=" + std::to_string(j.spec.input.size()) + "B";
-  j.describe += " units=" + std::to_string(j.spec.units);
+  j.describe += " split=" + std::to_string(j.spec.units);
   return j;
 }
 
