@@ -578,8 +578,8 @@ class Run {
     figures_.violations = static_cast<int>(violations_.size());
     if (!violations_.empty()) {
       std::printf("[%s] FAILED, seed %" PRIu64 " (replay: nemesis --seed %" PRIu64 " --policies %s --faults %d --jobs %d"
-                  " --gap %g), %zu violation(s):\n",
-                  policy_.name.c_str(), cfg_.seed, cfg_.seed, policy_.name.c_str(), cfg_.faults, cfg_.jobs, cfg_.gap,
+                  " --gap %g --settle %g), %zu violation(s):\n",
+                  policy_.name.c_str(), cfg_.seed, cfg_.seed, policy_.name.c_str(), faults_, jobs_, cfg_.gap, cfg_.settle,
                   violations_.size());
       for (const auto& v : violations_) std::printf("  VIOLATION %s\n", v.c_str());
       std::printf("  jobs:\n");
