@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     *) extra+=("$1"); shift ;;
   esac
 done
-bin="$build_dir/tests/nemesis/nemesis"
+bin="${SPARECYCLES_NEMESIS_BIN:-$build_dir/tests/nemesis/nemesis}"
 if [ ! -x "$bin" ]; then
   cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build_dir" -j2 --target nemesis >/dev/null

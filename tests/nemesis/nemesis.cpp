@@ -480,10 +480,19 @@ std::string HashHex(const void* data, int n) {
   return hex;
 }
 
-/// Reads the coordinator's store while no coordinator runs.
-Snapshot ReadStore(const std::string& path, const std::string& label) {
+/// Reads the coordinator's store while no coordinator runs, from a copy (database and WAL), so
+/// that the next coordinator recovers the very files the killed one left.
+Snapshot ReadStore(const std::string& original, const std::string& label) {
   Snapshot snap;
   snap.label = label;
+  const std::string path = original + ".nemesis-copy";
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(path + suffix, ec);
+    if (std::filesystem::exists(original + suffix, ec))
+      std::filesystem::copy_file(original + suffix, path + suffix, ec);
+    if (ec) snap.error += "cannot copy " + original + suffix + ": " + ec.message() + "; ";
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     snap.error = "cannot open " + path;
@@ -516,6 +525,7 @@ Snapshot ReadStore(const std::string& path, const std::string& label) {
     if (v != "ok") snap.error += "integrity_check: " + v + "; ";
   });
   sqlite3_close(db);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
   return snap;
 }
 
@@ -972,7 +982,7 @@ class Run {
     auto client = Client::Connect(client_ep_, o);
     std::map<std::uint64_t, std::string> result_bytes;
     for (auto& t : tracks_) {
-      if (!t.acked) continue;
+      if (!t.acked || g_interrupted) continue;
       if (!t.final_seen) {
         ++figures_.stuck;
         Violation("job " + std::to_string(t.id) + " (" + t.plan.describe + ") did not end within " + Num(cfg_.settle) +
