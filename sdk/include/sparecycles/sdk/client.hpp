@@ -68,6 +68,9 @@ struct JobInfo {
   double submitted_at = 0, finished_at = 0;  // seconds since the Unix epoch
   double cpu_seconds = 0;                    // validated CPU time spent on the job
   std::string error;
+  /// Why units of a running job cannot go to any connected peer now ("unit 3 waits for a peer
+  /// that has not run it: 2 of 2 connected peers already have"); empty while work can go out.
+  std::string waiting;
 };
 
 struct PeerInfo {
