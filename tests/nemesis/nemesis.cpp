@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <atomic>
 #include <chrono>
@@ -100,6 +101,7 @@ class Network {
     ip_ = FindIp();
     if (ip_.empty()) return *why = "iproute2 ('ip') is not installed", false;
     if (geteuid() != 0) return *why = "network namespaces need root", false;
+    RemoveStale();
     prefix_ = "scnem" + std::to_string(getpid());
     hub_ = prefix_ + "-hub";
     if (!Sh(ip_ + " netns add " + hub_)) return *why = "'ip netns add' failed (no netns support here)", false;
@@ -157,6 +159,17 @@ class Network {
     const std::string qdisc = what.substr(5);
     return Sh("tc qdisc replace dev " + Hub(slot) + " root " + qdisc) &&
            Sh(in + "tc qdisc replace dev " + Wk(slot) + " root " + qdisc);
+  }
+  /// Deletes the namespaces a nemesis run left behind when it was killed (its pid is gone).
+  void RemoveStale() {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/var/run/netns", ec)) {
+      const std::string name = e.path().filename();
+      unsigned long pid = 0;
+      char rest[64];
+      if (std::sscanf(name.c_str(), "scnem%lu-%63s", &pid, rest) != 2 || pid == 0) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) Sh(ip_ + " netns del " + name);
+    }
   }
   void Teardown() {
     for (auto it = created_.rbegin(); it != created_.rend(); ++it) Sh(ip_ + " netns del " + *it);
@@ -1152,6 +1165,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (sodium_init() < 0) return 2;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log file even if the run is killed
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
 
