@@ -47,8 +47,9 @@ awk '{
   for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] != "seed") sum[kv[1]] += kv[2] }
 } END {
   printf "  faults injected: %d\n", sum["faults"]
-  for (k in sum) if (k ~ /^fault\./) { n = k; sub(/^fault\./, "", n); gsub(/_/, " ", n); printf "    %s: %d\n", n, sum[k] }
+  for (k in sum) if (k ~ /^fault\./) { n = k; sub(/^fault\./, "", n); gsub(/__/, " -", n); gsub(/_/, " ", n); printf "    %s: %d\n", n, sum[k] }
   printf "  jobs: %d planned, %d acknowledged, %d done, %d failed with reasons\n", sum["jobs"], sum["acked"], sum["done"], sum["failed"]
+  printf "  units accepted from saboteurs: %d\n", sum["sabotaged"]
   printf "  wrong answers: %d\n  stuck jobs: %d\n  lost acknowledged results: %d\n  credit errors: %d\n  crashes: %d\n", sum["wrong"], sum["stuck"], sum["lost"], sum["credit"], sum["crashes"]
   printf "  unit runs by honest workers: %d, of which %d beyond a unit'"'"'s first\n", sum["unit_runs"], sum["extra_runs"]
   printf "  violations: %d; other findings: %d\n", sum["violations"], sum["findings"]

@@ -548,7 +548,7 @@ constexpr int kStateDone = 2;
 
 struct Figures {
   std::map<std::string, int> faults;  // by kind
-  int jobs = 0, acked = 0, done = 0, failed = 0, wrong = 0, stuck = 0, lost = 0, credit = 0, crashes = 0;
+  int jobs = 0, acked = 0, done = 0, failed = 0, wrong = 0, sabotaged = 0, stuck = 0, lost = 0, credit = 0, crashes = 0;
   int violations = 0, findings = 0;
   int unit_runs = 0, extra_runs = 0;  // by honest workers
 };
@@ -780,7 +780,7 @@ class Run {
       if (slots_[k].saboteur)
         for (const auto& id : slots_[k].ids)
           if (auto it = snap.credits.find(id); it != snap.credits.end() && it->second > 0) {
-            ++figures_.wrong;
+            ++figures_.sabotaged;
             Violation("saboteur " + id + " has " + std::to_string(it->second) + " accepted units at " + label);
           }
     snapshots_.push_back(std::move(snap));
@@ -1203,6 +1203,7 @@ int main(int argc, char** argv) {
     total.done += fig.done;
     total.failed += fig.failed;
     total.wrong += fig.wrong;
+    total.sabotaged += fig.sabotaged;
     total.stuck += fig.stuck;
     total.lost += fig.lost;
     total.credit += fig.credit;
@@ -1220,6 +1221,7 @@ int main(int argc, char** argv) {
   for (const auto& [k, v] : total.faults) std::printf("; %s %d", k.c_str(), v);
   std::printf("\n  jobs: %d planned, %d acknowledged, %d done, %d failed with reasons\n", total.jobs, total.acked,
               total.done, total.failed);
+  std::printf("  units accepted from saboteurs: %d\n", total.sabotaged);
   std::printf("  wrong answers: %d; stuck jobs: %d; lost acknowledged results: %d; credit errors: %d; crashes: %d\n",
               total.wrong, total.stuck, total.lost, total.credit, total.crashes);
   std::printf("  unit runs by honest workers: %d, of which %d beyond a unit's first\n", total.unit_runs,
@@ -1233,8 +1235,8 @@ int main(int argc, char** argv) {
     for (char& c : key) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
     std::printf(" fault.%s=%d", key.c_str(), v);
   }
-  std::printf(" jobs=%d acked=%d done=%d failed=%d wrong=%d stuck=%d lost=%d credit=%d crashes=%d violations=%d findings=%d unit_runs=%d extra_runs=%d\n",
-              total.jobs, total.acked, total.done, total.failed, total.wrong, total.stuck, total.lost, total.credit,
+  std::printf(" jobs=%d acked=%d done=%d failed=%d wrong=%d sabotaged=%d stuck=%d lost=%d credit=%d crashes=%d violations=%d findings=%d unit_runs=%d extra_runs=%d\n",
+              total.jobs, total.acked, total.done, total.failed, total.wrong, total.sabotaged, total.stuck, total.lost, total.credit,
               total.crashes, total.violations, total.findings, total.unit_runs, total.extra_runs);
   net.Teardown();
   return total.violations == 0 ? 0 : 1;
