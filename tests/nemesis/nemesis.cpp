@@ -566,8 +566,7 @@ struct Config {
   std::uint64_t seed = 1;
   int faults = 30, jobs = 12;
   double gap = 0.5, settle = 90;
-  bool net = true, keep = false, verbose = false, strict = false;
-  std::string ports_host;
+  bool keep = false, verbose = false, strict = false;
 };
 
 class Run {
