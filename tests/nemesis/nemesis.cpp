@@ -1125,8 +1125,7 @@ int main(int argc, char** argv) {
   opt.Add("faults", "30", "Faults injected in all (split between the policies).");
   opt.Add("jobs", "12", "Jobs submitted in all (split between the policies).");
   opt.Add("policies", "cluster,fixed,adaptive,small",
-          "Which policies to run, comma-separated: cluster (--pool cluster), fixed (2 replicas, quorum 2),\n"
-          "adaptive (volunteer pool, 5 honest peers and 2 colluding saboteurs), small (the defaults, 2 peers).");
+          "Policies to run: cluster, fixed (2/2), adaptive (5 honest + 2 saboteurs), small (defaults, 2 peers).");
   opt.Add("gap", "0.5", "Mean seconds between two faults.");
   opt.Add("settle", "90", "Seconds every job has to end once the faults stop.");
   opt.Add("network", "on", "on = network faults in namespaces when possible; off = process faults only.");
