@@ -324,13 +324,13 @@ std::string RenderMetrics(const Snapshot& s) {
   for (const auto& [task, h] : s.unit_run_seconds) w.HistogramSeries("sparecycles_unit_run_seconds", {{"task", task}}, h);
 
   // Per job: unfinished jobs and the latest finished ones only, so the series stay few.
-  w.Family("sparecycles_job_units", "gauge", "Units of a job (unfinished and the latest finished jobs), by state.");
+  w.Family("sparecycles_job_units", "gauge", "Units of a job (unfinished and the latest finished jobs), by state. The label is job_id: Prometheus owns `job`.");
   for (const JobRow& j : s.jobs) {
     const std::string id = std::to_string(j.id);
-    w.Sample("sparecycles_job_units", {{"job", id}, {"task", j.task}, {"state", "total"}}, static_cast<double>(j.total));
-    w.Sample("sparecycles_job_units", {{"job", id}, {"task", j.task}, {"state", "done"}}, static_cast<double>(j.done));
-    w.Sample("sparecycles_job_units", {{"job", id}, {"task", j.task}, {"state", "failed"}}, static_cast<double>(j.failed));
-    w.Sample("sparecycles_job_units", {{"job", id}, {"task", j.task}, {"state", "running"}}, static_cast<double>(j.running));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "total"}}, static_cast<double>(j.total));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "done"}}, static_cast<double>(j.done));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "failed"}}, static_cast<double>(j.failed));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "running"}}, static_cast<double>(j.running));
   }
   w.Family("sparecycles_peer_units_done", "gauge", "Units a connected peer ran that were accepted, since it connected.");
   for (const PeerRow& p : s.peers) w.Sample("sparecycles_peer_units_done", {{"peer", p.peer_id}}, static_cast<double>(p.units_done));

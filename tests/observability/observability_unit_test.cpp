@@ -146,7 +146,7 @@ TEST_CASE("a snapshot carries jobs, histograms and history into the exposition a
   CHECK(text.find("sparecycles_loop_turn_seconds_bucket{le=\"0.00025\"} 1\n") != std::string::npos);
   CHECK(text.find("sparecycles_store_commit_seconds_count 1\n") != std::string::npos);
   CHECK(text.find("sparecycles_unit_run_seconds_bucket{task=\"spin\",le=\"0.1\"} 1\n") != std::string::npos);
-  CHECK(text.find("sparecycles_job_units{job=\"1\",task=\"spin\",state=\"total\"} 3\n") != std::string::npos);
+  CHECK(text.find("sparecycles_job_units{job_id=\"1\",task=\"spin\",state=\"total\"} 3\n") != std::string::npos);
   CHECK(text.find("# TYPE sparecycles_results_total counter\n") != std::string::npos);
   const std::string json = coordinator::RenderStateJson(*snap);
   CHECK(json.find("\"name\":\"quote\\\" and \\u003c/script>\"") != std::string::npos);

@@ -22,7 +22,7 @@ check() {  # check NAME URL
 check coordinator "$HTTP_URL"
 check worker "$WORKER_URL"
 for series in 'sparecycles_store_commit_seconds_bucket' 'sparecycles_loop_turn_seconds_bucket{le="+Inf"}' \
-              'sparecycles_job_units{job="1",task="spin",state="total"} 300' 'sparecycles_results_total{outcome="accepted"}' \
+              'sparecycles_job_units{job_id="1",task="spin",state="total"} 300' 'sparecycles_results_total{outcome="accepted"}' \
               'sparecycles_wire_bytes_total{endpoint="peers",direction="in"}' 'sparecycles_peers{state="running"} 1'; do
   grep -qF "$series" "$TMP/coordinator.prom" || fail "coordinator exposition lacks $series"
 done
@@ -32,7 +32,7 @@ for series in 'sparecycles_worker_slots 2' 'sparecycles_worker_state{state="runn
 done
 
 wait "$SUBMIT_PID" || fail "the job failed: $(cat "$TMP/submit.log")"
-wait_for "the job's final count" 10 bash -c "curl -sf '$HTTP_URL/metrics' | grep -q 'sparecycles_job_units{job=\"1\",task=\"spin\",state=\"done\"} 300'"
+wait_for "the job's final count" 10 bash -c "curl -sf '$HTTP_URL/metrics' | grep -q 'sparecycles_job_units{job_id=\"1\",task=\"spin\",state=\"done\"} 300'"
 check coordinator-after "$HTTP_URL"
 get "$HTTP_URL/healthz" | grep -q ok || fail "/healthz"
 get "$HTTP_URL/readyz" | grep -q ready || fail "/readyz"
