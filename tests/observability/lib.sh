@@ -97,3 +97,21 @@ chromium_flags() {
   echo --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
     --disable-component-update --disable-sync --user-data-dir="$TMP/chromium-profile" --window-size=1280,900
 }
+
+# chromium_run SECONDS OUTFILE ARGS...: runs headless Chromium (stdout to OUTFILE), bounded in time,
+# ended by its pid if it overruns.
+chromium_run() {
+  local secs=$1 out=$2
+  shift 2
+  chromium $(chromium_flags) "$@" >"$out" 2>>"$TMP/chromium.log" &
+  local pid=$!
+  PIDS+=($pid)
+  local deadline=$((SECONDS + secs))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then kill -KILL "$pid" 2>/dev/null || true; fail "chromium took more than ${secs}s"; fi
+    sleep 0.1
+  done
+  wait "$pid" || true
+}
+# attr FILE SELECTOR-REGEX ATTRIBUTE: the attribute's value on the first element whose tag matches.
+attr() { grep -o "<$2[^>]*>" "$1" | head -1 | grep -o "$3=\"[^\"]*\"" | head -1 | sed 's/.*="\(.*\)"/\1/'; }
