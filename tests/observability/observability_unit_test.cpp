@@ -13,6 +13,7 @@
 #include "sparecycles/core/http.hpp"
 #include "sparecycles/core/metrics_text.hpp"
 #include "volunteer_page.hpp"
+#include "cli_views.hpp"
 
 using namespace sparecycles;
 
@@ -210,4 +211,21 @@ TEST_CASE("an owner's pause overrides the policy at once and is counted once") {
   REQUIRE(v.has_value());
   CHECK(v->pauses == 1);
   CHECK(v->paused_seconds == doctest::Approx(3));
+}
+
+TEST_CASE("the CLI's rate meter measures over its window and estimates the time left") {
+  cli::RateMeter m(10);
+  CHECK(m.rate() == 0);
+  CHECK(m.Eta(100) < 0);
+  m.Add(0, 0);
+  m.Add(1, 10);
+  m.Add(2, 20);
+  CHECK(m.rate() == doctest::Approx(10));
+  CHECK(m.Eta(100) == doctest::Approx(8));
+  for (int t = 3; t <= 30; ++t) m.Add(t, 20 + static_cast<std::uint64_t>(t - 2) * 50);  // speeds up to 50/s
+  CHECK(m.rate() == doctest::Approx(50));  // the old slow samples left the window
+  CHECK(cli::FormatDuration(-1) == "?");
+  CHECK(cli::FormatDuration(12.2) == "13 s");
+  CHECK(cli::FormatDuration(600) == "10.0 min");
+  CHECK(cli::FormatDuration(7200) == "2.0 h");
 }
