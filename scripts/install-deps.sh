@@ -4,7 +4,11 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev libcereal-dev libtbb-dev
-          libbenchmark-dev doctest-dev libsqlite3-dev sqlite3 libsodium-dev libpng-dev iproute2)
+          libbenchmark-dev doctest-dev libsqlite3-dev sqlite3 libsodium-dev libpng-dev iproute2
+          libcpp-httplib-dev libjs-chart.js)
+# The HTTP side: cpp-httplib serves /metrics and the pages; Chart.js is embedded into the
+# dashboard at build time. tests/observability installs what it drives (curl, python3,
+# prometheus for promtool and the server, chromium) itself, or skips.
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-distributed primesieve-bin)
 fi
