@@ -8,7 +8,6 @@
 namespace sparecycles::coordinator {
 
 namespace {
-constexpr Duration kPublishEvery = std::chrono::milliseconds(250);
 constexpr Duration kReaderRecent = std::chrono::seconds(10);  // publish proactively this long after a read
 constexpr double kRateWindow = 30;                            // seconds of per-job / per-peer history
 
@@ -46,7 +45,8 @@ std::string_view PeerStateName(proto::PeerState s) {
   return "unknown";
 }
 
-LoopMetrics::LoopMetrics(std::function<void()> wake) : wake_(std::move(wake)), start_wall_(WallSeconds()) {}
+LoopMetrics::LoopMetrics(std::function<void()> wake, Duration publish_every)
+    : wake_(std::move(wake)), publish_every_(publish_every), start_wall_(WallSeconds()) {}
 
 void LoopMetrics::ObserveResult(const Scheduler& s, const proto::ResultMsg& r) {
   if (r.outcome != proto::UnitOutcome::kOk) return;
@@ -80,7 +80,7 @@ void LoopMetrics::AfterTurn(const Scheduler& s, const net::WireStats& peers, con
   }
   const bool demand = demand_.load(std::memory_order_relaxed) && demand_.exchange(false);
   if (!demand) {
-    if (now - last_publish_ < kPublishEvery) return;
+    if (now - last_publish_ < publish_every_) return;
     if (Ns(now) - last_read_ns_.load(std::memory_order_relaxed) > Ns(TimePoint(kReaderRecent))) return;
     const std::uint64_t fp = Fingerprint(s, peers, clients);
     if (fp == last_fingerprint_ && now - last_publish_ < std::chrono::seconds(1)) return;
@@ -243,7 +243,7 @@ std::shared_ptr<const Snapshot> LoopMetrics::Latest(Duration wait) {
   const TimePoint now = SteadyClock::Instance().Now();
   last_read_ns_.store(Ns(now), std::memory_order_relaxed);
   std::unique_lock lock(mu_);
-  if (latest_ && WallSeconds() - latest_->wall < Seconds(kPublishEvery)) return latest_;
+  if (latest_ && WallSeconds() - latest_->wall < Seconds(publish_every_)) return latest_;
   const std::uint64_t have = latest_ ? latest_->version : 0;
   demand_.store(true);
   lock.unlock();

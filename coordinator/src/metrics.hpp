@@ -88,7 +88,9 @@ class LoopMetrics {
   static constexpr std::size_t kFailuresShown = 100;
 
   /// `wake` makes the loop run a turn soon (a reader wants a fresh snapshot). Thread-safe.
-  explicit LoopMetrics(std::function<void()> wake);
+  /// `publish_every`: the youngest snapshot a reader accepts, and the loop's own publishing
+  /// period while read. Default: 250 ms
+  explicit LoopMetrics(std::function<void()> wake, Duration publish_every = std::chrono::milliseconds(250));
 
   // ---- loop thread
   void ObserveCommit(double seconds) { commit_.Observe(seconds); }
@@ -114,6 +116,7 @@ class LoopMetrics {
   std::uint64_t Fingerprint(const Scheduler& s, const net::WireStats& peers, const net::WireStats& clients) const;
 
   std::function<void()> wake_;
+  Duration publish_every_;
   double start_wall_;
   // Loop-thread state.
   metrics::Histogram commit_ = metrics::Histogram::Latency(), turn_ = metrics::Histogram::Latency();
