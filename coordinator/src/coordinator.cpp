@@ -11,6 +11,7 @@
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/core/transport.hpp"
 #include "store.hpp"
+#include "http_server.hpp"  // HTTP side: metrics snapshots and the server
 
 namespace sparecycles::coordinator {
 
@@ -55,6 +56,9 @@ struct Coordinator::Impl {
 
   mutable std::mutex stats_mu;
   CoordinatorStats snapshot;
+  // HTTP side (null when off): the loop feeds `metrics`; `http` serves from its snapshots.
+  std::unique_ptr<LoopMetrics> metrics;
+  std::unique_ptr<CoordinatorHttp> http;
 
   // ------------------------------------------------------------------ helpers
   // Peer messages also wait for the turn's commit: a lease is never out before it is stored.
@@ -96,7 +100,10 @@ struct Coordinator::Impl {
   }
   void CommitStore() {
     if (!store || !store->dirty()) return;
-    if (Status s = store->Commit(); !s.ok()) {
+    const TimePoint commit_start = SteadyClock::Instance().Now();  // HTTP side: commit latency
+    Status s = store->Commit();
+    if (metrics) metrics->ObserveCommit(Seconds(SteadyClock::Instance().Now() - commit_start));  // HTTP side
+    if (!s.ok()) {
       // Nothing may be acknowledged that is not on disk: stop rather than lie.
       SC_LOG(Error) << "commit failed: " << s.ToString() << " — stopping";
       std::abort();
@@ -217,6 +224,7 @@ struct Coordinator::Impl {
   }
 
   void OnResult(PeerHandle peer, const std::string& identity, const proto::ResultMsg& m, TimePoint now, double wall) {
+    if (metrics) metrics->ObserveResult(scheduler, m);  // HTTP side: unit run time by task
     ResultEffect e = scheduler.OnResult(peer, m, now, wall);
     if (e.kind == ResultEffect::Kind::kRejected)
       SC_LOG(Warn) << "rejected a result from peer " << peer << ": " << e.reason;
@@ -535,6 +543,7 @@ struct Coordinator::Impl {
       if (!net::Poll(items, std::chrono::milliseconds(ms))) continue;
       if (items[2].revents & ZMQ_POLLIN) wake.Drain();
       now = SteadyClock::Instance().Now();
+      const TimePoint turn_start = now;  // HTTP side: loop-turn latency
       if (items[3].revents & ZMQ_POLLIN) OnMonitorEvent(now);
       // Drain what is waiting, bounded so neither side starves the other or the timers.
       for (int i = 0; i < 4096; ++i) {
@@ -579,7 +588,13 @@ struct Coordinator::Impl {
       FlushClients();
       PushProgress(now, false);
       UpdateStats();
+      if (metrics) {  // HTTP side: turn latency, then a snapshot when someone reads
+        const TimePoint end = SteadyClock::Instance().Now();
+        metrics->ObserveTurn(Seconds(end - turn_start));
+        metrics->AfterTurn(scheduler, peer_wire, client_wire, disconnects, end);
+      }
     }
+    if (metrics) metrics->MarkReady(false);  // HTTP side
   }
 };
 
@@ -634,6 +649,12 @@ Status Coordinator::Start() {
   impl_->peer_ep = net::LastEndpoint(*impl_->peers_sock);
   impl_->client_ep = net::LastEndpoint(*impl_->clients_sock);
   SC_LOG(Info) << "listening for peers on " << impl_->peer_ep << " and clients on " << impl_->client_ep;
+  if (!impl_->config.http_endpoint.empty()) {  // HTTP side: metrics, health, dashboard
+    impl_->metrics = std::make_unique<LoopMetrics>([impl = impl_.get()] { impl->wake.Wake(); });
+    impl_->http = std::make_unique<CoordinatorHttp>(*impl_->metrics, impl_->config.http_admin_token, impl_->client_ep);
+    SC_RETURN_IF_ERROR(impl_->http->Start(impl_->config.http_endpoint));
+    impl_->metrics->MarkReady(true);
+  }
   return OkStatus();
 }
 
@@ -646,6 +667,7 @@ void Coordinator::Stop() {
 
 std::string Coordinator::peer_endpoint() const { return impl_->peer_ep; }
 std::string Coordinator::client_endpoint() const { return impl_->client_ep; }
+std::string Coordinator::http_url() const { return impl_->http ? impl_->http->url() : std::string(); }  // HTTP side
 
 CoordinatorStats Coordinator::stats() const {
   std::lock_guard lock(impl_->stats_mu);

@@ -1,4 +1,5 @@
 // sparecycles-coordinator: parses options and runs the coordinator until SIGINT/SIGTERM.
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 
@@ -54,6 +55,9 @@ int main(int argc, char** argv) {
   opt.Add("max-errors", "3", "Default failed runs after which a unit fails.");
   opt.Add("backups", "on", "on = near a job's end, run backup copies of straggling units on idle peers; off = never.");
   opt.AddFlag("distinct-hosts", "Never give two replicas of a unit to peers on the same host/address.");
+  opt.Add("http", "", "HOST:PORT for /metrics, /healthz, /readyz and the dashboard (port 0 = any); empty = off.\n"
+          "      Read-only without authentication: bind it where only operators reach it.");
+  opt.Add("http-admin-token-file", "", "File holding the token that allows writes (cancel) from the dashboard; empty = read-only.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -130,11 +134,21 @@ int main(int argc, char** argv) {
   if (cfg.heartbeat >= cfg.scheduler.peer_timeout)
     return Fail(InvalidArgument("--heartbeat must be shorter than --peer-timeout"));
 
+  cfg.http_endpoint = opt.Get("http");  // HTTP side
+  if (!opt.Get("http-admin-token-file").empty()) {
+    auto token = ReadFile(opt.Get("http-admin-token-file"), 4096);
+    if (!token.ok()) return Fail(InvalidArgument("--http-admin-token-file: " + token.status().message()));
+    cfg.http_admin_token = *token;
+    while (!cfg.http_admin_token.empty() && std::isspace(static_cast<unsigned char>(cfg.http_admin_token.back())))
+      cfg.http_admin_token.pop_back();
+    if (cfg.http_admin_token.size() < 16) return Fail(InvalidArgument("--http-admin-token-file: the token needs at least 16 characters"));
+  }
   coordinator::Coordinator coord(cfg, tasks::Registry::BuiltIn());
   if (Status s = coord.Start(); !s.ok()) return Fail(s);
   if (!opt.Get("endpoints-file").empty()) {
     Status s = WriteFileAtomic(opt.Get("endpoints-file"),
-                               "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n");
+                               "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n" +
+                                   (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
     if (!s.ok()) return Fail(s);
   }
   g_coordinator = &coord;

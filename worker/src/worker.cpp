@@ -586,7 +586,10 @@ struct Worker::Impl {
     if (!force && now - last_sample < config.sample_interval) return;
     last_sample = now;
     readings = probe->Sample();
-    const Decision d = policy->Evaluate(readings, now, config.local_time ? config.local_time() : LocalTimeNow());
+    if (config.control)  // volunteer page: preferences changed live (the arena keeps its size)
+      if (auto p = config.control->TakePreferences()) policy.emplace(*p, std::min(slots, p->MaxSlots(HardwareCores())));
+    Decision d = policy->Evaluate(readings, now, config.local_time ? config.local_time() : LocalTimeNow());
+    if (config.control) config.control->Apply(d);  // volunteer page: paused by the owner
     if (d.state != decision.state || d.slots != decision.slots) {
       if (d.state == proto::PeerState::kPaused)
         SC_LOG(Info) << "paused: " << d.reason;
@@ -679,7 +682,7 @@ struct Worker::Impl {
 
   void WriteStatus(TimePoint now) {
     last_status = now;
-    if (config.state_dir.empty()) return;
+    if (config.state_dir.empty() && !config.control) return;
     StatusSnapshot s;
     s.peer_id = peer_id;
     s.coordinator = config.coordinator;
@@ -720,6 +723,8 @@ struct Worker::Impl {
     }
     s.resumed_work = resumed_work;
     s.updated_at = WallSeconds();
+    if (config.control) config.control->Publish(s);  // volunteer page
+    if (config.state_dir.empty()) return;
     if (Status st = WriteFileAtomic(config.state_dir + "/status", FormatStatusFile(s), /*sync=*/false); !st.ok()) {
       static bool logged = false;
       if (!logged) SC_LOG(Warn) << "cannot write the status file: " << st.ToString();
@@ -739,7 +744,7 @@ struct Worker::Impl {
         if (!m) break;
         OnFrame(*m, now);
       }
-      Sample(now, /*force=*/false);
+      Sample(now, /*force=*/config.control && config.control->TakeChanged());  // volunteer page: act at once
       DrainCompletions();
       StartUnits();
       if (!welcomed && now - hello_sent >= config.hello_retry) SendHello(now);

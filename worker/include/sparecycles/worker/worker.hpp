@@ -18,6 +18,7 @@
 #include "sparecycles/core/status.hpp"
 #include "sparecycles/tasks/task.hpp"
 #include "sparecycles/worker/capacity.hpp"
+#include "sparecycles/worker/owner_control.hpp"
 #include "sparecycles/worker/policy.hpp"
 
 namespace sparecycles::worker {
@@ -44,6 +45,8 @@ struct WorkerConfig {
   Duration checkpoint_interval = std::chrono::seconds(10);  // how often units save state. Default: 10 s
   std::shared_ptr<CapacityProbe> probe;       // null = SystemProbe (the real machine)
   std::function<LocalTime()> local_time;      // null = LocalTimeNow
+  // The owner's live controls and the status they see (the volunteer page). Default: null = none
+  std::shared_ptr<OwnerControl> control;
 };
 
 struct WorkerStats {
