@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sparecycles/coordinator/scheduler.hpp"
+#include "sparecycles/core/clock.hpp"
 #include "sparecycles/core/status.hpp"
 
 namespace sparecycles::coordinator {
@@ -23,6 +24,9 @@ struct CoordinatorConfig {
   // whose connection stays up but who stop talking. Default: 1 s
   Duration disconnect_grace = std::chrono::seconds(1);
   SchedulerConfig scheduler;
+  // Where the event loop reads the time (timers, deadlines, peers' silence). Must outlive the
+  // Coordinator. Default: the process's steady clock
+  const Clock* clock = &SteadyClock::Instance();
 };
 
 struct CoordinatorStats {
