@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sparecycles/coordinator/scheduler.hpp"
+#include "sparecycles/core/clock.hpp"
 #include "sparecycles/core/status.hpp"
 
 namespace sparecycles::coordinator {
@@ -27,6 +28,9 @@ struct CoordinatorConfig {
   // port 0 = any free one. Default: empty = no HTTP. Reads are open; writes need the admin token.
   std::string http_endpoint;
   std::string http_admin_token;  // empty = the dashboard is read-only. Default: empty
+  // Where the event loop reads the time (timers, deadlines, peers' silence). Must outlive the
+  // Coordinator. Default: the process's steady clock
+  const Clock* clock = &SteadyClock::Instance();
 };
 
 struct CoordinatorStats {
