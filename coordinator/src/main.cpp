@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   opt.Add("max-replicas", "4", "Default most copies of one unit ever issued (adaptive jobs: at least 8).");
   opt.Add("max-errors", "3", "Default failed runs after which a unit fails.");
   opt.Add("backups", "on", "on = near a job's end, run backup copies of straggling units on idle peers; off = never.");
+  opt.Add("keep-jobs", "10000", "Finished jobs kept for status queries (and in --data); the oldest go first.");
+  opt.Add("keep-for", "7d", "...and for at most this long after they finished (e.g. 12h, 30d).");
   opt.AddFlag("distinct-hosts", "Never give two replicas of a unit to peers on the same host/address.");
   opt.Add("http", "", "HOST:PORT for /metrics, /healthz, /readyz and the dashboard (port 0 = any); empty = off.\n"
           "      Read-only without authentication: bind it where only operators reach it.");
@@ -129,6 +131,12 @@ int main(int argc, char** argv) {
   cfg.scheduler.policy.max_replicas = static_cast<std::uint32_t>(*mr);
   cfg.scheduler.policy.max_errors = static_cast<std::uint32_t>(*me);
   cfg.scheduler.distinct_hosts = opt.Flag("distinct-hosts");
+  auto keep_jobs = opt.GetInt("keep-jobs", 1, 100'000'000);
+  auto keep_for = seconds("keep-for");
+  if (!keep_jobs.ok()) return Fail(keep_jobs.status());
+  if (!keep_for.ok()) return Fail(keep_for.status());
+  cfg.scheduler.max_jobs_kept = static_cast<std::size_t>(*keep_jobs);
+  cfg.scheduler.retain_finished_seconds = Seconds(*keep_for);
   if (opt.Get("backups") != "on" && opt.Get("backups") != "off") return Fail(InvalidArgument("--backups must be on or off"));
   cfg.scheduler.backups = opt.Get("backups") == "on";
   if (cfg.heartbeat >= cfg.scheduler.peer_timeout)
