@@ -208,59 +208,13 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   auto job = std::make_unique<Job>();
   job->task = task;
   job->spec = spec;
-  job->params.values = spec.params;
-  job->params.input = spec.input;
-  SC_RETURN_IF_ERROR(ResolvePolicy(spec, config_.policy, job->policy));
-  auto plan = task->Plan(job->params);
-  if (!plan.ok()) return plan.status();
-  const std::uint64_t max_units =
-      std::max<std::uint64_t>(1, std::min(plan->max_units, config_.max_units_per_job));
-
-  std::uint64_t units = spec.units;
-  if (units == 0 && plan->fixed_units) units = max_units;
-  if (units == 0) {
-    // Median measured speed of the peers that can run this task, so a unit takes about the
-    // target time on a typical peer.
-    std::vector<double> rates;
-    for (const auto& [h, p] : peers_) {
-      auto it = p.hello.work_per_second.find(TaskKey(task->Name(), task->Version()));
-      if (it != p.hello.work_per_second.end() && it->second > 0) rates.push_back(it->second);
-    }
-    double rate = task->DefaultWorkPerSecond();
-    if (!rates.empty()) {
-      std::nth_element(rates.begin(), rates.begin() + rates.size() / 2, rates.end());
-      rate = rates[rates.size() / 2];
-    }
-    const double seconds = spec.unit_seconds > 0 ? spec.unit_seconds : config_.unit_seconds;
-    const double n = std::ceil(plan->total_work / std::max(1e-9, rate * seconds));
-    units = n < 1 ? 1 : (n > 1e15 ? max_units : static_cast<std::uint64_t>(n));
-  }
-  if (spec.units == 0 && !plan->fixed_units) {
-    // At least one unit per slot of the peers that can run it, so no core sits idle on a job
-    // that is small compared with the target unit time.
-    std::uint64_t slots = 0;
-    for (const auto& [h, p] : peers_)
-      if (p.hello.work_per_second.contains(TaskKey(task->Name(), task->Version()))) slots += p.slots;
-    units = std::max(units, slots);
-  }
-  units = std::clamp<std::uint64_t>(units, 1, max_units);
-
-  auto split = task->Split(job->params, units);
-  if (!split.ok()) return split.status();
-  if (split->size() != units)
-    return Internal("task '" + spec.task + "' split into " + std::to_string(split->size()) +
-                    " units instead of " + std::to_string(units));
-
+  SC_RETURN_IF_ERROR(BuildUnits(*job, std::nullopt));
   job->id = next_job_++;
   job->seq = ++seq_;
   job->submitted_wall = wall_now;
-  job->unit_work = plan->total_work / static_cast<double>(units);
-  job->units.resize(units);
-  for (std::uint64_t i = 0; i < units; ++i) {
-    job->units[i].spec = std::move((*split)[i]);
-    const std::uint32_t copies = job->policy.adaptive ? 1 : job->policy.replicas;
-    job->units[i].queued = copies;
-    job->fresh.push_back(static_cast<std::uint32_t>(i));
+  for (std::uint32_t i = 0; i < job->units.size(); ++i) {
+    job->units[i].queued = job->policy.adaptive ? 1 : job->policy.replicas;
+    job->fresh.push_back(i);
   }
   const JobId id = job->id;
   if (!spec.client_token.empty()) tokens_[spec.client_token] = id;
@@ -272,6 +226,54 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   work_added_ = true;
   if (jobs_.size() > config_.max_jobs_kept) ForgetOldJobs(wall_now);
   return id;
+}
+
+Status Scheduler::BuildUnits(Job& job, std::optional<std::uint64_t> units) {
+  job.params.values = job.spec.params;
+  job.params.input = job.spec.input;
+  SC_RETURN_IF_ERROR(ResolvePolicy(job.spec, config_.policy, job.policy));
+  auto plan = job.task->Plan(job.params);
+  if (!plan.ok()) return plan.status();
+  const std::uint64_t n = units ? *units : UnitCount(job, *plan);
+  auto split = job.task->Split(job.params, n);
+  if (!split.ok()) return split.status();
+  if (split->size() != n)
+    return Internal("task '" + job.spec.task + "' split into " + std::to_string(split->size()) + " units instead of " +
+                    std::to_string(n));
+  job.unit_work = plan->total_work / static_cast<double>(n);
+  job.units.resize(n);
+  for (std::uint64_t i = 0; i < n; ++i) job.units[i].spec = std::move((*split)[i]);
+  return OkStatus();
+}
+
+std::uint64_t Scheduler::UnitCount(const Job& job, const tasks::JobPlan& plan) const {
+  const tasks::Task* task = job.task;
+  const std::string key = TaskKey(task->Name(), task->Version());
+  const std::uint64_t max_units = std::max<std::uint64_t>(1, std::min(plan.max_units, config_.max_units_per_job));
+  if (job.spec.units != 0) return std::clamp<std::uint64_t>(job.spec.units, 1, max_units);
+  if (plan.fixed_units) return max_units;
+  // Median measured speed of the peers that can run this task, so a unit takes about the target
+  // time on a typical peer...
+  std::vector<double> rates;
+  std::uint64_t slots = 0;
+  for (const auto& [h, p] : peers_) {
+    auto it = p.hello.work_per_second.find(key);
+    if (it == p.hello.work_per_second.end()) continue;
+    slots += p.slots;
+    if (it->second > 0) rates.push_back(it->second);
+  }
+  double rate = task->DefaultWorkPerSecond();
+  if (!rates.empty()) {
+    std::nth_element(rates.begin(), rates.begin() + rates.size() / 2, rates.end());
+    rate = rates[rates.size() / 2];
+  }
+  const double seconds = job.spec.unit_seconds > 0 ? job.spec.unit_seconds : config_.unit_seconds;
+  const double n = std::ceil(plan.total_work / std::max(1e-9, rate * seconds));
+  std::uint64_t units = n < 1 ? 1 : (n > 1e15 ? max_units : static_cast<std::uint64_t>(n));
+  // ...and at least one unit per slot of those peers, so no core sits idle on a job that is
+  // small compared with the target unit time.
+  units = std::max(units, slots);
+  return std::clamp<std::uint64_t>(units, 1, max_units);
 }
 
 Status Scheduler::Cancel(JobId id, std::vector<std::pair<PeerHandle, LeaseId>>& to_cancel) {
@@ -547,76 +549,58 @@ bool Scheduler::IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lea
       const auto ui = static_cast<std::uint32_t>(NextRandom() % job.units.size());
       Unit& unit = job.units[ui];
       if (unit.state != Unit::State::kDone || unit.accepted_hash.empty() || unit.peers.contains(peer.handle)) continue;
-      LeaseRecord rec;
-      rec.id = next_lease_++;
-      rec.job = job.id;
-      rec.unit = ui;
-      rec.peer = peer.handle;
-      rec.issued_at = now;
-      const double expected = job.unit_work / std::max(1e-9, RateFor(job, &peer));
-      const Duration length =
-          std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
-      rec.deadline = now + length;
-      rec.spot_check = true;
-      rec.expected_hash = unit.accepted_hash;
-      leases_.emplace(rec.id, rec);
-      deadlines_.emplace(rec.deadline, rec.id);
-      peer.leases.insert(rec.id);
-      unit.peers.insert(peer.handle);  // never the same check twice
+      // Not part of the unit's replication: never stored, never counted as a copy. The unit's
+      // peer set still records it, so the same check never goes to a peer twice.
+      out.push_back(NewLease(job, ui, peer, now, /*spot_check=*/true));
       ++stats_.spot_checks;
-      proto::Lease l;
-      l.lease_id = rec.id;
-      l.job_id = job.id;
-      l.unit_index = ui;
-      l.task = std::string(job.task->Name());
-      l.task_version = job.task->Version();
-      l.unit = unit.spec;
-      l.deadline_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
-      out.push_back(std::move(l));
       return true;
     }
   }
   return false;
 }
 
-proto::Lease Scheduler::MakeLease(Job& job_ref, std::uint32_t ui, Peer& peer, TimePoint now) {
-  Job* job = &job_ref;
-  Unit& unit = job->units[ui];
+proto::Lease Scheduler::NewLease(Job& job, std::uint32_t ui, Peer& peer, TimePoint now, bool spot_check) {
+  Unit& unit = job.units[ui];
   LeaseRecord rec;
   rec.id = next_lease_++;
-  rec.job = job->id;
+  rec.job = job.id;
   rec.unit = ui;
   rec.peer = peer.handle;
   rec.issued_at = now;
-  const double expected = job->unit_work / std::max(1e-9, RateFor(*job, &peer));
-  const Duration length =
-      std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
+  const double expected = job.unit_work / std::max(1e-9, RateFor(job, &peer));
+  const Duration length = std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
   rec.deadline = now + length;
+  rec.spot_check = spot_check;
+  if (spot_check) rec.expected_hash = unit.accepted_hash;
   leases_.emplace(rec.id, rec);
   deadlines_.emplace(rec.deadline, rec.id);
-  if (listener_) listener_->OnLeaseIssued(rec, peer.hello.peer_id);
   peer.leases.insert(rec.id);
-  unit.in_flight.push_back(rec.id);
   unit.peers.insert(peer.handle);
-  if (config_.distinct_hosts) unit.hosts.push_back(peer.hello.host);
-  ++unit.issued;
-  ++job->running;
-  job->state = proto::JobState::kRunning;
-  dirty_.insert(job->id);
-  ++stats_.leases_issued;
+  if (!spot_check && listener_) listener_->OnLeaseIssued(rec, peer.hello.peer_id);
 
   proto::Lease l;
   l.lease_id = rec.id;
-  l.job_id = job->id;
+  l.job_id = job.id;
   l.unit_index = ui;
-  l.task = std::string(job->task->Name());
-  l.task_version = job->task->Version();
+  l.task = std::string(job.task->Name());
+  l.task_version = job.task->Version();
   l.unit = unit.spec;
-  if (!unit.checkpoint.empty() &&
-      (job->policy.quorum <= 1 || unit.checkpoint_peer == peer.hello.peer_id))
+  l.deadline_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
+  return l;
+}
+
+proto::Lease Scheduler::MakeLease(Job& job, std::uint32_t ui, Peer& peer, TimePoint now) {
+  proto::Lease l = NewLease(job, ui, peer, now, /*spot_check=*/false);
+  Unit& unit = job.units[ui];
+  unit.in_flight.push_back(l.lease_id);
+  if (config_.distinct_hosts) unit.hosts.push_back(peer.hello.host);
+  ++unit.issued;
+  ++job.running;
+  job.state = proto::JobState::kRunning;
+  dirty_.insert(job.id);
+  ++stats_.leases_issued;
+  if (!unit.checkpoint.empty() && (job.policy.quorum <= 1 || unit.checkpoint_peer == peer.hello.peer_id))
     l.checkpoint = unit.checkpoint;
-  l.deadline_ms =
-      static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
   return l;
 }
 
@@ -1120,111 +1104,107 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
                           JobId next_job, TimePoint now) {
   next_job_ = std::max(next_job_, next_job);
   for (auto& rj : jobs) {
-    auto job = std::make_unique<Job>();
-    job->id = rj.id;
-    job->seq = ++seq_;
-    job->spec = std::move(rj.spec);
-    job->task = registry_.Find(job->spec.task, job->spec.task_version);
-    job->state = rj.state;
-    job->submitted_wall = rj.submitted_wall;
-    job->finished_wall = rj.finished_wall;
-    job->cpu_seconds = rj.cpu_seconds;
-    job->error = std::move(rj.error);
-    job->result = std::move(rj.result);
-    job->failures = std::move(rj.failures);
-    job->units_total_final = rj.units;
-    if (proto::IsFinal(job->state)) {  // what Info() reports of a finished job
-      job->done = job->state == proto::JobState::kDone ? rj.units : 0;
-      job->failed = job->failures.size();
-    }
-    next_job_ = std::max(next_job_, rj.id + 1);
-    if (job->task == nullptr) {
-      if (!proto::IsFinal(job->state)) {
-        job->state = proto::JobState::kFailed;
-        job->error = "task " + job->spec.task + " is not known to this coordinator any more";
-      }
-    } else if (!proto::IsFinal(job->state)) {
-      job->params.values = job->spec.params;
-      job->params.input = job->spec.input;
-      SC_RETURN_IF_ERROR(ResolvePolicy(job->spec, config_.policy, job->policy));
-      auto plan = job->task->Plan(job->params);
-      auto split = plan.ok() ? job->task->Split(job->params, rj.units)
-                             : Result<std::vector<std::string>>(plan.status());
-      if (!split.ok() || split->size() != rj.units) {
-        job->state = proto::JobState::kFailed;
-        job->error = "could not split the job again after a restart: " +
-                     (split.ok() ? std::string("unit count changed") : split.status().ToString());
-      } else {
-        job->unit_work = plan->total_work / static_cast<double>(rj.units);
-        job->units.resize(rj.units);
-        for (std::uint64_t i = 0; i < rj.units; ++i) {
-          Unit& u = job->units[i];
-          u.spec = std::move((*split)[i]);
-          if (auto v = rj.validated.find(static_cast<std::uint32_t>(i)); v != rj.validated.end()) {
-            u.state = Unit::State::kDone;
-            u.result = std::move(v->second);
-            ++job->done;
-          }
-        }
-        RestoreUnitState(*job, rj);
-        job->params.input.clear();
-        job->spec.input.clear();
-      }
-    }
+    std::unique_ptr<Job> job = RestoreJob(rj);
+    next_job_ = std::max(next_job_, job->id + 1);
     if (!job->spec.client_token.empty()) tokens_[job->spec.client_token] = job->id;
     jobs_.emplace(job->id, std::move(job));
   }
-  // Leases that were out when the coordinator stopped stay with their peers until the deadline.
-  for (auto& rl : leases) {
-    auto jit = jobs_.find(rl.job);
-    if (jit == jobs_.end() || proto::IsFinal(jit->second->state) ||
-        rl.unit >= jit->second->units.size())
-      continue;
-    Job& job = *jit->second;
-    Unit& unit = job.units[rl.unit];
-    if (unit.state != Unit::State::kPending) continue;
-    LeaseRecord rec;
-    rec.id = rl.id;
-    rec.job = rl.job;
-    rec.unit = rl.unit;
-    rec.peer = 0;  // attached when the peer says hello again
-    rec.issued_at = now;
-    rec.deadline = now + std::max(Duration::zero(), rl.remaining);
-    leases_.emplace(rec.id, rec);
-    deadlines_.emplace(rec.deadline, rec.id);
-    orphan_leases_[rl.peer_id].push_back(rec.id);
-    unit.in_flight.push_back(rec.id);
-    unit.peers.insert(HandleFor(rl.peer_id));
-    ++unit.issued;
-    ++job.running;
-    job.state = proto::JobState::kRunning;
-    next_lease_ = std::max(next_lease_, rl.id + 1);
-  }
+  for (const auto& rl : leases) RestoreLease(rl, now);
   for (auto& [id, jp] : jobs_) {
-    Job& job = *jp;
-    if (proto::IsFinal(job.state)) continue;
-    for (std::uint32_t i = 0; i < job.units.size(); ++i) {
-      Unit& u = job.units[i];
-      if (u.state != Unit::State::kPending) continue;
-      std::uint32_t have = static_cast<std::uint32_t>(u.in_flight.size());
-      for (const auto& rr : u.results) have += rr.outcome == proto::UnitOutcome::kOk ? 1 : 0;
-      if (have == 0 && u.peers.empty() && job.policy.replicas > 0) {
-        job.fresh.push_back(i);  // never given to anyone: any peer may take it
-        u.queued = job.policy.replicas;
-        continue;
-      }
-      // Votes restored but undecided, nothing in flight: at least one more copy.
-      const std::uint32_t want = std::max(job.policy.replicas, u.in_flight.empty() ? have + 1 : have);
-      for (std::uint32_t r = have; r < want; ++r) {
-        job.ready.push_back(i);
-        ++u.queued;
-      }
-    }
-    MaybeFinishJob(job, WallSeconds(), nullptr);
+    if (proto::IsFinal(jp->state)) continue;
+    QueueRestored(*jp);
+    MaybeFinishJob(*jp, WallSeconds(), nullptr);
     dirty_.insert(id);
   }
   work_added_ = true;
   return OkStatus();
+}
+
+std::unique_ptr<Job> Scheduler::RestoreJob(RecoveredJob& rj) {
+  auto job = std::make_unique<Job>();
+  job->id = rj.id;
+  job->seq = ++seq_;
+  job->spec = std::move(rj.spec);
+  job->task = registry_.Find(job->spec.task, job->spec.task_version);
+  job->state = rj.state;
+  job->submitted_wall = rj.submitted_wall;
+  job->finished_wall = rj.finished_wall;
+  job->cpu_seconds = rj.cpu_seconds;
+  job->error = std::move(rj.error);
+  job->result = std::move(rj.result);
+  job->failures = std::move(rj.failures);
+  job->units_total_final = rj.units;
+  if (proto::IsFinal(job->state)) {  // what Info() reports of a finished job
+    job->done = job->state == proto::JobState::kDone ? rj.units : 0;
+    job->failed = job->failures.size();
+    return job;
+  }
+  if (job->task == nullptr) {
+    job->state = proto::JobState::kFailed;
+    job->error = "task " + job->spec.task + " is not known to this coordinator any more";
+    return job;
+  }
+  if (Status s = BuildUnits(*job, rj.units); !s.ok()) {
+    job->state = proto::JobState::kFailed;
+    job->error = "could not split the job again after a restart: " + s.ToString();
+    job->units.clear();
+    return job;
+  }
+  for (auto& [ui, result] : rj.validated) {
+    if (ui >= job->units.size()) continue;
+    job->units[ui].state = Unit::State::kDone;
+    job->units[ui].result = std::move(result);
+    ++job->done;
+  }
+  RestoreUnitState(*job, rj);
+  job->params.input.clear();
+  job->spec.input.clear();
+  return job;
+}
+
+void Scheduler::RestoreLease(const RecoveredLease& rl, TimePoint now) {
+  // A lease that was out when the coordinator stopped stays with its peer until the deadline.
+  auto jit = jobs_.find(rl.job);
+  if (jit == jobs_.end() || proto::IsFinal(jit->second->state) || rl.unit >= jit->second->units.size()) return;
+  Job& job = *jit->second;
+  Unit& unit = job.units[rl.unit];
+  if (unit.state != Unit::State::kPending) return;
+  LeaseRecord rec;
+  rec.id = rl.id;
+  rec.job = rl.job;
+  rec.unit = rl.unit;
+  rec.peer = 0;  // attached when the peer says hello again
+  rec.issued_at = now;
+  rec.deadline = now + std::max(Duration::zero(), rl.remaining);
+  leases_.emplace(rec.id, rec);
+  deadlines_.emplace(rec.deadline, rec.id);
+  orphan_leases_[rl.peer_id].push_back(rec.id);
+  unit.in_flight.push_back(rec.id);
+  unit.peers.insert(HandleFor(rl.peer_id));
+  ++unit.issued;
+  ++job.running;
+  job.state = proto::JobState::kRunning;
+  next_lease_ = std::max(next_lease_, rl.id + 1);
+}
+
+void Scheduler::QueueRestored(Job& job) {
+  for (std::uint32_t i = 0; i < job.units.size(); ++i) {
+    Unit& u = job.units[i];
+    if (u.state != Unit::State::kPending) continue;
+    std::uint32_t have = static_cast<std::uint32_t>(u.in_flight.size());
+    for (const auto& rr : u.results) have += rr.outcome == proto::UnitOutcome::kOk ? 1 : 0;
+    if (have == 0 && u.peers.empty() && job.policy.replicas > 0) {
+      job.fresh.push_back(i);  // never given to anyone: any peer may take it
+      u.queued = job.policy.replicas;
+      continue;
+    }
+    // Votes restored but undecided, nothing in flight: at least one more copy.
+    const std::uint32_t want = std::max(job.policy.replicas, u.in_flight.empty() ? have + 1 : have);
+    for (std::uint32_t r = have; r < want; ++r) {
+      job.ready.push_back(i);
+      ++u.queued;
+    }
+  }
 }
 
 void Scheduler::RestoreUnitState(Job& job, RecoveredJob& rj) {

@@ -352,6 +352,13 @@ class Scheduler {
   void DecideStalled(TimePoint now, double wall_now, TickEffect& effect);
   void FinishUnitIfDecided(Job& job, std::uint32_t unit_index, ResultEffect& effect);
   void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
+  /// Resolves the policy, plans and splits `job` (spec and task set) into `units` units, or as
+  /// many as UnitCount() finds: the one place units are built, for Submit and Restore alike.
+  Status BuildUnits(Job& job, std::optional<std::uint64_t> units);
+  std::uint64_t UnitCount(const Job& job, const tasks::JobPlan& plan) const;
+  std::unique_ptr<Job> RestoreJob(RecoveredJob& rj);
+  void RestoreLease(const RecoveredLease& rl, TimePoint now);
+  void QueueRestored(Job& job);
   void ForgetOldJobs(double wall_now);
   void RestoreUnitState(Job& job, RecoveredJob& rj);
   PeerRecord& MutableRecord(const std::string& peer_id);
@@ -368,6 +375,9 @@ class Scheduler {
   std::optional<std::size_t> FindReady(const Job& job, const Peer& peer) const;
   bool IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
   PeerHandle HandleFor(const std::string& peer_id);
+  /// The one lease constructor: the record, its deadline, the peer's and unit's bookkeeping and
+  /// the wire form. MakeLease adds what a copy of the unit's replication needs.
+  proto::Lease NewLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now, bool spot_check);
   proto::Lease MakeLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now);
   bool IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
   bool AnyEligiblePeer(const Job& job, const Unit& unit) const;
