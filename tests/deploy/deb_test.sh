@@ -141,10 +141,15 @@ sc_log "user sparecycles: uid $uid gid $gid home $home shell $shell"
 
 # 4. The coordinator and a worker from the installed files, on 127.0.0.1 with ports the OS picks.
 in_root install -d -m 0700 /var/lib/sparecycles-coordinator
-sc_start "$SC_TMP/coordinator.log" in_root /usr/bin/sparecycles-coordinator --pool cluster \
+# chroot and env exec, so the pid sc_start keeps is the coordinator's own (never start a shell
+# function in the background here: its subshell's pid would be ended and the daemon left).
+sc_start "$SC_TMP/coordinator.log" chroot "$root" "${clean_env[@]}" HOME=/root /usr/bin/sparecycles-coordinator --pool cluster \
   --data /var/lib/sparecycles-coordinator --peers 'tcp://127.0.0.1:*' --clients 'tcp://127.0.0.1:*' \
   --endpoints-file /var/lib/sparecycles-coordinator/endpoints --heartbeat 500ms --backups off
+coordinator_pid=$SC_LAST_PID
 sc_wait 30 "the coordinator's endpoints" test -s "$root/var/lib/sparecycles-coordinator/endpoints"
+[[ $(readlink /proc/"$coordinator_pid"/exe) == */sparecycles-coordinator ]] ||
+  sc_fail "pid $coordinator_pid is not the coordinator"
 peers=$(sc_endpoint peers "$root/var/lib/sparecycles-coordinator/endpoints")
 clients=$(sc_endpoint clients "$root/var/lib/sparecycles-coordinator/endpoints")
 sc_log "coordinator in the root: peers $peers, clients $clients"
@@ -168,7 +173,8 @@ one_peer() {
   [[ $(in_root /usr/bin/sparecycles peers --coordinator "$clients" --json | grep -o '"peer":' | wc -l) -eq 1 ]]
 }
 sc_wait 60 "the worker to join" one_peer
-[[ $(stat -c %u /proc/"$worker_pid") == "$uid" ]] || sc_fail "the worker does not run as sparecycles"
+[[ $(stat -c %u /proc/"$worker_pid") == "$uid" && $(readlink /proc/"$worker_pid"/exe) == */sparecycles-worker ]] ||
+  sc_fail "pid $worker_pid is not the worker running as sparecycles"
 
 n=10000000
 expected=$(sc_prime_count "$n")
