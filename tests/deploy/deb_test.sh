@@ -139,6 +139,23 @@ IFS=: read -r _ _ uid gid _ home shell <<<"$pw"
 [[ $shell == */nologin ]] || sc_fail "sparecycles has the login shell $shell"
 sc_log "user sparecycles: uid $uid gid $gid home $home shell $shell"
 
+# The packaged units as installed (the worker's with the package's User= drop-in) verify clean:
+# systemd-analyze of this machine over the root, with the stock units (targets) copied in.
+if command -v systemd-analyze >/dev/null && [[ -f /usr/lib/systemd/system/multi-user.target ]]; then
+  cp -an /usr/lib/systemd/system/. "$root/usr/lib/systemd/system/"
+  out=$(systemd-analyze verify --root="$root" sparecycles-coordinator.service sparecycles-worker.service 2>&1) || true
+  [[ -z $out ]] || { echo "$out" >&2; sc_fail "systemd-analyze verify of the installed units printed the above"; }
+  # The check can fail: the same call on a unit with a misspelled key and a missing binary prints.
+  printf '[Service]\nExecStart=/usr/bin/sparecycles-missing\nProtectSytem=strict\n' \
+    >"$root/usr/lib/systemd/system/sparecycles-selftest.service"
+  out=$(systemd-analyze verify --root="$root" sparecycles-selftest.service 2>&1) || true
+  [[ -n $out ]] || sc_fail "systemd-analyze verify printed nothing for a broken unit: the check cannot fail"
+  rm "$root/usr/lib/systemd/system/sparecycles-selftest.service"
+  user=$(systemd-analyze cat-config --root="$root" systemd/system/sparecycles-worker.service 2>/dev/null | grep -E '^User=' | tail -n1 || true)
+  exposure=$(systemd-analyze security --offline=yes --root="$root" sparecycles-worker.service 2>&1 | grep -oE 'exposure level.*: [0-9.]+' | grep -oE '[0-9.]+$' || true)
+  sc_log "installed units verify clean; worker unit: ${user:-no User=}, exposure ${exposure:-?}"
+fi
+
 # 4. The coordinator and a worker from the installed files, on 127.0.0.1 with ports the OS picks.
 in_root install -d -m 0700 /var/lib/sparecycles-coordinator
 # chroot and env exec, so the pid sc_start keeps is the coordinator's own (never start a shell
