@@ -57,8 +57,9 @@ if [[ ! -x $base/usr/bin/apt-get ]]; then
   copied=0
   for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
     [[ -f $f ]] || continue
-    key=$(awk '/^Signed-By:/ { print $2 }' "$f")
-    [[ -z $key || -f $partial$key ]] || continue
+    keys_there=1
+    for key in $(awk '/^Signed-By:/ { print $2 }' "$f"); do [[ -f $partial$key ]] || keys_there=0; done
+    ((keys_there)) || continue
     grep -qE '/debian' "$f" || continue
     cp "$f" "$partial/etc/apt/sources.list.d/" && copied=$((copied + 1))
   done
