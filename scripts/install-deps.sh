@@ -7,7 +7,10 @@ packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev libcereal-dev 
           libbenchmark-dev doctest-dev libsqlite3-dev sqlite3 libsodium-dev libpng-dev iproute2
           # The Python package (sdk/python) and its tests.
           pybind11-dev python3-dev python3-pytest python3-tqdm python3-build python3-setuptools
-          python3-wheel python3-venv)
+          python3-wheel python3-venv
+          # The HTTP side: cpp-httplib serves /metrics and the pages; Chart.js is embedded into the
+          # dashboard at build time. tests/observability installs what it drives itself, or skips.
+          libcpp-httplib-dev libjs-chart.js)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-distributed primesieve-bin)
 fi

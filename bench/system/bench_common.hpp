@@ -187,7 +187,10 @@ class BenchCluster {
     if (!testing::WaitForFile(ep, std::chrono::seconds(10))) Die("the coordinator did not start: " + coordinator_->Stderr());
     std::istringstream in(testing::ReadAll(ep));
     std::string key, value;
-    while (in >> key >> value) (key == "peers" ? peer_ep_ : client_ep_) = value;
+    while (in >> key >> value) {
+      if (key == "peers") peer_ep_ = value;
+      else if (key == "clients") client_ep_ = value;  // other lines (e.g. "http URL") are not ours
+    }
     for (const char* f : {"--pause-above", "--throttle"})
       if (Supports(SPARECYCLES_WORKER_BIN, f)) dedicated_.insert(dedicated_.end(), {f, "off"});
     if (Supports(SPARECYCLES_WORKER_BIN, "--priority")) dedicated_.insert(dedicated_.end(), {"--priority", "normal"});

@@ -10,7 +10,9 @@
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/core/transport.hpp"
+#include "peer_sessions.hpp"
 #include "store.hpp"
+#include "http_server.hpp"  // HTTP side: metrics snapshots and the server
 
 namespace sparecycles::coordinator {
 
@@ -18,7 +20,10 @@ using proto::MsgType;
 
 struct Coordinator::Impl {
   Impl(CoordinatorConfig c, const tasks::Registry& r)
-      : config(std::move(c)), registry(r), scheduler(config.scheduler, r, InitialLeaseId()) {}
+      : config(std::move(c)),
+        clock(*config.clock),
+        registry(r),
+        scheduler(config.scheduler, r, InitialLeaseId()) {}
 
   static LeaseId InitialLeaseId() {
     // Lease ids stay unique across coordinator restarts: start from a random 32-bit epoch.
@@ -28,6 +33,7 @@ struct Coordinator::Impl {
   }
 
   CoordinatorConfig config;
+  const Clock& clock;
   const tasks::Registry& registry;
   Scheduler scheduler;
   zmq::context_t ctx{1};
@@ -38,23 +44,22 @@ struct Coordinator::Impl {
   net::WireStats peer_wire, client_wire;
   std::string session = RandomId("c-");
 
-  std::unordered_map<std::string, PeerHandle> by_identity;
-  std::unordered_map<PeerHandle, std::string> identity_of;
+  PeerSessions sessions;  // identities, standing requests, disconnect suspects
   std::unordered_map<JobId, std::vector<std::string>> watchers;
   std::unordered_map<JobId, TimePoint> last_push;
   std::set<JobId> pending_push;
   std::unordered_map<std::string, std::vector<std::uint64_t>> acks;  // per peer identity
   std::vector<std::pair<std::string, std::string>> client_out;      // replies held until commit
   std::vector<std::pair<std::string, std::string>> peer_out;        // peer messages held until commit
-  std::map<PeerHandle, std::uint32_t> wanting;  // standing RequestWork counts not yet filled
   std::unique_ptr<Store> store;
   std::optional<zmq::socket_t> monitor;                     // disconnect events of the peer socket
-  std::unordered_map<int, std::string> identity_by_fd;      // connection fd -> peer identity
-  std::deque<std::pair<TimePoint, std::string>> suspects;   // disconnected identities to probe
   std::uint64_t bad_logged = 0;
 
   mutable std::mutex stats_mu;
   CoordinatorStats snapshot;
+  // HTTP side (null when off): the loop feeds `metrics`; `http` serves from its snapshots.
+  std::unique_ptr<LoopMetrics> metrics;
+  std::unique_ptr<CoordinatorHttp> http;
 
   // ------------------------------------------------------------------ helpers
   // Peer messages also wait for the turn's commit: a lease is never out before it is stored.
@@ -68,16 +73,17 @@ struct Coordinator::Impl {
   }
   // Serves peers whose standing RequestWork is not yet filled (called when work appears).
   void ServeWaiting(TimePoint now) {
+    auto& wanting = sessions.wanting();
     for (auto it = wanting.begin(); it != wanting.end();) {
-      auto ident = identity_of.find(it->first);
-      if (ident == identity_of.end()) {
+      const std::string* ident = sessions.IdentityOf(it->first);
+      if (ident == nullptr) {
         it = wanting.erase(it);
         continue;
       }
       proto::Assign a;
       a.leases = scheduler.Lease(it->first, it->second, now);
       it->second -= static_cast<std::uint32_t>(std::min<std::size_t>(a.leases.size(), it->second));
-      if (!a.leases.empty()) SendPeer(ident->second, a);
+      if (!a.leases.empty()) SendPeer(*ident, a);
       it = it->second == 0 ? wanting.erase(it) : std::next(it);
     }
   }
@@ -96,7 +102,10 @@ struct Coordinator::Impl {
   }
   void CommitStore() {
     if (!store || !store->dirty()) return;
-    if (Status s = store->Commit(); !s.ok()) {
+    const TimePoint commit_start = SteadyClock::Instance().Now();  // HTTP side: commit latency
+    Status s = store->Commit();
+    if (metrics) metrics->ObserveCommit(Seconds(SteadyClock::Instance().Now() - commit_start));  // HTTP side
+    if (!s.ok()) {
       // Nothing may be acknowledged that is not on disk: stop rather than lie.
       SC_LOG(Error) << "commit failed: " << s.ToString() << " — stopping";
       std::abort();
@@ -112,14 +121,32 @@ struct Coordinator::Impl {
     std::unordered_map<PeerHandle, proto::CancelLeases> per_peer;
     for (auto [peer, lease] : cancels) per_peer[peer].lease_ids.push_back(lease);
     for (auto& [peer, msg] : per_peer) {
-      auto it = identity_of.find(peer);
-      if (it == identity_of.end()) continue;
+      const std::string* identity = sessions.IdentityOf(peer);
+      if (identity == nullptr) continue;
       msg.reason = why;
-      SendPeer(it->second, msg);
+      SendPeer(*identity, msg);
     }
   }
 
   // ------------------------------------------------------------------ peers
+  // One incoming peer message, after its header and sender were checked.
+  struct PeerIn {
+    PeerHandle peer;
+    const std::string& identity;
+    std::string_view body;
+    TimePoint now;
+  };
+
+  template <class M>
+  bool DecodePeer(std::string_view body, M& msg) {
+    Status s = proto::Decode(body, msg);
+    if (!s.ok()) {
+      ++peer_wire.bad_frames;
+      BadFrame("peer", s);
+    }
+    return s.ok();
+  }
+
   void OnPeerFrame(net::RouterFrame& f, TimePoint now) {
     std::string_view body;
     auto type = proto::ParseHeader(f.view(), body);
@@ -130,93 +157,88 @@ struct Coordinator::Impl {
         SendPeer(f.identity, proto::Reject{proto::RejectCode::kBadVersion, type.status().message()});
       return;
     }
-    auto known = by_identity.find(f.identity);
     if (*type == MsgType::kHello) return OnHello(f, body, now);
-    if (known == by_identity.end()) {
+    const PeerHandle* known = sessions.Find(f.identity);
+    if (known == nullptr) {
       SendPeer(f.identity, proto::Reject{proto::RejectCode::kHelloFirst, "say Hello first"});
       return;
     }
-    const PeerHandle peer = known->second;
-    scheduler.Touch(peer, now);
-    auto decode = [&](auto& msg) {
-      Status s = proto::Decode(body, msg);
-      if (!s.ok()) {
-        ++peer_wire.bad_frames;
-        BadFrame("peer", s);
-      }
-      return s.ok();
-    };
+    scheduler.Touch(*known, now);
+    const PeerIn in{*known, f.identity, body, now};
     switch (*type) {
-      case MsgType::kCapacity: {
-        proto::Capacity m;
-        if (decode(m)) scheduler.SetCapacity(peer, m, now);
-        break;
-      }
-      case MsgType::kRequestWork: {
-        proto::RequestWork m;
-        if (!decode(m)) break;
-        // A RequestWork is a standing request: what cannot be filled now is filled when work
-        // appears (a new job, a requeued unit), without the peer asking again.
-        proto::Assign a;
-        a.leases = scheduler.Lease(peer, m.count, now);
-        const auto rest = m.count - static_cast<std::uint32_t>(std::min<std::size_t>(a.leases.size(), m.count));
-        if (rest > 0) wanting[peer] = rest;
-        else wanting.erase(peer);
-        if (!a.leases.empty()) SendPeer(f.identity, a);
-        break;
-      }
-      case MsgType::kResult: {
-        proto::ResultMsg m;
-        if (!decode(m)) {
-          // Acknowledge what we can identify so the peer does not resend a bad result forever.
-          if (body.size() >= 8) {
-            std::uint64_t lease = 0;
-            std::memcpy(&lease, body.data(), 8);
-            acks[f.identity].push_back(lease);
-          }
-          break;
-        }
-        OnResult(peer, f.identity, m, now, WallSeconds());
-        break;
-      }
-      case MsgType::kResults: {
-        // A bad batch is dropped whole: its lease ids cannot be trusted to acknowledge. The
-        // worker resends after its next Welcome; the leases' deadlines reissue the units meanwhile.
-        proto::Results m;
-        if (!decode(m)) break;
-        const double wall = WallSeconds();
-        for (const auto& r : m.results) OnResult(peer, f.identity, r, now, wall);
-        break;
-      }
-      case MsgType::kHeartbeat: {
-        proto::Heartbeat m;
-        decode(m);
-        break;
-      }
-      case MsgType::kCheckpoint: {
-        proto::Checkpoint m;
-        if (decode(m)) scheduler.OnCheckpoint(peer, m, now);  // no reply; a stale one is dropped
-        break;
-      }
-      case MsgType::kBye: {
-        proto::Bye m;
-        if (!decode(m)) break;
-        scheduler.ReturnLeases(peer, m.returned_leases, now);
-        SC_LOG(Info) << "peer " << PeerName(peer) << " left (" << m.returned_leases.size()
-                     << " leases handed back)";
-        scheduler.RemovePeer(peer, now);
-        by_identity.erase(f.identity);
-        identity_of.erase(peer);
-        wanting.erase(peer);
-        break;
-      }
+      case MsgType::kCapacity: return OnCapacity(in);
+      case MsgType::kRequestWork: return OnRequestWork(in);
+      case MsgType::kResult: return OnResultMsg(in);
+      case MsgType::kResults: return OnResults(in);
+      case MsgType::kHeartbeat: return OnHeartbeat(in);
+      case MsgType::kCheckpoint: return OnCheckpoint(in);
+      case MsgType::kBye: return OnBye(in);
       default:
         ++peer_wire.bad_frames;
         BadFrame("peer", InvalidArgument(std::string(proto::MsgTypeName(*type)) + " is not a peer message"));
     }
   }
 
+  void OnCapacity(const PeerIn& in) {
+    proto::Capacity m;
+    if (DecodePeer(in.body, m)) scheduler.SetCapacity(in.peer, m, in.now);
+  }
+
+  void OnRequestWork(const PeerIn& in) {
+    proto::RequestWork m;
+    if (!DecodePeer(in.body, m)) return;
+    // A RequestWork is a standing request: what cannot be filled now is filled when work
+    // appears (a new job, a requeued unit), without the peer asking again.
+    proto::Assign a;
+    a.leases = scheduler.Lease(in.peer, m.count, in.now);
+    sessions.SetWanting(in.peer, m.count - static_cast<std::uint32_t>(std::min<std::size_t>(a.leases.size(), m.count)));
+    if (!a.leases.empty()) SendPeer(in.identity, a);
+  }
+
+  void OnResultMsg(const PeerIn& in) {
+    proto::ResultMsg m;
+    if (!DecodePeer(in.body, m)) {
+      // Acknowledge what we can identify so the peer does not resend a bad result forever.
+      if (in.body.size() >= 8) {
+        std::uint64_t lease = 0;
+        std::memcpy(&lease, in.body.data(), 8);
+        acks[in.identity].push_back(lease);
+      }
+      return;
+    }
+    OnResult(in.peer, in.identity, m, in.now, WallSeconds());
+  }
+
+  void OnResults(const PeerIn& in) {
+    // A bad batch is dropped whole: its lease ids cannot be trusted to acknowledge. The
+    // worker resends after its next Welcome; the leases' deadlines reissue the units meanwhile.
+    proto::Results m;
+    if (!DecodePeer(in.body, m)) return;
+    const double wall = WallSeconds();
+    for (const auto& r : m.results) OnResult(in.peer, in.identity, r, in.now, wall);
+  }
+
+  void OnHeartbeat(const PeerIn& in) {
+    proto::Heartbeat m;
+    DecodePeer(in.body, m);  // hearing from the peer (Touch) is all it does; a bad one is counted
+  }
+
+  void OnCheckpoint(const PeerIn& in) {
+    proto::Checkpoint m;
+    if (DecodePeer(in.body, m)) scheduler.OnCheckpoint(in.peer, m, in.now);  // no reply; a stale one is dropped
+  }
+
+  void OnBye(const PeerIn& in) {
+    proto::Bye m;
+    if (!DecodePeer(in.body, m)) return;
+    scheduler.ReturnLeases(in.peer, m.returned_leases, in.now);
+    SC_LOG(Info) << "peer " << PeerName(in.peer) << " left (" << m.returned_leases.size() << " leases handed back)";
+    scheduler.RemovePeer(in.peer, in.now);
+    sessions.Forget(in.peer);
+  }
+
   void OnResult(PeerHandle peer, const std::string& identity, const proto::ResultMsg& m, TimePoint now, double wall) {
+    if (metrics) metrics->ObserveResult(scheduler, m);  // HTTP side: unit run time by task
     ResultEffect e = scheduler.OnResult(peer, m, now, wall);
     if (e.kind == ResultEffect::Kind::kRejected)
       SC_LOG(Warn) << "rejected a result from peer " << peer << ": " << e.reason;
@@ -229,14 +251,7 @@ struct Coordinator::Impl {
     return p ? p->hello.peer_id : std::to_string(h);
   }
 
-  void OnHello(net::RouterFrame& f, std::string_view body, TimePoint now) {
-    proto::Hello h;
-    if (Status s = proto::Decode(body, h); !s.ok()) {
-      ++peer_wire.bad_frames;
-      BadFrame("peer", s);
-      SendPeer(f.identity, proto::Reject{proto::RejectCode::kBadMessage, s.message()});
-      return;
-    }
+  PeerHello ToPeerHello(const proto::Hello& h, net::RouterFrame& f) const {
     PeerHello hello;
     hello.peer_id = h.peer_id;
     hello.hostname = h.hostname;
@@ -250,12 +265,21 @@ struct Coordinator::Impl {
     }
     for (const auto& t : h.tasks)
       if (registry.Find(t.name, t.version) != nullptr) hello.work_per_second[TaskKey(t.name, t.version)] = t.work_per_second;
-    if (const int fd = net::SourceFd(f.payload); fd >= 0) identity_by_fd[fd] = f.identity;
+    return hello;
+  }
+
+  void OnHello(net::RouterFrame& f, std::string_view body, TimePoint now) {
+    proto::Hello h;
+    if (Status s = proto::Decode(body, h); !s.ok()) {
+      ++peer_wire.bad_frames;
+      BadFrame("peer", s);
+      SendPeer(f.identity, proto::Reject{proto::RejectCode::kBadMessage, s.message()});
+      return;
+    }
+    const PeerHello hello = ToPeerHello(h, f);
+    if (const int fd = net::SourceFd(f.payload); fd >= 0) sessions.NoteConnection(fd, f.identity);
     const PeerHandle peer = scheduler.AddPeer(hello, now);
-    if (auto old = identity_of.find(peer); old != identity_of.end() && old->second != f.identity)
-      by_identity.erase(old->second);
-    by_identity[f.identity] = peer;
-    identity_of[peer] = f.identity;
+    sessions.Bind(f.identity, peer);
     scheduler.ReconcileLeases(peer, h.running_leases, now);
     SC_LOG(Info) << "peer " << h.peer_id << " joined from " << hello.host << " with " << h.cores
                  << " cores and " << hello.work_per_second.size() << " tasks";
@@ -283,32 +307,22 @@ struct Coordinator::Impl {
       std::uint32_t fd;
       std::memcpy(&event, ev.data(), 2);
       std::memcpy(&fd, static_cast<const char*>(ev.data()) + 2, 4);
-      if (event != ZMQ_EVENT_DISCONNECTED) continue;
-      auto it = identity_by_fd.find(static_cast<int>(fd));
-      if (it == identity_by_fd.end()) continue;
-      suspects.emplace_back(now + config.disconnect_grace, it->second);
-      identity_by_fd.erase(it);
+      if (event == ZMQ_EVENT_DISCONNECTED) sessions.OnDisconnected(static_cast<int>(fd), now + config.disconnect_grace);
     }
   }
 
   void ProbeSuspects(TimePoint now) {
-    while (!suspects.empty() && suspects.front().first <= now) {
-      const std::string identity = suspects.front().second;
-      suspects.pop_front();
-      auto known = by_identity.find(identity);
-      if (known == by_identity.end()) continue;  // already left or replaced by a reconnect
+    while (auto suspect = sessions.TakeDueSuspect(now)) {
+      const auto& [identity, peer] = *suspect;
       int err = 0;
       if (net::SendRouter(*peers_sock, identity, proto::Encode(proto::Heartbeat{}), &peer_wire, &err) ||
           err != EHOSTUNREACH)
         continue;  // still connected
-      const PeerHandle peer = known->second;
       const Peer* p = scheduler.FindPeer(peer);
       SC_LOG(Warn) << "peer " << PeerName(peer) << " disconnected; its " << (p ? p->leases.size() : 0)
                    << " units were requeued";
       scheduler.RemovePeer(peer, now);
-      by_identity.erase(known);
-      identity_of.erase(peer);
-      wanting.erase(peer);
+      sessions.Forget(peer);
       ++disconnects;
     }
   }
@@ -327,142 +341,172 @@ struct Coordinator::Impl {
   }
 
   // ------------------------------------------------------------------ clients
+  // One incoming client request, after its header was checked.
+  struct ClientIn {
+    const std::string& identity;
+    std::string_view body;
+  };
+
+  void Fail(const std::string& identity, std::uint64_t request_id, const Status& s) {
+    SendClient(identity, proto::ErrorReply{request_id, static_cast<std::uint16_t>(s.code()), s.message()});
+  }
+
+  template <class M>
+  bool DecodeClient(const ClientIn& in, M& msg) {
+    Status s = proto::Decode(in.body, msg);
+    if (!s.ok()) {
+      ++client_wire.bad_frames;
+      BadFrame("client", s);
+      // Every request starts with its u64 id: answer it so the caller does not wait in vain.
+      std::uint64_t rid = 0;
+      if (in.body.size() >= 8) std::memcpy(&rid, in.body.data(), 8);
+      Fail(in.identity, rid, s);
+    }
+    return s.ok();
+  }
+
   void OnClientFrame(net::RouterFrame& f) {
     std::string_view body;
     auto type = proto::ParseHeader(f.view(), body);
     if (!type.ok()) {
       ++client_wire.bad_frames;
       BadFrame("client", type.status());
-      SendClient(f.identity, proto::ErrorReply{0, static_cast<std::uint16_t>(type.status().code()),
-                                               type.status().message()});
+      Fail(f.identity, 0, type.status());
       return;
     }
-    auto fail = [&](std::uint64_t rid, const Status& s) {
-      SendClient(f.identity, proto::ErrorReply{rid, static_cast<std::uint16_t>(s.code()), s.message()});
-    };
-    auto decode = [&](auto& msg) {
-      Status s = proto::Decode(body, msg);
-      if (!s.ok()) {
-        ++client_wire.bad_frames;
-        BadFrame("client", s);
-        // Every request starts with its u64 id: answer it so the caller does not wait in vain.
-        std::uint64_t rid = 0;
-        if (body.size() >= 8) std::memcpy(&rid, body.data(), 8);
-        fail(rid, s);
-      }
-      return s.ok();
-    };
+    const ClientIn in{f.identity, body};
     switch (*type) {
-      case MsgType::kSubmit: {
-        proto::Submit m;
-        if (!decode(m)) break;
-        proto::SubmitReply r;
-        r.request_id = m.request_id;
-        auto id = scheduler.Submit(m.spec, WallSeconds());
-        if (!id.ok()) {
-          r.code = static_cast<std::uint16_t>(id.status().code());
-          r.message = id.status().message();
-        } else {
-          const Job* job = scheduler.FindJob(*id);
-          r.info = scheduler.Info(*job);
-          if (m.watch) AddWatcher(*id, f.identity);
-          SC_LOG(Info) << "job " << *id << " (" << m.spec.task << ") submitted: " << r.info.units_total
-                       << " units";
-          const std::string key = TaskKey(job->task->Name(), job->task->Version());
-          std::size_t able = 0;
-          for (const auto& [h, p] : scheduler.peers()) able += p.hello.work_per_second.contains(key) ? 1 : 0;
-          if (able < job->policy.quorum)
-            SC_LOG(Warn) << "job " << *id << " needs " << job->policy.quorum << " distinct peers per unit (quorum) but "
-                         << able << " can run it now; it waits for more peers (--pool cluster runs each unit once)";
-        }
-        SendClient(f.identity, r);
-        break;
-      }
-      case MsgType::kStatusRequest:
-      case MsgType::kWatch:
-      case MsgType::kCancelJob: {
-        proto::JobRequest m;
-        if (!decode(m)) break;
-        if (*type == MsgType::kCancelJob) {
-          std::vector<std::pair<PeerHandle, LeaseId>> cancels;
-          if (Status s = scheduler.Cancel(m.job_id, cancels); !s.ok()) return fail(m.request_id, s);
-          SendCancels(cancels, "job cancelled");
-          SC_LOG(Info) << "job " << m.job_id << " cancelled (" << cancels.size() << " running units stopped)";
-        }
-        const Job* job = scheduler.FindJob(m.job_id);
-        if (job == nullptr) return fail(m.request_id, NotFound("no job " + std::to_string(m.job_id)));
-        if (*type == MsgType::kWatch && !proto::IsFinal(job->state)) AddWatcher(m.job_id, f.identity);
-        proto::JobStatus r;
-        r.request_id = m.request_id;
-        r.info = scheduler.Info(*job);
-        SendClient(f.identity, r);
-        break;
-      }
-      case MsgType::kFetchResult: {
-        proto::JobRequest m;
-        if (!decode(m)) break;
-        const Job* job = scheduler.FindJob(m.job_id);
-        if (job == nullptr) return fail(m.request_id, NotFound("no job " + std::to_string(m.job_id)));
-        proto::JobResult r;
-        r.request_id = m.request_id;
-        r.info = scheduler.Info(*job);
-        r.failures = scheduler.Failures(*job);
-        if (!proto::IsFinal(job->state)) {
-          r.code = static_cast<std::uint16_t>(StatusCode::kFailedPrecondition);
-          r.message = "job is still " + std::string(proto::JobStateName(job->state));
-        } else if (job->state == proto::JobState::kDone && job->result.size() > proto::kMaxResultBytes) {
-          r.code = static_cast<std::uint16_t>(StatusCode::kResourceExhausted);
-          r.message = "the merged result is " + std::to_string(job->result.size()) + " bytes, above the " +
-                      std::to_string(proto::kMaxResultBytes) + "-byte limit of one message";
-        } else if (job->state == proto::JobState::kDone) {
-          r.result = job->result;
-          r.summary = job->task->Summarize(job->result);
-          r.json = job->task->ToJson(job->result);
-          r.media_type = std::string(job->task->MediaType());
-        }
-        SendClient(f.identity, r);
-        break;
-      }
-      case MsgType::kListJobs: {
-        proto::ListJobs m;
-        if (!decode(m)) break;
-        proto::JobList r;
-        r.request_id = m.request_id;
-        for (const auto& [id, job] : scheduler.jobs()) r.jobs.push_back(scheduler.Info(*job));
-        SendClient(f.identity, r);
-        break;
-      }
-      case MsgType::kListPeers: {
-        proto::ListPeers m;
-        if (!decode(m)) break;
-        proto::PeerList r;
-        r.request_id = m.request_id;
-        const TimePoint now = SteadyClock::Instance().Now();
-        for (const auto& [h, p] : scheduler.peers()) {
-          proto::PeerInfo pi;
-          pi.peer_id = p.hello.peer_id;
-          pi.hostname = p.hello.hostname;
-          pi.cores = p.hello.cores;
-          pi.slots = p.slots;
-          pi.idle_slots = p.idle_slots;
-          pi.state = p.state;
-          pi.reason = p.reason;
-          pi.running = p.leases.size();
-          pi.units_done = p.units_done;
-          pi.cpu_seconds = p.cpu_seconds_validated;
-          pi.connected_seconds = Seconds(now - p.connected_at);
-          pi.silent_seconds = Seconds(now - p.last_seen);
-          pi.units_invalid = p.units_invalid;
-          pi.credibility = scheduler.Credibility(p.hello.peer_id);
-          r.peers.push_back(std::move(pi));
-        }
-        SendClient(f.identity, r);
-        break;
-      }
+      case MsgType::kSubmit: return OnSubmit(in);
+      case MsgType::kStatusRequest: return OnStatus(in);
+      case MsgType::kWatch: return OnWatch(in);
+      case MsgType::kCancelJob: return OnCancel(in);
+      case MsgType::kFetchResult: return OnFetchResult(in);
+      case MsgType::kListJobs: return OnListJobs(in);
+      case MsgType::kListPeers: return OnListPeers(in);
       default:
         ++client_wire.bad_frames;
-        fail(0, InvalidArgument(std::string(proto::MsgTypeName(*type)) + " is not a client request"));
+        Fail(in.identity, 0, InvalidArgument(std::string(proto::MsgTypeName(*type)) + " is not a client request"));
     }
+  }
+
+  void OnSubmit(const ClientIn& in) {
+    proto::Submit m;
+    if (!DecodeClient(in, m)) return;
+    proto::SubmitReply r;
+    r.request_id = m.request_id;
+    auto id = scheduler.Submit(m.spec, WallSeconds());
+    if (!id.ok()) {
+      r.code = static_cast<std::uint16_t>(id.status().code());
+      r.message = id.status().message();
+    } else {
+      const Job* job = scheduler.FindJob(*id);
+      r.info = scheduler.Info(*job);
+      if (m.watch) AddWatcher(*id, in.identity);
+      SC_LOG(Info) << "job " << *id << " (" << m.spec.task << ") submitted: " << r.info.units_total << " units";
+      WarnIfTooFewPeers(*job);
+    }
+    SendClient(in.identity, r);
+  }
+
+  void WarnIfTooFewPeers(const Job& job) const {
+    const std::string key = TaskKey(job.task->Name(), job.task->Version());
+    std::size_t able = 0;
+    for (const auto& [h, p] : scheduler.peers()) able += p.hello.work_per_second.contains(key) ? 1 : 0;
+    if (able < job.policy.quorum)
+      SC_LOG(Warn) << "job " << job.id << " needs " << job.policy.quorum << " distinct peers per unit (quorum) but "
+                   << able << " can run it now; it waits for more peers (--pool cluster runs each unit once)";
+  }
+
+  // Status, Watch and CancelJob all answer with the job's state.
+  void ReplyJobStatus(const ClientIn& in, const proto::JobRequest& m, bool watch) {
+    const Job* job = scheduler.FindJob(m.job_id);
+    if (job == nullptr) return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
+    if (watch && !proto::IsFinal(job->state)) AddWatcher(m.job_id, in.identity);
+    proto::JobStatus r;
+    r.request_id = m.request_id;
+    r.info = scheduler.Info(*job);
+    SendClient(in.identity, r);
+  }
+
+  void OnStatus(const ClientIn& in) {
+    proto::JobRequest m;
+    if (DecodeClient(in, m)) ReplyJobStatus(in, m, /*watch=*/false);
+  }
+
+  void OnWatch(const ClientIn& in) {
+    proto::JobRequest m;
+    if (DecodeClient(in, m)) ReplyJobStatus(in, m, /*watch=*/true);
+  }
+
+  void OnCancel(const ClientIn& in) {
+    proto::JobRequest m;
+    if (!DecodeClient(in, m)) return;
+    std::vector<std::pair<PeerHandle, LeaseId>> cancels;
+    if (Status s = scheduler.Cancel(m.job_id, cancels); !s.ok()) return Fail(in.identity, m.request_id, s);
+    SendCancels(cancels, "job cancelled");
+    SC_LOG(Info) << "job " << m.job_id << " cancelled (" << cancels.size() << " running units stopped)";
+    ReplyJobStatus(in, m, /*watch=*/false);
+  }
+
+  void OnFetchResult(const ClientIn& in) {
+    proto::JobRequest m;
+    if (!DecodeClient(in, m)) return;
+    const Job* job = scheduler.FindJob(m.job_id);
+    if (job == nullptr) return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
+    proto::JobResult r;
+    r.request_id = m.request_id;
+    r.info = scheduler.Info(*job);
+    r.failures = scheduler.Failures(*job);
+    if (!proto::IsFinal(job->state)) {
+      r.code = static_cast<std::uint16_t>(StatusCode::kFailedPrecondition);
+      r.message = "job is still " + std::string(proto::JobStateName(job->state));
+    } else if (job->state == proto::JobState::kDone && job->result.size() > proto::kMaxResultBytes) {
+      r.code = static_cast<std::uint16_t>(StatusCode::kResourceExhausted);
+      r.message = "the merged result is " + std::to_string(job->result.size()) + " bytes, above the " +
+                  std::to_string(proto::kMaxResultBytes) + "-byte limit of one message";
+    } else if (job->state == proto::JobState::kDone) {
+      r.result = job->result;
+      r.summary = job->task->Summarize(job->result);
+      r.json = job->task->ToJson(job->result);
+      r.media_type = std::string(job->task->MediaType());
+    }
+    SendClient(in.identity, r);
+  }
+
+  void OnListJobs(const ClientIn& in) {
+    proto::ListJobs m;
+    if (!DecodeClient(in, m)) return;
+    proto::JobList r;
+    r.request_id = m.request_id;
+    for (const auto& [id, job] : scheduler.jobs()) r.jobs.push_back(scheduler.Info(*job));
+    SendClient(in.identity, r);
+  }
+
+  void OnListPeers(const ClientIn& in) {
+    proto::ListPeers m;
+    if (!DecodeClient(in, m)) return;
+    proto::PeerList r;
+    r.request_id = m.request_id;
+    const TimePoint now = clock.Now();
+    for (const auto& [h, p] : scheduler.peers()) {
+      proto::PeerInfo pi;
+      pi.peer_id = p.hello.peer_id;
+      pi.hostname = p.hello.hostname;
+      pi.cores = p.hello.cores;
+      pi.slots = p.slots;
+      pi.idle_slots = p.idle_slots;
+      pi.state = p.state;
+      pi.reason = p.reason;
+      pi.running = p.leases.size();
+      pi.units_done = p.units_done;
+      pi.cpu_seconds = p.cpu_seconds_validated;
+      pi.connected_seconds = Seconds(now - p.connected_at);
+      pi.silent_seconds = Seconds(now - p.last_seen);
+      pi.units_invalid = p.units_invalid;
+      pi.credibility = scheduler.Credibility(p.hello.peer_id);
+      r.peers.push_back(std::move(pi));
+    }
+    SendClient(in.identity, r);
   }
 
   void AddWatcher(JobId job, const std::string& identity) {
@@ -514,6 +558,19 @@ struct Coordinator::Impl {
     snapshot.disconnects = disconnects;
   }
 
+  // The scheduler's timers: silent peers, expired leases, straggler backups.
+  void OnTick(TimePoint now) {
+    TickEffect t = scheduler.Tick(now, WallSeconds());
+    if (!t.cancel.empty()) SendCancels(t.cancel, "unit already settled");
+    for (PeerHandle p : t.lost_peers) {
+      SC_LOG(Warn) << "peer " << p << " lost after " << Seconds(config.scheduler.peer_timeout)
+                   << " s of silence; its units were requeued";
+      sessions.Forget(p);
+    }
+    if (!t.expired_leases.empty())
+      SC_LOG(Info) << t.expired_leases.size() << " lease(s) passed their deadline and were reissued";
+  }
+
   void Loop() {
     std::vector<zmq::pollitem_t> items = {
         {peers_sock->handle(), 0, ZMQ_POLLIN, 0},
@@ -523,18 +580,19 @@ struct Coordinator::Impl {
     };
     const Duration tick_every = std::clamp<Duration>(config.scheduler.peer_timeout / 10,
                                                      std::chrono::milliseconds(10), std::chrono::seconds(1));
-    TimePoint next_tick = SteadyClock::Instance().Now() + tick_every;
+    TimePoint next_tick = clock.Now() + tick_every;
     TimePoint next_serve = next_tick;
     while (!stop.load()) {
-      TimePoint now = SteadyClock::Instance().Now();
+      TimePoint now = clock.Now();
       Duration wait = next_tick - now;
       if (auto d = scheduler.NextDeadline()) wait = std::min(wait, *d - now);
       if (!pending_push.empty()) wait = std::min<Duration>(wait, config.progress_interval);
-      if (!suspects.empty()) wait = std::min(wait, suspects.front().first - now);
+      if (auto probe = sessions.NextProbe()) wait = std::min(wait, *probe - now);
       const auto ms = std::clamp<std::int64_t>(ToMillis(wait) + 1, 0, 1000);
       if (!net::Poll(items, std::chrono::milliseconds(ms))) continue;
       if (items[2].revents & ZMQ_POLLIN) wake.Drain();
-      now = SteadyClock::Instance().Now();
+      now = clock.Now();
+      const TimePoint turn_start = now;  // HTTP side: loop-turn latency
       if (items[3].revents & ZMQ_POLLIN) OnMonitorEvent(now);
       // Drain what is waiting, bounded so neither side starves the other or the timers.
       for (int i = 0; i < 4096; ++i) {
@@ -547,39 +605,33 @@ struct Coordinator::Impl {
         if (!f) break;
         OnClientFrame(*f);
       }
-      now = SteadyClock::Instance().Now();
+      now = clock.Now();
       if (now >= next_tick || (scheduler.NextDeadline() && *scheduler.NextDeadline() <= now)) {
-        TickEffect t = scheduler.Tick(now, WallSeconds());
-        if (!t.cancel.empty()) SendCancels(t.cancel, "unit already settled");
-        for (PeerHandle p : t.lost_peers) {
-          SC_LOG(Warn) << "peer " << p << " lost after " << Seconds(config.scheduler.peer_timeout)
-                       << " s of silence; its units were requeued";
-          if (auto it = identity_of.find(p); it != identity_of.end()) {
-            by_identity.erase(it->second);
-            identity_of.erase(it);
-          }
-          wanting.erase(p);
-        }
-        if (!t.expired_leases.empty())
-          SC_LOG(Info) << t.expired_leases.size() << " lease(s) passed their deadline and were reissued";
+        OnTick(now);
         next_tick = now + tick_every;
       }
       ProbeSuspects(now);
-      if (now >= next_serve && !wanting.empty()) {
+      if (now >= next_serve && sessions.anyone_wanting()) {
         // Idle peers' standing requests are looked at again now and then: backups of stragglers
         // become due with time, not only when new work arrives.
         ServeWaiting(now);
         next_serve = now + tick_every;
       }
       // One commit per loop turn for everything above; only then do acks and replies go out.
-      if (scheduler.TakeWorkAdded() && !wanting.empty()) ServeWaiting(now);
+      if (scheduler.TakeWorkAdded() && sessions.anyone_wanting()) ServeWaiting(now);
       CommitStore();
       FlushAcks();
       FlushPeers();
       FlushClients();
       PushProgress(now, false);
       UpdateStats();
+      if (metrics) {  // HTTP side: turn latency, then a snapshot when someone reads
+        const TimePoint end = SteadyClock::Instance().Now();
+        metrics->ObserveTurn(Seconds(end - turn_start));
+        metrics->AfterTurn(scheduler, peer_wire, client_wire, disconnects, end);
+      }
     }
+    if (metrics) metrics->MarkReady(false);  // HTTP side
   }
 };
 
@@ -593,14 +645,16 @@ Status Coordinator::Start() {
     auto store = Store::Open(impl_->config.data_dir);
     if (!store.ok()) return store.status();
     impl_->store = std::move(*store);
-    auto loaded = impl_->store->Load(WallSeconds());
+    const SchedulerConfig& sc = impl_->config.scheduler;
+    auto loaded = impl_->store->Load(WallSeconds(), Store::Retention{sc.max_jobs_kept, sc.retain_finished_seconds});
     if (!loaded.ok()) return loaded.status();
+    impl_->scheduler.RestoreRecords(std::move(loaded->records));
     std::size_t unfinished = 0;
     for (const auto& j : loaded->jobs) unfinished += proto::IsFinal(j.state) ? 0 : 1;
     const std::size_t jobs = loaded->jobs.size(), leases = loaded->leases.size();
     impl_->scheduler.SetListener(impl_->store.get());
     SC_RETURN_IF_ERROR(impl_->scheduler.Restore(std::move(loaded->jobs), std::move(loaded->leases),
-                                                loaded->next_job, SteadyClock::Instance().Now()));
+                                                loaded->next_job, impl_->clock.Now()));
     SC_RETURN_IF_ERROR(impl_->store->Commit());
     if (jobs > 0)
       SC_LOG(Info) << "recovered " << jobs << " jobs (" << unfinished << " unfinished) and " << leases
@@ -632,6 +686,12 @@ Status Coordinator::Start() {
   impl_->peer_ep = net::LastEndpoint(*impl_->peers_sock);
   impl_->client_ep = net::LastEndpoint(*impl_->clients_sock);
   SC_LOG(Info) << "listening for peers on " << impl_->peer_ep << " and clients on " << impl_->client_ep;
+  if (!impl_->config.http_endpoint.empty()) {  // HTTP side: metrics, health, dashboard
+    impl_->metrics = std::make_unique<LoopMetrics>([impl = impl_.get()] { impl->wake.Wake(); });
+    impl_->http = std::make_unique<CoordinatorHttp>(*impl_->metrics, impl_->config.http_admin_token, impl_->client_ep);
+    SC_RETURN_IF_ERROR(impl_->http->Start(impl_->config.http_endpoint));
+    impl_->metrics->MarkReady(true);
+  }
   return OkStatus();
 }
 
@@ -644,6 +704,7 @@ void Coordinator::Stop() {
 
 std::string Coordinator::peer_endpoint() const { return impl_->peer_ep; }
 std::string Coordinator::client_endpoint() const { return impl_->client_ep; }
+std::string Coordinator::http_url() const { return impl_->http ? impl_->http->url() : std::string(); }  // HTTP side
 
 CoordinatorStats Coordinator::stats() const {
   std::lock_guard lock(impl_->stats_mu);

@@ -1,4 +1,5 @@
 // sparecycles-coordinator: parses options and runs the coordinator until SIGINT/SIGTERM.
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 
@@ -53,7 +54,12 @@ int main(int argc, char** argv) {
   opt.Add("max-replicas", "4", "Default most copies of one unit ever issued (adaptive jobs: at least 8).");
   opt.Add("max-errors", "3", "Default failed runs after which a unit fails.");
   opt.Add("backups", "on", "on = near a job's end, run backup copies of straggling units on idle peers; off = never.");
+  opt.Add("keep-jobs", "10000", "Finished jobs kept for status queries (and in --data); the oldest go first.");
+  opt.Add("keep-for", "7d", "...and for at most this long after they finished (e.g. 12h, 30d).");
   opt.AddFlag("distinct-hosts", "Never give two replicas of a unit to peers on the same host/address.");
+  opt.Add("http", "", "HOST:PORT for /metrics, /healthz, /readyz and the dashboard (port 0 = any); empty = off.\n"
+          "      Read-only without authentication: bind it where only operators reach it.");
+  opt.Add("http-admin-token-file", "", "File holding the token that allows writes (cancel) from the dashboard; empty = read-only.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -125,16 +131,32 @@ int main(int argc, char** argv) {
   cfg.scheduler.policy.max_replicas = static_cast<std::uint32_t>(*mr);
   cfg.scheduler.policy.max_errors = static_cast<std::uint32_t>(*me);
   cfg.scheduler.distinct_hosts = opt.Flag("distinct-hosts");
+  auto keep_jobs = opt.GetInt("keep-jobs", 1, 100'000'000);
+  auto keep_for = seconds("keep-for");
+  if (!keep_jobs.ok()) return Fail(keep_jobs.status());
+  if (!keep_for.ok()) return Fail(keep_for.status());
+  cfg.scheduler.max_jobs_kept = static_cast<std::size_t>(*keep_jobs);
+  cfg.scheduler.retain_finished_seconds = Seconds(*keep_for);
   if (opt.Get("backups") != "on" && opt.Get("backups") != "off") return Fail(InvalidArgument("--backups must be on or off"));
   cfg.scheduler.backups = opt.Get("backups") == "on";
   if (cfg.heartbeat >= cfg.scheduler.peer_timeout)
     return Fail(InvalidArgument("--heartbeat must be shorter than --peer-timeout"));
 
+  cfg.http_endpoint = opt.Get("http");  // HTTP side
+  if (!opt.Get("http-admin-token-file").empty()) {
+    auto token = ReadFile(opt.Get("http-admin-token-file"), 4096);
+    if (!token.ok()) return Fail(InvalidArgument("--http-admin-token-file: " + token.status().message()));
+    cfg.http_admin_token = *token;
+    while (!cfg.http_admin_token.empty() && std::isspace(static_cast<unsigned char>(cfg.http_admin_token.back())))
+      cfg.http_admin_token.pop_back();
+    if (cfg.http_admin_token.size() < 16) return Fail(InvalidArgument("--http-admin-token-file: the token needs at least 16 characters"));
+  }
   coordinator::Coordinator coord(cfg, tasks::Registry::BuiltIn());
   if (Status s = coord.Start(); !s.ok()) return Fail(s);
   if (!opt.Get("endpoints-file").empty()) {
     Status s = WriteFileAtomic(opt.Get("endpoints-file"),
-                               "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n");
+                               "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n" +
+                                   (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
     if (!s.ok()) return Fail(s);
   }
   g_coordinator = &coord;

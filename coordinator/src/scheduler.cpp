@@ -43,6 +43,21 @@ std::uint64_t Scheduler::NextRandom() {  // xorshift64*: deterministic for a giv
   return rng_ * 0x2545F4914F6CDD1Dull;
 }
 
+PeerRecord& Scheduler::MutableRecord(const std::string& peer_id) {
+  dirty_records_.insert(peer_id);
+  return records_[peer_id];
+}
+
+void Scheduler::FlushRecords() {
+  if (listener_)
+    for (const auto& id : dirty_records_) listener_->OnPeerRecord(id, records_[id]);
+  dirty_records_.clear();
+}
+
+void Scheduler::RestoreRecords(std::vector<std::pair<std::string, PeerRecord>> records) {
+  for (auto& [id, r] : records) records_[id] = r;
+}
+
 const PeerRecord* Scheduler::Record(const std::string& peer_id) const {
   auto it = records_.find(peer_id);
   return it == records_.end() ? nullptr : &it->second;
@@ -128,6 +143,8 @@ void Scheduler::RemovePeer(PeerHandle peer, TimePoint now) {
       // It may take the unit again if it comes back (a worker restarted in place); one vote per
       // peer per unit keeps it from counting twice.
       Withdraw(rec, /*forget_peer=*/true, /*requeue=*/true);
+    } else {
+      ReleaseClaim(rec);  // requeued when it expired; the peer is gone now
     }
     rec.peer = 0;
     orphan_leases_[peer_id].push_back(id);
@@ -253,7 +270,7 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   jobs_.emplace(id, std::move(job));
   dirty_.insert(id);
   work_added_ = true;
-  ForgetOldJobs();
+  if (jobs_.size() > config_.max_jobs_kept) ForgetOldJobs(wall_now);
   return id;
 }
 
@@ -353,15 +370,21 @@ std::string Scheduler::WhyWaiting(const Job& job) const {
 
 std::vector<proto::UnitFailure> Scheduler::Failures(const Job& job) const { return job.failures; }
 
-void Scheduler::ForgetOldJobs() {
-  if (jobs_.size() <= config_.max_jobs_kept) return;
-  for (auto it = jobs_.begin(); it != jobs_.end() && jobs_.size() > config_.max_jobs_kept;) {
-    if (proto::IsFinal(it->second->state)) {
-      if (!it->second->spec.client_token.empty()) tokens_.erase(it->second->spec.client_token);
-      it = jobs_.erase(it);
-    } else {
+void Scheduler::ForgetOldJobs(double wall_now) {
+  // Finished jobs are kept for status queries up to a count and an age, oldest dropped first
+  // (ids grow with submission time). From memory and from the store alike.
+  const double cutoff = wall_now - config_.retain_finished_seconds;
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    const Job& job = *it->second;
+    const bool too_many = jobs_.size() > config_.max_jobs_kept;
+    const bool too_old = wall_now > 0 && job.finished_wall > 0 && job.finished_wall < cutoff;
+    if (!proto::IsFinal(job.state) || !(too_many || too_old)) {
       ++it;
+      continue;
     }
+    if (!job.spec.client_token.empty()) tokens_.erase(job.spec.client_token);
+    if (listener_) listener_->OnJobForgotten(job.id);
+    it = jobs_.erase(it);
   }
 }
 
@@ -611,7 +634,20 @@ void Scheduler::DropLease(LeaseId id, bool requeue, TimePoint) {
   if (auto pit = peers_.find(rec.peer); pit != peers_.end()) pit->second.leases.erase(id);
   // Lost or handed back without a result: that peer may take the unit again (it computed nothing
   // the replicas would have to differ from), e.g. a worker restarted in place.
-  if (!rec.expired) Withdraw(rec, /*forget_peer=*/requeue, requeue);
+  if (!rec.expired) {
+    Withdraw(rec, /*forget_peer=*/requeue, requeue);
+  } else if (requeue) {
+    // Expired earlier (the unit was requeued then, the slow peer keeping its turn); now the peer
+    // says it no longer runs it: it may take the unit again, or with a small pool nobody might.
+    ReleaseClaim(rec);
+  }
+}
+
+void Scheduler::ReleaseClaim(const LeaseRecord& rec) {
+  auto jit = jobs_.find(rec.job);
+  if (jit == jobs_.end() || rec.unit >= jit->second->units.size()) return;
+  ForgetUnitPeer(jit->second->units[rec.unit], rec.peer);
+  work_added_ = true;
 }
 
 void Scheduler::Withdraw(const LeaseRecord& rec, bool forget_peer, bool requeue) {
@@ -640,6 +676,9 @@ void Scheduler::Requeue(Job& job, std::uint32_t unit_index) {
 }
 
 void Scheduler::ForgetUnitPeer(Unit& unit, PeerHandle peer) {
+  // A peer that answered stays excluded: replicas must come from other peers.
+  for (const auto& rr : unit.results)
+    if (rr.peer == peer) return;
   unit.peers.erase(peer);
   if (!config_.distinct_hosts) return;
   if (auto pit = peers_.find(peer); pit != peers_.end()) {
@@ -665,6 +704,7 @@ bool Scheduler::OnCheckpoint(PeerHandle peer, const proto::Checkpoint& cp, TimeP
   unit.checkpoint_fraction = cp.fraction;
   unit.checkpoint_peer = pit->second.hello.peer_id;
   pit->second.last_seen = now;
+  if (listener_) listener_->OnCheckpoint(*jit->second, rec.unit);
   return true;
 }
 
@@ -707,7 +747,7 @@ void Scheduler::JudgeSpotCheck(const std::string& peer_id, const LeaseRecord& re
   effect.kind = ResultEffect::Kind::kAccepted;
   if (r.outcome != proto::UnitOutcome::kOk) return;  // an error proves nothing either way
   if (r.hash == rec.expected_hash) {
-    ++records_[peer_id].checks_passed;
+    ++MutableRecord(peer_id).checks_passed;
     return;
   }
   ++stats_.spot_checks_failed;
@@ -747,10 +787,19 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
   }
   if (CountVote(job, rec.unit, peer, peer_id, r, effect)) {
     Decide(job, rec.unit, now, wall_now, effect);
+    const Unit& unit = job.units[rec.unit];
+    if (listener_ && unit.state == Unit::State::kPending && !unit.results.empty()) {
+      // Undecided: the vote must survive a restart. The first vote of an answer carries it.
+      const UnitResultRecord& vote = unit.results.back();
+      auto g = unit.groups.find(vote.hash);
+      const bool first = vote.outcome == proto::UnitOutcome::kOk && g != unit.groups.end() && g->second.first == 1;
+      listener_->OnVote(job, rec.unit, vote, first ? g->second.second : std::string());
+    }
   } else {
     FinishUnitIfDecided(job, rec.unit, effect);
   }
   MaybeFinishJob(job, wall_now, &effect);
+  FlushRecords();
   return effect;
 }
 
@@ -858,11 +907,7 @@ void Scheduler::AcceptUnit(Job& job, std::uint32_t ui, const std::string& hash, 
   }
   ++job.done;
   ++stats_.units_validated;
-  if (listener_) {
-    listener_->OnUnitValidated(job, ui);
-    for (const auto& rr : unit.results)
-      if (auto p = peers_.find(rr.peer); p != peers_.end()) listener_->OnPeerCredit(p->second);
-  }
+  if (listener_) listener_->OnUnitValidated(job, ui);
   effect.kind = ResultEffect::Kind::kUnitValidated;
   dirty_.insert(job.id);
 }
@@ -873,16 +918,18 @@ void Scheduler::CreditVoters(Job& job, std::uint32_t ui, const std::string& hash
     if (rr.outcome != proto::UnitOutcome::kOk) continue;
     auto p = peers_.find(rr.peer);
     if (rr.hash != hash) {
-      ++records_[rr.peer_id].invalid;
+      ++MutableRecord(rr.peer_id).invalid;
       if (p != peers_.end()) ++p->second.units_invalid;
       continue;
     }
     job.cpu_seconds += rr.cpu_seconds;
-    ++records_[rr.peer_id].validated;
+    PeerRecord& record = MutableRecord(rr.peer_id);
+    ++record.validated;
+    record.cpu_seconds_validated += rr.cpu_seconds;
     // Agreeing with an answer that the other voters alone make very likely right is as good as
     // passing a spot-check: the peer could not know its answer would be compared.
     if (job.policy.adaptive && GroupError(unit, hash, rr.peer_id) <= config_.credibility.agreement_check)
-      ++records_[rr.peer_id].checks_passed;
+      ++record.checks_passed;
     accepted_by_[rr.peer_id].emplace_back(job.id, ui);
     if (p != peers_.end()) {
       ++p->second.units_done;
@@ -916,7 +963,7 @@ void Scheduler::DecideStalled(TimePoint now, double wall_now, TickEffect& tick) 
 }
 
 void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_now) {
-  PeerRecord& rec = records_[peer_id];
+  PeerRecord& rec = MutableRecord(peer_id);
   ++rec.offences;
   ++stats_.offences;
   rec.checks_passed = 0;  // its credibility starts again from nothing
@@ -951,6 +998,7 @@ void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_n
     unit.accepted_hash.clear();
     --job.done;
     ++stats_.backtracked;
+    if (listener_) listener_->OnUnitReopened(job, ui);
     Requeue(job, ui);
     (void)wall_now;
   }
@@ -976,6 +1024,8 @@ void Scheduler::FinishUnitIfDecided(Job& job, std::uint32_t ui, ResultEffect& ef
   ++job.failed;
   ++stats_.units_failed;
   job.failures.push_back(proto::UnitFailure{ui, why});
+  undecided_quorums_.erase({job.id, ui});
+  if (listener_) listener_->OnUnitFailed(job, ui);
   dirty_.insert(job.id);
   (void)effect;
 }
@@ -1053,6 +1103,11 @@ TickEffect Scheduler::Tick(TimePoint now, double wall_now) {
     Withdraw(rec, /*forget_peer=*/false, /*requeue=*/true);  // the slow peer keeps its turn
   }
   DecideStalled(now, wall_now, effect);
+  FlushRecords();
+  if (wall_now > 0 && now >= next_retention_check_) {
+    ForgetOldJobs(wall_now);
+    next_retention_check_ = now + std::chrono::seconds(10);
+  }
   return effect;
 }
 
@@ -1078,6 +1133,10 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
     job->result = std::move(rj.result);
     job->failures = std::move(rj.failures);
     job->units_total_final = rj.units;
+    if (proto::IsFinal(job->state)) {  // what Info() reports of a finished job
+      job->done = job->state == proto::JobState::kDone ? rj.units : 0;
+      job->failed = job->failures.size();
+    }
     next_job_ = std::max(next_job_, rj.id + 1);
     if (job->task == nullptr) {
       if (!proto::IsFinal(job->state)) {
@@ -1107,6 +1166,7 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
             ++job->done;
           }
         }
+        RestoreUnitState(*job, rj);
         job->params.input.clear();
         job->spec.input.clear();
       }
@@ -1146,13 +1206,16 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
     for (std::uint32_t i = 0; i < job.units.size(); ++i) {
       Unit& u = job.units[i];
       if (u.state != Unit::State::kPending) continue;
-      const std::uint32_t have = static_cast<std::uint32_t>(u.in_flight.size());
+      std::uint32_t have = static_cast<std::uint32_t>(u.in_flight.size());
+      for (const auto& rr : u.results) have += rr.outcome == proto::UnitOutcome::kOk ? 1 : 0;
       if (have == 0 && u.peers.empty() && job.policy.replicas > 0) {
         job.fresh.push_back(i);  // never given to anyone: any peer may take it
         u.queued = job.policy.replicas;
         continue;
       }
-      for (std::uint32_t r = have; r < job.policy.replicas; ++r) {
+      // Votes restored but undecided, nothing in flight: at least one more copy.
+      const std::uint32_t want = std::max(job.policy.replicas, u.in_flight.empty() ? have + 1 : have);
+      for (std::uint32_t r = have; r < want; ++r) {
         job.ready.push_back(i);
         ++u.queued;
       }
@@ -1162,6 +1225,42 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredL
   }
   work_added_ = true;
   return OkStatus();
+}
+
+void Scheduler::RestoreUnitState(Job& job, RecoveredJob& rj) {
+  // Failed units, votes and checkpoints of the job's undecided units, as committed.
+  for (auto& [ui, reason] : rj.failed_units) {
+    if (ui >= job.units.size() || job.units[ui].state != Unit::State::kPending) continue;
+    Unit& u = job.units[ui];
+    u.state = Unit::State::kFailed;
+    u.failure = reason;
+    ++job.failed;
+    job.failures.push_back(proto::UnitFailure{ui, reason});
+  }
+  for (auto& v : rj.votes) {
+    if (v.unit >= job.units.size() || job.units[v.unit].state != Unit::State::kPending) continue;
+    Unit& u = job.units[v.unit];
+    UnitResultRecord rr = v.record;
+    rr.peer = HandleFor(rr.peer_id);
+    u.peers.insert(rr.peer);  // it ran the unit: the distinct-peer rule holds across restarts
+    ++u.issued;
+    if (rr.outcome == proto::UnitOutcome::kFailed) {
+      ++u.errors;
+    } else {
+      auto& group = u.groups[rr.hash];
+      if (group.second.empty()) group.second = std::move(v.payload);
+      ++group.first;
+      if (job.policy.adaptive && group.first >= job.policy.quorum) undecided_quorums_.emplace(job.id, v.unit);
+    }
+    u.results.push_back(std::move(rr));
+  }
+  for (auto& cp : rj.checkpoints) {
+    if (cp.unit >= job.units.size() || job.units[cp.unit].state != Unit::State::kPending) continue;
+    Unit& u = job.units[cp.unit];
+    u.checkpoint = std::move(cp.state);
+    u.checkpoint_fraction = cp.fraction;
+    u.checkpoint_peer = cp.peer_id;
+  }
 }
 
 std::vector<JobId> Scheduler::TakeDirtyJobs() {

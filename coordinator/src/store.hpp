@@ -5,6 +5,7 @@
 // Schema: docs/architecture.md ("Durability").
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,13 +25,20 @@ class Store final : public SchedulerListener {
   ~Store() override;
 
   struct Loaded {
-    std::vector<RecoveredJob> jobs;
+    std::vector<RecoveredJob> jobs;  // with their validated units, votes, failed units, checkpoints
     std::vector<RecoveredLease> leases;
+    std::vector<std::pair<std::string, PeerRecord>> records;  // peers' credibility and credit
     JobId next_job = 1;
   };
-  /// Reads back every job, validated unit and open lease. `wall_now` turns stored deadlines into
-  /// time remaining.
-  Result<Loaded> Load(double wall_now);
+  /// Which finished jobs are kept (the rest are deleted, not loaded).
+  struct Retention {
+    std::size_t max_finished = 10000;  // Default: 10000
+    double seconds = 7 * 86400.0;      // Default: 7 days
+  };
+  /// Reads back every unfinished job with its state, the finished jobs within `keep`, open leases
+  /// and peer records. `wall_now` turns stored deadlines into time remaining.
+  Result<Loaded> Load(double wall_now, const Retention& keep);
+  Result<Loaded> Load(double wall_now) { return Load(wall_now, Retention{}); }
 
   /// Writes everything buffered since the last call in one transaction.
   Status Commit();
@@ -45,7 +53,12 @@ class Store final : public SchedulerListener {
   void OnJobFinished(const Job& job) override;
   void OnLeaseIssued(const LeaseRecord& lease, const std::string& peer_id) override;
   void OnLeaseSettled(LeaseId lease) override;
-  void OnPeerCredit(const Peer& peer) override;
+  void OnPeerRecord(const std::string& peer_id, const PeerRecord& record) override;
+  void OnVote(const Job& job, std::uint32_t unit, const UnitResultRecord& vote, const std::string& payload) override;
+  void OnUnitFailed(const Job& job, std::uint32_t unit) override;
+  void OnUnitReopened(const Job& job, std::uint32_t unit) override;
+  void OnCheckpoint(const Job& job, std::uint32_t unit) override;
+  void OnJobForgotten(JobId job) override;
 
   /// Wall-clock now, used to store lease deadlines (settable for tests).
   double (*wall_clock)() = &WallSeconds;
@@ -53,6 +66,12 @@ class Store final : public SchedulerListener {
  private:
   Store() = default;
   Status Exec(const char* sql);
+  Result<int> SchemaVersion();
+  /// Creates a new store or upgrades an older one (docs/architecture.md, "Durability").
+  Status Migrate(const std::string& path);
+  Status AddBlobVersions();
+  Status DropExpiredJobs(double wall_now, const Retention& keep);
+  void LoadUnitState(const std::map<JobId, std::size_t>& index, Loaded& out);
   void Begin();
   sqlite3_stmt* Prepare(const char* sql);
   void Fail(const char* what);
@@ -64,6 +83,10 @@ class Store final : public SchedulerListener {
   sqlite3_stmt *insert_job_ = nullptr, *insert_unit_ = nullptr, *finish_job_ = nullptr, *delete_units_ = nullptr;
   sqlite3_stmt *insert_lease_ = nullptr, *delete_lease_ = nullptr, *upsert_peer_ = nullptr;
   sqlite3_stmt *delete_job_leases_ = nullptr;
+  sqlite3_stmt *insert_vote_ = nullptr, *delete_unit_votes_ = nullptr, *insert_failed_ = nullptr;
+  sqlite3_stmt *upsert_checkpoint_ = nullptr, *delete_unit_checkpoint_ = nullptr, *delete_unit_ = nullptr;
+  sqlite3_stmt *delete_job_ = nullptr;
+  std::vector<sqlite3_stmt*> delete_job_rows_;
 };
 
 }  // namespace sparecycles::coordinator

@@ -202,11 +202,12 @@ Result<double> ParseSeconds(std::string_view text) {
   else if (ends("s")) { s.pop_back(); }
   else if (ends("m")) { mult = 60; s.pop_back(); }
   else if (ends("h")) { mult = 3600; s.pop_back(); }
+  else if (ends("d")) { mult = 86400; s.pop_back(); }
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(s.c_str(), &end);
   if (s.empty() || end != s.c_str() + s.size() || errno != 0 || !std::isfinite(v) || v < 0)
-    return InvalidArgument("'" + std::string(text) + "' is not a duration (e.g. 500ms, 30s, 2m)");
+    return InvalidArgument("'" + std::string(text) + "' is not a duration (e.g. 500ms, 30s, 2m, 12h, 7d)");
   return v * mult;
 }
 

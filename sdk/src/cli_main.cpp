@@ -13,6 +13,7 @@
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/sdk/client.hpp"
 #include "sparecycles/tasks/task.hpp"
+#include "cli_views.hpp"  // terminal views: progress rate/ETA, top
 
 using namespace sparecycles;
 
@@ -28,6 +29,7 @@ constexpr const char* kUsage =
     "  cancel JOB                       cancel a job (its running units stop on the peers)\n"
     "  jobs                             list the coordinator's jobs\n"
     "  peers                            list the connected peers\n"
+    "  top                              jobs and peers, live (--once for watch)\n"
     "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n"
     "  key new                          create a publisher key for signing task packages\n"
     "  package build|sign|verify|inspect|test  make, check and try task packages (.scpkg)\n\n"
@@ -160,9 +162,9 @@ class ProgressBar {
     const double frac = i.units_total ? static_cast<double>(i.units_done) / static_cast<double>(i.units_total) : 0;
     const int width = 30, filled = static_cast<int>(frac * width);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    std::fprintf(stderr, "\r[%s%s] %llu/%llu units, %llu running  %.1f s ", std::string(filled, '#').c_str(),
-                 std::string(width - filled, '.').c_str(), static_cast<unsigned long long>(i.units_done),
-                 static_cast<unsigned long long>(i.units_total), static_cast<unsigned long long>(i.units_running), secs);
+    meter_.Add(secs, i.units_done);  // terminal views: rate and ETA (cli_views.hpp)
+    std::fprintf(stderr, "\r[%s%s] %s", std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                 cli::ProgressText(i, meter_, secs).c_str());
     drawn_ = true;
   }
   void Finish() {
@@ -177,6 +179,7 @@ class ProgressBar {
   bool drawn_ = false;
   std::mutex mu_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  cli::RateMeter meter_;
 };
 
 int PrintResult(const Options& o, const JobResult& r, double seconds) {
@@ -412,6 +415,34 @@ int Tasks(const std::vector<std::string>& args) {
 
 }  // namespace
 
+// `sparecycles top`: options here, the view in cli_views.cpp.
+static int TopCommand(const std::vector<std::string>& args) {
+  Options o("sparecycles top [options]",
+            "Shows the coordinator's jobs (progress, units/s, ETA) and peers (state, cores, units/s,\n"
+            "credibility), refreshed in place. --once prints one frame, for `watch sparecycles top --once`.",
+            "SPARECYCLES_");
+  AddConnectionOptions(o);
+  o.Add("interval", "1s", "Time between refreshes.");
+  o.Add("iterations", "0", "Stop after this many refreshes; 0 = until Ctrl-C.");
+  o.AddFlag("once", "Print one frame and exit (rates need two frames: shown as 0).");
+  if (Status s = o.Parse(args); !s.ok()) return Usage(s.message());
+  if (o.HelpRequested()) {
+    std::cout << o.Help();
+    return 0;
+  }
+  auto interval = ParseSeconds(o.Get("interval"));
+  auto iterations = o.GetInt("iterations", 0, 1000000);
+  if (!interval.ok() || *interval < 0.05) return Usage("--interval: at least 50ms");
+  if (!iterations.ok()) return Usage(iterations.status().message());
+  auto client = ConnectFrom(o);
+  if (!client.ok()) return Report(client.status());
+  cli::TopOptions t;
+  t.interval_seconds = *interval;
+  t.iterations = static_cast<int>(*iterations);
+  t.once = o.Flag("once");
+  return cli::Top(*client, t);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
     std::cout << kUsage;
@@ -424,6 +455,7 @@ int main(int argc, char** argv) {
   if (cmd == "tasks") return Tasks(args);
   if (cmd == "key") return cli::KeyCommand(args);
   if (cmd == "package") return cli::PackageCommand(args);
+  if (cmd == "top") return TopCommand(args);  // terminal views
   if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers") return Simple(cmd, args);
   return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
 }

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <iomanip>
 #include <map>
+#include <random>
 #include <regex>
 #include <set>
 
@@ -294,4 +295,63 @@ TEST_CASE("a volunteer-pool job survives a killed worker followed by a killed co
   REQUIRE_MESSAGE(r.ok(), cluster.Logs());
   CHECK_MESSAGE(r->info.state == JobState::kDone, cluster.Logs());
   CHECK(r->json.find("\"units\":8") != std::string::npos);
+}
+
+TEST_CASE("a replicated job survives the coordinator killed at 20 random moments; credit survives too") {
+  // Fixed replication (2 copies, quorum 2). Acknowledged results must never be computed again by
+  // the peer that sent them, and the peers' validated credit, kept in the store, must add up to
+  // every unit's two voters at the end, however many coordinator lives it took.
+  TempDir data;
+  Cluster cluster(2, {"--data", data.path(), "--backups", "off", "--replicas", "2", "--quorum", "2", "--adaptive", "off"},
+                  1, {"--log-level", "debug"});
+  REQUIRE(cluster.ok());
+  Client client = Connect(cluster);
+  REQUIRE(WaitPeers(client, 2));
+  const int units = 200;
+  auto job = client.Submit(Spin(units, 25));
+  REQUIRE(job.ok());
+  std::mt19937 rng(20261201);
+  int kills = 0;
+  for (; kills < 20; ++kills) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 400));
+    auto st = client.Status(job->id());
+    if (st.ok() && st->state == JobState::kDone) break;
+    cluster.coordinator().Signal(SIGKILL);
+    cluster.coordinator().Wait(5s);
+    REQUIRE(cluster.RestartCoordinator());
+  }
+  auto r = job->Wait(120s);
+  REQUIRE_MESSAGE(r.ok(), cluster.Logs());
+  CHECK(r->info.state == JobState::kDone);
+  CHECK(r->json.find("\"units\":" + std::to_string(units)) != std::string::npos);
+  CHECK(kills >= 10);  // the job was long enough for most of the kills to land mid-job
+
+  int recomputed_after_ack = 0, runs = 0;
+  const std::regex finished(R"(finished unit (\d+/\d+) lease (\d+))"), acked(R"(acked lease (\d+))");
+  for (std::size_t w = 0; w < cluster.workers(); ++w) {
+    std::map<std::string, std::string> unit_of;
+    std::set<std::string> acked_units;
+    std::istringstream in(cluster.worker(w).Stderr());
+    for (std::string line; std::getline(in, line);) {
+      std::smatch m;
+      if (std::regex_search(line, m, finished)) {
+        ++runs;
+        if (acked_units.contains(m[1])) ++recomputed_after_ack;
+        unit_of[m[2]] = m[1];
+      } else if (std::regex_search(line, m, acked) && unit_of.contains(m[1])) {
+        acked_units.insert(unit_of[m[1]]);
+      }
+    }
+  }
+  CHECK(recomputed_after_ack == 0);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((data.path() + "/coordinator.db").c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT sum(units_done) FROM peers", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(sqlite3_column_int64(st, 0) == 2 * units);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  MESSAGE("coordinator killed " << kills << " times during " << units << " units x 2 replicas: " << runs
+                                << " unit runs for " << 2 * units << " needed");
 }

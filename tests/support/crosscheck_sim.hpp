@@ -46,7 +46,7 @@ class WrongCounter final : public coordinator::SchedulerListener {
   void OnJobFinished(const coordinator::Job&) override {}
   void OnLeaseIssued(const coordinator::LeaseRecord&, const std::string&) override {}
   void OnLeaseSettled(coordinator::LeaseId) override {}
-  void OnPeerCredit(const coordinator::Peer&) override {}
+  void OnPeerRecord(const std::string&, const coordinator::PeerRecord&) override {}
 };
 
 inline SimResult RunSimulation(const SimConfig& cfg) {

@@ -595,3 +595,27 @@ TEST_CASE("a job that cannot progress says why: no peer, paused peers, every pee
   f.Peer("b");
   CHECK(f.s->Info(*job).waiting.empty());
 }
+
+TEST_CASE("a peer whose expired lease it no longer runs may take the unit again") {
+  // Found by the nemesis test: c's lease on the unit expired (requeued, c keeping its turn), then
+  // c reconnected without it. c still counted as having run the unit, and with b's vote in, no
+  // connected peer was left to give the second one.
+  Fixture f;
+  const PeerHandle b = f.Peer("b"), c = f.Peer("c");
+  const JobId id = f.Submit(1, 2, 2);
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  auto lc = f.s->Lease(c, 1, f.clock.Now());
+  REQUIRE(lb.size() == 1);
+  REQUIRE(lc.size() == 1);
+  f.Deliver(b, f.Honest(lb[0]));
+  f.clock.Advance(std::chrono::seconds(31));
+  f.s->Touch(b, f.clock.Now());
+  f.s->Touch(c, f.clock.Now());
+  CHECK(f.s->Tick(f.clock.Now()).expired_leases.size() == 1);
+  f.s->ReconcileLeases(c, {}, f.clock.Now());  // c says hello again, running nothing
+  auto again = f.s->Lease(c, 1, f.clock.Now());
+  REQUIRE(again.size() == 1);
+  CHECK(f.Deliver(c, f.Honest(again[0])).kind == ResultEffect::Kind::kUnitValidated);
+  CHECK(f.s->FindJob(id)->state == proto::JobState::kDone);
+  CHECK(f.Answer(id) == SumSquares(1));
+}

@@ -21,6 +21,7 @@
 #include "sparecycles/worker/status.hpp"
 #include "sparecycles/worker/worker.hpp"
 #include "cluster_profile.hpp"
+#include "volunteer_page.hpp"  // the volunteer page (HTTP)
 
 using namespace sparecycles;
 
@@ -204,8 +205,11 @@ int main(int argc, char** argv) {
   opt.Add("sample-interval", "1s", "How often the machine's load is measured.");
   opt.Add("pause-limit", "5m", "Hand running units back to the coordinator after a pause this long.");
   opt.Add("checkpoint-interval", "10s", "How often long units save their state (locally and at the coordinator).");
-  opt.Add("clients", "", "status only: the coordinator's client endpoint, to show validated CPU-seconds.");
+  opt.Add("clients", "", "The coordinator's client endpoint, to show validated CPU-seconds (status, --http page).");
   opt.Add("grace", "0s", "On SIGTERM, let running units finish for up to this long, then hand the rest back.");
+  opt.Add("http", "", "127.0.0.1:PORT (loopback only) for the volunteer page: pause/resume, preferences saved to\n"
+          "      --config, and /metrics; port 0 = any free one; empty = off.");
+  opt.Add("endpoints-file", "", "With --http: write the page's address here once bound (for scripts and tests).");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -287,6 +291,22 @@ int main(int argc, char** argv) {
   auto grace = ParseSeconds(opt.Get("grace"));
   if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
   cfg.leave_grace = FromSeconds(*grace);
+  std::unique_ptr<worker::VolunteerPage> page;  // the volunteer page (HTTP side)
+  if (!opt.Get("http").empty()) {
+    worker::VolunteerPageConfig pc;
+    pc.bind = opt.Get("http");
+    pc.config_file = opt.Get("config");
+    pc.clients_endpoint = opt.Get("clients");
+    pc.preferences = *cfg.preferences;
+    for (const char* name : {"cores", "pause-above", "resume-below", "idle-time", "throttle", "hours", "on-battery",
+                             "max-memory", "min-free-memory"})
+      pc.values[name] = opt.Get(name);
+    cfg.control = std::make_shared<worker::OwnerControl>();
+    page = std::make_unique<worker::VolunteerPage>(std::move(pc), cfg.control);
+    if (Status s = page->Start(); !s.ok()) return Fail(s);
+    if (!opt.Get("endpoints-file").empty())
+      if (Status s = WriteFileAtomic(opt.Get("endpoints-file"), "http " + page->url() + "\n"); !s.ok()) return Fail(s);
+  }
   worker::Worker w(cfg, tasks::Registry::BuiltIn());
   if (Status s = w.Start(); !s.ok()) return Fail(s);
   g_worker = &w;

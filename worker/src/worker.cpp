@@ -15,19 +15,16 @@
 #include <thread>
 #include <unordered_map>
 
-#include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/task_arena.h>
-#include <oneapi/tbb/task_scheduler_observer.h>
-
 #include "checkpoint_store.hpp"
-#include "gate.hpp"
+#include "executor_in_process.hpp"
+#include "policy_driver.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/core/transport.hpp"
 #include "spool.hpp"
-#include "sparecycles/worker/status.hpp"
+#include "status_writer.hpp"
 
 namespace sparecycles::worker {
 
@@ -50,143 +47,6 @@ std::uint64_t TotalMemoryBytes() {
 
 namespace {
 
-// What a kernel sees while it runs: progress goes to heartbeats and the status file; Progress()
-// is where the unit waits while the worker is paused or throttled (the thread gate) and where it
-// stops when cancelled or handed back; checkpoints go to the local store at once and are queued
-// for upload by the loop thread.
-class UnitCtx final : public tasks::UnitContext {
- public:
-  UnitCtx(proto::Lease lease, ThreadGate* gate, const CheckpointStore* store, std::optional<std::string> resume,
-          float resumed_from, Duration checkpoint_interval)
-      : lease_(std::move(lease)),
-        gate_(gate),
-        store_(store),
-        resume_(std::move(resume)),
-        resumed_from_(resumed_from),
-        interval_(checkpoint_interval),
-        last_checkpoint_(SteadyClock::Instance().Now().time_since_epoch().count()),
-        closings_seen_(gate ? gate->closings() : 0) {}
-
-  void Progress(double fraction) override {
-    const float f = static_cast<float>(std::clamp(fraction, 0.0, 1.0));
-    progress_.store(f, std::memory_order_relaxed);
-    float unset = -1;
-    first_progress_.compare_exchange_strong(unset, f, std::memory_order_relaxed);
-    if (cancel_.load(std::memory_order_relaxed)) throw tasks::UnitCancelled{reason()};
-    if (gate_ != nullptr &&
-        !gate_->Pass([&] { return cancel_.load(std::memory_order_relaxed); },
-                     [&](bool w) { waiting_.fetch_add(w ? 1 : -1, std::memory_order_relaxed); }))
-      throw tasks::UnitCancelled{reason()};
-  }
-  bool StopRequested() const override { return cancel_.load(std::memory_order_relaxed); }
-  std::optional<std::string> ResumeState() const override { return resume_; }
-  bool CheckpointDue() const override {
-    if (interval_ <= Duration::zero()) return false;
-    const auto now = SteadyClock::Instance().Now().time_since_epoch().count();
-    if (now - last_checkpoint_.load(std::memory_order_relaxed) >= interval_.count()) return true;
-    // The gate narrowed since the last checkpoint: this unit may be about to wait, or be handed
-    // back; save first.
-    return gate_ != nullptr && gate_->closings() != closings_seen_.load(std::memory_order_relaxed);
-  }
-  void Checkpoint(std::string_view state) override {
-    if (state.size() > proto::kMaxCheckpointBytes) {
-      if (!too_big_logged_.exchange(true))
-        SC_LOG(Warn) << "unit " << lease_.job_id << "/" << lease_.unit_index << ": a checkpoint of " << state.size()
-                     << " bytes is above the limit; not saved";
-      return;
-    }
-    std::lock_guard lock(mu_);
-    last_checkpoint_.store(SteadyClock::Instance().Now().time_since_epoch().count(), std::memory_order_relaxed);
-    if (gate_ != nullptr) closings_seen_.store(gate_->closings(), std::memory_order_relaxed);
-    const float f = progress();
-    if (store_ != nullptr) store_->Save(lease_, f, state);
-    upload_ = proto::Checkpoint{lease_.lease_id, lease_.job_id, lease_.unit_index, f, std::string(state)};
-    ++saved_;
-  }
-
-  /// The newest checkpoint not yet uploaded (loop thread).
-  std::optional<proto::Checkpoint> TakeUpload() {
-    std::lock_guard lock(mu_);
-    auto out = std::move(upload_);
-    upload_.reset();
-    return out;
-  }
-  std::uint64_t TakeSavedCount() {
-    std::lock_guard lock(mu_);
-    return std::exchange(saved_, 0);
-  }
-
-  void Cancel(std::string why, bool hand_back) {
-    {
-      std::lock_guard lock(mu_);
-      reason_ = std::move(why);
-    }
-    handed_back_.store(hand_back);
-    cancel_.store(true);
-    if (gate_ != nullptr) gate_->Wake();
-  }
-  bool handed_back() const { return handed_back_.load(); }
-  /// Set by the arena thread when the unit begins; until then it waits in the arena's queue.
-  void MarkStarted() { started_.store(true, std::memory_order_relaxed); }
-  bool started() const { return started_.load(std::memory_order_relaxed); }
-  std::string CancelReason() const { return reason(); }
-  float progress() const { return progress_.load(std::memory_order_relaxed); }
-  bool waiting() const { return waiting_.load(std::memory_order_relaxed) > 0; }
-  bool resumed() const { return resume_.has_value(); }
-  /// The progress the unit resumed at: the stored figure, else its first report (< 0 = not resumed).
-  float resumed_from() const {
-    if (!resume_) return -1;
-    if (resumed_from_ >= 0) return resumed_from_;
-    return std::max(0.0f, first_progress_.load(std::memory_order_relaxed));
-  }
-  const proto::Lease& lease() const { return lease_; }
-
- private:
-  std::string reason() const {
-    std::lock_guard lock(mu_);
-    return reason_.empty() ? "cancelled" : reason_;
-  }
-
-  const proto::Lease lease_;  // without its checkpoint bytes
-  ThreadGate* const gate_;
-  const CheckpointStore* const store_;
-  const std::optional<std::string> resume_;
-  const float resumed_from_;
-  const Duration interval_;
-  std::atomic<float> progress_{0}, first_progress_{-1};
-  std::atomic<bool> cancel_{false}, handed_back_{false}, too_big_logged_{false}, started_{false};
-  std::atomic<int> waiting_{0};
-  std::atomic<std::int64_t> last_checkpoint_;
-  std::atomic<std::uint64_t> closings_seen_;
-  mutable std::mutex mu_;
-  std::string reason_;
-  std::optional<proto::Checkpoint> upload_;
-  std::uint64_t saved_ = 0;
-};
-
-double ProcessCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-// Every thread entering the worker's arena runs at SCHED_IDLE: it gets CPU only when nothing else
-// wants it. (Linux: scheduling policy and nice value are per thread, inherited by new threads.)
-class IdleThreadObserver final : public tbb::task_scheduler_observer {
- public:
-  explicit IdleThreadObserver(tbb::task_arena& arena) : tbb::task_scheduler_observer(arena) { observe(true); }
-  ~IdleThreadObserver() override { observe(false); }
-  void on_scheduler_entry(bool) override {
-#ifdef SCHED_IDLE
-    sched_param sp{};
-    sp.sched_priority = 0;
-    (void)sched_setscheduler(0, SCHED_IDLE, &sp);
-#endif
-    (void)setpriority(PRIO_PROCESS, 0, 19);
-  }
-};
-
 // nice 19 for every thread of the process that exists now; threads started later inherit it.
 void LowerProcessPriority() {
   std::error_code ec;
@@ -199,11 +59,19 @@ void LowerProcessPriority() {
 
 }  // namespace
 
+// The coordinator session: connects, says Hello, keeps the standing work request, capacity and
+// heartbeats current, hands leases to the executor and sends its results until acknowledged.
+// The executor runs the units, the policy driver (with owner preferences) says how many cores may
+// be used, the status writer shows it all to the owner.
 struct Worker::Impl {
   Impl(WorkerConfig c, const tasks::Registry& r)
-      : config(std::move(c)), registry(r), store(config.state_dir.empty() ? "" : config.state_dir + "/checkpoints") {}
+      : config(std::move(c)),
+        clock(*config.clock),
+        registry(r),
+        store(config.state_dir.empty() ? "" : config.state_dir + "/checkpoints") {}
 
   WorkerConfig config;
+  const Clock& clock;
   const tasks::Registry& registry;
   std::string peer_id;
   proto::Hello hello;
@@ -212,33 +80,22 @@ struct Worker::Impl {
   net::WireStats wire;
   net::EventFd wake;
   std::atomic<bool> stop{false};
-  std::unique_ptr<tbb::global_control> parallelism;
-  std::unique_ptr<tbb::task_arena> arena;
-  std::unique_ptr<IdleThreadObserver> idle_observer;  // after `arena`: destroyed first
-  unsigned slots = 1;  // the most cores this worker uses (the arena's size)
-  std::unique_ptr<ThreadGate> gate;
+  unsigned slots = 1;  // the most cores this worker uses (the executor's size)
   CheckpointStore store;
+  std::optional<PolicyDriver> driver;  // with owner preferences
+  Decision fixed_decision;             // without: all slots, always running
+  std::optional<StatusWriter> status_writer;
+  std::unique_ptr<Executor> executor;  // after `store` and `wake`, which its units use
 
-  // Owner preferences (when configured).
-  std::optional<Policy> policy;
-  std::shared_ptr<CapacityProbe> probe;
-  Readings readings;
-  Decision decision;  // what the worker may use now
-  TimePoint last_sample{};
-  std::optional<TimePoint> paused_since;
-  bool handed_back_this_pause = false;
-
-  struct Running {
-    proto::Lease lease;
-    std::shared_ptr<UnitCtx> ctx;
-  };
   std::deque<proto::Lease> waiting;                  // prefetched, not started
   double unit_seconds_avg = -1;                      // moving average of units' wall time
   // Units shorter than this run back to back: the loop thread queues several per slot in the
-  // arena, so an arena thread never waits for the loop thread between two of them, and their
+  // executor, so its threads never wait for the loop thread between two of them, and their
   // CPU time is not measured one by one (two getrusage calls would cost more than the unit).
   static constexpr double kShortUnitSeconds = 0.002;
-  std::atomic<bool> short_units{false};  // unit_seconds_avg < kShortUnitSeconds (read by arena threads)
+  bool short_units = false;  // unit_seconds_avg < kShortUnitSeconds
+
+  const Decision& decision() const { return driver ? driver->decision() : fixed_decision; }
 
   // Units held beyond the slots: at least config.prefetch; more when units are short, so that
   // about 20 ms of work per slot is always at hand and a round trip to the coordinator never
@@ -248,14 +105,8 @@ struct Worker::Impl {
     const double want = 0.02 / std::max(unit_seconds_avg, 1e-6) * std::max(1u, slots);
     return std::clamp<std::size_t>(static_cast<std::size_t>(want), config.prefetch, 64);
   }
-  std::unordered_map<std::uint64_t, Running> running;
   std::unordered_map<std::uint64_t, proto::ResultMsg> unacked;  // sent, not yet acknowledged
   ResultSpool spool{config.state_dir.empty() ? "" : config.state_dir + "/spool"};
-
-  std::mutex done_mu;
-  std::condition_variable done_cv;
-  std::vector<proto::ResultMsg> done;  // completions from arena threads
-  int active_units = 0;                // guarded by done_mu
 
   bool welcomed = false;
   TimePoint hello_sent{}, last_heartbeat{}, last_status{}, last_capacity_sent{};
@@ -263,11 +114,6 @@ struct Worker::Impl {
   std::uint32_t last_request = UINT32_MAX;
   proto::Capacity last_capacity;
   bool capacity_sent = false;
-
-  // Totals shown by `sparecycles-worker status`, carried over from earlier runs.
-  double base_cpu_seconds = 0;
-  std::uint64_t base_units_done = 0;
-  double resumed_work = 0;
 
   mutable std::mutex stats_mu;
   WorkerStats stats;
@@ -302,7 +148,7 @@ struct Worker::Impl {
   void SendHello(TimePoint now) {
     // Everything this peer still holds: running, prefetched, and finished but not acknowledged.
     hello.running_leases.clear();
-    for (const auto& [id, r] : running) hello.running_leases.push_back(id);
+    for (const auto& u : executor->Units()) hello.running_leases.push_back(u.lease_id);
     for (const auto& l : waiting) hello.running_leases.push_back(l.lease_id);
     for (const auto& [id, r] : unacked) hello.running_leases.push_back(id);
     if (hello.running_leases.size() > proto::kMaxLeasesPerMessage) hello.running_leases.resize(proto::kMaxLeasesPerMessage);
@@ -313,6 +159,17 @@ struct Worker::Impl {
     ++stats.hellos_sent;
   }
 
+  // ------------------------------------------------------------------ from the coordinator
+  template <class M>
+  bool Decode(MsgType type, std::string_view body, M& msg) {
+    Status s = proto::Decode(body, msg);
+    if (!s.ok()) {
+      ++wire.bad_frames;
+      SC_LOG(Warn) << "dropped a bad " << proto::MsgTypeName(type) << ": " << s.ToString();
+    }
+    return s.ok();
+  }
+
   void OnFrame(zmq::message_t& m, TimePoint now) {
     std::string_view body;
     auto type = proto::ParseHeader({static_cast<const char*>(m.data()), m.size()}, body);
@@ -321,219 +178,146 @@ struct Worker::Impl {
       SC_LOG(Warn) << "dropped a bad frame from the coordinator: " << type.status().ToString();
       return;
     }
-    auto decode = [&](auto& msg) {
-      Status s = proto::Decode(body, msg);
-      if (!s.ok()) {
-        ++wire.bad_frames;
-        SC_LOG(Warn) << "dropped a bad " << proto::MsgTypeName(*type) << ": " << s.ToString();
-      }
-      return s.ok();
-    };
     switch (*type) {
-      case MsgType::kWelcome: {
-        proto::Welcome w;
-        if (!decode(w)) return;
-        const bool first = !welcomed;
-        welcomed = true;
-        heartbeat = std::chrono::milliseconds(std::clamp<std::uint32_t>(w.heartbeat_ms, 50, 600000));
-        if (first) SC_LOG(Info) << "connected to coordinator session " << w.session;
-        // Everything not yet acknowledged goes again: the coordinator may have restarted.
-        {
-          std::vector<const proto::ResultMsg*> again;
-          for (const auto& [id, r] : unacked) again.push_back(&r);
-          SendResults(again);
-        }
-        capacity_sent = false;
-        last_request = UINT32_MAX;
-        break;
-      }
-      case MsgType::kReject: {
-        proto::Reject r;
-        if (!decode(r)) return;
-        if (r.code == proto::RejectCode::kHelloFirst) {
-          if (now - hello_sent > std::chrono::milliseconds(200)) SendHello(now);
-        } else {
-          SC_LOG(Error) << "coordinator rejected us: " << r.message;
-          if (r.code == proto::RejectCode::kBadVersion) stop.store(true);
-        }
-        break;
-      }
-      case MsgType::kAssign: {
-        proto::Assign a;
-        if (!decode(a)) return;
-        for (auto& l : a.leases) waiting.push_back(std::move(l));
-        last_request = UINT32_MAX;  // the standing request changed
-        break;
-      }
-      case MsgType::kHeartbeat:  // the coordinator checking that we are still connected
-        break;
-      case MsgType::kAck: {
-        proto::Ack a;
-        if (!decode(a)) return;
-        for (auto id : a.lease_ids) {
-          unacked.erase(id);
-          spool.Remove(id);
-          SC_LOG(Debug) << "acked lease " << id;
-        }
-        break;
-      }
-      case MsgType::kCancelLeases: {
-        proto::CancelLeases c;
-        if (!decode(c)) return;
-        for (auto id : c.lease_ids) {
-          auto it = std::find_if(waiting.begin(), waiting.end(), [&](const auto& l) { return l.lease_id == id; });
-          if (it != waiting.end()) waiting.erase(it);
-          if (auto r = running.find(id); r != running.end()) r->second.ctx->Cancel(c.reason, /*hand_back=*/false);
-        }
-        break;
-      }
+      case MsgType::kWelcome: return OnWelcome(body);
+      case MsgType::kReject: return OnReject(body, now);
+      case MsgType::kAssign: return OnAssign(body);
+      case MsgType::kHeartbeat: return;  // the coordinator checking that we are still connected
+      case MsgType::kAck: return OnAck(body);
+      case MsgType::kCancelLeases: return OnCancelLeases(body);
       default:
         ++wire.bad_frames;
         SC_LOG(Warn) << "unexpected " << proto::MsgTypeName(*type) << " from the coordinator";
     }
   }
 
-  // Moves prefetched leases into the arena: one per free slot, and for short units a queue of up
-  // to the prefetch depth per slot, which the arena's threads work through without the loop.
+  void OnWelcome(std::string_view body) {
+    proto::Welcome w;
+    if (!Decode(MsgType::kWelcome, body, w)) return;
+    const bool first = !welcomed;
+    welcomed = true;
+    heartbeat = std::chrono::milliseconds(std::clamp<std::uint32_t>(w.heartbeat_ms, 50, 600000));
+    if (first) SC_LOG(Info) << "connected to coordinator session " << w.session;
+    // Everything not yet acknowledged goes again: the coordinator may have restarted.
+    std::vector<const proto::ResultMsg*> again;
+    for (const auto& [id, r] : unacked) again.push_back(&r);
+    SendResults(again);
+    capacity_sent = false;
+    last_request = UINT32_MAX;
+  }
+
+  void OnReject(std::string_view body, TimePoint now) {
+    proto::Reject r;
+    if (!Decode(MsgType::kReject, body, r)) return;
+    if (r.code == proto::RejectCode::kHelloFirst) {
+      if (now - hello_sent > std::chrono::milliseconds(200)) SendHello(now);
+    } else {
+      SC_LOG(Error) << "coordinator rejected us: " << r.message;
+      if (r.code == proto::RejectCode::kBadVersion) stop.store(true);
+    }
+  }
+
+  void OnAssign(std::string_view body) {
+    proto::Assign a;
+    if (!Decode(MsgType::kAssign, body, a)) return;
+    for (auto& l : a.leases) waiting.push_back(std::move(l));
+    last_request = UINT32_MAX;  // the standing request changed
+  }
+
+  void OnAck(std::string_view body) {
+    proto::Ack a;
+    if (!Decode(MsgType::kAck, body, a)) return;
+    for (auto id : a.lease_ids) {
+      unacked.erase(id);
+      spool.Remove(id);
+      SC_LOG(Debug) << "acked lease " << id;
+    }
+  }
+
+  void OnCancelLeases(std::string_view body) {
+    proto::CancelLeases c;
+    if (!Decode(MsgType::kCancelLeases, body, c)) return;
+    for (auto id : c.lease_ids) {
+      auto it = std::find_if(waiting.begin(), waiting.end(), [&](const auto& l) { return l.lease_id == id; });
+      if (it != waiting.end()) waiting.erase(it);
+      executor->Cancel(id, c.reason, /*hand_back=*/false);
+    }
+  }
+
+  // ------------------------------------------------------------------ units
+  // Moves prefetched leases into the executor: one per free slot, and for short units a queue of
+  // up to the prefetch depth per slot, which the executor works through without the loop.
   void StartUnits() {
-    const std::size_t ahead = short_units.load(std::memory_order_relaxed) ? EffectivePrefetch() : 0;
-    while (!waiting.empty() && running.size() < decision.slots + ahead) {
-      proto::Lease lease = std::move(waiting.front());
+    const std::size_t ahead = short_units ? EffectivePrefetch() : 0;
+    while (!waiting.empty() && executor->running() < decision().slots + ahead) {
+      UnitStart u{std::move(waiting.front()), std::nullopt, -1};
       waiting.pop_front();
+      proto::Lease& lease = u.lease;
       // A local checkpoint is this worker's own and at least as new as what it uploaded; one that
       // came with the lease was uploaded by a peer that held the unit before.
-      std::optional<std::string> resume;
-      float resumed_from = -1;
       if (auto local = store.Load(lease)) {
-        resume = std::move(local->state);
-        resumed_from = local->fraction;
+        u.resume = std::move(local->state);
+        u.resumed_from = local->fraction;
         SC_LOG(Info) << "unit " << lease.job_id << "/" << lease.unit_index << " resumes from a local checkpoint at "
-                     << static_cast<int>(resumed_from * 100) << "%";
+                     << static_cast<int>(u.resumed_from * 100) << "%";
       } else if (!lease.checkpoint.empty()) {
-        resume = std::move(lease.checkpoint);
+        u.resume = std::move(lease.checkpoint);
         SC_LOG(Info) << "unit " << lease.job_id << "/" << lease.unit_index
-                     << " resumes from a checkpoint uploaded to the coordinator (" << resume->size() << " bytes)";
+                     << " resumes from a checkpoint uploaded to the coordinator (" << u.resume->size() << " bytes)";
       }
       lease.checkpoint.clear();
       lease.checkpoint.shrink_to_fit();
-      if (resume) {
+      if (u.resume) {
         std::lock_guard lock(stats_mu);
         ++stats.units_resumed;
       }
-      auto uctx = std::make_shared<UnitCtx>(lease, gate.get(), store.enabled() ? &store : nullptr, std::move(resume),
-                                            resumed_from, config.checkpoint_interval);
-      const std::uint64_t id = lease.lease_id;
-      running.emplace(id, Running{lease, uctx});
-      {
-        std::lock_guard lock(done_mu);
-        ++active_units;
-      }
-      arena->enqueue([this, lease = std::move(lease), uctx] { Execute(lease, *uctx); });
+      executor->Start(std::move(u));
     }
   }
 
-  // Runs on an arena thread. Never throws: a kernel's exception fails its unit, not the worker.
-  void Execute(const proto::Lease& lease, UnitCtx& uctx) {
-    proto::ResultMsg r;
-    r.lease_id = lease.lease_id;
-    r.job_id = lease.job_id;
-    r.unit_index = lease.unit_index;
-    uctx.MarkStarted();
-    const auto t0 = std::chrono::steady_clock::now();
-    const bool measure_cpu = !short_units.load(std::memory_order_relaxed);
-    const double cpu0 = measure_cpu ? ProcessCpuSeconds() : 0;
-    try {
-      const tasks::Task* task = registry.Find(lease.task, lease.task_version);
-      // Cancelled or handed back while it waited in the arena's queue.
-      if (uctx.StopRequested()) throw tasks::UnitCancelled{uctx.CancelReason()};
-      if (task == nullptr) {
-        r.outcome = proto::UnitOutcome::kFailed;
-        r.error = "this worker cannot run task " + lease.task + " v" + std::to_string(lease.task_version);
-      } else {
-        auto out = task->Execute(lease.unit, uctx);
-        if (out.ok() && out->size() > proto::kMaxResultBytes) {
-          r.outcome = proto::UnitOutcome::kFailed;
-          r.error = "the unit's result is " + std::to_string(out->size()) + " bytes, above the limit of " +
-                    std::to_string(proto::kMaxResultBytes);
-        } else if (out.ok()) {
-          const Hash256 h = Blake2b256(task->Canonicalize(*out));
-          r.hash.assign(reinterpret_cast<const char*>(h.data()), h.size());
-          r.payload = std::move(*out);
-          r.outcome = proto::UnitOutcome::kOk;
-        } else {
-          r.outcome = proto::UnitOutcome::kFailed;
-          r.error = out.status().ToString();
-        }
-      }
-    } catch (const tasks::UnitCancelled& c) {
-      r.outcome = proto::UnitOutcome::kCancelled;
-      r.error = c.reason;
-    } catch (const std::exception& e) {
-      r.outcome = proto::UnitOutcome::kFailed;
-      r.error = std::string("kernel threw: ") + e.what();
-    } catch (...) {
-      r.outcome = proto::UnitOutcome::kFailed;
-      r.error = "kernel threw an unknown exception";
-    }
-    if (r.error.size() > proto::kMaxTextBytes) r.error.resize(proto::kMaxTextBytes);
-    r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // Units share the arena, so the process CPU time over the unit is shared out by slot count.
-    // A short unit is counted at its wall time: it ran on one thread from start to end.
-    r.cpu_seconds = measure_cpu ? std::max(0.0, ProcessCpuSeconds() - cpu0) / std::max(1u, slots) : r.wall_seconds;
-    bool first = false;
-    {
-      std::lock_guard lock(done_mu);
-      first = done.empty();
-      done.push_back(std::move(r));
-      --active_units;
-    }
-    done_cv.notify_all();
-    // The loop thread takes every completion at once: one wake-up per batch, not per unit.
-    if (first) wake.Wake();
-  }
-
-  void UploadCheckpoint(UnitCtx& ctx) {
-    auto cp = ctx.TakeUpload();
-    const std::uint64_t saved = ctx.TakeSavedCount();
+  void SendCheckpoint(std::optional<proto::Checkpoint>& cp, std::uint64_t saved) {
     if (cp && welcomed) Send(*cp);
     std::lock_guard lock(stats_mu);
     stats.checkpoints_saved += saved;
     if (cp && welcomed) ++stats.checkpoints_uploaded;
   }
 
-  void DrainCompletions() {
-    std::vector<proto::ResultMsg> batch;
-    std::vector<const proto::ResultMsg*> outgoing;  // this turn's results (point into `unacked`)
-    {
-      std::lock_guard lock(done_mu);
-      batch.swap(done);
+  void UploadCheckpoints() {
+    std::uint64_t saved = 0, uploaded = 0;
+    for (const auto& cp : executor->TakeCheckpoints(&saved)) {
+      if (!welcomed) continue;
+      Send(cp);
+      ++uploaded;
     }
-    for (auto& r : batch) {
-      auto it = running.find(r.lease_id);
-      bool handed_back = false, stopped_by_us = false;
-      if (it != running.end()) {
-        UnitCtx& ctx = *it->second.ctx;
-        handed_back = ctx.handed_back();
-        stopped_by_us = ctx.StopRequested() && !handed_back;
-        UploadCheckpoint(ctx);  // before the Result, so the coordinator has it when it requeues
-        if (r.outcome == proto::UnitOutcome::kOk && ctx.resumed()) {
-          resumed_work += ctx.resumed_from();
-          SC_LOG(Info) << "unit " << r.job_id << "/" << r.unit_index << " done after resuming at "
-                       << static_cast<int>(ctx.resumed_from() * 100) << "% (that much was not recomputed)";
-        }
-        // Finished, failed, or settled elsewhere: the local checkpoint has served. A unit handed
-        // back keeps it, in case it comes back here.
-        if (!handed_back && (r.outcome != proto::UnitOutcome::kCancelled || stopped_by_us)) store.Remove(it->second.lease);
-        running.erase(it);
+    std::lock_guard lock(stats_mu);
+    stats.checkpoints_saved += saved;
+    stats.checkpoints_uploaded += uploaded;
+  }
+
+  void CountFinished(const FinishedUnit& f) {
+    std::lock_guard lock(stats_mu);
+    const auto outcome = f.result.outcome;
+    if (outcome == proto::UnitOutcome::kOk) ++stats.units_done;
+    else if (outcome == proto::UnitOutcome::kFailed) ++stats.units_failed;
+    else if (f.handed_back) ++stats.units_returned;
+    else ++stats.units_cancelled;
+    stats.cpu_seconds += f.result.cpu_seconds;
+  }
+
+  void DrainCompletions() {
+    std::vector<const proto::ResultMsg*> outgoing;  // this turn's results (point into `unacked`)
+    for (FinishedUnit& f : executor->TakeFinished()) {
+      proto::ResultMsg& r = f.result;
+      SendCheckpoint(f.checkpoint, f.checkpoints_saved);  // before the Result, so the coordinator has it when it requeues
+      if (r.outcome == proto::UnitOutcome::kOk && f.resumed) {
+        if (status_writer) status_writer->AddResumedWork(f.resumed_from);
+        SC_LOG(Info) << "unit " << r.job_id << "/" << r.unit_index << " done after resuming at "
+                     << static_cast<int>(f.resumed_from * 100) << "% (that much was not recomputed)";
       }
-      {
-        std::lock_guard lock(stats_mu);
-        if (r.outcome == proto::UnitOutcome::kOk) ++stats.units_done;
-        else if (r.outcome == proto::UnitOutcome::kFailed) ++stats.units_failed;
-        else if (handed_back) ++stats.units_returned;
-        else ++stats.units_cancelled;
-        stats.cpu_seconds += r.cpu_seconds;
-      }
+      // Finished, failed, or settled elsewhere: the local checkpoint has served. A unit handed
+      // back keeps it, in case it comes back here.
+      if (!f.handed_back && (r.outcome != proto::UnitOutcome::kCancelled || f.stopped_by_us)) store.Remove(f.lease);
+      CountFinished(f);
       if (r.outcome == proto::UnitOutcome::kOk) {
         // Follows shorter units at once (a new job of tiny units runs back to back from its first
         // batch), longer ones gradually. Over-queueing cannot follow: the coordinator prefetches
@@ -541,11 +325,12 @@ struct Worker::Impl {
         unit_seconds_avg = unit_seconds_avg < 0 || r.wall_seconds < unit_seconds_avg
                                ? r.wall_seconds
                                : 0.9 * unit_seconds_avg + 0.1 * r.wall_seconds;
-        short_units.store(unit_seconds_avg < kShortUnitSeconds, std::memory_order_relaxed);
+        short_units = unit_seconds_avg < kShortUnitSeconds;
+        executor->SetShortUnits(short_units);
       }
       if (r.outcome == proto::UnitOutcome::kFailed)
         SC_LOG(Warn) << "unit " << r.job_id << "/" << r.unit_index << " failed: " << r.error;
-      if (stopped_by_us && r.outcome == proto::UnitOutcome::kCancelled) continue;  // coordinator knows
+      if (f.stopped_by_us && r.outcome == proto::UnitOutcome::kCancelled) continue;  // coordinator knows
       // On disk before it leaves: a crash between here and the Ack must not lose the work.
       if (r.outcome != proto::UnitOutcome::kCancelled) spool.Put(r);
       SC_LOG(Debug) << "finished unit " << r.job_id << "/" << r.unit_index << " lease " << r.lease_id;
@@ -558,10 +343,11 @@ struct Worker::Impl {
   // Hands every unit back to the coordinator (a pause went on too long): running units stop at
   // their next Progress() call and report kCancelled; prefetched ones go back at once.
   void HandBack(TimePoint now) {
+    const auto paused_since = driver ? driver->paused_since() : std::nullopt;
     const double paused_for = paused_since ? Seconds(now - *paused_since) : 0;
     const std::string why = "handed back after a pause of " + std::to_string(static_cast<int>(paused_for)) + " s";
-    SC_LOG(Info) << why << ": " << running.size() << " running and " << waiting.size() << " prefetched units";
-    for (auto& [id, r] : running) r.ctx->Cancel(why, /*hand_back=*/true);
+    SC_LOG(Info) << why << ": " << executor->running() << " running and " << waiting.size() << " prefetched units";
+    executor->CancelAll(why, /*hand_back=*/true);
     std::vector<const proto::ResultMsg*> outgoing;
     for (const auto& l : waiting) {
       proto::ResultMsg r;
@@ -580,56 +366,36 @@ struct Worker::Impl {
     last_request = UINT32_MAX;
   }
 
-  // Samples the machine and lets the policy decide how many cores the worker may use now.
+  // ------------------------------------------------------------------ owner's preferences
   void Sample(TimePoint now, bool force) {
-    if (!policy) return;
-    if (!force && now - last_sample < config.sample_interval) return;
-    last_sample = now;
-    readings = probe->Sample();
-    const Decision d = policy->Evaluate(readings, now, config.local_time ? config.local_time() : LocalTimeNow());
-    if (d.state != decision.state || d.slots != decision.slots) {
-      if (d.state == proto::PeerState::kPaused)
-        SC_LOG(Info) << "paused: " << d.reason;
-      else if (d.state == proto::PeerState::kThrottled)
-        SC_LOG(Info) << "throttled to " << d.slots << " of " << slots << " cores: " << d.reason;
-      else
-        SC_LOG(Info) << "running on " << d.slots << " cores";
-      gate->SetAllowed(d.slots);
-      if (d.state == proto::PeerState::kPaused) {
-        if (!paused_since) paused_since = now;
-      } else {
-        paused_since.reset();
-        handed_back_this_pause = false;
-      }
-      decision = d;
+    if (!driver) return;
+    const PolicyDriver::Step step = driver->Sample(now, force);
+    if (step.changed) {
+      executor->SetSlots(driver->decision().slots);
       WriteStatus(now);
-    } else {
-      decision = d;  // the reason's figures may have changed
     }
-    if (paused_since && !handed_back_this_pause && now - *paused_since >= config.pause_limit &&
-        (!running.empty() || !waiting.empty())) {
+    if (step.hand_back_due && (executor->running() > 0 || !waiting.empty())) {
       HandBack(now);
-      handed_back_this_pause = true;
+      driver->MarkHandedBack();
     }
   }
 
   std::uint64_t MemoryForUnits() const {
-    if (!policy || readings.memory_total == 0) return hello.memory_bytes;
-    std::uint64_t m = readings.memory_available;
-    const std::uint64_t cap = policy->MemoryCap(readings.memory_total);
-    if (cap > 0) m = std::min(m, cap > readings.own_memory ? cap - readings.own_memory : 0);
-    return m;
+    return driver ? driver->MemoryForUnits(hello.memory_bytes) : hello.memory_bytes;
   }
 
+  // ------------------------------------------------------------------ to the coordinator
   void Announce(TimePoint now) {
     if (!welcomed) return;
-    for (auto& [id, r] : running) UploadCheckpoint(*r.ctx);
+    UploadCheckpoints();
+    const Decision& d = decision();
+    const std::size_t running = executor->running();
     proto::Capacity cap;
-    cap.slots = decision.slots;
-    cap.idle_slots = decision.slots > running.size() ? static_cast<std::uint32_t>(decision.slots - running.size()) : 0;
+    cap.slots = d.slots;
+    cap.idle_slots = d.slots > running ? static_cast<std::uint32_t>(d.slots - running) : 0;
     cap.memory_available = MemoryForUnits();
-    cap.state = decision.state;
-    cap.reason = decision.reason.substr(0, proto::kMaxTextBytes);
+    cap.state = d.state;
+    cap.reason = d.reason.substr(0, proto::kMaxTextBytes);
     // Slots and state go out at once; a reason whose figures changed at most every 10 s.
     const bool changed = cap.slots != last_capacity.slots || cap.idle_slots != last_capacity.idle_slots ||
                          cap.state != last_capacity.state;
@@ -640,8 +406,8 @@ struct Worker::Impl {
       last_capacity_sent = now;
       capacity_sent = true;
     }
-    const std::size_t held = running.size() + waiting.size();
-    const std::size_t cap_units = decision.state == proto::PeerState::kPaused ? 0 : decision.slots + EffectivePrefetch();
+    const std::size_t held = running + waiting.size();
+    const std::size_t cap_units = d.state == proto::PeerState::kPaused ? 0 : d.slots + EffectivePrefetch();
     const auto want = static_cast<std::uint32_t>(cap_units > held ? cap_units - held : 0);
     if (want != last_request) {
       Send(proto::RequestWork{want});
@@ -649,7 +415,7 @@ struct Worker::Impl {
     }
     if (now - last_heartbeat >= heartbeat) {
       proto::Heartbeat hb;
-      for (const auto& [id, r] : running) hb.running.push_back({id, r.ctx->progress()});
+      for (const auto& u : executor->Units()) hb.running.push_back({u.lease_id, u.progress});
       Send(hb);
       last_heartbeat = now;
     }
@@ -659,87 +425,67 @@ struct Worker::Impl {
     std::lock_guard lock(stats_mu);
     stats.bad_frames = wire.bad_frames;
     stats.results_unacked = unacked.size();
-    stats.running = running.size();
+    stats.running = executor->running();
     stats.connected = welcomed;
-    stats.slots = decision.slots;
-    stats.state = decision.state;
-    stats.reason = decision.reason;
-  }
-
-  void LoadPreviousTotals() {
-    if (config.state_dir.empty()) return;
-    auto text = ReadFile(config.state_dir + "/status", 1 << 20);
-    if (!text.ok()) return;
-    if (auto s = ParseStatusFile(*text); s.ok() && s->peer_id == peer_id) {
-      base_cpu_seconds = s->cpu_seconds;
-      base_units_done = s->units_done;
-      resumed_work = s->resumed_work;
-    }
+    stats.slots = decision().slots;
+    stats.state = decision().state;
+    stats.reason = decision().reason;
   }
 
   void WriteStatus(TimePoint now) {
     last_status = now;
-    if (config.state_dir.empty()) return;
+    if (!status_writer) return;
+    const Decision& d = decision();
     StatusSnapshot s;
-    s.peer_id = peer_id;
     s.coordinator = config.coordinator;
-    s.pid = static_cast<long>(getpid());
     s.connected = welcomed;
-    s.machine_cores = readings.cores > 0 && policy ? readings.cores : HardwareCores();
+    s.machine_cores = driver && driver->readings().cores > 0 ? driver->readings().cores : HardwareCores();
     s.max_slots = slots;
-    s.slots = decision.slots;
-    s.state = std::string(StateName(decision.state));
-    s.reason = decision.reason;
-    s.other_cpu_percent = readings.other_cpu * 100;
+    s.slots = d.slots;
+    s.state = std::string(StateName(d.state));
+    s.reason = d.reason;
+    s.other_cpu_percent = driver ? driver->readings().other_cpu * 100 : 0;
     s.memory_available = MemoryForUnits();
-    std::size_t queued = 0;  // in the arena's queue, not started
-    for (const auto& [id, r] : running) {
-      if (!r.ctx->started()) {
+    std::size_t queued = 0;  // in the executor's queue, not started
+    for (const UnitView& v : executor->Units()) {
+      if (!v.started) {
         ++queued;
         continue;
       }
-      UnitStatus u;
-      u.job = r.lease.job_id;
-      u.unit = r.lease.unit_index;
-      u.task = r.lease.task;
-      u.progress = r.ctx->progress();
-      u.resumed_from = r.ctx->resumed_from();
-      u.waiting = r.ctx->waiting();
-      s.units.push_back(std::move(u));
+      s.units.push_back(UnitStatus{v.job_id, v.unit_index, v.task, v.progress, v.resumed_from, v.waiting});
     }
     std::sort(s.units.begin(), s.units.end(),
               [](const UnitStatus& a, const UnitStatus& b) { return std::tie(a.job, a.unit) < std::tie(b.job, b.unit); });
     s.prefetched = waiting.size() + queued;
     {
       std::lock_guard lock(stats_mu);
-      s.units_done = base_units_done + stats.units_done;
+      s.units_done = stats.units_done;
       s.units_failed = stats.units_failed;
       s.units_returned = stats.units_returned;
       s.units_resumed = stats.units_resumed;
-      s.cpu_seconds = base_cpu_seconds + stats.cpu_seconds;
+      s.cpu_seconds = stats.cpu_seconds;
     }
-    s.resumed_work = resumed_work;
-    s.updated_at = WallSeconds();
-    if (Status st = WriteFileAtomic(config.state_dir + "/status", FormatStatusFile(s), /*sync=*/false); !st.ok()) {
-      static bool logged = false;
-      if (!logged) SC_LOG(Warn) << "cannot write the status file: " << st.ToString();
-      logged = true;
+    status_writer->Write(std::move(s));
+  }
+
+  // ------------------------------------------------------------------ the loop
+  void ReadFrames(TimePoint now) {
+    for (int i = 0; i < 1024; ++i) {
+      auto m = net::RecvDealer(*sock, &wire);
+      if (!m) break;
+      OnFrame(*m, now);
     }
   }
 
   void Loop() {
     std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-    SendHello(SteadyClock::Instance().Now());
+    SendHello(clock.Now());
     while (!stop.load()) {
       net::Poll(items, std::chrono::milliseconds(50));
       if (items[1].revents & ZMQ_POLLIN) wake.Drain();
-      TimePoint now = SteadyClock::Instance().Now();
-      for (int i = 0; i < 1024; ++i) {
-        auto m = net::RecvDealer(*sock, &wire);
-        if (!m) break;
-        OnFrame(*m, now);
-      }
-      Sample(now, /*force=*/false);
+      const TimePoint now = clock.Now();
+      ReadFrames(now);
+      Sample(now, /*force=*/config.control && config.control->TakeChanged());  // volunteer page: act at once
       DrainCompletions();
       StartUnits();
       if (!welcomed && now - hello_sent >= config.hello_retry) SendHello(now);
@@ -750,57 +496,49 @@ struct Worker::Impl {
     Leave();
   }
 
+  // Finish what is running if it can be done within the grace period; results go out as usual.
+  void FinishWithinGrace() {
+    SC_LOG(Info) << "finishing " << executor->running() << " running units (grace " << Seconds(config.leave_grace)
+                 << " s)";
+    const TimePoint until = clock.Now() + config.leave_grace;
+    std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
+    while (executor->running() > 0 && clock.Now() < until) {
+      net::Poll(items, std::chrono::milliseconds(20));
+      if (items[1].revents & ZMQ_POLLIN) wake.Drain();
+      ReadFrames(clock.Now());
+      DrainCompletions();
+    }
+  }
+
   // Graceful leave: stop running units at their next progress call and hand every lease back.
   // Their latest checkpoints stay on disk (a restart resumes them) and go to the coordinator
   // (another peer can continue them).
   void Leave() {
+    if (config.leave_grace > Duration::zero() && executor->running() > 0 && welcomed) FinishWithinGrace();
     proto::Bye bye;
-    if (config.leave_grace > Duration::zero() && !running.empty() && welcomed) {
-      // Finish what is running if it can be done within the grace period; results go out as usual.
-      SC_LOG(Info) << "finishing " << running.size() << " running units (grace " << Seconds(config.leave_grace) << " s)";
-      const TimePoint until = SteadyClock::Instance().Now() + config.leave_grace;
-      std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-      while (!running.empty() && SteadyClock::Instance().Now() < until) {
-        net::Poll(items, std::chrono::milliseconds(20));
-        if (items[1].revents & ZMQ_POLLIN) wake.Drain();
-        const TimePoint now = SteadyClock::Instance().Now();
-        for (int i = 0; i < 1024; ++i) {
-          auto m = net::RecvDealer(*sock, &wire);
-          if (!m) break;
-          OnFrame(*m, now);
-        }
-        DrainCompletions();
-      }
-    }
     for (const auto& l : waiting) bye.returned_leases.push_back(l.lease_id);
-    for (auto& [id, r] : running) {
-      r.ctx->Cancel("the worker is stopping", /*hand_back=*/false);
-      bye.returned_leases.push_back(id);
-    }
+    for (const auto& u : executor->Units()) bye.returned_leases.push_back(u.lease_id);
+    executor->CancelAll("the worker is stopping", /*hand_back=*/false);
     waiting.clear();
-    {
-      std::unique_lock lock(done_mu);
-      done_cv.wait(lock, [&] { return active_units == 0; });
-      for (auto& [id, r] : running) UploadCheckpoint(*r.ctx);
-      // Units that finished anyway are still worth sending.
-      std::vector<const proto::ResultMsg*> finished;
-      for (auto& r : done) {
-        if (r.outcome != proto::UnitOutcome::kOk) continue;
-        bye.returned_leases.erase(std::remove(bye.returned_leases.begin(), bye.returned_leases.end(), r.lease_id),
-                                  bye.returned_leases.end());
-        if (auto it = running.find(r.lease_id); it != running.end()) store.Remove(it->second.lease);
-        finished.push_back(&r);
-      }
-      SendResults(finished);
-      done.clear();
+    executor->WaitIdle();
+    UploadCheckpoints();
+    std::vector<FinishedUnit> done = executor->TakeFinished();
+    for (auto& f : done) SendCheckpoint(f.checkpoint, f.checkpoints_saved);
+    // Units that finished anyway are still worth sending.
+    std::vector<const proto::ResultMsg*> finished;
+    for (const auto& f : done) {
+      if (f.result.outcome != proto::UnitOutcome::kOk) continue;
+      std::erase(bye.returned_leases, f.result.lease_id);
+      store.Remove(f.lease);
+      finished.push_back(&f.result);
     }
-    running.clear();
+    SendResults(finished);
     if (welcomed) {
       Send(bye);
       // Give the Bye a moment to leave before the socket closes.
       sock->set(zmq::sockopt::linger, 1000);
     }
-    WriteStatus(SteadyClock::Instance().Now());
+    WriteStatus(clock.Now());
     SC_LOG(Info) << "left the coordinator (" << bye.returned_leases.size() << " leases handed back)";
   }
 };
@@ -809,10 +547,7 @@ Worker::Worker(WorkerConfig config, const tasks::Registry& registry)
     : impl_(std::make_unique<Impl>(std::move(config), registry)) {}
 
 Worker::~Worker() {
-  if (impl_->arena) {
-    std::unique_lock lock(impl_->done_mu);
-    impl_->done_cv.wait(lock, [&] { return impl_->active_units == 0; });
-  }
+  if (impl_->executor) impl_->executor->WaitIdle();
 }
 
 static Result<std::string> ResolvePeerId(const WorkerConfig& cfg) {
@@ -842,23 +577,22 @@ Status Worker::Start() {
   else if (m.config.preferences) m.slots = m.config.preferences->MaxSlots(HardwareCores());
   else m.slots = HardwareCores();
   if (m.slots > 4096) return InvalidArgument("--cores above 4096");
-  const TimePoint probe_created = SteadyClock::Instance().Now();
+  const TimePoint probe_created = m.clock.Now();
   if (m.config.preferences) {
     // Before any thread is started (TBB's, ZeroMQ's): they inherit the nice value.
     if (m.config.preferences->priority != Priority::kNormal) LowerProcessPriority();
-    m.probe = m.config.probe ? m.config.probe : std::make_shared<SystemProbe>();
-    m.policy.emplace(*m.config.preferences, m.slots);
+    m.driver.emplace(*m.config.preferences, m.slots, m.config.probe ? m.config.probe : std::make_shared<SystemProbe>(),
+                     m.config.local_time, m.config.sample_interval, m.config.pause_limit);
+    m.driver->SetControl(m.config.control);  // volunteer page
   }
-  m.decision = Decision{m.slots, proto::PeerState::kRunning, ""};
-  m.gate = std::make_unique<ThreadGate>(m.slots);
-  // The arena gets a slot per donated core, all for TBB's own threads; make sure the global pool
-  // has that many.
-  const auto current = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
-  if (current < m.slots + 1)
-    m.parallelism = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, m.slots + 1);
-  m.arena = std::make_unique<tbb::task_arena>(static_cast<int>(m.slots), 0);
-  if (m.config.preferences && m.config.preferences->priority == Priority::kIdle)
-    m.idle_observer = std::make_unique<IdleThreadObserver>(*m.arena);
+  m.fixed_decision = Decision{m.slots, proto::PeerState::kRunning, ""};
+  InProcessExecutorConfig ec;
+  ec.slots = m.slots;
+  ec.idle_priority = m.config.preferences && m.config.preferences->priority == Priority::kIdle;
+  ec.checkpoint_interval = m.config.checkpoint_interval;
+  ec.store = m.store.enabled() ? &m.store : nullptr;
+  ec.clock = m.config.clock;
+  m.executor = std::make_unique<InProcessExecutor>(ec, m.registry, [&m] { m.wake.Wake(); });
 
   m.hello.peer_id = m.peer_id;
   char host[256] = {};
@@ -887,15 +621,19 @@ Status Worker::Start() {
   for (auto& [lease, r] : m.spool.Load()) m.unacked.emplace(lease, std::move(r));
   if (!m.unacked.empty()) SC_LOG(Info) << m.unacked.size() << " spooled results will be sent again";
   m.store.RemoveOlderThan(std::chrono::hours(24 * 14));
-  m.LoadPreviousTotals();
-  if (m.policy) {
+  if (!m.config.state_dir.empty() || m.config.control) {
+    m.status_writer.emplace(m.config.state_dir, m.peer_id);
+    m.status_writer->LoadPreviousTotals();
+    m.status_writer->SetControl(m.config.control);
+  }
+  if (m.driver) {
     // The first sample covers start-up (calibration); a window shorter than this is mostly noise.
     const Duration min_window = std::min<Duration>(m.config.sample_interval, std::chrono::milliseconds(250));
     if (!m.config.probe) std::this_thread::sleep_until(probe_created + min_window);
-    m.Sample(SteadyClock::Instance().Now(), /*force=*/true);
+    m.Sample(m.clock.Now(), /*force=*/true);
     SC_LOG(Info) << "owner preferences: at most " << m.slots << " cores, priority "
-                 << PriorityName(m.config.preferences->priority) << "; now " << StateName(m.decision.state)
-                 << (m.decision.reason.empty() ? "" : " (" + m.decision.reason + ")");
+                 << PriorityName(m.config.preferences->priority) << "; now " << StateName(m.decision().state)
+                 << (m.decision().reason.empty() ? "" : " (" + m.decision().reason + ")");
   }
   SC_LOG(Info) << "peer " << m.peer_id << " donating " << m.slots << " cores to " << m.config.coordinator;
   return OkStatus();

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sparecycles/coordinator/scheduler.hpp"
+#include "sparecycles/core/clock.hpp"
 #include "sparecycles/core/status.hpp"
 
 namespace sparecycles::coordinator {
@@ -23,6 +24,13 @@ struct CoordinatorConfig {
   // whose connection stays up but who stop talking. Default: 1 s
   Duration disconnect_grace = std::chrono::seconds(1);
   SchedulerConfig scheduler;
+  // HTTP side (/metrics, /healthz, /readyz, the dashboard; docs/operations.md): HOST:PORT to bind,
+  // port 0 = any free one. Default: empty = no HTTP. Reads are open; writes need the admin token.
+  std::string http_endpoint;
+  std::string http_admin_token;  // empty = the dashboard is read-only. Default: empty
+  // Where the event loop reads the time (timers, deadlines, peers' silence). Must outlive the
+  // Coordinator. Default: the process's steady clock
+  const Clock* clock = &SteadyClock::Instance();
 };
 
 struct CoordinatorStats {
@@ -48,6 +56,8 @@ class Coordinator {
   /// The bound endpoints, with the ports the OS picked (valid after Start()).
   std::string peer_endpoint() const;
   std::string client_endpoint() const;
+  /// "http://HOST:PORT" of the HTTP side, empty when it is off (valid after Start()).
+  std::string http_url() const;
   /// A snapshot of the counters. Thread-safe.
   CoordinatorStats stats() const;
 

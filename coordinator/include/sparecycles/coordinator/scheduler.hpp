@@ -57,6 +57,7 @@ struct PeerRecord {
   std::uint32_t offences = 0;       // wrong answers caught (spot-check failed or outvoted)
   bool blacklisted = false;
   std::uint64_t validated = 0, invalid = 0;
+  double cpu_seconds_validated = 0;
 };
 
 struct SchedulerConfig {
@@ -75,7 +76,8 @@ struct SchedulerConfig {
   double backup_after = 1.0;          // ...once they have run this many times their expected time
   ReplicationPolicy policy;           // default for jobs that do not set their own
   CredibilityConfig credibility;
-  std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries
+  std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries. Default: 10000
+  double retain_finished_seconds = 7 * 86400.0;  // ...and for at most this long. Default: 7 days
 };
 
 /// How a peer's task speeds are keyed: "name/version" (a peer only gets units of versions it runs).
@@ -203,7 +205,18 @@ class SchedulerListener {
   virtual void OnJobFinished(const Job& job) = 0;
   virtual void OnLeaseIssued(const LeaseRecord& lease, const std::string& peer_id) = 0;
   virtual void OnLeaseSettled(LeaseId lease) = 0;
-  virtual void OnPeerCredit(const Peer& peer) = 0;
+  /// A peer's record (credibility, blacklist, validated work) changed.
+  virtual void OnPeerRecord(const std::string& peer_id, const PeerRecord& record) = 0;
+  /// A vote on a unit that stays undecided; `payload` is set for the first vote of its answer.
+  virtual void OnVote(const Job&, std::uint32_t /*unit*/, const UnitResultRecord&, const std::string& /*payload*/) {}
+  /// A unit failed for good while its job goes on.
+  virtual void OnUnitFailed(const Job&, std::uint32_t /*unit*/) {}
+  /// A validated unit was reopened (backtracking after its voter was caught).
+  virtual void OnUnitReopened(const Job&, std::uint32_t /*unit*/) {}
+  /// The unit's kept checkpoint changed (Unit::checkpoint*).
+  virtual void OnCheckpoint(const Job&, std::uint32_t /*unit*/) {}
+  /// A finished job passed its retention and was dropped.
+  virtual void OnJobForgotten(JobId) {}
 };
 
 /// What a restarted coordinator read back from its store.
@@ -216,6 +229,20 @@ struct RecoveredJob {
   std::string error, result;
   std::vector<proto::UnitFailure> failures;
   std::map<std::uint32_t, std::string> validated;  // unit -> accepted payload (unfinished jobs)
+  // What undecided units had gathered (unfinished jobs):
+  struct Vote {
+    std::uint32_t unit = 0;
+    UnitResultRecord record;  // peer handle unset
+    std::string payload;      // for the first vote of each answer
+  };
+  std::vector<Vote> votes;
+  std::map<std::uint32_t, std::string> failed_units;  // unit -> reason
+  struct Checkpoint {
+    std::uint32_t unit = 0;
+    std::string peer_id, state;
+    float fraction = 0;
+  };
+  std::vector<Checkpoint> checkpoints;
 };
 struct RecoveredLease {
   LeaseId id = 0;
@@ -235,6 +262,8 @@ class Scheduler {
   Status Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredLease> leases, JobId next_job,
                  TimePoint now);
   JobId next_job_id() const { return next_job_; }
+  /// Peers' records as they were before a restart (credibility survives it). Before Restore().
+  void RestoreRecords(std::vector<std::pair<std::string, PeerRecord>> records);
 
   // ---- peers
   PeerHandle AddPeer(PeerHello hello, TimePoint now);
@@ -299,6 +328,8 @@ class Scheduler {
   double RateFor(const Job& job, const Peer* peer) const;
   void Requeue(Job& job, std::uint32_t unit_index);
   void ForgetUnitPeer(Unit& unit, PeerHandle peer);
+  /// The peer of an expired lease no longer runs it: it may take the unit again.
+  void ReleaseClaim(const LeaseRecord& rec);
   void DropLease(LeaseId id, bool requeue, TimePoint now);
   // Takes a live lease out of its unit's replication: off the deadline index, out of the job's
   // running count and the unit's in-flight list; optionally lets its peer take the unit again
@@ -321,7 +352,10 @@ class Scheduler {
   void DecideStalled(TimePoint now, double wall_now, TickEffect& effect);
   void FinishUnitIfDecided(Job& job, std::uint32_t unit_index, ResultEffect& effect);
   void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
-  void ForgetOldJobs();
+  void ForgetOldJobs(double wall_now);
+  void RestoreUnitState(Job& job, RecoveredJob& rj);
+  PeerRecord& MutableRecord(const std::string& peer_id);
+  void FlushRecords();
   /// The job `peer` should get its next unit from, and where in its `ready` queue that unit is
   /// (none: take a fresh unit). `no_ready_for_peer`: a job whose bounded ready scan already
   /// failed for this peer during the current request.
@@ -360,6 +394,8 @@ class Scheduler {
   // Adaptive units whose one answer has a quorum of votes but not yet the credibility bound: the
   // ones a tick may have to decide (DecideStalled).
   std::set<std::pair<JobId, std::uint32_t>> undecided_quorums_;
+  std::set<std::string> dirty_records_;
+  TimePoint next_retention_check_{};  // peer records changed since FlushRecords()
   PeerHandle next_peer_ = 1;
   JobId next_job_ = 1;
   LeaseId next_lease_;

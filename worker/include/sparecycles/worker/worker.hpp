@@ -1,7 +1,7 @@
 // The worker (peer) process as a library: connects to a coordinator, announces what it can run and
-// how fast, asks for units when it has idle slots, runs them inside one tbb::task_arena sized to the
-// donated cores and sends back hashed results. Start() connects and calibrates; Run() blocks until
-// Stop() (thread-safe, also from a signal handler through RequestStop()).
+// how fast, asks for units when it has idle slots, runs them through an executor (in process: one
+// tbb::task_arena sized to the donated cores) and sends back hashed results. Start() connects and
+// calibrates; Run() blocks until Stop() (thread-safe, also from a signal handler through RequestStop()).
 // With owner preferences set, it samples the machine (capacity.hpp), lets the policy (policy.hpp)
 // decide how many cores it may use, announces that to the coordinator, throttles or pauses running
 // units in place at their next Progress() call, hands units back after a long pause, and keeps
@@ -18,6 +18,7 @@
 #include "sparecycles/core/status.hpp"
 #include "sparecycles/tasks/task.hpp"
 #include "sparecycles/worker/capacity.hpp"
+#include "sparecycles/worker/owner_control.hpp"
 #include "sparecycles/worker/policy.hpp"
 
 namespace sparecycles::worker {
@@ -44,6 +45,11 @@ struct WorkerConfig {
   Duration checkpoint_interval = std::chrono::seconds(10);  // how often units save state. Default: 10 s
   std::shared_ptr<CapacityProbe> probe;       // null = SystemProbe (the real machine)
   std::function<LocalTime()> local_time;      // null = LocalTimeNow
+  // The owner's live controls and the status they see (the volunteer page). Default: null = none
+  std::shared_ptr<OwnerControl> control;
+  // Where the worker reads the time (its loop, timers, units' checkpoint intervals, which arena
+  // threads read: a test clock must be thread-safe). Must outlive the Worker. Default: the steady clock
+  const Clock* clock = &SteadyClock::Instance();
 };
 
 struct WorkerStats {
