@@ -72,7 +72,7 @@ inline int FuzzTask(std::string_view task_name, std::string (*cheapen)(std::stri
       const std::string unit = cheapen(pieces[0]);
       std::optional<std::string> resume;
       if (mode == TaskMode::kResume) resume = pieces[1];
-      BudgetContext ctx(2, resume);
+      BudgetContext ctx(1, resume);
       arena.execute([&] {
         try {
           auto r = task->Execute(unit, ctx);
