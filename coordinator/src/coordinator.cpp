@@ -549,7 +549,8 @@ struct Coordinator::Impl {
       }
       now = SteadyClock::Instance().Now();
       if (now >= next_tick || (scheduler.NextDeadline() && *scheduler.NextDeadline() <= now)) {
-        TickEffect t = scheduler.Tick(now);
+        TickEffect t = scheduler.Tick(now, WallSeconds());
+        if (!t.cancel.empty()) SendCancels(t.cancel, "unit already settled");
         for (PeerHandle p : t.lost_peers) {
           SC_LOG(Warn) << "peer " << p << " lost after " << Seconds(config.scheduler.peer_timeout)
                        << " s of silence; its units were requeued";

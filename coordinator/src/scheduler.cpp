@@ -301,7 +301,54 @@ proto::JobInfo Scheduler::Info(const Job& job) const {
   info.finished_at = job.finished_wall;
   info.cpu_seconds = job.cpu_seconds;
   info.error = job.error;
+  info.waiting = WhyWaiting(job);
   return info;
+}
+
+std::string Scheduler::WhyWaiting(const Job& job) const {
+  if (proto::IsFinal(job.state) || (job.fresh.empty() && job.ready.empty())) return {};
+  const std::string key = TaskKey(job.task->Name(), job.task->Version());
+  const std::string task = std::string(job.task->Name());
+  std::vector<const Peer*> usable;
+  std::size_t able = 0, paused = 0;
+  std::string pause_reason;
+  for (const auto& [h, p] : peers_) {
+    if (!p.hello.work_per_second.contains(key)) continue;
+    ++able;
+    if (const PeerRecord* r = Record(p.hello.peer_id); r && r->blacklisted) continue;
+    if (p.state == proto::PeerState::kPaused) {
+      ++paused;
+      if (pause_reason.empty()) pause_reason = p.reason;
+      continue;
+    }
+    usable.push_back(&p);
+  }
+  if (peers_.empty()) return "no peer is connected";
+  if (able == 0)
+    return "no connected peer runs task " + task + " (" + std::to_string(peers_.size()) + " connected)";
+  if (usable.empty()) {
+    if (paused == 0) return "every connected peer that runs task " + task + " is blacklisted";
+    return "every connected peer that runs task " + task + " is paused (" + std::to_string(paused) + " of " +
+           std::to_string(able) + ")" + (pause_reason.empty() ? "" : ": " + pause_reason);
+  }
+  if (!job.fresh.empty()) return {};
+  // Bounded: a few queued copies, each against the usable peers until one may take it.
+  const std::size_t scan = std::min<std::size_t>(job.ready.size(), 16);
+  for (std::size_t i = 0; i < scan; ++i) {
+    const Unit& u = job.units[job.ready[i]];
+    for (const Peer* p : usable)
+      if (Eligible(u, *p)) return {};
+  }
+  const std::uint32_t ui = job.ready.front();
+  const Unit& u = job.units[ui];
+  std::size_t had = 0;
+  for (const Peer* p : usable) had += u.peers.contains(p->handle) ? 1 : 0;
+  std::string why = "unit " + std::to_string(ui) + " waits for a peer that has not run it: " + std::to_string(had) +
+                    " of " + std::to_string(usable.size()) + " connected peers already have";
+  if (config_.distinct_hosts && had < usable.size()) why += " (the others share a host with one that has)";
+  if (!job.policy.adaptive && job.policy.quorum > usable.size())
+    why += "; quorum " + std::to_string(job.policy.quorum) + " needs that many distinct peers";
+  return why;
 }
 
 std::vector<proto::UnitFailure> Scheduler::Failures(const Job& job) const { return job.failures; }
@@ -376,7 +423,8 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
   auto pit = peers_.find(peer_handle);
   if (pit == peers_.end()) return out;
   Peer& peer = pit->second;
-  peer.last_seen = now;
+  // Leasing is not hearing from the peer: a standing request is served long after it was sent,
+  // and a peer cut off by a partition must still fall silent (its frames Touch() it).
   if (peer.state == proto::PeerState::kPaused) return out;
   if (const PeerRecord* r = Record(peer.hello.peer_id); r && r->blacklisted) return out;
   const std::uint64_t cap = static_cast<std::uint64_t>(peer.slots) + config_.prefetch;
@@ -628,39 +676,58 @@ void Scheduler::ReturnLeases(PeerHandle peer, const std::vector<LeaseId>& leases
   }
 }
 
-ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg& r, TimePoint now,
-                                 double wall_now) {
-  ResultEffect effect;
+// ------------------------------------------------------------------------- the result path
+// A result goes through: settle its lease, then either judge the peer (spot-check) or count its
+// vote, then decide the unit (accept an answer, fail the unit, or ask for another copy), then
+// finish the job when its last unit is decided.
+
+std::optional<LeaseRecord> Scheduler::SettleLease(PeerHandle peer, const proto::ResultMsg& r,
+                                                  ResultEffect& effect) {
   auto lit = leases_.find(r.lease_id);
   if (lit == leases_.end()) {
     effect.kind = ResultEffect::Kind::kStale;
     effect.reason = "lease " + std::to_string(r.lease_id) + " is unknown or already settled";
     ++stats_.results_stale;
-    return effect;
+    return std::nullopt;
   }
   const LeaseRecord rec = lit->second;
-  if (rec.peer != peer_handle || rec.job != r.job_id || rec.unit != r.unit_index) {
+  if (rec.peer != peer || rec.job != r.job_id || rec.unit != r.unit_index) {
     effect.kind = ResultEffect::Kind::kRejected;
     effect.reason = "result does not match lease " + std::to_string(r.lease_id);
     ++stats_.results_rejected;
-    return effect;
+    return std::nullopt;
   }
-  DropLease(r.lease_id, /*requeue=*/false, now);
+  DropLease(r.lease_id, /*requeue=*/false, TimePoint{});
+  return rec;
+}
+
+void Scheduler::JudgeSpotCheck(const std::string& peer_id, const LeaseRecord& rec,
+                               const proto::ResultMsg& r, TimePoint now, double wall_now,
+                               ResultEffect& effect) {
+  effect.kind = ResultEffect::Kind::kAccepted;
+  if (r.outcome != proto::UnitOutcome::kOk) return;  // an error proves nothing either way
+  if (r.hash == rec.expected_hash) {
+    ++records_[peer_id].checks_passed;
+    return;
+  }
+  ++stats_.spot_checks_failed;
+  effect.reason = "failed a spot-check";
+  SC_LOG(Warn) << "peer " << peer_id << " failed a spot-check on job " << rec.job << " unit " << rec.unit;
+  Offence(peer_id, now, wall_now);
+}
+
+ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg& r, TimePoint now,
+                                 double wall_now) {
+  ResultEffect effect;
+  const std::optional<LeaseRecord> settled = SettleLease(peer_handle, r, effect);
+  if (!settled) return effect;
+  const LeaseRecord& rec = *settled;
   auto pit = peers_.find(peer_handle);
   Peer* peer = pit == peers_.end() ? nullptr : &pit->second;
   if (peer) peer->last_seen = now;
   const std::string peer_id = peer ? peer->hello.peer_id : std::string();
   if (rec.spot_check) {
-    effect.kind = ResultEffect::Kind::kAccepted;
-    if (r.outcome != proto::UnitOutcome::kOk) return effect;  // an error proves nothing either way
-    if (r.hash == rec.expected_hash) {
-      ++records_[peer_id].checks_passed;
-    } else {
-      ++stats_.spot_checks_failed;
-      effect.reason = "failed a spot-check";
-      SC_LOG(Warn) << "peer " << peer_id << " failed a spot-check on job " << rec.job << " unit " << rec.unit;
-      Offence(peer_id, now, wall_now);
-    }
+    JudgeSpotCheck(peer_id, rec, r, now, wall_now, effect);
     return effect;
   }
   Job& job = *jobs_.at(rec.job);
@@ -670,16 +737,26 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
     ++stats_.results_stale;
     return effect;
   }
-  Unit& unit = job.units[rec.unit];
-
   if (r.outcome == proto::UnitOutcome::kCancelled) {
     // The peer gave the unit back (shutdown or pause): not the unit's fault, and the peer may
     // take it again later.
-    ForgetUnitPeer(unit, peer_handle);
+    ForgetUnitPeer(job.units[rec.unit], peer_handle);
     Requeue(job, rec.unit);
     effect.kind = ResultEffect::Kind::kAccepted;
     return effect;
   }
+  if (CountVote(job, rec.unit, peer, peer_id, r, effect)) {
+    Decide(job, rec.unit, now, wall_now, effect);
+  } else {
+    FinishUnitIfDecided(job, rec.unit, effect);
+  }
+  MaybeFinishJob(job, wall_now, &effect);
+  return effect;
+}
+
+bool Scheduler::CountVote(Job& job, std::uint32_t ui, Peer* peer, const std::string& peer_id,
+                          const proto::ResultMsg& r, ResultEffect& effect) {
+  Unit& unit = job.units[ui];
   // One vote per peer per unit, whatever leases it held: a peer that got the unit again after
   // handing it back (or after being lost) must not count twice towards a quorum.
   for (const auto& prev : unit.results) {
@@ -687,19 +764,17 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
       effect.kind = ResultEffect::Kind::kStale;
       effect.reason = "this peer already answered this unit";
       ++stats_.results_stale;
-      FinishUnitIfDecided(job, rec.unit, effect);
-      return effect;
+      return false;
     }
   }
-  unit.results.push_back(UnitResultRecord{peer_handle, peer_id, r.outcome, r.hash, r.cpu_seconds});
+  const PeerHandle handle = peer ? peer->handle : 0;
+  unit.results.push_back(UnitResultRecord{handle, peer_id, r.outcome, r.hash, r.cpu_seconds});
+  effect.kind = ResultEffect::Kind::kAccepted;
   if (r.outcome == proto::UnitOutcome::kFailed) {
     ++unit.errors;
     unit.failure = r.error;
     if (peer) ++peer->units_failed;
-    effect.kind = ResultEffect::Kind::kAccepted;
-    FinishUnitIfDecided(job, rec.unit, effect);
-    MaybeFinishJob(job, wall_now, &effect);
-    return effect;
+    return true;
   }
   auto git = unit.groups.find(r.hash);
   if (git == unit.groups.end()) {
@@ -713,86 +788,131 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
       ++unit.errors;
       unit.failure = "a peer sent a payload that does not match its hash";
       if (peer) ++peer->units_invalid;
-      FinishUnitIfDecided(job, rec.unit, effect);
-      MaybeFinishJob(job, wall_now, &effect);
-      return effect;
+      return false;
     }
     git = unit.groups.emplace(r.hash, std::make_pair(0u, r.payload)).first;
   }
   ++git->second.first;
   ++stats_.results_accepted;
-  effect.kind = ResultEffect::Kind::kAccepted;
-  bool accept = job.policy.adaptive ? GroupError(unit, r.hash) <= job.policy.target_error
-                                    : git->second.first >= job.policy.quorum;
-  if (!accept && job.policy.adaptive && git->second.first >= job.policy.quorum && unit.groups.size() == 1 &&
-      unit.in_flight.empty() && unit.queued == 0 && !AnyEligiblePeer(job, unit)) {
-    // A pool too small to reach the credibility bound (fewer than about 5 fresh peers): rather
-    // than wait for peers that may never come, accept an undisputed quorum and say so. These
-    // answers then serve as spot-checks, so credibility can grow from here.
-    accept = true;
-    ++stats_.quorum_fallbacks;
-    if (stats_.quorum_fallbacks == 1 || stats_.quorum_fallbacks % 1000 == 0)
-      SC_LOG(Warn) << "too few peers to reach the credibility bound; accepted by an undisputed quorum of "
-                   << job.policy.quorum << " (" << stats_.quorum_fallbacks << " units so far)";
+  if (job.policy.adaptive && git->second.first >= job.policy.quorum)
+    undecided_quorums_.emplace(job.id, ui);  // see DecideStalled
+  return true;
+}
+
+std::optional<std::string> Scheduler::AcceptableAnswer(const Job& job, const Unit& unit) {
+  for (const auto& [hash, group] : unit.groups) {
+    if (job.policy.adaptive ? GroupError(unit, hash) <= job.policy.target_error
+                            : group.first >= job.policy.quorum)
+      return hash;
   }
-  if (accept) {
-    unit.state = Unit::State::kDone;
-    unit.result = std::move(git->second.second);
-    unit.accepted_hash = r.hash;
-    unit.checkpoint = std::string();
-    if (unit.groups.size() > 1) ++stats_.replicas_disagreed;
-    for (const auto& rr : unit.results) {
-      auto p = peers_.find(rr.peer);
-      if (rr.outcome != proto::UnitOutcome::kOk) continue;
-      if (rr.hash == r.hash) {
-        job.cpu_seconds += rr.cpu_seconds;
-        ++records_[rr.peer_id].validated;
-        // Agreeing with an answer that the other voters alone make very likely right is as good
-        // as passing a spot-check: the peer could not know its answer would be compared.
-        if (job.policy.adaptive && GroupError(unit, r.hash, rr.peer_id) <= config_.credibility.agreement_check)
-          ++records_[rr.peer_id].checks_passed;
-        accepted_by_[rr.peer_id].emplace_back(job.id, rec.unit);
-        if (p != peers_.end()) {
-          ++p->second.units_done;
-          p->second.cpu_seconds_validated += rr.cpu_seconds;
-        }
-      } else {
-        ++records_[rr.peer_id].invalid;
-        if (p != peers_.end()) ++p->second.units_invalid;
-      }
+  // A pool too small to reach the credibility bound (fewer than about 5 fresh peers): rather than
+  // wait for peers that may never come, accept an undisputed quorum once no connected peer may
+  // run another copy, and say so. Copies still queued do not count: nobody can take them. These
+  // answers then serve as spot-checks, so credibility can grow from here.
+  if (!job.policy.adaptive || unit.groups.size() != 1 || !unit.in_flight.empty()) return std::nullopt;
+  const auto& [hash, group] = *unit.groups.begin();
+  if (group.first < job.policy.quorum || AnyEligiblePeer(job, unit)) return std::nullopt;
+  ++stats_.quorum_fallbacks;
+  if (stats_.quorum_fallbacks == 1 || stats_.quorum_fallbacks % 1000 == 0)
+    SC_LOG(Warn) << "too few peers to reach the credibility bound; accepted by an undisputed quorum of "
+                 << job.policy.quorum << " (" << stats_.quorum_fallbacks << " units so far)";
+  return hash;
+}
+
+void Scheduler::Decide(Job& job, std::uint32_t ui, TimePoint now, double wall_now, ResultEffect& effect) {
+  Unit& unit = job.units[ui];
+  if (unit.state != Unit::State::kPending) return;
+  if (auto hash = AcceptableAnswer(job, unit)) {
+    AcceptUnit(job, ui, *hash, now, wall_now, effect);
+  } else {
+    FinishUnitIfDecided(job, ui, effect);
+  }
+}
+
+void Scheduler::AcceptUnit(Job& job, std::uint32_t ui, const std::string& hash, TimePoint now,
+                           double wall_now, ResultEffect& effect) {
+  Unit& unit = job.units[ui];
+  unit.state = Unit::State::kDone;
+  unit.result = std::move(unit.groups.at(hash).second);
+  unit.accepted_hash = hash;
+  unit.checkpoint = std::string();
+  undecided_quorums_.erase({job.id, ui});
+  if (unit.groups.size() > 1) ++stats_.replicas_disagreed;
+  CreditVoters(job, ui, hash);
+  // Outvoted peers returned a wrong answer: in adaptive jobs that is an offence.
+  if (job.policy.adaptive) {
+    std::vector<std::string> losers;
+    for (const auto& rr : unit.results)
+      if (rr.outcome == proto::UnitOutcome::kOk && rr.hash != hash) losers.push_back(rr.peer_id);
+    for (const auto& l : losers) Offence(l, now, wall_now);
+  }
+  unit.groups.clear();
+  for (LeaseId other : std::vector<LeaseId>(unit.in_flight)) {
+    effect.cancel.emplace_back(leases_.at(other).peer, other);
+    DropLease(other, /*requeue=*/false, now);
+  }
+  if (unit.queued > 0) {
+    // Only `ready` can hold it: a unit in `fresh` has never been leased, so it has no result.
+    job.ready.erase(std::remove(job.ready.begin(), job.ready.end(), ui), job.ready.end());
+    unit.queued = 0;
+  }
+  ++job.done;
+  ++stats_.units_validated;
+  if (listener_) {
+    listener_->OnUnitValidated(job, ui);
+    for (const auto& rr : unit.results)
+      if (auto p = peers_.find(rr.peer); p != peers_.end()) listener_->OnPeerCredit(p->second);
+  }
+  effect.kind = ResultEffect::Kind::kUnitValidated;
+  dirty_.insert(job.id);
+}
+
+void Scheduler::CreditVoters(Job& job, std::uint32_t ui, const std::string& hash) {
+  Unit& unit = job.units[ui];
+  for (const auto& rr : unit.results) {
+    if (rr.outcome != proto::UnitOutcome::kOk) continue;
+    auto p = peers_.find(rr.peer);
+    if (rr.hash != hash) {
+      ++records_[rr.peer_id].invalid;
+      if (p != peers_.end()) ++p->second.units_invalid;
+      continue;
     }
-    // Outvoted peers returned a wrong answer: in adaptive jobs that is an offence.
-    if (job.policy.adaptive) {
-      std::vector<std::string> losers;
-      for (const auto& rr : unit.results)
-        if (rr.outcome == proto::UnitOutcome::kOk && rr.hash != r.hash) losers.push_back(rr.peer_id);
-      for (const auto& l : losers) Offence(l, now, wall_now);
+    job.cpu_seconds += rr.cpu_seconds;
+    ++records_[rr.peer_id].validated;
+    // Agreeing with an answer that the other voters alone make very likely right is as good as
+    // passing a spot-check: the peer could not know its answer would be compared.
+    if (job.policy.adaptive && GroupError(unit, hash, rr.peer_id) <= config_.credibility.agreement_check)
+      ++records_[rr.peer_id].checks_passed;
+    accepted_by_[rr.peer_id].emplace_back(job.id, ui);
+    if (p != peers_.end()) {
+      ++p->second.units_done;
+      p->second.cpu_seconds_validated += rr.cpu_seconds;
     }
-    unit.groups.clear();
-    for (LeaseId other : std::vector<LeaseId>(unit.in_flight)) {
-      effect.cancel.emplace_back(leases_.at(other).peer, other);
-      DropLease(other, /*requeue=*/false, now);
+  }
+}
+
+void Scheduler::DecideStalled(TimePoint now, double wall_now, TickEffect& tick) {
+  // Units with an undisputed quorum short of the credibility bound are decided when a result
+  // arrives; but the last thing that happens to such a unit may be that a copy in flight is lost
+  // or expires, or that the last peer able to run another copy leaves or pauses, and then no
+  // result ever comes to decide it. Looked at again on every tick.
+  for (auto it = undecided_quorums_.begin(); it != undecided_quorums_.end();) {
+    const auto [jid, ui] = *it;
+    auto jit = jobs_.find(jid);
+    if (jit == jobs_.end() || proto::IsFinal(jit->second->state) || ui >= jit->second->units.size() ||
+        jit->second->units[ui].state != Unit::State::kPending) {
+      it = undecided_quorums_.erase(it);
+      continue;
     }
-    if (unit.queued > 0) {
-      // Only `ready` can hold it: a unit in `fresh` has never been leased, so it has no result.
-      job.ready.erase(std::remove(job.ready.begin(), job.ready.end(), rec.unit), job.ready.end());
-      unit.queued = 0;
-    }
-    ++job.done;
-    ++stats_.units_validated;
-    if (listener_) {
-      listener_->OnUnitValidated(job, rec.unit);
-      for (const auto& rr : unit.results)
-        if (auto p = peers_.find(rr.peer); p != peers_.end()) listener_->OnPeerCredit(p->second);
-    }
-    effect.kind = ResultEffect::Kind::kUnitValidated;
-    dirty_.insert(job.id);
+    ++it;  // Decide may erase this entry
+    Job& job = *jit->second;
+    if (!job.units[ui].in_flight.empty()) continue;  // a copy is running: its result decides
+    ResultEffect effect;
+    Decide(job, ui, now, wall_now, effect);
     MaybeFinishJob(job, wall_now, &effect);
-    return effect;
+    tick.cancel.insert(tick.cancel.end(), effect.cancel.begin(), effect.cancel.end());
+    if (effect.job_finished) tick.jobs_finished.push_back(*effect.job_finished);
   }
-  FinishUnitIfDecided(job, rec.unit, effect);
-  MaybeFinishJob(job, wall_now, &effect);
-  return effect;
 }
 
 void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_now) {
@@ -905,7 +1025,7 @@ void Scheduler::MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect) 
   if (effect) effect->job_finished = job.id;
 }
 
-TickEffect Scheduler::Tick(TimePoint now) {
+TickEffect Scheduler::Tick(TimePoint now, double wall_now) {
   TickEffect effect;
   std::vector<PeerHandle> lost;
   for (const auto& [h, p] : peers_)
@@ -932,6 +1052,7 @@ TickEffect Scheduler::Tick(TimePoint now) {
     if (auto pit = peers_.find(rec.peer); pit != peers_.end()) ++pit->second.timeouts;
     Withdraw(rec, /*forget_peer=*/false, /*requeue=*/true);  // the slow peer keeps its turn
   }
+  DecideStalled(now, wall_now, effect);
   return effect;
 }
 

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "cli_package.hpp"
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/sdk/client.hpp"
 #include "sparecycles/tasks/task.hpp"
@@ -27,7 +28,9 @@ constexpr const char* kUsage =
     "  cancel JOB                       cancel a job (its running units stop on the peers)\n"
     "  jobs                             list the coordinator's jobs\n"
     "  peers                            list the connected peers\n"
-    "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n\n"
+    "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n"
+    "  key new                          create a publisher key for signing task packages\n"
+    "  package build|sign|verify|inspect|test  make, check and try task packages (.scpkg)\n\n"
     "Run `sparecycles COMMAND --help` for a command's options, `sparecycles run TASK --help`\n"
     "for a task's parameters. Example:\n"
     "  sparecycles run primes --from 0 --to 1000000000 --json\n";
@@ -60,7 +63,8 @@ std::string InfoJson(const JobInfo& i) {
     << ",\"state\":" << JsonString(JobStateName(i.state)) << ",\"priority\":" << i.priority
     << ",\"units_total\":" << i.units_total << ",\"units_done\":" << i.units_done
     << ",\"units_failed\":" << i.units_failed << ",\"units_running\":" << i.units_running
-    << ",\"cpu_seconds\":" << i.cpu_seconds << ",\"error\":" << JsonString(i.error) << "}";
+    << ",\"cpu_seconds\":" << i.cpu_seconds << ",\"error\":" << JsonString(i.error)
+    << ",\"waiting\":" << JsonString(i.waiting) << "}";
   return o.str();
 }
 
@@ -128,6 +132,23 @@ Result<Client> ConnectFrom(const Options& o) {
   co.request_timeout = t->count() > 0 ? *t : std::chrono::milliseconds(10000);
   return Client::Connect(o.Get("coordinator"), co);
 }
+
+// Says on stderr, once each time it changes, why the job's units cannot go anywhere now, so a
+// job that waits (for peers that may never come) never waits silently.
+class WaitingNotice {
+ public:
+  void Update(const JobInfo& i) {
+    std::lock_guard lock(mu_);
+    if (i.waiting == last_) return;
+    last_ = i.waiting;
+    if (last_.empty()) return;
+    std::fprintf(stderr, "%swaiting: %s\n", isatty(STDERR_FILENO) ? "\n" : "", last_.c_str());
+  }
+
+ private:
+  std::mutex mu_;
+  std::string last_;
+};
 
 // Draws "[#####.....]  45/100 units  12.3 s" on stderr when it is a terminal.
 class ProgressBar {
@@ -269,7 +290,11 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
     return 0;
   }
   ProgressBar bar(!o.Flag("json") && !o.Flag("no-progress"));
-  job->OnProgress([&bar](const JobInfo& i) { bar.Update(i); });
+  WaitingNotice waiting;
+  job->OnProgress([&bar, &waiting](const JobInfo& i) {
+    waiting.Update(i);
+    bar.Update(i);
+  });
   auto result = job->Wait(wt->count() > 0 ? *wt : std::chrono::hours(24 * 365));
   bar.Finish();
   if (!result.ok()) return Report(result.status());
@@ -355,6 +380,7 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
                   static_cast<unsigned long long>(info->units_done), static_cast<unsigned long long>(info->units_total),
                   static_cast<unsigned long long>(info->units_running), static_cast<unsigned long long>(info->units_failed),
                   info->error.empty() ? "" : ": ", info->error.c_str());
+    if (!json && !info->waiting.empty()) std::printf("waiting: %s\n", info->waiting.c_str());
     return 0;
   }
   if (cmd == "cancel") {
@@ -396,6 +422,8 @@ int main(int argc, char** argv) {
   if (cmd == "run") return RunJob(args, true);
   if (cmd == "submit") return RunJob(args, false);
   if (cmd == "tasks") return Tasks(args);
+  if (cmd == "key") return cli::KeyCommand(args);
+  if (cmd == "package") return cli::PackageCommand(args);
   if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers") return Simple(cmd, args);
   return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
 }

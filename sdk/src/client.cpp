@@ -53,6 +53,7 @@ JobInfo FromWire(const proto::JobInfo& w) {
   i.finished_at = w.finished_at;
   i.cpu_seconds = w.cpu_seconds;
   i.error = w.error;
+  i.waiting = w.waiting;
   return i;
 }
 

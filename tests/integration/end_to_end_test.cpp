@@ -310,3 +310,29 @@ TEST_CASE("garbage on both endpoints is dropped and the coordinator keeps servin
   CHECK(SharedCluster().worker(0).running());
   CHECK(SharedCluster().worker(1).running());
 }
+
+TEST_CASE("a job that cannot progress tells the submitter why instead of waiting silently") {
+  // One worker under the volunteer pool: each unit needs a second, independent peer that never
+  // comes. The CLI must say so while it waits, and `status` must too.
+  Cluster cluster(1, {"--pool", "volunteer"});
+  REQUIRE(cluster.ok());
+  TempDir dir;
+  Process cli({SPARECYCLES_CLI_BIN, "submit", "--coordinator", cluster.client_endpoint(), "spin", "--units", "2",
+               "--ms", "5"},
+              dir / "submit");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline &&
+         cli.Stderr().find("waiting: unit") == std::string::npos)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string said = cli.Stderr();
+  CHECK_MESSAGE(said.find("waits for a peer that has not run it: 1 of 1 connected peers already have") !=
+                    std::string::npos,
+                said);
+  CHECK(cli.running());  // still waiting, but not silently
+  cli.Signal(SIGTERM);
+  cli.Wait(std::chrono::seconds(5));
+  auto [code, status] = RunCommand({SPARECYCLES_CLI_BIN, "status", "--coordinator", cluster.client_endpoint(), "1"},
+                                   dir / "status");
+  CHECK(code == 0);
+  CHECK_MESSAGE(status.find("waiting: unit") != std::string::npos, status);
+}

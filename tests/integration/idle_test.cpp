@@ -2,13 +2,16 @@
 // worker within seconds (and the hog gets its CPU back), the worker resumes when the hog ends and
 // the job still completes correctly; a worker killed mid-unit resumes from its local checkpoint
 // when restarted; a lost worker's unit continues on another worker from the uploaded checkpoint.
-// Figures are printed (MESSAGE) so a run documents them. Every wait is bounded.
+// Figures are printed (MESSAGE) so a run documents them. Every wait is bounded. When the machine
+// stays too busy for the hog case to mean anything, that case prints "SKIP: <reason>" and ctest
+// reports it skipped (it runs as its own ctest entry, tests/integration/CMakeLists.txt).
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <ctime>
+#include <iostream>
 #include <map>
 #include <regex>
 #include <thread>
@@ -197,7 +200,9 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   }
   MESSAGE("background load before the test: " << static_cast<int>(background * 100) << "% of " << cores << " cores");
   if (background > 0.25) {
-    WARN_MESSAGE(false, "the machine stayed too busy to measure the worker's reaction to a hog; skipped");
+    // Not a pass: ctest's SKIP_REGULAR_EXPRESSION turns this line into a skip.
+    std::cout << "\nSKIP: the machine stayed " << static_cast<int>(background * 100)
+              << "% busy for 120 s; a worker's reaction to a hog cannot be measured" << std::endl;
     return;
   }
 
@@ -247,15 +252,30 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
 
   // While paused: the worker uses (almost) no CPU and the hog has the machine.
   const double w0 = ProcessCpu(w.pid()), h0 = hog.Cpu();
+  const auto [busy0, total0] = MachineTicks();
   const auto t0 = Steady::now();
   std::this_thread::sleep_for(1000ms);
   const double window = Since(t0);
+  const auto [busy1, total1] = MachineTicks();
   const double worker_paused = (ProcessCpu(w.pid()) - w0) / window;
   const double hog_paused = (hog.Cpu() - h0) / (window * cores);
   const double hog_first = shares.empty() ? 0 : shares.front().second;
+  // What neither the hog nor the worker used: other programs that started meanwhile.
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double others =
+      std::max(0.0, (busy1 - busy0) - (hog.Cpu() - h0 + ProcessCpu(w.pid()) - w0) * tick) /
+      std::max(1.0, total1 - total0);
   MESSAGE("while paused: worker " << worker_paused << " cores, hog " << static_cast<int>(hog_paused * 100)
                                   << "% of the machine (first window after the hog started: "
-                                  << static_cast<int>(hog_first * 100) << "%)");
+                                  << static_cast<int>(hog_first * 100) << "%), other programs "
+                                  << static_cast<int>(others * 100) << "%");
+  if (others > 0.3) {
+    // The hog's share then measures the other programs, not what the worker gave back. Decided
+    // before any check of this window, since a skip would hide a failed one.
+    std::cout << "\nSKIP: other programs took " << static_cast<int>(others * 100)
+              << "% of the machine while the worker was paused; the hog's share cannot be measured" << std::endl;
+    return;
+  }
   CHECK_MESSAGE(worker_paused < 0.15, w.Stderr());
   CHECK(hog_paused > 0.6);
   // The coordinator knows: no units go to a paused peer.

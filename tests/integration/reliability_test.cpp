@@ -268,3 +268,30 @@ TEST_CASE("a worker cut off by the network loses its units to the others and its
                 "(peer timeout 2 s)", detection);
   MESSAGE(line);
 }
+
+TEST_CASE("a volunteer-pool job survives a killed worker followed by a killed coordinator") {
+  // The sequence that once left a job waiting forever: under adaptive acceptance, kill -9 one of
+  // two workers, then kill -9 the coordinator, restart it on its data and add a third worker.
+  // The dead worker's restored lease expires after the survivors ran its unit and a backup; the
+  // unit must still be decided. (The previous scheduler failed this in 2 of 2 runs.)
+  TempDir data;
+  Cluster cluster(2, {"--data", data.path(), "--pool", "volunteer", "--lease-min", "10s", "--lease-factor", "1"});
+  REQUIRE(cluster.ok());
+  Client client = Connect(cluster);
+  REQUIRE(WaitPeers(client, 2));
+  JobSpec spec = Spin(8, 700);
+  auto job = client.Submit(spec);
+  REQUIRE(job.ok());
+  REQUIRE(WaitFor([&] { return job->Info().units_running >= 2; }, 20s));
+  std::this_thread::sleep_for(1s);
+  cluster.worker(1).Signal(SIGKILL);
+  std::this_thread::sleep_for(500ms);
+  cluster.coordinator().Signal(SIGKILL);
+  cluster.coordinator().Wait(5s);
+  REQUIRE(cluster.RestartCoordinator());
+  cluster.AddWorker(1);
+  auto r = job->Wait(60s);
+  REQUIRE_MESSAGE(r.ok(), cluster.Logs());
+  CHECK_MESSAGE(r->info.state == JobState::kDone, cluster.Logs());
+  CHECK(r->json.find("\"units\":8") != std::string::npos);
+}

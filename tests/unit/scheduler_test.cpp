@@ -497,3 +497,101 @@ TEST_CASE("a peer running ahead of the others still gets work while any unit nee
   CHECK(leased[fast] == 3000);
   CHECK(leased[slow] == 3000);
 }
+
+// ---------------------------------------------------------------- faults in combination (issue 13)
+
+namespace {
+
+// The volunteer pool's policy (2 replicas, quorum 2, adaptive) without spot-checks, so the draws
+// do not change which unit goes where.
+SchedulerConfig VolunteerConfig() {
+  SchedulerConfig c;
+  c.policy.replicas = 2;
+  c.policy.quorum = 2;
+  c.policy.adaptive = true;
+  c.credibility.spot_check_rate = 0;
+  c.credibility.spot_check_rate_new = 0;
+  return c;
+}
+
+RecoveredJob RunningJob(JobId id, std::uint64_t units) {
+  RecoveredJob rj;
+  rj.id = id;
+  rj.spec.task = "squares";
+  rj.spec.params["n"] = std::to_string(units);
+  rj.spec.units = units;
+  rj.units = units;
+  rj.state = proto::JobState::kRunning;
+  return rj;
+}
+
+}  // namespace
+
+TEST_CASE("a unit whose only missing copy was a dead peer's restored lease is decided after it expires") {
+  // The history of the stuck job: worker A is killed while it runs unit 0, then the coordinator
+  // is killed. After the restart A's lease is restored (A never comes back); survivor B runs the
+  // unit's second copy, newcomer C a backup of it. Both agree, but two fresh peers are short of
+  // the credibility bound and A's lease still counts as a copy in flight. When that lease
+  // expires the unit is requeued, and no connected peer may take it: nobody ever decided it.
+  Fixture f(VolunteerConfig());
+  std::vector<RecoveredJob> jobs;
+  jobs.push_back(RunningJob(1, 1));
+  std::vector<RecoveredLease> leases;
+  leases.push_back(RecoveredLease{7, 1, 0, "A", std::chrono::seconds(30)});
+  REQUIRE(f.s->Restore(std::move(jobs), std::move(leases), 2, f.clock.Now()).ok());
+
+  const PeerHandle b = f.Peer("B");
+  auto lb = f.s->Lease(b, 1, f.clock.Now());
+  REQUIRE(lb.size() == 1);
+  CHECK(f.Deliver(b, f.Honest(lb[0])).kind == ResultEffect::Kind::kAccepted);
+
+  f.clock.Advance(std::chrono::seconds(5));  // A's copy has run long enough to deserve a backup
+  const PeerHandle c = f.Peer("C");
+  auto lc = f.s->Lease(c, 1, f.clock.Now());
+  REQUIRE(lc.size() == 1);
+  CHECK(lc[0].unit_index == 0);
+  CHECK(f.Deliver(c, f.Honest(lc[0])).kind == ResultEffect::Kind::kAccepted);
+  CHECK(f.s->FindJob(1)->state == proto::JobState::kRunning);  // A's copy may still come
+
+  f.clock.Advance(std::chrono::seconds(30));
+  f.s->Tick(f.clock.Now());  // A's lease expires: the unit goes back to the queue
+  CHECK(f.s->Lease(b, 1, f.clock.Now()).empty());
+  CHECK(f.s->Lease(c, 1, f.clock.Now()).empty());
+  f.clock.Advance(std::chrono::seconds(1));
+  f.s->Tick(f.clock.Now());
+  REQUIRE(f.s->FindJob(1)->state == proto::JobState::kDone);
+  CHECK(f.Answer(1) == SumSquares(1));
+  CHECK(f.s->stats().quorum_fallbacks == 1);
+}
+
+TEST_CASE("a job that cannot progress says why: no peer, paused peers, every peer already ran the unit") {
+  SchedulerConfig c;
+  c.policy.replicas = 2;
+  c.policy.quorum = 2;
+  Fixture f(c);
+  const JobId id = f.Submit(2, 2, 2);
+  const Job* job = f.s->FindJob(id);
+  CHECK(f.s->Info(*job).waiting == "no peer is connected");
+
+  const PeerHandle a = f.Peer("a");
+  CHECK(f.s->Info(*job).waiting.empty());  // a may take the fresh units
+  proto::Capacity paused;
+  paused.slots = 1;
+  paused.state = proto::PeerState::kPaused;
+  paused.reason = "the owner is using the machine";
+  f.s->SetCapacity(a, paused, f.clock.Now());
+  CHECK(f.s->Info(*job).waiting ==
+        "every connected peer that runs task squares is paused (1 of 1): the owner is using the machine");
+
+  proto::Capacity running = paused;
+  running.state = proto::PeerState::kRunning;
+  running.reason.clear();
+  f.s->SetCapacity(a, running, f.clock.Now());
+  for (const auto& l : f.s->Lease(a, 4, f.clock.Now())) f.Deliver(a, f.Honest(l));
+  // Both units' second copies need a peer other than a, and there is none.
+  CHECK(f.s->Info(*job).waiting ==
+        "unit 0 waits for a peer that has not run it: 1 of 1 connected peers already have; quorum 2 needs that many "
+        "distinct peers");
+  f.Peer("b");
+  CHECK(f.s->Info(*job).waiting.empty());
+}

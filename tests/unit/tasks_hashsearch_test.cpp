@@ -11,17 +11,15 @@
 #include "sparecycles/core/codec.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& HashSearch() {
-  const Task* t = Registry::BuiltIn().Find("hashsearch", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& HashSearch() { return testing::BuiltInTask("hashsearch"); }
 
 JobParams Params(const std::string& prefix, std::uint64_t from, std::uint64_t to, int bits) {
   JobParams p;
@@ -32,24 +30,8 @@ JobParams Params(const std::string& prefix, std::uint64_t from, std::uint64_t to
   return p;
 }
 
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = HashSearch().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = HashSearch().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 std::string MergedJson(const JobParams& params, std::uint64_t units) {
-  auto merged = HashSearch().Merge(params, RunUnits(params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return HashSearch().ToJson(*merged);
+  return HashSearch().ToJson(testing::RunJob(HashSearch(), params, units));
 }
 
 // Reference: hash every nonce with the core BLAKE2b and list those with `bits` zero bits, in the
@@ -107,7 +89,7 @@ TEST_CASE("the answer does not depend on the unit count, and the best hit is rep
   for (std::uint64_t units = 2; units <= plan->max_units; ++units)
     CHECK(MergedJson(params, units) == one);
   CHECK(one.find("\"best\":{\"nonce\":") != std::string::npos);
-  auto merged = HashSearch().Merge(params, RunUnits(params, 2));
+  auto merged = HashSearch().Merge(params, testing::RunUnits(HashSearch(), params, 2));
   REQUIRE(merged.ok());
   CHECK(HashSearch().Summarize(*merged).find("with >= 10 leading zero bits in [0, 60000)") !=
         std::string::npos);
@@ -164,10 +146,10 @@ TEST_CASE("execute rejects garbage, truncated and padded unit bytes") {
 
 TEST_CASE("merge rejects forged hits and missing, reordered or garbage results") {
   const JobParams params = Params("sc", 0, 40'000, 9);
-  const std::vector<std::string> results = RunUnits(params, 4);
+  const std::vector<std::string> results = testing::RunUnits(HashSearch(), params, 4);
   REQUIRE(HashSearch().Merge(params, results).ok());
   // Results of the same ranges at 3 bits list nonces that do not reach 9 bits.
-  const std::vector<std::string> weak = RunUnits(Params("sc", 0, 40'000, 3), 4);
+  const std::vector<std::string> weak = testing::RunUnits(HashSearch(), Params("sc", 0, 40'000, 3), 4);
   auto forged = HashSearch().Merge(params, weak);
   REQUIRE_FALSE(forged.ok());
   CHECK(forged.status().message().find("does not match") != std::string::npos);
@@ -189,4 +171,59 @@ TEST_CASE("merge rejects forged hits and missing, reordered or garbage results")
 TEST_CASE("calibration measures a positive speed") {
   CHECK(HashSearch().Calibrate(0.05) > 1e4);
   CHECK(HashSearch().DefaultWorkPerSecond() > 0);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  // Appendix A.4: the leading zero bits of BLAKE2b-256(prefix || nonce as 8 bytes LE), read from
+  // the digest's first 8 bytes as a big-endian u64.
+  auto zero_bits = [](const std::string& prefix, std::uint64_t n) {
+    std::string input = prefix;
+    for (int i = 0; i < 8; ++i) input += static_cast<char>(n >> (8 * i));
+    const Hash256 h = Blake2b256(input);
+    std::uint64_t head = 0;
+    for (int i = 0; i < 8; ++i) head = head << 8 | h[i];
+    return static_cast<std::uint32_t>(std::countl_zero(head));
+  };
+  const std::string prefix = "layout";
+  // Unit = prefix bytes, from u64, to u64, bits u32.
+  const std::string unit = WireWriter().Bytes(prefix).U64(1000).U64(21'000).U32(9).str();
+  auto r = HashSearch().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  // Result = from u64, to u64, nonces list<u64> (increasing).
+  WireWriter expected;
+  expected.U64(1000).U64(21'000);
+  std::vector<std::uint64_t> hits;
+  for (std::uint64_t n = 1000; n < 21'000; ++n)
+    if (zero_bits(prefix, n) >= 9) hits.push_back(n);
+  REQUIRE(hits.size() > 10);
+  expected.U64(hits.size());
+  for (std::uint64_t n : hits) expected.U64(n);
+  CHECK(*r == expected.str());
+  CHECK_FALSE(HashSearch().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(HashSearch().Execute(WireWriter().Bytes(prefix).U64(5).U64(1).U32(9).str(), ctx).ok());
+  CHECK_FALSE(HashSearch().Execute(WireWriter().Bytes(prefix).U64(0).U64(1).U32(65).str(), ctx).ok());
+  auto split = HashSearch().Split(Params(prefix, 1000, 21'000, 9), 2);
+  REQUIRE(split.ok());
+  CHECK((*split)[1] == WireWriter().Bytes(prefix).U64(11'000).U64(21'000).U32(9).str());
+  // Merged = prefix, bits u32, from, to, nonces list<u64>, best_bits u32, best_nonce u64 (the
+  // first nonce with the most zero bits).
+  const std::string merged_bytes = testing::RunJob(HashSearch(), Params(prefix, 1000, 21'000, 9), 2);
+  WireReader m(merged_bytes);
+  CHECK(m.Bytes() == prefix);
+  CHECK(m.U32() == 9);
+  CHECK(m.U64() == 1000);
+  CHECK(m.U64() == 21'000);
+  REQUIRE(m.U64() == hits.size());
+  std::uint32_t best_bits = 0;
+  std::uint64_t best = 0;
+  for (std::uint64_t n : hits) {
+    CHECK(m.U64() == n);
+    if (zero_bits(prefix, n) > best_bits) best_bits = zero_bits(prefix, n), best = n;
+  }
+  CHECK(m.U32() == best_bits);
+  CHECK(m.U64() == best);
+  CHECK(m.AtEnd());
 }

@@ -12,17 +12,15 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Mandelbrot() {
-  const Task* t = Registry::BuiltIn().Find("mandelbrot", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Mandelbrot() { return testing::BuiltInTask("mandelbrot"); }
 
 JobParams Params(int width, int height, int max_iter, const std::string& format) {
   JobParams p;
@@ -33,24 +31,8 @@ JobParams Params(int width, int height, int max_iter, const std::string& format)
   return p;
 }
 
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = Mandelbrot().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = Mandelbrot().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 std::string Render(const JobParams& params, std::uint64_t units) {
-  auto merged = Mandelbrot().Merge(params, RunUnits(params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return *merged;
+  return testing::RunJob(Mandelbrot(), params, units);
 }
 
 // The pixels of a binary PGM, after checking its header names width x height.
@@ -203,7 +185,7 @@ TEST_CASE("execute rejects garbage, truncated and out-of-image units") {
 
 TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   const JobParams params = Params(30, 20, 60, "png");
-  const std::vector<std::string> results = RunUnits(params, 3);
+  const std::vector<std::string> results = testing::RunUnits(Mandelbrot(), params, 3);
   REQUIRE(Mandelbrot().Merge(params, results).ok());
   CHECK_FALSE(Mandelbrot().Merge(params, {}).ok());
   CHECK_FALSE(Mandelbrot().Merge(params, std::vector<std::string>{results[0], results[1]}).ok());
@@ -222,4 +204,85 @@ TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
 TEST_CASE("calibration measures a positive speed") {
   CHECK(Mandelbrot().Calibrate(0.05) > 1e6);
   CHECK(Mandelbrot().DefaultWorkPerSecond() > 0);
+}
+
+namespace {
+
+// Appendix A.3's pixel, written from the document (same operations in the same order).
+std::uint8_t DocShade(std::uint32_t width, std::uint32_t height, std::uint32_t max_iter, double x0, double x1,
+                      double y0, double y1, std::uint32_t px, std::uint32_t py) {
+  const double dx = (x1 - x0) / width, dy = (y1 - y0) / height;
+  const double cx = x0 + (px + 0.5) * dx, cy = y1 - (py + 0.5) * dy;
+  const double xq = cx - 0.25, q = xq * xq + cy * cy;
+  if (q * (q + xq) <= 0.25 * cy * cy) return 0;
+  if ((cx + 1) * (cx + 1) + cy * cy <= 0.0625) return 0;
+  double x = 0, y = 0, x2 = 0, y2 = 0;
+  std::uint32_t n = 0;
+  while (n < max_iter && x2 + y2 <= 4.0) {
+    y = (2 * x) * y + cy;
+    x = x2 - y2 + cx;
+    x2 = x * x;
+    y2 = y * y;
+    ++n;
+  }
+  if (n >= max_iter) return 0;
+  return static_cast<std::uint8_t>(1 + static_cast<std::uint32_t>(254 * std::sqrt(std::sqrt(double(n) / max_iter))));
+}
+
+}  // namespace
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  constexpr std::uint32_t kW = 37, kH = 23, kIter = 64;
+  auto view = [&](WireWriter& w) -> WireWriter& {
+    return w.U32(kW).U32(kH).U32(kIter).F64(-2.5).F64(1).F64(-1.25).F64(1.25);
+  };
+  // Unit = width, height, max_iter u32, x0, x1, y0, y1 f64, row_lo, row_hi u32: 52 bytes.
+  WireWriter unit;
+  view(unit).U32(5).U32(9);
+  REQUIRE(unit.str().size() == 52);
+  auto r = Mandelbrot().Execute(unit.str(), ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  // Result = width u32, row_lo u32, row_hi u32, pixels bytes (row-major, row_lo first).
+  std::string band;
+  for (std::uint32_t py = 5; py < 9; ++py)
+    for (std::uint32_t px = 0; px < kW; ++px) band += static_cast<char>(DocShade(kW, kH, kIter, -2.5, 1, -1.25, 1.25, px, py));
+  CHECK(*r == WireWriter().U32(kW).U32(5).U32(9).Bytes(band).str());
+  CHECK_FALSE(Mandelbrot().Execute(unit.str() + '\0', ctx).ok());
+  WireWriter outside;
+  view(outside).U32(20).U32(24);
+  CHECK_FALSE(Mandelbrot().Execute(outside.str(), ctx).ok());
+  auto split = Mandelbrot().Split(Params(kW, kH, kIter, "pgm"), 3);
+  REQUIRE(split.ok());
+  WireWriter second;
+  view(second).U32(kH * 1 / 3).U32(kH * 2 / 3);
+  CHECK((*split)[1] == second.str());
+  // Merged PGM = "P5\n# sparecycles " + record + "\n" + "W H\n255\n" + pixels.
+  std::string pixels;
+  for (std::uint32_t py = 0; py < kH; ++py)
+    for (std::uint32_t px = 0; px < kW; ++px) pixels += static_cast<char>(DocShade(kW, kH, kIter, -2.5, 1, -1.25, 1.25, px, py));
+  const auto in_set = std::count(pixels.begin(), pixels.end(), '\0');
+  REQUIRE(in_set > 0);
+  const std::string record = "mandelbrot width=37 height=23 max_iter=64 in_set=" + std::to_string(in_set) +
+                             " x0=-2.5 x1=1 y0=-1.25 y1=1.25";
+  CHECK(testing::RunJob(Mandelbrot(), Params(kW, kH, kIter, "pgm"), 3) ==
+        "P5\n# sparecycles " + record + "\n37 23\n255\n" + pixels);
+  // Merged PNG: signature, IHDR (greyscale, 8 bits), then a tEXt chunk "sparecycles\0" + record.
+  const std::string png = testing::RunJob(Mandelbrot(), Params(kW, kH, kIter, "png"), 3);
+  REQUIRE(png.size() > 8 + 25 + 12);
+  CHECK(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+  CHECK(png.substr(12, 4) == "IHDR");
+  CHECK(png[8 + 8 + 8] == 8);  // bit depth
+  CHECK(png[8 + 8 + 9] == 0);  // colour type 0: greyscale
+  const std::size_t text_at = 8 + 25;
+  CHECK(png.substr(text_at + 4, 4) == "tEXt");
+  const std::string text = std::string("sparecycles") + '\0' + record;
+  const auto len = static_cast<std::uint32_t>(static_cast<std::uint8_t>(png[text_at])) << 24 |
+                   static_cast<std::uint32_t>(static_cast<std::uint8_t>(png[text_at + 1])) << 16 |
+                   static_cast<std::uint32_t>(static_cast<std::uint8_t>(png[text_at + 2])) << 8 |
+                   static_cast<std::uint32_t>(static_cast<std::uint8_t>(png[text_at + 3]));
+  CHECK(len == text.size());
+  CHECK(png.substr(text_at + 8, text.size()) == text);
 }

@@ -12,17 +12,15 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Pi() {
-  const Task* t = Registry::BuiltIn().Find("pi", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Pi() { return testing::BuiltInTask("pi"); }
 
 JobParams Params(std::uint64_t samples, std::int64_t seed) {
   JobParams p;
@@ -31,24 +29,8 @@ JobParams Params(std::uint64_t samples, std::int64_t seed) {
   return p;
 }
 
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = Pi().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = Pi().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 std::string Merged(const JobParams& params, std::uint64_t units) {
-  auto merged = Pi().Merge(params, RunUnits(params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return *merged;
+  return testing::RunJob(Pi(), params, units);
 }
 
 // The number after "key": in a flat JSON object.
@@ -185,7 +167,7 @@ TEST_CASE("execute rejects garbage, truncated and padded unit bytes") {
 
 TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   const JobParams params = Params(3'000'000, 1);
-  const std::vector<std::string> results = RunUnits(params, 3);
+  const std::vector<std::string> results = testing::RunUnits(Pi(), params, 3);
   REQUIRE(Pi().Merge(params, results).ok());
   CHECK_FALSE(Pi().Merge(params, {}).ok());
   CHECK_FALSE(Pi().Merge(params, std::vector<std::string>{results[0], results[2]}).ok());
@@ -222,4 +204,33 @@ TEST_CASE("a unit lets cancellation through") {
 TEST_CASE("calibration measures a positive speed") {
   CHECK(Pi().Calibrate(0.05) > 1e6);
   CHECK(Pi().DefaultWorkPerSecond() > 0);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  // Appendix A.2: unit = seed, first, count; result = first, count, hits (samples of the job's
+  // stream, so a unit starting at 5000 counts samples 5000.. of the documented generator).
+  const std::string unit = WireWriter().U64(7).U64(5000).U64(100'000).str();
+  auto r = Pi().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  const std::uint64_t hits = ReferenceHits(7, 105'000) - ReferenceHits(7, 5000);
+  CHECK(*r == WireWriter().U64(5000).U64(100'000).U64(hits).str());
+  CHECK_FALSE(Pi().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(Pi().Execute(WireWriter().U64(7).U64(1'000'000'000'000'000ull).U64(1).str(), ctx).ok());
+  // Unit i of N holds samples [S i / N, S (i + 1) / N).
+  auto split = Pi().Split(Params(5'000'000, -3), 3);
+  REQUIRE(split.ok());
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    const std::uint64_t lo = 5'000'000 * i / 3, hi = 5'000'000 * (i + 1) / 3;
+    CHECK((*split)[i] == WireWriter().U64(static_cast<std::uint64_t>(-3)).U64(lo).U64(hi - lo).str());
+  }
+  // Merged = seed, samples, hits.
+  const std::string merged_bytes = testing::RunJob(Pi(), Params(2'000'000, 11), 2);
+  WireReader m(merged_bytes);
+  CHECK(m.U64() == 11);
+  CHECK(m.U64() == 2'000'000);
+  CHECK(m.U64() == ReferenceHits(11, 2'000'000));
+  CHECK(m.AtEnd());
 }

@@ -11,17 +11,15 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Primes() {
-  const Task* t = Registry::BuiltIn().Find("primes", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Primes() { return testing::BuiltInTask("primes"); }
 
 JobParams Range(std::uint64_t from, std::uint64_t to) {
   JobParams p;
@@ -30,27 +28,9 @@ JobParams Range(std::uint64_t from, std::uint64_t to) {
   return p;
 }
 
-std::vector<std::string> RunUnits(const Task& task, const JobParams& params, std::uint64_t units) {
-  auto split = task.Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = task.Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 // The merged answer as text (Summarize), running the job in `units` units.
 std::string Count(std::uint64_t from, std::uint64_t to, std::uint64_t units = 1) {
-  const Task& task = Primes();
-  const JobParams params = Range(from, to);
-  auto merged = task.Merge(params, RunUnits(task, params, units));
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return task.Summarize(*merged);
+  return Primes().Summarize(testing::RunJob(Primes(), Range(from, to), units));
 }
 
 // Reference: a plain sieve of Eratosthenes over [0, n).
@@ -270,7 +250,7 @@ TEST_CASE("execute rejects garbage, truncated and padded unit bytes") {
 
 TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   const JobParams params = Range(0, 1'000'000);
-  const std::vector<std::string> results = RunUnits(Primes(), params, 4);
+  const std::vector<std::string> results = testing::RunUnits(Primes(), params, 4);
   REQUIRE(Primes().Merge(params, results).ok());
   auto without = [&](std::size_t skip) {
     std::vector<std::string> r;
@@ -299,10 +279,9 @@ TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
 TEST_CASE("the merged count is summarized and rendered as JSON") {
   const Task& task = Primes();
   const JobParams params = Range(0, 1'000'000);
-  auto merged = task.Merge(params, RunUnits(task, params, 3));
-  REQUIRE(merged.ok());
-  CHECK(task.Summarize(*merged) == "78498");
-  CHECK(task.ToJson(*merged) == "{\"count\":78498,\"from\":0,\"to\":1000000}");
+  const std::string merged = testing::RunJob(task, params, 3);
+  CHECK(task.Summarize(merged) == "78498");
+  CHECK(task.ToJson(merged) == "{\"count\":78498,\"from\":0,\"to\":1000000}");
   CHECK(task.Summarize("junk").find("not a merged result") != std::string::npos);
   CHECK(task.ToJson("junk").rfind("{\"error\":", 0) == 0);
 }
@@ -323,4 +302,30 @@ TEST_CASE("calibration measures a positive speed") {
   const double rate = Primes().Calibrate(0.05);
   CHECK(rate > 1e7);
   CHECK(Primes().DefaultWorkPerSecond() > 0);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  // Appendix A.1: unit = from u64, to u64; result = from, to, count.
+  const std::string unit = WireWriter().U64(0).U64(100).str();
+  CHECK(unit == std::string("\0\0\0\0\0\0\0\0\x64\0\0\0\0\0\0\0", 16));  // the appendix's example
+  auto r = Primes().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(*r == WireWriter().U64(0).U64(100).U64(25).str());
+  CHECK_FALSE(Primes().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(Primes().Execute(WireWriter().U64(10).U64(5).str(), ctx).ok());  // from > to
+  // Unit i of N covers [from + (to - from) i / N, from + (to - from) (i + 1) / N).
+  auto split = Primes().Split(Range(1000, 1'001'000), 3);
+  REQUIRE(split.ok());
+  for (std::uint64_t i = 0; i < 3; ++i)
+    CHECK((*split)[i] == WireWriter().U64(1000 + 1'000'000 * i / 3).U64(1000 + 1'000'000 * (i + 1) / 3).str());
+  // Merged = from, to, count of the job.
+  const std::string merged_bytes = testing::RunJob(Primes(), Range(0, 1'000'000), 3);
+  WireReader m(merged_bytes);
+  CHECK(m.U64() == 0);
+  CHECK(m.U64() == 1'000'000);
+  CHECK(m.U64() == 78'498);
+  CHECK(m.AtEnd());
 }

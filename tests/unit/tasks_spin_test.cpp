@@ -9,37 +9,21 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& Spin() {
-  const Task* t = Registry::BuiltIn().Find("spin", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& Spin() { return testing::BuiltInTask("spin"); }
 
 JobParams Params(int units, int ms) {
   JobParams p;
   p.values["units"] = std::to_string(units);
   p.values["ms"] = std::to_string(ms);
   return p;
-}
-
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = Spin().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = Spin().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
 }
 
 class RecordingContext final : public UnitContext {
@@ -68,7 +52,7 @@ TEST_CASE("one unit per slot merges to the number of slots completed") {
   REQUIRE(plan.ok());
   CHECK(plan->max_units == 10);
   CHECK(plan->total_work > 0);
-  auto merged = Spin().Merge(params, RunUnits(params, 10));
+  auto merged = Spin().Merge(params, testing::RunUnits(Spin(), params, 10));
   REQUIRE(merged.ok());
   CHECK(Spin().Summarize(*merged) == "10 slots of 0 ms in 10 units");
   CHECK(Spin().ToJson(*merged) == "{\"completed\":10,\"units\":10,\"ms\":0}");
@@ -78,7 +62,7 @@ TEST_CASE("one unit per slot merges to the number of slots completed") {
 TEST_CASE("fewer units than slots group the slots and still cover each once") {
   const JobParams params = Params(10, 0);
   for (std::uint64_t units = 1; units <= 10; ++units) {
-    auto merged = Spin().Merge(params, RunUnits(params, units));
+    auto merged = Spin().Merge(params, testing::RunUnits(Spin(), params, units));
     REQUIRE(merged.ok());
     CHECK(Spin().Summarize(*merged) == "10 slots of 0 ms in " + std::to_string(units) + " units");
   }
@@ -88,7 +72,7 @@ TEST_CASE("fewer units than slots group the slots and still cover each once") {
 
 TEST_CASE("merge detects a missing, duplicated or reordered unit") {
   const JobParams params = Params(5, 0);
-  const std::vector<std::string> results = RunUnits(params, 5);
+  const std::vector<std::string> results = testing::RunUnits(Spin(), params, 5);
   REQUIRE(Spin().Merge(params, results).ok());
   for (std::size_t skip = 0; skip < results.size(); ++skip) {
     std::vector<std::string> missing;
@@ -172,4 +156,30 @@ TEST_CASE("calibration finds at most a thousand milliseconds per second") {
   CHECK(rate > 0);
   CHECK(rate < 1100);
   CHECK(Spin().DefaultWorkPerSecond() == 1000);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  // Appendix A.6: unit = first u64, count u64, total u64, ms u32; result = first, count.
+  const std::string unit = WireWriter().U64(2).U64(3).U64(10).U32(0).str();
+  REQUIRE(unit.size() == 28);
+  auto r = Spin().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(*r == WireWriter().U64(2).U64(3).str());
+  CHECK_FALSE(Spin().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(Spin().Execute(WireWriter().U64(8).U64(3).U64(10).U32(0).str(), ctx).ok());  // past total
+  auto split = Spin().Split(Params(10, 5), 3);
+  REQUIRE(split.ok());
+  CHECK((*split)[0] == WireWriter().U64(0).U64(3).U64(10).U32(5).str());
+  CHECK((*split)[1] == WireWriter().U64(3).U64(3).U64(10).U32(5).str());
+  CHECK((*split)[2] == WireWriter().U64(6).U64(4).U64(10).U32(5).str());
+  // Merged = slots u64, units u64, ms u32.
+  const std::string merged_bytes = testing::RunJob(Spin(), Params(10, 0), 3);
+  WireReader m(merged_bytes);
+  CHECK(m.U64() == 10);
+  CHECK(m.U64() == 3);
+  CHECK(m.U32() == 0);
+  CHECK(m.AtEnd());
 }

@@ -11,17 +11,15 @@
 #include <vector>
 
 #include "sparecycles/tasks/task.hpp"
+#include "task_runner.hpp"
+#include "wire_bytes.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
 namespace {
 
-const Task& WordFreq() {
-  const Task* t = Registry::BuiltIn().Find("wordfreq", 1);
-  REQUIRE(t != nullptr);
-  return *t;
-}
+const Task& WordFreq() { return testing::BuiltInTask("wordfreq"); }
 
 JobParams Params(std::string input, int top) {
   JobParams p;
@@ -30,27 +28,9 @@ JobParams Params(std::string input, int top) {
   return p;
 }
 
-std::vector<std::string> RunUnits(const JobParams& params, std::uint64_t units) {
-  auto split = WordFreq().Split(params, units);
-  REQUIRE_MESSAGE(split.ok(), split.status().ToString());
-  REQUIRE(split->size() == units);
-  std::vector<std::string> results;
-  NullContext ctx;
-  for (const std::string& unit : *split) {
-    auto r = WordFreq().Execute(unit, ctx);
-    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
-    results.push_back(std::move(*r));
-  }
-  return results;
-}
-
 // Runs the job like the coordinator does: the input is dropped after Split().
-std::string MergedJson(JobParams params, std::uint64_t units) {
-  std::vector<std::string> results = RunUnits(params, units);
-  params.input.clear();
-  auto merged = WordFreq().Merge(params, results);
-  REQUIRE_MESSAGE(merged.ok(), merged.status().ToString());
-  return WordFreq().ToJson(*merged);
+std::string MergedJson(const JobParams& params, std::uint64_t units) {
+  return WordFreq().ToJson(testing::RunJob(WordFreq(), params, units));
 }
 
 // Text with mixed case, digits, punctuation, apostrophes, UTF-8, newlines and a few words longer
@@ -171,7 +151,7 @@ TEST_CASE("one long word is never cut, even when units outnumber the places to c
 
 TEST_CASE("the summary shows totals and the most frequent words; JSON honours top") {
   const std::string text = "b a b c b a\nB! a's";
-  auto merged = WordFreq().Merge(Params(text, 2), RunUnits(Params(text, 2), 1));
+  auto merged = WordFreq().Merge(Params(text, 2), testing::RunUnits(WordFreq(), Params(text, 2), 1));
   REQUIRE(merged.ok());
   CHECK(WordFreq().Summarize(*merged) == "9 words, 4 distinct; top: b (4), a (3)");
   CHECK(WordFreq().ToJson(*merged) ==
@@ -224,14 +204,14 @@ TEST_CASE("execute rejects garbage, truncated and padded unit bytes") {
 TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   const std::string text = GenerateText(40'000, 5);
   const JobParams params = Params(text, 5);
-  const std::vector<std::string> results = RunUnits(params, 3);
+  const std::vector<std::string> results = testing::RunUnits(WordFreq(), params, 3);
   REQUIRE(WordFreq().Merge(params, results).ok());
   CHECK_FALSE(WordFreq().Merge(params, {}).ok());
   CHECK_FALSE(WordFreq().Merge(params, std::vector<std::string>{results[0], results[1]}).ok());
   CHECK_FALSE(WordFreq().Merge(params, std::vector<std::string>{results[1], results[2]}).ok());
   CHECK_FALSE(
       WordFreq().Merge(params, std::vector<std::string>{results[0], results[2], results[1]}).ok());
-  const std::vector<std::string> other = RunUnits(Params(GenerateText(50'000, 6), 5), 3);
+  const std::vector<std::string> other = testing::RunUnits(WordFreq(), Params(GenerateText(50'000, 6), 5), 3);
   CHECK_FALSE(
       WordFreq().Merge(params, std::vector<std::string>{results[0], results[1], other[2]}).ok());
   std::vector<std::string> garbage = results;
@@ -242,4 +222,33 @@ TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
 TEST_CASE("calibration measures a positive speed") {
   CHECK(WordFreq().Calibrate(0.05) > 1e5);
   CHECK(WordFreq().DefaultWorkPerSecond() > 0);
+}
+
+TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md gives") {
+  using testing::WireReader;
+  using testing::WireWriter;
+  NullContext ctx;
+  const std::string text = "b a b c b a\nB! a's";
+  // Appendix A.5: unit = offset u64, total u64, text bytes.
+  const std::string unit = WireWriter().U64(100).U64(1000).Bytes(text).str();
+  auto r = WordFreq().Execute(unit, ctx);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  // Result = offset, length, total, words list<(bytes, u64)> sorted by word.
+  CHECK(*r == WireWriter()
+                  .U64(100).U64(text.size()).U64(1000)
+                  .U64(4)
+                  .Bytes("a").U64(3).Bytes("b").U64(4).Bytes("c").U64(1).Bytes("s").U64(1)
+                  .str());
+  CHECK_FALSE(WordFreq().Execute(unit + '\0', ctx).ok());
+  CHECK_FALSE(WordFreq().Execute(WireWriter().U64(995).U64(1000).Bytes(text).str(), ctx).ok());
+  auto split = WordFreq().Split(Params(text, 2), 1);
+  REQUIRE(split.ok());
+  CHECK(split->front() == WireWriter().U64(0).U64(text.size()).Bytes(text).str());
+  // Merged = bytes u64, total_words u64, top u32, words by count (descending), then word.
+  CHECK(testing::RunJob(WordFreq(), Params(text, 2), 1) ==
+        WireWriter()
+            .U64(text.size()).U64(9).U32(2)
+            .U64(4)
+            .Bytes("b").U64(4).Bytes("a").U64(3).Bytes("c").U64(1).Bytes("s").U64(1)
+            .str());
 }

@@ -3,8 +3,14 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <fstream>
+#include <chrono>
 #include <iostream>
 #include <sstream>
+#include <thread>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/log.hpp"
@@ -14,6 +20,7 @@
 #include "sparecycles/worker/policy.hpp"
 #include "sparecycles/worker/status.hpp"
 #include "sparecycles/worker/worker.hpp"
+#include "cluster_profile.hpp"
 
 using namespace sparecycles;
 
@@ -32,8 +39,28 @@ std::string DefaultStateDir() {
   return "";
 }
 
+// Option values with the profile's defaults in place of the built-in ones (a flag, environment
+// variable or config line still wins).
+class Values {
+ public:
+  Values(const Options& opt, worker::Profile profile) : opt_(opt) {
+    for (auto& [name, value] : worker::ProfileDefaults(profile)) defaults_.emplace_back(name, value);
+  }
+  std::string Get(const std::string& name) const {
+    if (!opt_.IsSet(name))
+      for (const auto& [k, v] : defaults_)
+        if (k == name) return v;
+    return opt_.Get(name);
+  }
+  void Override(const std::string& name, std::string value) { defaults_.emplace_back(name, std::move(value)); }
+
+ private:
+  const Options& opt_;
+  std::vector<std::pair<std::string, std::string>> defaults_;
+};
+
 // "50%", "50" or (when `off_value` >= 0) "off" -> a percentage.
-Result<double> Percent(const Options& opt, const std::string& name, double off_value = -1) {
+Result<double> Percent(const Values& opt, const std::string& name, double off_value = -1) {
   std::string v = opt.Get(name);
   if (off_value >= 0 && (v == "off" || v == "never" || v == "none")) return off_value;
   if (!v.empty() && v.back() == '%') v.pop_back();
@@ -43,13 +70,13 @@ Result<double> Percent(const Options& opt, const std::string& name, double off_v
     return InvalidArgument("--" + name + ": expected a percentage 0..100% (got '" + opt.Get(name) + "')");
   return d;
 }
-Result<bool> OnOff(const Options& opt, const std::string& name, const char* yes, const char* no) {
+Result<bool> OnOff(const Values& opt, const std::string& name, const char* yes, const char* no) {
   const std::string v = opt.Get(name);
   if (v == yes || v == "on" || v == "true" || v == "yes" || v == "1") return true;
   if (v == no || v == "off" || v == "false" || v == "no" || v == "0") return false;
   return InvalidArgument("--" + name + ": expected " + yes + " or " + no);
 }
-Result<Duration> Time(const Options& opt, const std::string& name) {
+Result<Duration> Time(const Values& opt, const std::string& name) {
   auto s = ParseSeconds(opt.Get(name));
   if (!s.ok()) return InvalidArgument("--" + name + ": " + s.status().message());
   return FromSeconds(*s);
@@ -97,17 +124,63 @@ int ShowStatus(const Options& opt) {
   return alive ? 0 : 3;
 }
 
+// `leave`: asks the worker using --state-dir to leave (SIGTERM: units handed back) and waits until
+// it has exited, so a Kubernetes preStop hook or an ExecStop= returns only once the leave is done.
+int Leave(const Options& opt) {
+  const std::string dir = opt.Get("state-dir");
+  auto text = ReadFile(dir + "/status", 1 << 20);
+  if (!text.ok()) {
+    std::fprintf(stderr, "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
+                 dir.c_str(), dir.c_str());
+    return 1;
+  }
+  auto s = worker::ParseStatusFile(*text);
+  if (!s.ok()) return Fail(s.status());
+  auto grace = ParseSeconds(opt.Get("grace"));
+  if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
+  const auto pid = static_cast<pid_t>(s->pid);
+  // A stale status file may name a pid that now belongs to another program: signal only a worker.
+  // (/proc files report size 0, so read them as a stream.)
+  std::ifstream proc("/proc/" + std::to_string(s->pid) + "/cmdline", std::ios::binary);
+  std::string cmdline(4096, '\0');
+  proc.read(cmdline.data(), static_cast<std::streamsize>(cmdline.size()));
+  cmdline.resize(static_cast<std::size_t>(proc.gcount()));
+  const bool is_worker = cmdline.find("sparecycles-worker") != std::string::npos;
+  if (pid <= 0 || !is_worker || ::kill(pid, SIGTERM) != 0) {
+    std::printf("sparecycles-worker: the worker (pid %ld) is not running\n", s->pid);
+    return 0;
+  }
+  // The running units' grace, then time to stop them, upload checkpoints and send the Bye.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(*grace + 30);
+  while (::kill(pid, 0) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr, "sparecycles-worker: pid %ld is still running after %.0f s\n", s->pid, *grace + 30);
+      return 4;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::printf("sparecycles-worker: pid %ld left\n", s->pid);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options opt("sparecycles-worker [options] | sparecycles-worker status [--state-dir DIR] [--clients ENDPOINT]",
+  Options opt("sparecycles-worker [options] | sparecycles-worker status [--state-dir DIR] [--clients ENDPOINT]\n"
+              "       | sparecycles-worker leave [--state-dir DIR] [--grace T]",
               "Donates this machine's idle CPU to a SpareCycles coordinator: connects, announces its cores\n"
               "and measured speed, runs the units it is leased and returns their results. It watches what\n"
               "the rest of the machine uses and shrinks, pauses or resumes within the owner's preferences\n"
               "below (see deploy/worker.conf). SIGTERM or Ctrl-C hands unfinished units back before exiting.\n"
-              "'status' prints what the worker using --state-dir is doing.",
+              "'status' prints what the worker using --state-dir is doing; 'leave' stops it gracefully\n"
+              "(SIGTERM) and waits until it has handed its units back and exited.",
               "SPARECYCLES_WORKER_");
   opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
+  opt.Add("profile", "volunteer",
+          "volunteer = donate idle CPU only, with the defaults below; cluster = a dedicated or batch node: "
+          "every allotted core (--cores from SLURM_CPUS_PER_TASK, SLURM_CPUS_ON_NODE, the cgroup CPU "
+          "quota and the affinity mask, when not given), pause-above off, throttle off, priority "
+          "normal, on-battery run, max-memory 100%, min-free-memory 0%. Options given still win.");
   opt.Add("coordinator", "tcp://127.0.0.1:7737", "The coordinator's peer endpoint.");
   opt.Add("cores", "0",
           "Most cores to donate: a count, a share such as 50%, or 0 = all of this machine's (" +
@@ -141,17 +214,31 @@ int main(int argc, char** argv) {
   }
   if (!opt.Positional().empty()) {
     if (opt.Positional()[0] == "status" && opt.Positional().size() == 1) return ShowStatus(opt);
-    return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] + "' (the only command is 'status')"));
+    if (opt.Positional()[0] == "leave" && opt.Positional().size() == 1) return Leave(opt);
+    return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] + "' (the commands are 'status' and 'leave')"));
   }
   SetLogComponent("worker");
   LogLevel level;
   if (!ParseLogLevel(opt.Get("log-level"), level)) return Fail(InvalidArgument("--log-level: unknown level"));
   SetLogLevel(level);
 
+  auto profile = worker::ParseProfile(opt.Get("profile"));
+  if (!profile.ok()) return Fail(InvalidArgument("--profile: " + profile.status().message()));
+  Values val(opt, *profile);
+  if (*profile == worker::Profile::kCluster) {
+    if (!opt.IsSet("cores")) {
+      const auto allotted = worker::ResolveAllottedCores(worker::ReadCoreSources());
+      val.Override("cores", std::to_string(allotted.cores));
+      SC_LOG(Info) << "cluster profile: " << allotted.cores << " cores (" << allotted.source << ")";
+    } else {
+      SC_LOG(Info) << "cluster profile: " << opt.Get("cores") << " cores (--cores)";
+    }
+  }
+
   worker::WorkerConfig cfg;
   cfg.coordinator = opt.Get("coordinator");
   worker::Preferences prefs;
-  if (Status s = prefs.SetMaxCores(opt.Get("cores")); !s.ok()) return Fail(InvalidArgument("--cores: " + s.message()));
+  if (Status s = prefs.SetMaxCores(val.Get("cores")); !s.ok()) return Fail(InvalidArgument("--cores: " + s.message()));
   auto prefetch = opt.GetInt("prefetch", 0, 64);
   auto cal = ParseSeconds(opt.Get("calibrate"));
   if (!prefetch.ok()) return Fail(prefetch.status());
@@ -166,23 +253,23 @@ int main(int argc, char** argv) {
   for (std::string t; std::getline(list, t, ',');)
     if (!t.empty()) cfg.only_tasks.push_back(t);
 
-  auto pause_above = Percent(opt, "pause-above", 100);
-  auto resume_below = Percent(opt, "resume-below");
-  auto idle_time = Time(opt, "idle-time");
-  auto throttle = OnOff(opt, "throttle", "on", "off");
-  auto hours = worker::TimeWindows::Parse(opt.Get("hours"));
-  auto min_free = Percent(opt, "min-free-memory");
-  auto on_battery = OnOff(opt, "on-battery", "pause", "run");
-  auto priority = worker::ParsePriority(opt.Get("priority"));
-  auto sample = Time(opt, "sample-interval");
-  auto pause_limit = Time(opt, "pause-limit");
-  auto checkpoint = Time(opt, "checkpoint-interval");
+  auto pause_above = Percent(val, "pause-above", 100);
+  auto resume_below = Percent(val, "resume-below");
+  auto idle_time = Time(val, "idle-time");
+  auto throttle = OnOff(val, "throttle", "on", "off");
+  auto hours = worker::TimeWindows::Parse(val.Get("hours"));
+  auto min_free = Percent(val, "min-free-memory");
+  auto on_battery = OnOff(val, "on-battery", "pause", "run");
+  auto priority = worker::ParsePriority(val.Get("priority"));
+  auto sample = Time(val, "sample-interval");
+  auto pause_limit = Time(val, "pause-limit");
+  auto checkpoint = Time(val, "checkpoint-interval");
   for (const Status* s : {&pause_above.status(), &resume_below.status(), &idle_time.status(), &throttle.status(),
                           &hours.status(), &min_free.status(), &on_battery.status(), &sample.status(),
                           &pause_limit.status(), &checkpoint.status()})
     if (!s->ok()) return Fail(*s);
   if (!priority.ok()) return Fail(InvalidArgument("--priority: " + priority.status().message()));
-  if (Status s = prefs.SetMaxMemory(opt.Get("max-memory")); !s.ok()) return Fail(InvalidArgument("--max-memory: " + s.message()));
+  if (Status s = prefs.SetMaxMemory(val.Get("max-memory")); !s.ok()) return Fail(InvalidArgument("--max-memory: " + s.message()));
   prefs.pause_above_percent = *pause_above;
   prefs.resume_below_percent = std::min(*resume_below, *pause_above);
   prefs.idle_time = *idle_time;

@@ -104,6 +104,8 @@ struct ResultEffect {
 struct TickEffect {
   std::vector<PeerHandle> lost_peers;
   std::vector<LeaseId> expired_leases;
+  std::vector<std::pair<PeerHandle, LeaseId>> cancel;  // leases now pointless (units decided)
+  std::vector<JobId> jobs_finished;                     // by units decided on this tick
 };
 
 struct UnitResultRecord {  // what a replica said about a unit
@@ -253,6 +255,10 @@ class Scheduler {
   const Job* FindJob(JobId job) const;
   proto::JobInfo Info(const Job& job) const;
   std::vector<proto::UnitFailure> Failures(const Job& job) const;
+  /// Why queued units of `job` cannot go to any connected peer now (no peer runs the task, every
+  /// such peer is paused or blacklisted, every one has already run the waiting unit); empty while
+  /// some peer may take work of it.
+  std::string WhyWaiting(const Job& job) const;
   const std::map<JobId, std::unique_ptr<Job>>& jobs() const { return jobs_; }
 
   // ---- work
@@ -266,8 +272,9 @@ class Scheduler {
   bool OnCheckpoint(PeerHandle peer, const proto::Checkpoint& cp, TimePoint now);
   /// Peers handed these leases back unfinished (graceful leave): requeue at once.
   void ReturnLeases(PeerHandle peer, const std::vector<LeaseId>& leases, TimePoint now);
-  /// Declares silent peers lost and reissues leases past their deadline.
-  TickEffect Tick(TimePoint now);
+  /// Declares silent peers lost, reissues leases past their deadline, and decides units that
+  /// nothing else would decide any more (an undisputed quorum that no connected peer can add to).
+  TickEffect Tick(TimePoint now, double wall_now = 0);
   /// The next time Tick() has something to do (for the loop's poll timeout).
   std::optional<TimePoint> NextDeadline() const;
 
@@ -297,6 +304,21 @@ class Scheduler {
   // running count and the unit's in-flight list; optionally lets its peer take the unit again
   // and puts the unit back in the queue. The one place this bookkeeping is done.
   void Withdraw(const LeaseRecord& rec, bool forget_peer, bool requeue);
+  // The result path, in the order a result goes through it (OnResult).
+  std::optional<LeaseRecord> SettleLease(PeerHandle peer, const proto::ResultMsg& r, ResultEffect& effect);
+  void JudgeSpotCheck(const std::string& peer_id, const LeaseRecord& rec, const proto::ResultMsg& r,
+                      TimePoint now, double wall_now, ResultEffect& effect);
+  /// Records the result as a vote; false when it does not count (a second vote of one peer, a
+  /// payload that does not match its hash).
+  bool CountVote(Job& job, std::uint32_t unit_index, Peer* peer, const std::string& peer_id,
+                 const proto::ResultMsg& r, ResultEffect& effect);
+  /// Accepts an answer when the policy allows it, else fails the unit or asks for another copy.
+  void Decide(Job& job, std::uint32_t unit_index, TimePoint now, double wall_now, ResultEffect& effect);
+  std::optional<std::string> AcceptableAnswer(const Job& job, const Unit& unit);
+  void AcceptUnit(Job& job, std::uint32_t unit_index, const std::string& hash, TimePoint now,
+                  double wall_now, ResultEffect& effect);
+  void CreditVoters(Job& job, std::uint32_t unit_index, const std::string& hash);
+  void DecideStalled(TimePoint now, double wall_now, TickEffect& effect);
   void FinishUnitIfDecided(Job& job, std::uint32_t unit_index, ResultEffect& effect);
   void MaybeFinishJob(Job& job, double wall_now, ResultEffect* effect);
   void ForgetOldJobs();
@@ -335,6 +357,9 @@ class Scheduler {
   std::unordered_map<std::string, std::vector<std::pair<JobId, std::uint32_t>>> accepted_by_;
   std::uint64_t rng_;
   std::set<JobId> dirty_;
+  // Adaptive units whose one answer has a quorum of votes but not yet the credibility bound: the
+  // ones a tick may have to decide (DecideStalled).
+  std::set<std::pair<JobId, std::uint32_t>> undecided_quorums_;
   PeerHandle next_peer_ = 1;
   JobId next_job_ = 1;
   LeaseId next_lease_;

@@ -283,9 +283,10 @@ struct JobInfo {
   double finished_at = 0;
   double cpu_seconds = 0;
   std::string error;
+  std::string waiting;  // why queued units cannot go anywhere now; empty while they can
   template <class A> void serialize(A& a) {
     a(job_id, task, name, state, priority, units_total, units_done, units_failed, units_running,
-      submitted_at, finished_at, cpu_seconds, error);
+      submitted_at, finished_at, cpu_seconds, error, waiting);
   }
 };
 

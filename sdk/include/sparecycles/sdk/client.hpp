@@ -5,7 +5,8 @@
 //   auto result = job->Wait();                               // result->summary == "50847534"
 //
 // Thread-safety: Client and Job are thread-safe; progress callbacks run on the client's I/O
-// thread and must not block. No ZeroMQ or cereal type appears here.
+// thread and must not block. No ZeroMQ or cereal type appears here; SPARECYCLES_EXPORT marks what
+// libsparecycles.so exports (export.hpp).
 #pragma once
 
 #include <chrono>
@@ -18,11 +19,12 @@
 #include <vector>
 
 #include "sparecycles/core/status.hpp"
+#include "sparecycles/sdk/export.hpp"
 
 namespace sparecycles {
 
 enum class JobState { kQueued, kRunning, kDone, kFailed, kCancelled };
-std::string_view JobStateName(JobState state);
+SPARECYCLES_EXPORT std::string_view JobStateName(JobState state);
 inline bool IsFinal(JobState s) { return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled; }
 
 /// How many peers must agree before a unit's result is accepted. 0 = the coordinator's default.
@@ -56,7 +58,7 @@ struct JobSpec {
     return *this;
   }
   /// Reads a file into `input`. Errors: NotFound, ResourceExhausted (over 64 MiB).
-  Status LoadInput(const std::string& path);
+  SPARECYCLES_EXPORT Status LoadInput(const std::string& path);
 };
 
 struct JobInfo {
@@ -68,6 +70,9 @@ struct JobInfo {
   double submitted_at = 0, finished_at = 0;  // seconds since the Unix epoch
   double cpu_seconds = 0;                    // validated CPU time spent on the job
   std::string error;
+  /// Why units of a running job cannot go to any connected peer now ("unit 3 waits for a peer
+  /// that has not run it: 2 of 2 connected peers already have"); empty while work can go out.
+  std::string waiting;
 };
 
 struct PeerInfo {
@@ -92,7 +97,7 @@ struct JobResult {
   std::string media_type;  // e.g. "image/png"
   std::vector<UnitFailure> failures;  // why units failed, when info.state == kFailed
   /// Writes `bytes` to a file.
-  Status WriteTo(const std::string& path) const;
+  SPARECYCLES_EXPORT Status WriteTo(const std::string& path) const;
 };
 
 namespace detail {
@@ -101,7 +106,7 @@ struct JobCore;
 }  // namespace detail
 
 /// A submitted job. Cheap to copy; all copies refer to the same job.
-class Job {
+class SPARECYCLES_EXPORT Job {
  public:
   std::uint64_t id() const;
   /// The latest progress the coordinator pushed.
@@ -133,7 +138,7 @@ struct LocalOptions {
   bool verbose = false;            // log the embedded coordinator and worker to stderr
 };
 
-class Client {
+class SPARECYCLES_EXPORT Client {
  public:
   /// Connects to a coordinator's client endpoint, e.g. "tcp://127.0.0.1:7738". The connection is
   /// made lazily; a dead endpoint shows up as Unavailable on the first request.

@@ -1,9 +1,13 @@
 // The task API: what a kind of job must define so SpareCycles can split, run, check and merge it.
 // A Task object is stateless and shared: every method must be safe to call from many threads at
 // once. Unit and result bytes come off the network, so Execute() and Merge() validate them.
+// Installed with SpareCycles::tasks (header-only for plugin authors; see plugin.hpp).
 #pragma once
 
+#include <cerrno>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -21,10 +25,61 @@ struct JobParams {
   std::map<std::string, std::string> values;
   std::string input;
 
-  /// Helpers that parse a parameter or fall back to `def` when it is absent.
-  Result<std::int64_t> Int(const std::string& name, std::int64_t def) const;
-  Result<double> Double(const std::string& name, double def) const;
-  std::string Text(const std::string& name, const std::string& def) const;
+  /// Helpers that parse a parameter or fall back to `def` when it is absent. Int() takes
+  /// "123", "1e9" and the decimal suffixes k, M, G, T ("4M" = 4000000). Inline, so a plugin
+  /// built elsewhere needs nothing but this header.
+  Result<std::int64_t> Int(const std::string& name, std::int64_t def) const {
+    auto it = values.find(name);
+    if (it == values.end()) return def;
+    auto v = ParseIntText(it->second);
+    if (!v.ok()) return InvalidArgument("parameter '" + name + "': " + v.status().message());
+    return v;
+  }
+  Result<double> Double(const std::string& name, double def) const {
+    auto it = values.find(name);
+    if (it == values.end()) return def;
+    const std::string& text = it->second;
+    char* end = nullptr;
+    errno = 0;
+    double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !std::isfinite(v))
+      return InvalidArgument("parameter '" + name + "': '" + text + "' is not a number");
+    return v;
+  }
+  std::string Text(const std::string& name, const std::string& def) const {
+    auto it = values.find(name);
+    return it == values.end() ? def : it->second;
+  }
+
+  /// The integer syntax of Int() (the same as the command line's).
+  static Result<std::int64_t> ParseIntText(std::string_view text) {
+    std::string s(text);
+    if (s.empty()) return InvalidArgument("empty number");
+    double mult = 1;
+    switch (s.back()) {
+      case 'k': case 'K': mult = 1e3; s.pop_back(); break;
+      case 'M': mult = 1e6; s.pop_back(); break;
+      case 'G': mult = 1e9; s.pop_back(); break;
+      case 'T': mult = 1e12; s.pop_back(); break;
+      default: break;
+    }
+    if (s.empty()) return InvalidArgument("'" + std::string(text) + "' is not a number");
+    char* end = nullptr;
+    errno = 0;
+    if (mult == 1 && s.find_first_of(".eE") == std::string::npos) {
+      long long v = std::strtoll(s.c_str(), &end, 10);
+      if (end != s.c_str() + s.size() || errno != 0)
+        return InvalidArgument("'" + std::string(text) + "' is not an integer");
+      return static_cast<std::int64_t>(v);
+    }
+    long double v = std::strtold(s.c_str(), &end);
+    if (end != s.c_str() + s.size() || errno != 0 || !std::isfinite(static_cast<double>(v)))
+      return InvalidArgument("'" + std::string(text) + "' is not a number");
+    v *= mult;
+    if (v != std::floor(v)) return InvalidArgument("'" + std::string(text) + "' is not an integer");
+    if (v > 9.2e18L || v < -9.2e18L) return InvalidArgument("'" + std::string(text) + "' is out of range");
+    return static_cast<std::int64_t>(v);
+  }
 };
 
 /// One declared parameter, shown by `sparecycles run TASK --help`.
@@ -128,7 +183,8 @@ class Task {
   virtual double DefaultWorkPerSecond() const = 0;
 };
 
-/// The tasks a process knows, by name and version. Thread-safe after construction.
+/// The tasks a process knows, by name and version. Thread-safe after construction. Part of the
+/// daemons, not of the plugin API: a plugin never needs it (its definitions are not installed).
 class Registry {
  public:
   /// A registry with every built-in task.
