@@ -27,7 +27,7 @@ scripts/install-deps.sh >/dev/null
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 CXX=clang++-14 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARECYCLES_FUZZ=ON \
-  -DSPARECYCLES_BUILD_TESTS=OFF -DSPARECYCLES_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
+  -DSPARECYCLES_BUILD_TESTS=OFF -DSPARECYCLES_BUILD_BENCH=OFF -DSPARECYCLES_PYTHON=OFF "${launcher[@]}" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)" --target fuzz_harnesses >/dev/null
 
 export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0:abort_on_error=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
