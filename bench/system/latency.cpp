@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   Client client = ConnectWhenReady(*cluster, 2);
   for (int i = 0; i < 5; ++i) TimeJob(client, SpinJob(1, 0));  // warm-up
   std::vector<double> rtts;
+  rtts.reserve(static_cast<std::size_t>(iterations));
   for (int i = 0; i < iterations; ++i) rtts.push_back(TimeJob(client, SpinJob(1, 0)));
 
   Figure f;

@@ -212,51 +212,66 @@ class DoneChunks {
 /// calling thread, once nothing is left to claim, sleeps on a condition variable until the
 /// others finish. Not tbb::parallel_for: its waiting thread spins (sched_yield) while a chunk's
 /// thread waits in Progress() — a paused worker kept a third of a core busy that way.
+/// The chunks to do are never listed one by one: unit bytes come off the network and may claim
+/// ~10^15 chunks, so a claim number is mapped to its chunk through the gaps' running totals, and
+/// once stopped no thread claims again (finishing costs nothing however many chunks were left).
 template <class R, class Body, class After>
 void RunChunks(UnitContext& ctx, DoneChunks<R>& done, const Body& body, const After& after) {
-  std::vector<std::uint64_t> todo;
-  for (const auto& [first, end] : done.Gaps())
-    for (std::uint64_t c = first; c < end; ++c) todo.push_back(c);
-  if (todo.empty()) return;
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> stop{false};
+  const auto gaps = done.Gaps();
+  std::vector<std::uint64_t> ends;  // ends[g] = chunks in gaps[0..g]
+  ends.reserve(gaps.size());
+  std::uint64_t todo = 0;
+  for (const auto& [first, end] : gaps) ends.push_back(todo += end - first);
+  if (todo == 0) return;
+  auto chunk_at = [&](std::uint64_t i) {
+    const auto g = static_cast<std::size_t>(std::upper_bound(ends.begin(), ends.end(), i) - ends.begin());
+    return gaps[g].first + (i - (g == 0 ? 0 : ends[g - 1]));
+  };
+  std::atomic<std::uint64_t> next{0};
   std::mutex mu;
   std::condition_variable cv;
-  std::size_t finished = 0;  // claimed chunks that are over (run, failed or skipped); under mu
+  bool stop = false;         // set by the first failure; under mu
+  std::size_t active = 0;    // threads between claiming and finishing a chunk; under mu
   std::exception_ptr error;  // the first one; under mu
   auto work = [&] {
     for (;;) {
-      const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= todo.size()) return;
-      if (!stop.load(std::memory_order_relaxed)) {
+      {
+        std::lock_guard lock(mu);
+        if (stop) return;
+        ++active;
+      }
+      const std::uint64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i < todo) {
         try {
-          const std::uint64_t c = todo[i];
+          const std::uint64_t c = chunk_at(i);
           done.Add(c, body(c));
           if (ctx.CheckpointDue()) ctx.Checkpoint(done.Encode());
           after(c);
         } catch (...) {
           std::lock_guard lock(mu);
           if (!error) error = std::current_exception();
-          stop.store(true, std::memory_order_relaxed);
+          stop = true;
         }
       }
-      bool all = false;
+      bool idle = false;
       {
         std::lock_guard lock(mu);
-        all = ++finished == todo.size();
+        idle = --active == 0;
       }
-      if (all) cv.notify_all();
+      if (idle) cv.notify_all();
+      if (i >= todo) return;
     }
   };
   const std::size_t threads = static_cast<std::size_t>(std::max(1, tbb::this_task_arena::max_concurrency()));
-  const std::size_t helpers = std::min(threads, todo.size()) - 1;
+  const std::size_t helpers = static_cast<std::size_t>(std::min<std::uint64_t>(threads, todo)) - 1;
   tbb::task_group helpers_group;
   for (std::size_t h = 0; h < helpers; ++h) helpers_group.run(work);
   work();
   {
-    // Every chunk is claimed by now, each by a running thread; wait for them without spinning.
+    // Nothing is left to claim (or a chunk failed); wait for the chunks still running, without
+    // spinning. A helper that starts later claims nothing: all are claimed, or stop is set.
     std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return finished == todo.size(); });
+    cv.wait(lock, [&] { return active == 0; });
   }
   helpers_group.wait();  // helpers that started found nothing left; one never started runs here
   if (error) std::rethrow_exception(error);

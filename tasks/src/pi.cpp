@@ -10,6 +10,7 @@
 #include <tbb/task_arena.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -142,19 +143,20 @@ class PiTask final : public Task {
       return InvalidArgument("pi: unit sample range is out of bounds");
     const std::uint64_t key = Mix64(u.seed);
     const std::uint64_t chunks = (u.count + kChunk - 1) / kChunk;
-    std::vector<std::uint64_t> hits(chunks, 0);
+    // One running sum, not a count per chunk: a unit may have ~10^9 chunks (the sum of integers
+    // does not depend on the order the chunks finish in).
+    std::atomic<std::uint64_t> hits{0};
     internal::ProgressMeter meter(ctx, static_cast<double>(u.count));
     tbb::parallel_for(tbb::blocked_range<std::uint64_t>(0, chunks, 1),
                       [&](const tbb::blocked_range<std::uint64_t>& r) {
                         for (std::uint64_t c = r.begin(); c != r.end(); ++c) {
                           const std::uint64_t lo = c * kChunk;
                           const std::uint64_t n = std::min(kChunk, u.count - lo);
-                          hits[c] = CountHits(key, u.first + lo, n);
+                          hits.fetch_add(CountHits(key, u.first + lo, n), std::memory_order_relaxed);
                           meter.Add(n);
                         }
                       });
-    UnitResult result{u.first, u.count, 0};
-    for (std::uint64_t h : hits) result.hits += h;
+    UnitResult result{u.first, u.count, hits.load()};
     return EncodeValue(result);
   }
 

@@ -334,5 +334,7 @@ TEST_CASE("a job that cannot progress tells the submitter why instead of waiting
   auto [code, status] = RunCommand({SPARECYCLES_CLI_BIN, "status", "--coordinator", cluster.client_endpoint(), "1"},
                                    dir / "status");
   CHECK(code == 0);
-  CHECK_MESSAGE(status.find("waiting: unit") != std::string::npos, status);
+  // A copy, not the binding: CHECK_MESSAGE captures it in a lambda (clang 14 cannot).
+  const std::string status_out = status;
+  CHECK_MESSAGE(status_out.find("waiting: unit") != std::string::npos, status_out);
 }

@@ -63,6 +63,7 @@ TEST_CASE("two colluding saboteurs are caught by spot-checks under adaptive chec
   Cluster cluster(5, {"--pool", "volunteer", "--spot-check-rate", "0.3"});
   REQUIRE(cluster.ok());
   std::vector<std::unique_ptr<Process>> saboteurs;
+  saboteurs.reserve(2);
   for (int i = 0; i < 2; ++i)
     saboteurs.push_back(std::make_unique<Process>(
         std::vector<std::string>{SPARECYCLES_SABOTEUR_BIN, "--coordinator", cluster.peer_endpoint(), "--rate", "1.0",

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <set>
@@ -68,7 +69,7 @@ inline SimResult RunSimulation(const SimConfig& cfg) {
 
   std::vector<PeerHandle> peers;
   std::set<PeerHandle> saboteurs;
-  const int bad = static_cast<int>(cfg.peers * cfg.saboteur_share + 0.5);
+  const int bad = static_cast<int>(std::lround(cfg.peers * cfg.saboteur_share));
   for (int i = 0; i < cfg.peers; ++i) {
     PeerHello h;
     h.peer_id = "p" + std::to_string(i);

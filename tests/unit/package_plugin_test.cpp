@@ -172,6 +172,7 @@ TEST_CASE("a plugin task is safe to run from many threads at once") {
   std::vector<std::string> results(16);
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int w = 0; w < 4; ++w)
     threads.emplace_back([&, w] {
       for (int i = w; i < 16; i += 4) {

@@ -69,8 +69,11 @@ TEST_CASE("the registry knows hashsearch version 1") {
 
 TEST_CASE("the nonces found equal a brute-force search with the core BLAKE2b") {
   InitCrypto();
-  for (const auto& [prefix, bits] : std::vector<std::pair<std::string, int>>{
+  for (const auto& test : std::vector<std::pair<std::string, int>>{
            {"sparecycles", 8}, {"", 6}, {std::string(200, 'z'), 9}}) {
+    // Named copies, not a structured binding: INFO captures them in a lambda (clang 14 cannot).
+    const std::string& prefix = test.first;
+    const int bits = test.second;
     const std::string json = MergedJson(Params(prefix, 1000, 31000, bits), 3);
     INFO(prefix.size() << " byte prefix, " << bits << " bits");
     CHECK(json.find(BruteForce(prefix, 1000, 31000, bits)) != std::string::npos);

@@ -41,7 +41,7 @@ std::string PgmPixels(const std::string& pgm, int width, int height) {
   const std::string dims = "\n" + std::to_string(width) + " " + std::to_string(height) + "\n255\n";
   const std::size_t at = pgm.find(dims);
   REQUIRE(at != std::string::npos);
-  const std::string pixels = pgm.substr(at + dims.size());
+  std::string pixels = pgm.substr(at + dims.size());
   REQUIRE(pixels.size() == static_cast<std::size_t>(width) * height);
   return pixels;
 }

@@ -1,5 +1,6 @@
 #include "sparecycles/worker/status.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -20,7 +21,7 @@ std::string OneLine(std::string s) {
 }
 
 std::string Bar(double fraction, int width) {
-  const int full = static_cast<int>(fraction * width + 0.5);
+  const int full = static_cast<int>(std::lround(fraction * width));
   std::string out = "[";
   for (int i = 0; i < width; ++i) out += i < full ? '#' : '.';
   return out + "]";
