@@ -1,9 +1,8 @@
 // Counts the primes below N (default 10^8) on an embedded coordinator and worker.
 //   ./count_primes 1000000000     -> 50847534
 #include <cstdio>
-#include <string>
-
 #include <sparecycles/sdk/client.hpp>
+#include <string>
 
 int main(int argc, char** argv) {
   const std::string to = argc > 1 ? argv[1] : "100000000";

@@ -2,7 +2,6 @@
 //   ./estimate_pi                          (embedded)
 //   ./estimate_pi tcp://127.0.0.1:7738     (a running sparecycles-coordinator)
 #include <cstdio>
-
 #include <sparecycles/sdk/client.hpp>
 
 int main(int argc, char** argv) {

@@ -124,10 +124,10 @@ void DecodeBench(benchmark::State& state, const M& msg) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * frame.size()));
 }
 
-#define SC_CODEC_BENCH(Case, make)                                                       \
-  void BM_CodecEncode##Case(benchmark::State& s) { EncodeBench(s, make); }                \
-  void BM_CodecDecode##Case(benchmark::State& s) { DecodeBench(s, make); }                \
-  BENCHMARK(BM_CodecEncode##Case);                                                        \
+#define SC_CODEC_BENCH(Case, make)                                         \
+  void BM_CodecEncode##Case(benchmark::State& s) { EncodeBench(s, make); } \
+  void BM_CodecDecode##Case(benchmark::State& s) { DecodeBench(s, make); } \
+  BENCHMARK(BM_CodecEncode##Case);                                         \
   BENCHMARK(BM_CodecDecode##Case)
 
 SC_CODEC_BENCH(Hello, MakeHello());

@@ -78,7 +78,8 @@ void BM_SchedulerLeaseComplete(benchmark::State& state) {
   coord::Scheduler s(cfg, Squares());
   sc::TimePoint now{};
   std::vector<coord::PeerHandle> peers;
-  for (std::uint32_t i = 0; i < replicas; ++i) peers.push_back(AddPeer(s, static_cast<int>(i), now));
+  for (std::uint32_t i = 0; i < replicas; ++i)
+    peers.push_back(AddPeer(s, static_cast<int>(i), now));
   const auto spec = Spec(kUnits, replicas);
   const sc::tasks::Task* task = Squares().Find("squares");
   sc::tasks::NullContext ctx;
@@ -113,7 +114,6 @@ void BM_SchedulerLeaseComplete(benchmark::State& state) {
                                                  benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SchedulerLeaseComplete)->Arg(1)->Arg(2)->ArgName("replicas");
-
 
 }  // namespace
 

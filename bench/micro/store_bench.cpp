@@ -92,8 +92,8 @@ void BM_StoreCommitBatch(benchmark::State& state) {
     }
   }
   state.SetItemsProcessed(units);
-  state.counters["commits"] = benchmark::Counter(static_cast<double>(state.iterations()),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["commits"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_StoreCommitBatch)->Arg(1)->Arg(64)->Arg(1024)->ArgName("batch")->UseRealTime();
 

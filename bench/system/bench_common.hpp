@@ -11,17 +11,17 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <stdexcept>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,10 +101,10 @@ inline std::string Num(double v) {
 }
 
 struct Figure {
-  std::string figure;         // e.g. "trivial_units_per_s"
-  std::string case_name;      // e.g. "replicas=1, 2 workers"
+  std::string figure;     // e.g. "trivial_units_per_s"
+  std::string case_name;  // e.g. "replicas=1, 2 workers"
   double value = NAN;
-  std::string unit;           // e.g. "units/s"
+  std::string unit;  // e.g. "units/s"
   double baseline = NAN;
   std::string baseline_name;  // what the baseline is
   std::string goal;           // the issue's goal, e.g. ">= 50000"
@@ -118,9 +118,10 @@ inline void Emit(const Figure& f, const Args& args) {
   std::ostringstream j;
   j << "{\"figure\":\"" << JsonEscape(f.figure) << "\",\"case\":\"" << JsonEscape(f.case_name)
     << "\",\"value\":" << Num(f.value) << ",\"unit\":\"" << JsonEscape(f.unit)
-    << "\",\"baseline\":" << Num(f.baseline) << ",\"baseline_name\":\"" << JsonEscape(f.baseline_name)
-    << "\",\"ratio\":" << Num(ratio) << ",\"higher_is_better\":" << (f.higher_is_better ? "true" : "false")
-    << ",\"goal\":\"" << JsonEscape(f.goal) << "\",\"quick\":" << (args.quick ? "true" : "false");
+    << "\",\"baseline\":" << Num(f.baseline) << ",\"baseline_name\":\""
+    << JsonEscape(f.baseline_name) << "\",\"ratio\":" << Num(ratio)
+    << ",\"higher_is_better\":" << (f.higher_is_better ? "true" : "false") << ",\"goal\":\""
+    << JsonEscape(f.goal) << "\",\"quick\":" << (args.quick ? "true" : "false");
   for (auto& [k, v] : f.extra) j << ",\"" << JsonEscape(k) << "\":" << Num(v);
   j << ",\"command\":\"" << JsonEscape(args.Command()) << "\"}";
   std::cout << j.str() << std::endl;
@@ -162,9 +163,14 @@ inline bool Supports(const std::string& bin, const std::string& flag) {
   auto it = help.find(bin);
   if (it == help.end()) {
     TempDir dir;
-    it = help.emplace(bin, testing::RunCommand({bin, "--help"}, dir / "help", std::chrono::seconds(10)).second).first;
+    it =
+        help.emplace(
+                bin,
+                testing::RunCommand({bin, "--help"}, dir / "help", std::chrono::seconds(10)).second)
+            .first;
   }
-  return it->second.find(flag + " ") != std::string::npos || it->second.find(flag + "\n") != std::string::npos;
+  return it->second.find(flag + " ") != std::string::npos ||
+         it->second.find(flag + "\n") != std::string::npos;
 }
 
 /// A coordinator and worker processes (1 core each) on 127.0.0.1 with OS-chosen ports, with
@@ -177,29 +183,50 @@ class BenchCluster {
                const std::vector<std::string>& worker_flags = {})
       : worker_flags_(worker_flags) {
     const std::string ep = dir_ / "endpoints";
-    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN, "--peers", "tcp://127.0.0.1:*", "--clients",
-                                     "tcp://127.0.0.1:*", "--endpoints-file", ep, "--log-level", "warn"};
+    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN,
+                                     "--peers",
+                                     "tcp://127.0.0.1:*",
+                                     "--clients",
+                                     "tcp://127.0.0.1:*",
+                                     "--endpoints-file",
+                                     ep,
+                                     "--log-level",
+                                     "warn"};
     // A cluster of trusted machines: fixed replication exactly as each job asks (replicas 2 means
     // a quorum of 2), no adaptive credibility or spot-checks.
-    if (Supports(SPARECYCLES_COORDINATOR_BIN, "--pool")) argv.insert(argv.end(), {"--pool", "cluster"});
+    if (Supports(SPARECYCLES_COORDINATOR_BIN, "--pool"))
+      argv.insert(argv.end(), {"--pool", "cluster"});
     argv.insert(argv.end(), coordinator_flags.begin(), coordinator_flags.end());
     coordinator_ = std::make_unique<Process>(argv, dir_ / "coordinator");
-    if (!testing::WaitForFile(ep, std::chrono::seconds(10))) Die("the coordinator did not start: " + coordinator_->Stderr());
+    if (!testing::WaitForFile(ep, std::chrono::seconds(10)))
+      Die("the coordinator did not start: " + coordinator_->Stderr());
     std::istringstream in(testing::ReadAll(ep));
     std::string key, value;
     while (in >> key >> value) {
-      if (key == "peers") peer_ep_ = value;
-      else if (key == "clients") client_ep_ = value;  // other lines (e.g. "http URL") are not ours
+      if (key == "peers")
+        peer_ep_ = value;
+      else if (key == "clients")
+        client_ep_ = value;  // other lines (e.g. "http URL") are not ours
     }
     for (const char* f : {"--pause-above", "--throttle"})
       if (Supports(SPARECYCLES_WORKER_BIN, f)) dedicated_.insert(dedicated_.end(), {f, "off"});
-    if (Supports(SPARECYCLES_WORKER_BIN, "--priority")) dedicated_.insert(dedicated_.end(), {"--priority", "normal"});
+    if (Supports(SPARECYCLES_WORKER_BIN, "--priority"))
+      dedicated_.insert(dedicated_.end(), {"--priority", "normal"});
     for (int i = 0; i < workers; ++i) AddWorker();
   }
   Process& AddWorker() {
     const std::string name = "worker" + std::to_string(workers_.size());
-    std::vector<std::string> argv = {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", "1", "--state-dir",
-                                     dir_ / name, "--calibrate", "5ms", "--log-level", "warn"};
+    std::vector<std::string> argv = {SPARECYCLES_WORKER_BIN,
+                                     "--coordinator",
+                                     peer_ep_,
+                                     "--cores",
+                                     "1",
+                                     "--state-dir",
+                                     dir_ / name,
+                                     "--calibrate",
+                                     "5ms",
+                                     "--log-level",
+                                     "warn"};
     argv.insert(argv.end(), dedicated_.begin(), dedicated_.end());
     argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     workers_.push_back(std::make_unique<Process>(argv, dir_ / name));
@@ -211,7 +238,8 @@ class BenchCluster {
   Process& worker(std::size_t i) { return *workers_.at(i); }
   std::string Logs() {
     std::string all = "--- coordinator\n" + coordinator_->Stderr();
-    for (std::size_t i = 0; i < workers_.size(); ++i) all += "--- worker" + std::to_string(i) + "\n" + workers_[i]->Stderr();
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      all += "--- worker" + std::to_string(i) + "\n" + workers_[i]->Stderr();
     return all;
   }
 
@@ -223,7 +251,8 @@ class BenchCluster {
   std::string peer_ep_, client_ep_;
 };
 
-inline std::unique_ptr<BenchCluster> StartCluster(int workers, std::vector<std::string> coordinator_flags,
+inline std::unique_ptr<BenchCluster> StartCluster(int workers,
+                                                  std::vector<std::string> coordinator_flags,
                                                   std::vector<std::string> worker_flags = {}) {
   return std::make_unique<BenchCluster>(workers, coordinator_flags, worker_flags);
 }
@@ -253,14 +282,16 @@ inline JobSpec SpinJob(std::uint64_t units, int ms, std::uint32_t replicas = 1) 
 }
 
 /// Submits and waits; returns seconds from submit to result, or dies.
-inline double TimeJob(Client& client, const JobSpec& spec, JobResult* out = nullptr, double timeout_s = 600) {
+inline double TimeJob(Client& client, const JobSpec& spec, JobResult* out = nullptr,
+                      double timeout_s = 600) {
   const double t0 = Now();
   auto job = client.Submit(spec);
   if (!job.ok()) Die("submit: " + job.status().ToString());
   auto r = job->Wait(std::chrono::milliseconds(static_cast<long>(timeout_s * 1000)));
   const double t = Now() - t0;
   if (!r.ok()) Die("wait: " + r.status().ToString());
-  if (r->info.state != JobState::kDone) Die("job ended " + std::string(JobStateName(r->info.state)) + ": " + r->info.error);
+  if (r->info.state != JobState::kDone)
+    Die("job ended " + std::string(JobStateName(r->info.state)) + ": " + r->info.error);
   if (out) *out = std::move(*r);
   return t;
 }
@@ -288,8 +319,9 @@ inline ProcSample ReadProc(pid_t pid) {
     while (in >> f) fields.push_back(f);
     // fields[0] is field 3 (state); utime = field 14, stime = field 15.
     if (fields.size() > 13)
-      s.cpu_s = (std::strtod(fields[11].c_str(), nullptr) + std::strtod(fields[12].c_str(), nullptr)) /
-                static_cast<double>(sysconf(_SC_CLK_TCK));
+      s.cpu_s =
+          (std::strtod(fields[11].c_str(), nullptr) + std::strtod(fields[12].c_str(), nullptr)) /
+          static_cast<double>(sysconf(_SC_CLK_TCK));
   }
   return s;
 }

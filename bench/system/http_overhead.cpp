@@ -45,7 +45,8 @@ std::size_t Get(int port, const std::string& path) {
     const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
     if (::send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
       char buf[65536];
-      for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) total += static_cast<std::size_t>(n);
+      for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
+        total += static_cast<std::size_t>(n);
     }
   }
   ::close(fd);
@@ -78,7 +79,8 @@ Run Measure(std::uint64_t units, Mode mode) {
         if (m == 0 || s == 0) Die("a scrape failed");
         ++run.scrapes;
         run.scrape_bytes += static_cast<double>(m + s);
-        for (int i = 0; i < 100 && !stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        for (int i = 0; i < 100 && !stop.load(); ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
     });
   }
@@ -98,7 +100,8 @@ int main(int argc, char** argv) {
     Args args(argc, argv);
     if (args.help()) {
       std::cout << "Usage: bench_http_overhead [--quick] [--units N] [--repeats N]\n"
-                   "Trivial units/s with the coordinator's HTTP side off, on but unread, and scraped every second.\n";
+                   "Trivial units/s with the coordinator's HTTP side off, on but unread, and "
+                   "scraped every second.\n";
       return 0;
     }
     const auto units = static_cast<std::uint64_t>(args.Num("units", 200000, 2000));

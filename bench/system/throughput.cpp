@@ -15,8 +15,8 @@ using namespace sparecycles::bench;
 
 namespace {
 
-double Measure(const Args& args, std::uint64_t units, std::uint32_t replicas, bool durable, int prefetch,
-               int repeats) {
+double Measure(const Args& args, std::uint64_t units, std::uint32_t replicas, bool durable,
+               int prefetch, int repeats) {
   TempDir data;
   std::vector<std::string> cflags, wflags;
   if (durable) cflags = {"--data", data.path()};
@@ -40,39 +40,40 @@ double Measure(const Args& args, std::uint64_t units, std::uint32_t replicas, bo
 
 int main(int argc, char** argv) {
   return Guarded([&] {
-  Args args(argc, argv);
-  if (args.help()) {
-    std::cout << "Usage: bench_throughput [--quick] [--units N] [--durable-units N] [--repeats N]\n"
-                 "Trivial (spin ms=0) units per second with 2 workers; JSON lines on stdout.\n";
+    Args args(argc, argv);
+    if (args.help()) {
+      std::cout
+          << "Usage: bench_throughput [--quick] [--units N] [--durable-units N] [--repeats N]\n"
+             "Trivial (spin ms=0) units per second with 2 workers; JSON lines on stdout.\n";
+      return 0;
+    }
+    const auto units = static_cast<std::uint64_t>(args.Num("units", 100000, 300));
+    const int repeats = static_cast<int>(args.Num("repeats", 2, 1));
+    // The durable replicas=2 case is slower; a smaller job keeps the run bounded.
+    const auto durable_units = static_cast<std::uint64_t>(args.Num("durable-units", 40000, 300));
+    std::cerr << "trivial units/s, " << units << " units per job, best of " << repeats << "\n";
+
+    const double echo = ZmqEchoRate(2, 2, 64, args.quick ? 0.3 : 2.0);
+    const double echo64 = ZmqEchoRate(2, 64, 64, args.quick ? 0.3 : 2.0);
+
+    Figure f;
+    f.figure = "trivial_units_per_s";
+    f.unit = "units/s";
+    f.baseline = echo64;
+    f.baseline_name = "ZeroMQ echo round trips/s, 2 DEALERs x 64 in flight";
+    f.case_name = "replicas=1, memory store, 2 workers";
+    f.goal = ">= 50000";
+    f.extra["units"] = static_cast<double>(units);
+    f.extra["echo_2_in_flight"] = echo;
+    f.value = Measure(args, units, 1, false, 1, repeats);
+    Emit(f, args);
+
+    f.case_name = "replicas=2 quorum=2, durable store (--data), 2 workers";
+    f.goal = ">= 20000";
+    f.value = Measure(args, durable_units, 2, true, 1, repeats);
+    f.extra["units"] = static_cast<double>(durable_units);
+    f.extra["results_per_s"] = 2 * f.value;
+    Emit(f, args);
     return 0;
-  }
-  const auto units = static_cast<std::uint64_t>(args.Num("units", 100000, 300));
-  const int repeats = static_cast<int>(args.Num("repeats", 2, 1));
-  // The durable replicas=2 case is slower; a smaller job keeps the run bounded.
-  const auto durable_units = static_cast<std::uint64_t>(args.Num("durable-units", 40000, 300));
-  std::cerr << "trivial units/s, " << units << " units per job, best of " << repeats << "\n";
-
-  const double echo = ZmqEchoRate(2, 2, 64, args.quick ? 0.3 : 2.0);
-  const double echo64 = ZmqEchoRate(2, 64, 64, args.quick ? 0.3 : 2.0);
-
-  Figure f;
-  f.figure = "trivial_units_per_s";
-  f.unit = "units/s";
-  f.baseline = echo64;
-  f.baseline_name = "ZeroMQ echo round trips/s, 2 DEALERs x 64 in flight";
-  f.case_name = "replicas=1, memory store, 2 workers";
-  f.goal = ">= 50000";
-  f.extra["units"] = static_cast<double>(units);
-  f.extra["echo_2_in_flight"] = echo;
-  f.value = Measure(args, units, 1, false, 1, repeats);
-  Emit(f, args);
-
-  f.case_name = "replicas=2 quorum=2, durable store (--data), 2 workers";
-  f.goal = ">= 20000";
-  f.value = Measure(args, durable_units, 2, true, 1, repeats);
-  f.extra["units"] = static_cast<double>(durable_units);
-  f.extra["results_per_s"] = 2 * f.value;
-  Emit(f, args);
-  return 0;
   });
 }

@@ -6,13 +6,13 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "http_server.hpp"  // HTTP side: metrics snapshots and the server
+#include "peer_sessions.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/core/transport.hpp"
-#include "peer_sessions.hpp"
 #include "store.hpp"
-#include "http_server.hpp"  // HTTP side: metrics snapshots and the server
 
 namespace sparecycles::coordinator {
 
@@ -49,10 +49,10 @@ struct Coordinator::Impl {
   std::unordered_map<JobId, TimePoint> last_push;
   std::set<JobId> pending_push;
   std::unordered_map<std::string, std::vector<std::uint64_t>> acks;  // per peer identity
-  std::vector<std::pair<std::string, std::string>> client_out;      // replies held until commit
-  std::vector<std::pair<std::string, std::string>> peer_out;        // peer messages held until commit
+  std::vector<std::pair<std::string, std::string>> client_out;       // replies held until commit
+  std::vector<std::pair<std::string, std::string>> peer_out;  // peer messages held until commit
   std::unique_ptr<Store> store;
-  std::optional<zmq::socket_t> monitor;                     // disconnect events of the peer socket
+  std::optional<zmq::socket_t> monitor;  // disconnect events of the peer socket
   std::uint64_t bad_logged = 0;
 
   mutable std::mutex stats_mu;
@@ -68,7 +68,8 @@ struct Coordinator::Impl {
     peer_out.emplace_back(identity, proto::Encode(msg));
   }
   void FlushPeers() {
-    for (auto& [identity, frame] : peer_out) net::SendRouter(*peers_sock, identity, frame, &peer_wire);
+    for (auto& [identity, frame] : peer_out)
+      net::SendRouter(*peers_sock, identity, frame, &peer_wire);
     peer_out.clear();
   }
   // Serves peers whose standing RequestWork is not yet filled (called when work appears).
@@ -97,14 +98,16 @@ struct Coordinator::Impl {
     return net::SendRouter(*clients_sock, identity, proto::Encode(msg), &client_wire);
   }
   void FlushClients() {
-    for (auto& [identity, frame] : client_out) net::SendRouter(*clients_sock, identity, frame, &client_wire);
+    for (auto& [identity, frame] : client_out)
+      net::SendRouter(*clients_sock, identity, frame, &client_wire);
     client_out.clear();
   }
   void CommitStore() {
     if (!store || !store->dirty()) return;
     const TimePoint commit_start = SteadyClock::Instance().Now();  // HTTP side: commit latency
     Status s = store->Commit();
-    if (metrics) metrics->ObserveCommit(Seconds(SteadyClock::Instance().Now() - commit_start));  // HTTP side
+    if (metrics)
+      metrics->ObserveCommit(Seconds(SteadyClock::Instance().Now() - commit_start));  // HTTP side
     if (!s.ok()) {
       // Nothing may be acknowledged that is not on disk: stop rather than lie.
       SC_LOG(Error) << "commit failed: " << s.ToString() << " — stopping";
@@ -117,7 +120,8 @@ struct Coordinator::Impl {
       SC_LOG(Warn) << "dropped a bad frame on the " << where << " endpoint: " << s.ToString();
     ++bad_logged;
   }
-  void SendCancels(const std::vector<std::pair<PeerHandle, LeaseId>>& cancels, const std::string& why) {
+  void SendCancels(const std::vector<std::pair<PeerHandle, LeaseId>>& cancels,
+                   const std::string& why) {
     std::unordered_map<PeerHandle, proto::CancelLeases> per_peer;
     for (auto [peer, lease] : cancels) per_peer[peer].lease_ids.push_back(lease);
     for (auto& [peer, msg] : per_peer) {
@@ -154,7 +158,8 @@ struct Coordinator::Impl {
       ++peer_wire.bad_frames;
       BadFrame("peer", type.status());
       if (type.status().code() == StatusCode::kFailedPrecondition)
-        SendPeer(f.identity, proto::Reject{proto::RejectCode::kBadVersion, type.status().message()});
+        SendPeer(f.identity,
+                 proto::Reject{proto::RejectCode::kBadVersion, type.status().message()});
       return;
     }
     if (*type == MsgType::kHello) return OnHello(f, body, now);
@@ -166,16 +171,24 @@ struct Coordinator::Impl {
     scheduler.Touch(*known, now);
     const PeerIn in{*known, f.identity, body, now};
     switch (*type) {
-      case MsgType::kCapacity: return OnCapacity(in);
-      case MsgType::kRequestWork: return OnRequestWork(in);
-      case MsgType::kResult: return OnResultMsg(in);
-      case MsgType::kResults: return OnResults(in);
-      case MsgType::kHeartbeat: return OnHeartbeat(in);
-      case MsgType::kCheckpoint: return OnCheckpoint(in);
-      case MsgType::kBye: return OnBye(in);
+      case MsgType::kCapacity:
+        return OnCapacity(in);
+      case MsgType::kRequestWork:
+        return OnRequestWork(in);
+      case MsgType::kResult:
+        return OnResultMsg(in);
+      case MsgType::kResults:
+        return OnResults(in);
+      case MsgType::kHeartbeat:
+        return OnHeartbeat(in);
+      case MsgType::kCheckpoint:
+        return OnCheckpoint(in);
+      case MsgType::kBye:
+        return OnBye(in);
       default:
         ++peer_wire.bad_frames;
-        BadFrame("peer", InvalidArgument(std::string(proto::MsgTypeName(*type)) + " is not a peer message"));
+        BadFrame("peer", InvalidArgument(std::string(proto::MsgTypeName(*type)) +
+                                         " is not a peer message"));
     }
   }
 
@@ -191,7 +204,8 @@ struct Coordinator::Impl {
     // appears (a new job, a requeued unit), without the peer asking again.
     proto::Assign a;
     a.leases = scheduler.Lease(in.peer, m.count, in.now);
-    sessions.SetWanting(in.peer, m.count - static_cast<std::uint32_t>(std::min<std::size_t>(a.leases.size(), m.count)));
+    sessions.SetWanting(in.peer, m.count - static_cast<std::uint32_t>(
+                                               std::min<std::size_t>(a.leases.size(), m.count)));
     if (!a.leases.empty()) SendPeer(in.identity, a);
   }
 
@@ -225,19 +239,22 @@ struct Coordinator::Impl {
 
   void OnCheckpoint(const PeerIn& in) {
     proto::Checkpoint m;
-    if (DecodePeer(in.body, m)) scheduler.OnCheckpoint(in.peer, m, in.now);  // no reply; a stale one is dropped
+    if (DecodePeer(in.body, m))
+      scheduler.OnCheckpoint(in.peer, m, in.now);  // no reply; a stale one is dropped
   }
 
   void OnBye(const PeerIn& in) {
     proto::Bye m;
     if (!DecodePeer(in.body, m)) return;
     scheduler.ReturnLeases(in.peer, m.returned_leases, in.now);
-    SC_LOG(Info) << "peer " << PeerName(in.peer) << " left (" << m.returned_leases.size() << " leases handed back)";
+    SC_LOG(Info) << "peer " << PeerName(in.peer) << " left (" << m.returned_leases.size()
+                 << " leases handed back)";
     scheduler.RemovePeer(in.peer, in.now);
     sessions.Forget(in.peer);
   }
 
-  void OnResult(PeerHandle peer, const std::string& identity, const proto::ResultMsg& m, TimePoint now, double wall) {
+  void OnResult(PeerHandle peer, const std::string& identity, const proto::ResultMsg& m,
+                TimePoint now, double wall) {
     if (metrics) metrics->ObserveResult(scheduler, m);  // HTTP side: unit run time by task
     ResultEffect e = scheduler.OnResult(peer, m, now, wall);
     if (e.kind == ResultEffect::Kind::kRejected)
@@ -264,7 +281,8 @@ struct Coordinator::Impl {
       hello.host = h.hostname;  // not TCP (inproc/ipc): fall back to the announced name
     }
     for (const auto& t : h.tasks)
-      if (registry.Find(t.name, t.version) != nullptr) hello.work_per_second[TaskKey(t.name, t.version)] = t.work_per_second;
+      if (registry.Find(t.name, t.version) != nullptr)
+        hello.work_per_second[TaskKey(t.name, t.version)] = t.work_per_second;
     return hello;
   }
 
@@ -307,7 +325,8 @@ struct Coordinator::Impl {
       std::uint32_t fd;
       std::memcpy(&event, ev.data(), 2);
       std::memcpy(&fd, static_cast<const char*>(ev.data()) + 2, 4);
-      if (event == ZMQ_EVENT_DISCONNECTED) sessions.OnDisconnected(static_cast<int>(fd), now + config.disconnect_grace);
+      if (event == ZMQ_EVENT_DISCONNECTED)
+        sessions.OnDisconnected(static_cast<int>(fd), now + config.disconnect_grace);
     }
   }
 
@@ -315,12 +334,13 @@ struct Coordinator::Impl {
     while (auto suspect = sessions.TakeDueSuspect(now)) {
       const auto& [identity, peer] = *suspect;
       int err = 0;
-      if (net::SendRouter(*peers_sock, identity, proto::Encode(proto::Heartbeat{}), &peer_wire, &err) ||
+      if (net::SendRouter(*peers_sock, identity, proto::Encode(proto::Heartbeat{}), &peer_wire,
+                          &err) ||
           err != EHOSTUNREACH)
         continue;  // still connected
       const Peer* p = scheduler.FindPeer(peer);
-      SC_LOG(Warn) << "peer " << PeerName(peer) << " disconnected; its " << (p ? p->leases.size() : 0)
-                   << " units were requeued";
+      SC_LOG(Warn) << "peer " << PeerName(peer) << " disconnected; its "
+                   << (p ? p->leases.size() : 0) << " units were requeued";
       scheduler.RemovePeer(peer, now);
       sessions.Forget(peer);
       ++disconnects;
@@ -333,7 +353,8 @@ struct Coordinator::Impl {
       proto::Ack a;
       for (std::size_t i = 0; i < ids.size(); i += proto::kMaxLeasesPerMessage) {
         a.lease_ids.assign(ids.begin() + static_cast<std::ptrdiff_t>(i),
-                           ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + proto::kMaxLeasesPerMessage)));
+                           ids.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                             ids.size(), i + proto::kMaxLeasesPerMessage)));
         SendPeer(identity, a);
       }
     }
@@ -348,7 +369,8 @@ struct Coordinator::Impl {
   };
 
   void Fail(const std::string& identity, std::uint64_t request_id, const Status& s) {
-    SendClient(identity, proto::ErrorReply{request_id, static_cast<std::uint16_t>(s.code()), s.message()});
+    SendClient(identity,
+               proto::ErrorReply{request_id, static_cast<std::uint16_t>(s.code()), s.message()});
   }
 
   template <class M>
@@ -376,16 +398,24 @@ struct Coordinator::Impl {
     }
     const ClientIn in{f.identity, body};
     switch (*type) {
-      case MsgType::kSubmit: return OnSubmit(in);
-      case MsgType::kStatusRequest: return OnStatus(in);
-      case MsgType::kWatch: return OnWatch(in);
-      case MsgType::kCancelJob: return OnCancel(in);
-      case MsgType::kFetchResult: return OnFetchResult(in);
-      case MsgType::kListJobs: return OnListJobs(in);
-      case MsgType::kListPeers: return OnListPeers(in);
+      case MsgType::kSubmit:
+        return OnSubmit(in);
+      case MsgType::kStatusRequest:
+        return OnStatus(in);
+      case MsgType::kWatch:
+        return OnWatch(in);
+      case MsgType::kCancelJob:
+        return OnCancel(in);
+      case MsgType::kFetchResult:
+        return OnFetchResult(in);
+      case MsgType::kListJobs:
+        return OnListJobs(in);
+      case MsgType::kListPeers:
+        return OnListPeers(in);
       default:
         ++client_wire.bad_frames;
-        Fail(in.identity, 0, InvalidArgument(std::string(proto::MsgTypeName(*type)) + " is not a client request"));
+        Fail(in.identity, 0,
+             InvalidArgument(std::string(proto::MsgTypeName(*type)) + " is not a client request"));
     }
   }
 
@@ -402,7 +432,8 @@ struct Coordinator::Impl {
       const Job* job = scheduler.FindJob(*id);
       r.info = scheduler.Info(*job);
       if (m.watch) AddWatcher(*id, in.identity);
-      SC_LOG(Info) << "job " << *id << " (" << m.spec.task << ") submitted: " << r.info.units_total << " units";
+      SC_LOG(Info) << "job " << *id << " (" << m.spec.task << ") submitted: " << r.info.units_total
+                   << " units";
       WarnIfTooFewPeers(*job);
     }
     SendClient(in.identity, r);
@@ -411,16 +442,20 @@ struct Coordinator::Impl {
   void WarnIfTooFewPeers(const Job& job) const {
     const std::string key = TaskKey(job.task->Name(), job.task->Version());
     std::size_t able = 0;
-    for (const auto& [h, p] : scheduler.peers()) able += p.hello.work_per_second.contains(key) ? 1 : 0;
+    for (const auto& [h, p] : scheduler.peers())
+      able += p.hello.work_per_second.contains(key) ? 1 : 0;
     if (able < job.policy.quorum)
-      SC_LOG(Warn) << "job " << job.id << " needs " << job.policy.quorum << " distinct peers per unit (quorum) but "
-                   << able << " can run it now; it waits for more peers (--pool cluster runs each unit once)";
+      SC_LOG(Warn)
+          << "job " << job.id << " needs " << job.policy.quorum
+          << " distinct peers per unit (quorum) but " << able
+          << " can run it now; it waits for more peers (--pool cluster runs each unit once)";
   }
 
   // Status, Watch and CancelJob all answer with the job's state.
   void ReplyJobStatus(const ClientIn& in, const proto::JobRequest& m, bool watch) {
     const Job* job = scheduler.FindJob(m.job_id);
-    if (job == nullptr) return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
+    if (job == nullptr)
+      return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
     if (watch && !proto::IsFinal(job->state)) AddWatcher(m.job_id, in.identity);
     proto::JobStatus r;
     r.request_id = m.request_id;
@@ -442,9 +477,11 @@ struct Coordinator::Impl {
     proto::JobRequest m;
     if (!DecodeClient(in, m)) return;
     std::vector<std::pair<PeerHandle, LeaseId>> cancels;
-    if (Status s = scheduler.Cancel(m.job_id, cancels); !s.ok()) return Fail(in.identity, m.request_id, s);
+    if (Status s = scheduler.Cancel(m.job_id, cancels); !s.ok())
+      return Fail(in.identity, m.request_id, s);
     SendCancels(cancels, "job cancelled");
-    SC_LOG(Info) << "job " << m.job_id << " cancelled (" << cancels.size() << " running units stopped)";
+    SC_LOG(Info) << "job " << m.job_id << " cancelled (" << cancels.size()
+                 << " running units stopped)";
     ReplyJobStatus(in, m, /*watch=*/false);
   }
 
@@ -452,7 +489,8 @@ struct Coordinator::Impl {
     proto::JobRequest m;
     if (!DecodeClient(in, m)) return;
     const Job* job = scheduler.FindJob(m.job_id);
-    if (job == nullptr) return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
+    if (job == nullptr)
+      return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
     proto::JobResult r;
     r.request_id = m.request_id;
     r.info = scheduler.Info(*job);
@@ -460,10 +498,12 @@ struct Coordinator::Impl {
     if (!proto::IsFinal(job->state)) {
       r.code = static_cast<std::uint16_t>(StatusCode::kFailedPrecondition);
       r.message = "job is still " + std::string(proto::JobStateName(job->state));
-    } else if (job->state == proto::JobState::kDone && job->result.size() > proto::kMaxResultBytes) {
+    } else if (job->state == proto::JobState::kDone &&
+               job->result.size() > proto::kMaxResultBytes) {
       r.code = static_cast<std::uint16_t>(StatusCode::kResourceExhausted);
-      r.message = "the merged result is " + std::to_string(job->result.size()) + " bytes, above the " +
-                  std::to_string(proto::kMaxResultBytes) + "-byte limit of one message";
+      r.message = "the merged result is " + std::to_string(job->result.size()) +
+                  " bytes, above the " + std::to_string(proto::kMaxResultBytes) +
+                  "-byte limit of one message";
     } else if (job->state == proto::JobState::kDone) {
       r.result = job->result;
       r.summary = job->task->Summarize(job->result);
@@ -526,7 +566,8 @@ struct Coordinator::Impl {
       }
       const bool final = proto::IsFinal(job->state);
       auto lp = last_push.find(id);
-      if (!final && !force_all && lp != last_push.end() && now - lp->second < config.progress_interval) {
+      if (!final && !force_all && lp != last_push.end() &&
+          now - lp->second < config.progress_interval) {
         ++it;
         continue;
       }
@@ -568,7 +609,8 @@ struct Coordinator::Impl {
       sessions.Forget(p);
     }
     if (!t.expired_leases.empty())
-      SC_LOG(Info) << t.expired_leases.size() << " lease(s) passed their deadline and were reissued";
+      SC_LOG(Info) << t.expired_leases.size()
+                   << " lease(s) passed their deadline and were reissued";
   }
 
   void Loop() {
@@ -578,8 +620,8 @@ struct Coordinator::Impl {
         {nullptr, wake.fd(), ZMQ_POLLIN, 0},
         {monitor->handle(), 0, ZMQ_POLLIN, 0},
     };
-    const Duration tick_every = std::clamp<Duration>(config.scheduler.peer_timeout / 10,
-                                                     std::chrono::milliseconds(10), std::chrono::seconds(1));
+    const Duration tick_every = std::clamp<Duration>(
+        config.scheduler.peer_timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));
     TimePoint next_tick = clock.Now() + tick_every;
     TimePoint next_serve = next_tick;
     while (!stop.load()) {
@@ -646,7 +688,8 @@ Status Coordinator::Start() {
     if (!store.ok()) return store.status();
     impl_->store = std::move(*store);
     const SchedulerConfig& sc = impl_->config.scheduler;
-    auto loaded = impl_->store->Load(WallSeconds(), Store::Retention{sc.max_jobs_kept, sc.retain_finished_seconds});
+    auto loaded = impl_->store->Load(
+        WallSeconds(), Store::Retention{sc.max_jobs_kept, sc.retain_finished_seconds});
     if (!loaded.ok()) return loaded.status();
     impl_->scheduler.RestoreRecords(std::move(loaded->records));
     std::size_t unfinished = 0;
@@ -657,8 +700,8 @@ Status Coordinator::Start() {
                                                 loaded->next_job, impl_->clock.Now()));
     SC_RETURN_IF_ERROR(impl_->store->Commit());
     if (jobs > 0)
-      SC_LOG(Info) << "recovered " << jobs << " jobs (" << unfinished << " unfinished) and " << leases
-                   << " open leases from " << impl_->config.data_dir;
+      SC_LOG(Info) << "recovered " << jobs << " jobs (" << unfinished << " unfinished) and "
+                   << leases << " open leases from " << impl_->config.data_dir;
   }
   net::SocketConfig sc;
   // No ZMTP heartbeats on the coordinator's side: with thousands of peers, libzmq's per-connection
@@ -675,7 +718,8 @@ Status Coordinator::Start() {
   impl_->peers_sock.emplace(std::move(*peers));
   impl_->clients_sock.emplace(std::move(*clients));
   const std::string monitor_ep = "inproc://peer-monitor-" + impl_->session;
-  if (zmq_socket_monitor(impl_->peers_sock->handle(), monitor_ep.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+  if (zmq_socket_monitor(impl_->peers_sock->handle(), monitor_ep.c_str(), ZMQ_EVENT_DISCONNECTED) !=
+      0)
     return Internal("cannot monitor the peer socket");
   try {
     impl_->monitor.emplace(impl_->ctx, zmq::socket_type::pair);
@@ -685,10 +729,12 @@ Status Coordinator::Start() {
   }
   impl_->peer_ep = net::LastEndpoint(*impl_->peers_sock);
   impl_->client_ep = net::LastEndpoint(*impl_->clients_sock);
-  SC_LOG(Info) << "listening for peers on " << impl_->peer_ep << " and clients on " << impl_->client_ep;
+  SC_LOG(Info) << "listening for peers on " << impl_->peer_ep << " and clients on "
+               << impl_->client_ep;
   if (!impl_->config.http_endpoint.empty()) {  // HTTP side: metrics, health, dashboard
     impl_->metrics = std::make_unique<LoopMetrics>([impl = impl_.get()] { impl->wake.Wake(); });
-    impl_->http = std::make_unique<CoordinatorHttp>(*impl_->metrics, impl_->config.http_admin_token, impl_->client_ep);
+    impl_->http = std::make_unique<CoordinatorHttp>(*impl_->metrics, impl_->config.http_admin_token,
+                                                    impl_->client_ep);
     SC_RETURN_IF_ERROR(impl_->http->Start(impl_->config.http_endpoint));
     impl_->metrics->MarkReady(true);
   }
@@ -704,7 +750,9 @@ void Coordinator::Stop() {
 
 std::string Coordinator::peer_endpoint() const { return impl_->peer_ep; }
 std::string Coordinator::client_endpoint() const { return impl_->client_ep; }
-std::string Coordinator::http_url() const { return impl_->http ? impl_->http->url() : std::string(); }  // HTTP side
+std::string Coordinator::http_url() const {
+  return impl_->http ? impl_->http->url() : std::string();
+}  // HTTP side
 
 CoordinatorStats Coordinator::stats() const {
   std::lock_guard lock(impl_->stats_mu);

@@ -37,8 +37,11 @@ std::string LocalEndpoint(const std::string& ep) {
 }
 }  // namespace
 
-CoordinatorHttp::CoordinatorHttp(LoopMetrics& metrics, std::string admin_token, std::string client_endpoint)
-    : metrics_(metrics), admin_token_(std::move(admin_token)), client_endpoint_(LocalEndpoint(client_endpoint)) {
+CoordinatorHttp::CoordinatorHttp(LoopMetrics& metrics, std::string admin_token,
+                                 std::string client_endpoint)
+    : metrics_(metrics),
+      admin_token_(std::move(admin_token)),
+      client_endpoint_(LocalEndpoint(client_endpoint)) {
   server_.Get("/metrics", [this](const http::Request&) {
     auto snap = metrics_.Latest();
     if (!snap) return Text(503, "no snapshot yet\n");
@@ -53,7 +56,8 @@ CoordinatorHttp::CoordinatorHttp(LoopMetrics& metrics, std::string admin_token, 
     const Duration since_turn = SteadyClock::Instance().Now() - metrics_.last_turn();
     if (!snap || !snap->ready) return Text(503, "not ready: starting\n");
     if (since_turn > kStuckAfter)
-      return Text(503, "not ready: the event loop has not turned for " + std::to_string(static_cast<int>(Seconds(since_turn))) + " s\n");
+      return Text(503, "not ready: the event loop has not turned for " +
+                           std::to_string(static_cast<int>(Seconds(since_turn))) + " s\n");
     return Text(200, "ready\n");
   });
   server_.Get("/api/state.json", [this](const http::Request&) {
@@ -69,14 +73,17 @@ CoordinatorHttp::CoordinatorHttp(LoopMetrics& metrics, std::string admin_token, 
     r.content_type = "text/html; charset=utf-8";
     r.body = std::string(assets::DashboardHtml());
     r.headers["Content-Security-Policy"] =
-        "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:";
+        "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:";
     return r;
   });
   server_.Get("/assets/chart.min.js", [](const http::Request&) {
     http::Response r;
     r.content_type = "application/javascript";
     r.body = std::string(assets::ChartJs());
-    if (r.body.empty()) r.body = "/* Chart.js was not available at build time; the dashboard draws its own chart. */\n";
+    if (r.body.empty())
+      r.body =
+          "/* Chart.js was not available at build time; the dashboard draws its own chart. */\n";
     r.headers["Cache-Control"] = "max-age=86400";
     return r;
   });
@@ -87,17 +94,19 @@ CoordinatorHttp::~CoordinatorHttp() { Stop(); }
 
 Status CoordinatorHttp::Start(const std::string& host_port) {
   SC_RETURN_IF_ERROR(server_.Start(host_port));
-  SC_LOG(Info) << "dashboard and metrics on " << server_.url() << "/ (" << server_.url() << "/metrics)"
-               << (admin_token_.empty() ? "; read-only (no admin token)" : "");
+  SC_LOG(Info) << "dashboard and metrics on " << server_.url() << "/ (" << server_.url()
+               << "/metrics)" << (admin_token_.empty() ? "; read-only (no admin token)" : "");
   return OkStatus();
 }
 
 void CoordinatorHttp::Stop() { server_.Stop(); }
 
 http::Response CoordinatorHttp::Cancel(const http::Request& req) {
-  if (admin_token_.empty()) return Text(403, "writes are disabled: start the coordinator with --http-admin-token-file\n");
+  if (admin_token_.empty())
+    return Text(403, "writes are disabled: start the coordinator with --http-admin-token-file\n");
   const std::string auth = req.Header("authorization");
-  if (auth.rfind("Bearer ", 0) != 0 || !SameToken(auth.substr(7), admin_token_)) return Text(401, "bad or missing admin token\n");
+  if (auth.rfind("Bearer ", 0) != 0 || !SameToken(auth.substr(7), admin_token_))
+    return Text(401, "bad or missing admin token\n");
   auto it = req.params.find("job");
   if (it == req.params.end()) return Text(400, "missing job\n");
   char* end = nullptr;
@@ -124,7 +133,8 @@ http::Response CoordinatorHttp::Cancel(const http::Request& req) {
     if (*type == proto::MsgType::kErrorReply) {
       proto::ErrorReply e;
       (void)proto::Decode(body, e);
-      return Text(e.code == static_cast<std::uint16_t>(StatusCode::kNotFound) ? 404 : 409, e.message + "\n");
+      return Text(e.code == static_cast<std::uint16_t>(StatusCode::kNotFound) ? 404 : 409,
+                  e.message + "\n");
     }
     SC_LOG(Info) << "job " << job << " cancelled from the dashboard";
     return Text(200, "cancelled job " + std::to_string(job) + "\n");

@@ -23,43 +23,71 @@ int Fail(const Status& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options opt("sparecycles-coordinator [options]",
-              "Runs a SpareCycles coordinator: workers (peers) connect to --peers, SDK clients and the\n"
-              "`sparecycles` CLI connect to --clients. Jobs are split into units, leased to peers and\n"
-              "checked by replication before their results are merged.",
-              "SPARECYCLES_COORDINATOR_");
+  Options opt(
+      "sparecycles-coordinator [options]",
+      "Runs a SpareCycles coordinator: workers (peers) connect to --peers, SDK clients and the\n"
+      "`sparecycles` CLI connect to --clients. Jobs are split into units, leased to peers and\n"
+      "checked by replication before their results are merged.",
+      "SPARECYCLES_COORDINATOR_");
   opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
-  opt.Add("peers", "tcp://0.0.0.0:7737", "Endpoint where workers connect (ZeroMQ syntax; port * = any).");
+  opt.Add("peers", "tcp://0.0.0.0:7737",
+          "Endpoint where workers connect (ZeroMQ syntax; port * = any).");
   opt.Add("clients", "tcp://127.0.0.1:7738", "Endpoint where SDK clients and the CLI connect.");
   opt.Add("data", "", "Directory for the coordinator's state. Empty = keep everything in memory.");
-  opt.Add("endpoints-file", "", "After binding, write the bound endpoints here (for scripts and tests).");
+  opt.Add("endpoints-file", "",
+          "After binding, write the bound endpoints here (for scripts and tests).");
   opt.Add("heartbeat", "5s", "How often peers must send a heartbeat.");
-  opt.Add("peer-timeout", "60s", "Silence after which a peer is declared lost and its units reissued.");
-  opt.Add("disconnect-grace", "1s", "After a peer's connection drops, wait this long for it to reconnect before requeueing its units.");
+  opt.Add("peer-timeout", "60s",
+          "Silence after which a peer is declared lost and its units reissued.");
+  opt.Add("disconnect-grace", "1s",
+          "After a peer's connection drops, wait this long for it to reconnect before requeueing "
+          "its units.");
   opt.Add("lease-min", "60s", "Shortest lease; a unit is reissued when its lease passes.");
-  opt.Add("lease-factor", "5", "Lease length as a multiple of the unit's expected run time on its peer.");
-  opt.Add("prefetch", "64", "Most units a peer may hold beyond its slots (workers ask for more only when units are short).");
-  opt.Add("prefetch-seconds", "0.05", "Expected work per slot a peer may hold beyond its slots; longer units are not prefetched.");
+  opt.Add("lease-factor", "5",
+          "Lease length as a multiple of the unit's expected run time on its peer.");
+  opt.Add("prefetch", "64",
+          "Most units a peer may hold beyond its slots (workers ask for more only when units are "
+          "short).");
+  opt.Add(
+      "prefetch-seconds", "0.05",
+      "Expected work per slot a peer may hold beyond its slots; longer units are not prefetched.");
   opt.Add("unit-seconds", "1", "Target run time of one unit on a median peer, in seconds.");
-  opt.Add("pool", "volunteer",
-          "Defaults for cross-checking: volunteer = untrusted peers (2 replicas, quorum 2, adaptive\n"
-          "      credibility with spot-checks); cluster = trusted machines (1 replica, quorum 1).");
-  opt.Add("replicas", "", "Default copies of each unit issued at first (jobs may override); empty = from --pool.");
-  opt.Add("quorum", "", "Default number of matching results needed to accept a unit; empty = from --pool.");
-  opt.Add("adaptive", "", "on/off: accept units by peers' credibility instead of a fixed quorum; empty = from --pool.");
-  opt.Add("target-error", "1e-3", "With adaptive acceptance: the bound on the chance an accepted unit is wrong.");
-  opt.Add("saboteur-fraction", "0.2", "Assumed upper bound on the share of peers that return wrong results.");
-  opt.Add("spot-check-rate", "0.1", "Share of assignments that are spot-checks with a known answer (adaptive jobs).");
+  opt.Add(
+      "pool", "volunteer",
+      "Defaults for cross-checking: volunteer = untrusted peers (2 replicas, quorum 2, adaptive\n"
+      "      credibility with spot-checks); cluster = trusted machines (1 replica, quorum 1).");
+  opt.Add("replicas", "",
+          "Default copies of each unit issued at first (jobs may override); empty = from --pool.");
+  opt.Add("quorum", "",
+          "Default number of matching results needed to accept a unit; empty = from --pool.");
+  opt.Add(
+      "adaptive", "",
+      "on/off: accept units by peers' credibility instead of a fixed quorum; empty = from --pool.");
+  opt.Add("target-error", "1e-3",
+          "With adaptive acceptance: the bound on the chance an accepted unit is wrong.");
+  opt.Add("saboteur-fraction", "0.2",
+          "Assumed upper bound on the share of peers that return wrong results.");
+  opt.Add("spot-check-rate", "0.1",
+          "Share of assignments that are spot-checks with a known answer (adaptive jobs).");
   opt.Add("blacklist-after", "2", "Wrong answers caught before a peer is blacklisted (0 = never).");
-  opt.Add("max-replicas", "4", "Default most copies of one unit ever issued (adaptive jobs: at least 8).");
+  opt.Add("max-replicas", "4",
+          "Default most copies of one unit ever issued (adaptive jobs: at least 8).");
   opt.Add("max-errors", "3", "Default failed runs after which a unit fails.");
-  opt.Add("backups", "on", "on = near a job's end, run backup copies of straggling units on idle peers; off = never.");
-  opt.Add("keep-jobs", "10000", "Finished jobs kept for status queries (and in --data); the oldest go first.");
+  opt.Add(
+      "backups", "on",
+      "on = near a job's end, run backup copies of straggling units on idle peers; off = never.");
+  opt.Add("keep-jobs", "10000",
+          "Finished jobs kept for status queries (and in --data); the oldest go first.");
   opt.Add("keep-for", "7d", "...and for at most this long after they finished (e.g. 12h, 30d).");
-  opt.AddFlag("distinct-hosts", "Never give two replicas of a unit to peers on the same host/address.");
-  opt.Add("http", "", "HOST:PORT for /metrics, /healthz, /readyz and the dashboard (port 0 = any); empty = off.\n"
-          "      Read-only without authentication: bind it where only operators reach it.");
-  opt.Add("http-admin-token-file", "", "File holding the token that allows writes (cancel) from the dashboard; empty = read-only.");
+  opt.AddFlag("distinct-hosts",
+              "Never give two replicas of a unit to peers on the same host/address.");
+  opt.Add(
+      "http", "",
+      "HOST:PORT for /metrics, /healthz, /readyz and the dashboard (port 0 = any); empty = off.\n"
+      "      Read-only without authentication: bind it where only operators reach it.");
+  opt.Add(
+      "http-admin-token-file", "",
+      "File holding the token that allows writes (cancel) from the dashboard; empty = read-only.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -68,7 +96,8 @@ int main(int argc, char** argv) {
   }
   SetLogComponent("coordinator");
   LogLevel level;
-  if (!ParseLogLevel(opt.Get("log-level"), level)) return Fail(InvalidArgument("--log-level: unknown level"));
+  if (!ParseLogLevel(opt.Get("log-level"), level))
+    return Fail(InvalidArgument("--log-level: unknown level"));
   SetLogLevel(level);
 
   coordinator::CoordinatorConfig cfg;
@@ -97,13 +126,17 @@ int main(int argc, char** argv) {
   auto pf = opt.GetInt("prefetch", 0, 4096);
   auto pfs = opt.GetDouble("prefetch-seconds", 0, 3600);
   const std::string pool = opt.Get("pool");
-  if (pool != "volunteer" && pool != "cluster") return Fail(InvalidArgument("--pool must be volunteer or cluster"));
+  if (pool != "volunteer" && pool != "cluster")
+    return Fail(InvalidArgument("--pool must be volunteer or cluster"));
   const bool volunteer = pool == "volunteer";
-  auto opt_or = [&](const char* name, const char* def) { return opt.Get(name).empty() ? std::string(def) : opt.Get(name); };
+  auto opt_or = [&](const char* name, const char* def) {
+    return opt.Get(name).empty() ? std::string(def) : opt.Get(name);
+  };
   auto rep = ParseInt(opt_or("replicas", volunteer ? "2" : "1"));
   auto quo = ParseInt(opt_or("quorum", volunteer ? "2" : "1"));
   const std::string adaptive = opt_or("adaptive", volunteer ? "on" : "off");
-  if (adaptive != "on" && adaptive != "off") return Fail(InvalidArgument("--adaptive must be on or off"));
+  if (adaptive != "on" && adaptive != "off")
+    return Fail(InvalidArgument("--adaptive must be on or off"));
   auto te = opt.GetDouble("target-error", 1e-12, 0.49);
   auto sf = opt.GetDouble("saboteur-fraction", 0, 0.99);
   auto scr = opt.GetDouble("spot-check-rate", 0, 1);
@@ -120,7 +153,8 @@ int main(int argc, char** argv) {
   cfg.scheduler.credibility.blacklist_after = static_cast<std::uint32_t>(*ba);
   auto mr = opt.GetInt("max-replicas", 1, 64);
   auto me = opt.GetInt("max-errors", 1, 64);
-  for (const Status* s : {&lf.status(), &us.status(), &pf.status(), &pfs.status(), &rep.status(), &quo.status(), &mr.status(), &me.status()})
+  for (const Status* s : {&lf.status(), &us.status(), &pf.status(), &pfs.status(), &rep.status(),
+                          &quo.status(), &mr.status(), &me.status()})
     if (!s->ok()) return Fail(*s);
   cfg.scheduler.lease_factor = *lf;
   cfg.scheduler.unit_seconds = *us;
@@ -137,7 +171,8 @@ int main(int argc, char** argv) {
   if (!keep_for.ok()) return Fail(keep_for.status());
   cfg.scheduler.max_jobs_kept = static_cast<std::size_t>(*keep_jobs);
   cfg.scheduler.retain_finished_seconds = Seconds(*keep_for);
-  if (opt.Get("backups") != "on" && opt.Get("backups") != "off") return Fail(InvalidArgument("--backups must be on or off"));
+  if (opt.Get("backups") != "on" && opt.Get("backups") != "off")
+    return Fail(InvalidArgument("--backups must be on or off"));
   cfg.scheduler.backups = opt.Get("backups") == "on";
   if (cfg.heartbeat >= cfg.scheduler.peer_timeout)
     return Fail(InvalidArgument("--heartbeat must be shorter than --peer-timeout"));
@@ -145,18 +180,23 @@ int main(int argc, char** argv) {
   cfg.http_endpoint = opt.Get("http");  // HTTP side
   if (!opt.Get("http-admin-token-file").empty()) {
     auto token = ReadFile(opt.Get("http-admin-token-file"), 4096);
-    if (!token.ok()) return Fail(InvalidArgument("--http-admin-token-file: " + token.status().message()));
+    if (!token.ok())
+      return Fail(InvalidArgument("--http-admin-token-file: " + token.status().message()));
     cfg.http_admin_token = *token;
-    while (!cfg.http_admin_token.empty() && std::isspace(static_cast<unsigned char>(cfg.http_admin_token.back())))
+    while (!cfg.http_admin_token.empty() &&
+           std::isspace(static_cast<unsigned char>(cfg.http_admin_token.back())))
       cfg.http_admin_token.pop_back();
-    if (cfg.http_admin_token.size() < 16) return Fail(InvalidArgument("--http-admin-token-file: the token needs at least 16 characters"));
+    if (cfg.http_admin_token.size() < 16)
+      return Fail(
+          InvalidArgument("--http-admin-token-file: the token needs at least 16 characters"));
   }
   coordinator::Coordinator coord(cfg, tasks::Registry::BuiltIn());
   if (Status s = coord.Start(); !s.ok()) return Fail(s);
   if (!opt.Get("endpoints-file").empty()) {
-    Status s = WriteFileAtomic(opt.Get("endpoints-file"),
-                               "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n" +
-                                   (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
+    Status s = WriteFileAtomic(
+        opt.Get("endpoints-file"),
+        "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n" +
+            (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
     if (!s.ok()) return Fail(s);
   }
   g_coordinator = &coord;

@@ -8,10 +8,13 @@
 namespace sparecycles::coordinator {
 
 namespace {
-constexpr Duration kReaderRecent = std::chrono::seconds(10);  // publish proactively this long after a read
-constexpr double kRateWindow = 30;                            // seconds of per-job / per-peer history
+constexpr Duration kReaderRecent =
+    std::chrono::seconds(10);       // publish proactively this long after a read
+constexpr double kRateWindow = 30;  // seconds of per-job / per-peer history
 
-std::int64_t Ns(TimePoint t) { return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count(); }
+std::int64_t Ns(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 
 WireCounts Copy(const net::WireStats& w) {
   WireCounts c;
@@ -26,21 +29,27 @@ WireCounts Copy(const net::WireStats& w) {
 
 void Push(std::deque<std::pair<double, std::uint64_t>>& points, double wall, std::uint64_t v) {
   points.emplace_back(wall, v);
-  while (points.size() > 2 && points.back().first - points.front().first > kRateWindow) points.pop_front();
+  while (points.size() > 2 && points.back().first - points.front().first > kRateWindow)
+    points.pop_front();
 }
 double RateOf(const std::deque<std::pair<double, std::uint64_t>>& points) {
   if (points.size() < 2) return 0;
   const double dt = points.back().first - points.front().first;
   if (dt <= 0) return 0;
-  return static_cast<double>(points.back().second - std::min(points.back().second, points.front().second)) / dt;
+  return static_cast<double>(points.back().second -
+                             std::min(points.back().second, points.front().second)) /
+         dt;
 }
 }  // namespace
 
 std::string_view PeerStateName(proto::PeerState s) {
   switch (s) {
-    case proto::PeerState::kRunning: return "running";
-    case proto::PeerState::kThrottled: return "throttled";
-    case proto::PeerState::kPaused: return "paused";
+    case proto::PeerState::kRunning:
+      return "running";
+    case proto::PeerState::kThrottled:
+      return "throttled";
+    case proto::PeerState::kPaused:
+      return "paused";
   }
   return "unknown";
 }
@@ -53,7 +62,8 @@ void LoopMetrics::ObserveResult(const Scheduler& s, const proto::ResultMsg& r) {
   if (r.job_id != last_job_ || last_hist_ == nullptr) {
     const Job* job = s.FindJob(r.job_id);
     if (job == nullptr || job->task == nullptr) return;
-    auto [it, inserted] = run_time_.try_emplace(std::string(job->task->Name()), metrics::Histogram::RunTime());
+    auto [it, inserted] =
+        run_time_.try_emplace(std::string(job->task->Name()), metrics::Histogram::RunTime());
     last_job_ = r.job_id;
     last_hist_ = &it->second;
   }
@@ -63,25 +73,30 @@ void LoopMetrics::ObserveResult(const Scheduler& s, const proto::ResultMsg& r) {
 std::uint64_t LoopMetrics::Fingerprint(const Scheduler& s, const net::WireStats& peers,
                                        const net::WireStats& clients) const {
   const SchedulerStats& st = s.stats();
-  return st.leases_issued + st.results_accepted * 3 + st.results_stale * 5 + st.results_rejected * 7 +
-         st.units_validated * 11 + st.units_failed * 13 + st.leases_expired * 17 + st.peers_lost * 19 +
-         peers.frames_in.load(std::memory_order_relaxed) * 23 + clients.frames_in.load(std::memory_order_relaxed) * 29 +
-         s.peers().size() * 31 + s.jobs().size() * 37;
+  return st.leases_issued + st.results_accepted * 3 + st.results_stale * 5 +
+         st.results_rejected * 7 + st.units_validated * 11 + st.units_failed * 13 +
+         st.leases_expired * 17 + st.peers_lost * 19 +
+         peers.frames_in.load(std::memory_order_relaxed) * 23 +
+         clients.frames_in.load(std::memory_order_relaxed) * 29 + s.peers().size() * 31 +
+         s.jobs().size() * 37;
 }
 
-void LoopMetrics::AfterTurn(const Scheduler& s, const net::WireStats& peers, const net::WireStats& clients,
-                            std::uint64_t disconnects, TimePoint now) {
+void LoopMetrics::AfterTurn(const Scheduler& s, const net::WireStats& peers,
+                            const net::WireStats& clients, std::uint64_t disconnects,
+                            TimePoint now) {
   last_turn_ns_.store(Ns(now), std::memory_order_relaxed);
   if (now >= next_sample_) {
     Sample(s, now, WallSeconds());
     // Stay on a one-second grid unless the loop was blocked for long.
-    next_sample_ = now - next_sample_ > std::chrono::seconds(2) ? now + std::chrono::seconds(1)
-                                                                : next_sample_ + std::chrono::seconds(1);
+    next_sample_ = now - next_sample_ > std::chrono::seconds(2)
+                       ? now + std::chrono::seconds(1)
+                       : next_sample_ + std::chrono::seconds(1);
   }
   const bool demand = demand_.load(std::memory_order_relaxed) && demand_.exchange(false);
   if (!demand) {
     if (now - last_publish_ < publish_every_) return;
-    if (Ns(now) - last_read_ns_.load(std::memory_order_relaxed) > Ns(TimePoint(kReaderRecent))) return;
+    if (Ns(now) - last_read_ns_.load(std::memory_order_relaxed) > Ns(TimePoint(kReaderRecent)))
+      return;
     const std::uint64_t fp = Fingerprint(s, peers, clients);
     if (fp == last_fingerprint_ && now - last_publish_ < std::chrono::seconds(1)) return;
   }
@@ -94,8 +109,9 @@ void LoopMetrics::Sample(const Scheduler& s, TimePoint now, double wall) {
   sample.wall = wall;
   const std::uint64_t validated = s.stats().units_validated;
   if (last_sample_wall_ > 0 && wall > last_sample_wall_)
-    sample.units_per_second = static_cast<float>(static_cast<double>(validated - std::min(validated, last_validated_)) /
-                                                 (wall - last_sample_wall_));
+    sample.units_per_second =
+        static_cast<float>(static_cast<double>(validated - std::min(validated, last_validated_)) /
+                           (wall - last_sample_wall_));
   last_validated_ = validated;
   last_sample_wall_ = wall;
   double cores = 0;
@@ -120,8 +136,8 @@ void LoopMetrics::Sample(const Scheduler& s, TimePoint now, double wall) {
   (void)now;
 }
 
-void LoopMetrics::Publish(const Scheduler& s, const net::WireStats& peers, const net::WireStats& clients,
-                          std::uint64_t disconnects, TimePoint now) {
+void LoopMetrics::Publish(const Scheduler& s, const net::WireStats& peers,
+                          const net::WireStats& clients, std::uint64_t disconnects, TimePoint now) {
   auto snap = std::make_shared<Snapshot>();
   const double wall = WallSeconds();
   snap->version = ++version_;
@@ -187,7 +203,8 @@ void LoopMetrics::Publish(const Scheduler& s, const net::WireStats& peers, const
           }
         } else {
           for (std::size_t i = 0; i < job.units.size() && fc.rows.size() < kFailuresShown; ++i)
-            if (job.units[i].state == Unit::State::kFailed) fc.rows.push_back({job.id, i, job.units[i].failure});
+            if (job.units[i].state == Unit::State::kFailed)
+              fc.rows.push_back({job.id, i, job.units[i].failure});
         }
         fc.failed_seen = job.failed;
       }
@@ -216,7 +233,8 @@ void LoopMetrics::Publish(const Scheduler& s, const net::WireStats& peers, const
     row.units_failed = p.units_failed;
     row.cpu_validated = p.cpu_seconds_validated;
     row.credibility = s.Credibility(p.hello.peer_id);
-    if (auto t = peer_track_.find(p.hello.peer_id); t != peer_track_.end()) row.throughput = RateOf(t->second.points);
+    if (auto t = peer_track_.find(p.hello.peer_id); t != peer_track_.end())
+      row.throughput = RateOf(t->second.points);
     row.connected_seconds = Seconds(now - p.connected_at);
     row.silent_seconds = Seconds(now - p.last_seen);
     const auto si = static_cast<std::size_t>(p.state);
@@ -225,7 +243,8 @@ void LoopMetrics::Publish(const Scheduler& s, const net::WireStats& peers, const
     if (p.state != proto::PeerState::kPaused) snap->donated_cores += p.slots;
     snap->peers.push_back(std::move(row));
   }
-  std::sort(snap->peers.begin(), snap->peers.end(), [](const PeerRow& a, const PeerRow& b) { return a.peer_id < b.peer_id; });
+  std::sort(snap->peers.begin(), snap->peers.end(),
+            [](const PeerRow& a, const PeerRow& b) { return a.peer_id < b.peer_id; });
   snap->history.assign(history_.begin(), history_.end());
   snap->commit_seconds = commit_;
   snap->turn_seconds = turn_;
@@ -259,86 +278,153 @@ std::string RenderMetrics(const Snapshot& s) {
   metrics::Writer w;
   w.Family("sparecycles_build_info", "gauge", "Always 1; the version of the coordinator.");
   w.Sample("sparecycles_build_info", {{"version", "0.1.0"}, {"role", "coordinator"}}, 1);
-  w.Gauge("sparecycles_start_time_seconds", "When the coordinator started, in seconds since the epoch.", s.start_wall);
-  w.Gauge("sparecycles_ready", "1 when the coordinator is ready (endpoints bound, store loaded, loop turning).",
+  w.Gauge("sparecycles_start_time_seconds",
+          "When the coordinator started, in seconds since the epoch.", s.start_wall);
+  w.Gauge("sparecycles_ready",
+          "1 when the coordinator is ready (endpoints bound, store loaded, loop turning).",
           s.ready ? 1 : 0);
 
   static constexpr const char* kJobStates[] = {"queued", "running", "done", "failed", "cancelled"};
-  w.Family("sparecycles_jobs", "gauge", "Jobs the coordinator keeps, by state (finished jobs: the latest 10,000).");
-  for (int i = 0; i < 5; ++i) w.Sample("sparecycles_jobs", {{"state", kJobStates[i]}}, static_cast<double>(s.jobs_by_state[i]));
-  w.Gauge("sparecycles_units_queued", "Unit copies of unfinished jobs waiting to be leased.", static_cast<double>(s.units_queued));
-  w.Gauge("sparecycles_units_running", "Unit copies of unfinished jobs leased to peers now.", static_cast<double>(s.units_running));
+  w.Family("sparecycles_jobs", "gauge",
+           "Jobs the coordinator keeps, by state (finished jobs: the latest 10,000).");
+  for (int i = 0; i < 5; ++i)
+    w.Sample("sparecycles_jobs", {{"state", kJobStates[i]}},
+             static_cast<double>(s.jobs_by_state[i]));
+  w.Gauge("sparecycles_units_queued", "Unit copies of unfinished jobs waiting to be leased.",
+          static_cast<double>(s.units_queued));
+  w.Gauge("sparecycles_units_running", "Unit copies of unfinished jobs leased to peers now.",
+          static_cast<double>(s.units_running));
   const SchedulerStats& st = s.scheduler;
-  w.Counter("sparecycles_units_done_total", "Units accepted (validated by quorum or credibility).", static_cast<double>(st.units_validated));
-  w.Counter("sparecycles_units_failed_total", "Units that failed for good (max errors or no quorum).", static_cast<double>(st.units_failed));
-  w.Counter("sparecycles_leases_issued_total", "Leases handed to peers (every copy, spot-checks and backups included).",
+  w.Counter("sparecycles_units_done_total", "Units accepted (validated by quorum or credibility).",
+            static_cast<double>(st.units_validated));
+  w.Counter("sparecycles_units_failed_total",
+            "Units that failed for good (max errors or no quorum).",
+            static_cast<double>(st.units_failed));
+  w.Counter("sparecycles_leases_issued_total",
+            "Leases handed to peers (every copy, spot-checks and backups included).",
             static_cast<double>(st.leases_issued));
-  w.Counter("sparecycles_leases_expired_total", "Leases that passed their deadline; their units were reissued.",
+  w.Counter("sparecycles_leases_expired_total",
+            "Leases that passed their deadline; their units were reissued.",
             static_cast<double>(st.leases_expired));
-  w.Gauge("sparecycles_leases_in_flight", "Leases held by peers now.", static_cast<double>(s.leases_in_flight));
-  w.Counter("sparecycles_backups_issued_total", "Extra copies issued for straggling units.", static_cast<double>(st.backups_issued));
-  w.Family("sparecycles_results_total", "counter", "Results received from peers, by what became of them.");
-  w.Sample("sparecycles_results_total", {{"outcome", "accepted"}}, static_cast<double>(st.results_accepted));
-  w.Sample("sparecycles_results_total", {{"outcome", "stale"}}, static_cast<double>(st.results_stale));
-  w.Sample("sparecycles_results_total", {{"outcome", "rejected"}}, static_cast<double>(st.results_rejected));
-  w.Counter("sparecycles_replicas_disagreed_total", "Replicas whose result hash differed from the accepted one.",
+  w.Gauge("sparecycles_leases_in_flight", "Leases held by peers now.",
+          static_cast<double>(s.leases_in_flight));
+  w.Counter("sparecycles_backups_issued_total", "Extra copies issued for straggling units.",
+            static_cast<double>(st.backups_issued));
+  w.Family("sparecycles_results_total", "counter",
+           "Results received from peers, by what became of them.");
+  w.Sample("sparecycles_results_total", {{"outcome", "accepted"}},
+           static_cast<double>(st.results_accepted));
+  w.Sample("sparecycles_results_total", {{"outcome", "stale"}},
+           static_cast<double>(st.results_stale));
+  w.Sample("sparecycles_results_total", {{"outcome", "rejected"}},
+           static_cast<double>(st.results_rejected));
+  w.Counter("sparecycles_replicas_disagreed_total",
+            "Replicas whose result hash differed from the accepted one.",
             static_cast<double>(st.replicas_disagreed));
-  w.Counter("sparecycles_spot_checks_total", "Spot-checks issued (accepted units reissued to test a peer).", static_cast<double>(st.spot_checks));
-  w.Counter("sparecycles_spot_checks_failed_total", "Spot-checks a peer answered wrongly.", static_cast<double>(st.spot_checks_failed));
-  w.Counter("sparecycles_peer_offences_total", "Wrong answers caught (failed spot-check or outvoted).", static_cast<double>(st.offences));
-  w.Counter("sparecycles_peers_blacklisted_total", "Peers blacklisted after repeated offences.", static_cast<double>(st.blacklisted));
-  w.Counter("sparecycles_units_backtracked_total", "Accepted units reopened because a voter was caught.", static_cast<double>(st.backtracked));
+  w.Counter("sparecycles_spot_checks_total",
+            "Spot-checks issued (accepted units reissued to test a peer).",
+            static_cast<double>(st.spot_checks));
+  w.Counter("sparecycles_spot_checks_failed_total", "Spot-checks a peer answered wrongly.",
+            static_cast<double>(st.spot_checks_failed));
+  w.Counter("sparecycles_peer_offences_total",
+            "Wrong answers caught (failed spot-check or outvoted).",
+            static_cast<double>(st.offences));
+  w.Counter("sparecycles_peers_blacklisted_total", "Peers blacklisted after repeated offences.",
+            static_cast<double>(st.blacklisted));
+  w.Counter("sparecycles_units_backtracked_total",
+            "Accepted units reopened because a voter was caught.",
+            static_cast<double>(st.backtracked));
 
   static constexpr const char* kPeerStates[] = {"running", "throttled", "paused"};
   w.Family("sparecycles_peers", "gauge", "Connected peers, by the state they announced.");
-  for (int i = 0; i < 3; ++i) w.Sample("sparecycles_peers", {{"state", kPeerStates[i]}}, static_cast<double>(s.peers_by_state[i]));
-  w.Gauge("sparecycles_donated_cores", "Cores connected peers may use now (slots of peers that are not paused).",
+  for (int i = 0; i < 3; ++i)
+    w.Sample("sparecycles_peers", {{"state", kPeerStates[i]}},
+             static_cast<double>(s.peers_by_state[i]));
+  w.Gauge("sparecycles_donated_cores",
+          "Cores connected peers may use now (slots of peers that are not paused).",
           static_cast<double>(s.donated_cores));
-  w.Gauge("sparecycles_announced_cores", "Cores connected peers announced in their Hello.", static_cast<double>(s.announced_cores));
-  w.Counter("sparecycles_peers_lost_total", "Peers declared lost (silent or disconnected).", static_cast<double>(st.peers_lost));
-  w.Counter("sparecycles_peer_disconnects_total", "Peers removed after their TCP connection dropped.", static_cast<double>(s.disconnects));
+  w.Gauge("sparecycles_announced_cores", "Cores connected peers announced in their Hello.",
+          static_cast<double>(s.announced_cores));
+  w.Counter("sparecycles_peers_lost_total", "Peers declared lost (silent or disconnected).",
+            static_cast<double>(st.peers_lost));
+  w.Counter("sparecycles_peer_disconnects_total",
+            "Peers removed after their TCP connection dropped.",
+            static_cast<double>(s.disconnects));
 
-  auto wire = [&](const char* name, const char* type, const char* help, auto field_in, auto field_out) {
+  auto wire = [&](const char* name, const char* type, const char* help, auto field_in,
+                  auto field_out) {
     w.Family(name, type, help);
-    w.Sample(name, {{"endpoint", "peers"}, {"direction", "in"}}, static_cast<double>(field_in(s.peers_wire)));
-    w.Sample(name, {{"endpoint", "peers"}, {"direction", "out"}}, static_cast<double>(field_out(s.peers_wire)));
-    w.Sample(name, {{"endpoint", "clients"}, {"direction", "in"}}, static_cast<double>(field_in(s.clients_wire)));
-    w.Sample(name, {{"endpoint", "clients"}, {"direction", "out"}}, static_cast<double>(field_out(s.clients_wire)));
+    w.Sample(name, {{"endpoint", "peers"}, {"direction", "in"}},
+             static_cast<double>(field_in(s.peers_wire)));
+    w.Sample(name, {{"endpoint", "peers"}, {"direction", "out"}},
+             static_cast<double>(field_out(s.peers_wire)));
+    w.Sample(name, {{"endpoint", "clients"}, {"direction", "in"}},
+             static_cast<double>(field_in(s.clients_wire)));
+    w.Sample(name, {{"endpoint", "clients"}, {"direction", "out"}},
+             static_cast<double>(field_out(s.clients_wire)));
   };
-  wire("sparecycles_wire_frames_total", "counter", "ZeroMQ frames per endpoint and direction.",
-       [](const WireCounts& c) { return c.frames_in; }, [](const WireCounts& c) { return c.frames_out; });
-  wire("sparecycles_wire_bytes_total", "counter", "Bytes of ZeroMQ frames per endpoint and direction.",
-       [](const WireCounts& c) { return c.bytes_in; }, [](const WireCounts& c) { return c.bytes_out; });
-  w.Family("sparecycles_wire_bad_frames_total", "counter", "Frames dropped as malformed, per endpoint.");
-  w.Sample("sparecycles_wire_bad_frames_total", {{"endpoint", "peers"}}, static_cast<double>(s.peers_wire.bad_frames));
-  w.Sample("sparecycles_wire_bad_frames_total", {{"endpoint", "clients"}}, static_cast<double>(s.clients_wire.bad_frames));
-  w.Family("sparecycles_wire_send_failures_total", "counter", "Frames that could not be sent, per endpoint.");
-  w.Sample("sparecycles_wire_send_failures_total", {{"endpoint", "peers"}}, static_cast<double>(s.peers_wire.send_failures));
-  w.Sample("sparecycles_wire_send_failures_total", {{"endpoint", "clients"}}, static_cast<double>(s.clients_wire.send_failures));
+  wire(
+      "sparecycles_wire_frames_total", "counter", "ZeroMQ frames per endpoint and direction.",
+      [](const WireCounts& c) { return c.frames_in; },
+      [](const WireCounts& c) { return c.frames_out; });
+  wire(
+      "sparecycles_wire_bytes_total", "counter",
+      "Bytes of ZeroMQ frames per endpoint and direction.",
+      [](const WireCounts& c) { return c.bytes_in; },
+      [](const WireCounts& c) { return c.bytes_out; });
+  w.Family("sparecycles_wire_bad_frames_total", "counter",
+           "Frames dropped as malformed, per endpoint.");
+  w.Sample("sparecycles_wire_bad_frames_total", {{"endpoint", "peers"}},
+           static_cast<double>(s.peers_wire.bad_frames));
+  w.Sample("sparecycles_wire_bad_frames_total", {{"endpoint", "clients"}},
+           static_cast<double>(s.clients_wire.bad_frames));
+  w.Family("sparecycles_wire_send_failures_total", "counter",
+           "Frames that could not be sent, per endpoint.");
+  w.Sample("sparecycles_wire_send_failures_total", {{"endpoint", "peers"}},
+           static_cast<double>(s.peers_wire.send_failures));
+  w.Sample("sparecycles_wire_send_failures_total", {{"endpoint", "clients"}},
+           static_cast<double>(s.clients_wire.send_failures));
 
-  w.Family("sparecycles_store_commit_seconds", "histogram", "Time of one SQLite commit (one per loop turn that changed state).");
+  w.Family("sparecycles_store_commit_seconds", "histogram",
+           "Time of one SQLite commit (one per loop turn that changed state).");
   w.HistogramSeries("sparecycles_store_commit_seconds", {}, s.commit_seconds);
-  w.Family("sparecycles_loop_turn_seconds", "histogram", "Time the event loop spent in one turn, waiting excluded.");
+  w.Family("sparecycles_loop_turn_seconds", "histogram",
+           "Time the event loop spent in one turn, waiting excluded.");
   w.HistogramSeries("sparecycles_loop_turn_seconds", {}, s.turn_seconds);
-  w.Family("sparecycles_unit_run_seconds", "histogram", "Wall time of units that ran to a result, as reported by the peer, by task.");
-  for (const auto& [task, h] : s.unit_run_seconds) w.HistogramSeries("sparecycles_unit_run_seconds", {{"task", task}}, h);
+  w.Family("sparecycles_unit_run_seconds", "histogram",
+           "Wall time of units that ran to a result, as reported by the peer, by task.");
+  for (const auto& [task, h] : s.unit_run_seconds)
+    w.HistogramSeries("sparecycles_unit_run_seconds", {{"task", task}}, h);
 
   // Per job: unfinished jobs and the latest finished ones only, so the series stay few.
-  w.Family("sparecycles_job_units", "gauge", "Units of a job (unfinished and the latest finished jobs), by state. The label is job_id: Prometheus owns `job`.");
+  w.Family("sparecycles_job_units", "gauge",
+           "Units of a job (unfinished and the latest finished jobs), by state. The label is "
+           "job_id: Prometheus owns `job`.");
   for (const JobRow& j : s.jobs) {
     const std::string id = std::to_string(j.id);
-    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "total"}}, static_cast<double>(j.total));
-    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "done"}}, static_cast<double>(j.done));
-    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "failed"}}, static_cast<double>(j.failed));
-    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "running"}}, static_cast<double>(j.running));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "total"}},
+             static_cast<double>(j.total));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "done"}},
+             static_cast<double>(j.done));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "failed"}},
+             static_cast<double>(j.failed));
+    w.Sample("sparecycles_job_units", {{"job_id", id}, {"task", j.task}, {"state", "running"}},
+             static_cast<double>(j.running));
   }
-  w.Family("sparecycles_peer_units_done", "gauge", "Units a connected peer ran that were accepted, since it connected.");
-  for (const PeerRow& p : s.peers) w.Sample("sparecycles_peer_units_done", {{"peer", p.peer_id}}, static_cast<double>(p.units_done));
+  w.Family("sparecycles_peer_units_done", "gauge",
+           "Units a connected peer ran that were accepted, since it connected.");
+  for (const PeerRow& p : s.peers)
+    w.Sample("sparecycles_peer_units_done", {{"peer", p.peer_id}},
+             static_cast<double>(p.units_done));
   w.Family("sparecycles_peer_slots", "gauge", "Cores a connected peer may use now.");
-  for (const PeerRow& p : s.peers) w.Sample("sparecycles_peer_slots", {{"peer", p.peer_id}}, static_cast<double>(p.slots));
-  w.Family("sparecycles_peer_credibility", "gauge", "A connected peer's credibility (0..1, docs/cross-checking.md).");
-  for (const PeerRow& p : s.peers) w.Sample("sparecycles_peer_credibility", {{"peer", p.peer_id}}, p.credibility);
-  w.Counter("sparecycles_snapshots_published_total", "Snapshots the event loop published for the HTTP side.",
+  for (const PeerRow& p : s.peers)
+    w.Sample("sparecycles_peer_slots", {{"peer", p.peer_id}}, static_cast<double>(p.slots));
+  w.Family("sparecycles_peer_credibility", "gauge",
+           "A connected peer's credibility (0..1, docs/cross-checking.md).");
+  for (const PeerRow& p : s.peers)
+    w.Sample("sparecycles_peer_credibility", {{"peer", p.peer_id}}, p.credibility);
+  w.Counter("sparecycles_snapshots_published_total",
+            "Snapshots the event loop published for the HTTP side.",
             static_cast<double>(s.publishes));
   return w.text();
 }
@@ -352,34 +438,44 @@ std::string RenderStateJson(const Snapshot& s) {
   o += "{\"now\":" + JsonNumber(s.wall) + ",\"started\":" + JsonNumber(s.start_wall) +
        ",\"ready\":" + (s.ready ? "true" : "false") + ",\"version\":" + num(s.version);
   const SchedulerStats& st = s.scheduler;
-  o += ",\"totals\":{\"units_done\":" + num(st.units_validated) + ",\"units_failed\":" + num(st.units_failed) +
-       ",\"units_queued\":" + num(s.units_queued) + ",\"units_running\":" + num(s.units_running) +
-       ",\"leases_issued\":" + num(st.leases_issued) + ",\"leases_expired\":" + num(st.leases_expired) +
-       ",\"results_accepted\":" + num(st.results_accepted) + ",\"results_stale\":" + num(st.results_stale) +
-       ",\"results_rejected\":" + num(st.results_rejected) + ",\"replicas_disagreed\":" + num(st.replicas_disagreed) +
+  o += ",\"totals\":{\"units_done\":" + num(st.units_validated) +
+       ",\"units_failed\":" + num(st.units_failed) + ",\"units_queued\":" + num(s.units_queued) +
+       ",\"units_running\":" + num(s.units_running) +
+       ",\"leases_issued\":" + num(st.leases_issued) +
+       ",\"leases_expired\":" + num(st.leases_expired) +
+       ",\"results_accepted\":" + num(st.results_accepted) +
+       ",\"results_stale\":" + num(st.results_stale) +
+       ",\"results_rejected\":" + num(st.results_rejected) +
+       ",\"replicas_disagreed\":" + num(st.replicas_disagreed) +
        ",\"donated_cores\":" + num(s.donated_cores) + ",\"peers\":" + num(s.peers.size()) +
        ",\"bad_frames\":" + num(s.peers_wire.bad_frames + s.clients_wire.bad_frames) + "}";
   o += ",\"jobs\":[";
   for (std::size_t i = 0; i < s.jobs.size(); ++i) {
     const JobRow& j = s.jobs[i];
     if (i) o += ',';
-    o += "{\"id\":" + num(j.id) + ",\"task\":" + JsonString(j.task) + ",\"name\":" + JsonString(j.name) +
-         ",\"state\":" + JsonString(proto::JobStateName(j.state)) + ",\"priority\":" + num(j.priority) +
-         ",\"total\":" + num(j.total) + ",\"done\":" + num(j.done) + ",\"failed\":" + num(j.failed) +
-         ",\"running\":" + num(j.running) + ",\"queued\":" + num(j.queued) + ",\"submitted\":" + JsonNumber(j.submitted) +
-         ",\"finished\":" + JsonNumber(j.finished) + ",\"cpu_seconds\":" + JsonNumber(j.cpu_seconds) +
-         ",\"rate\":" + JsonNumber(j.rate) + ",\"eta\":" + JsonNumber(j.eta) + ",\"error\":" + JsonString(j.error) + "}";
+    o += "{\"id\":" + num(j.id) + ",\"task\":" + JsonString(j.task) +
+         ",\"name\":" + JsonString(j.name) +
+         ",\"state\":" + JsonString(proto::JobStateName(j.state)) +
+         ",\"priority\":" + num(j.priority) + ",\"total\":" + num(j.total) +
+         ",\"done\":" + num(j.done) + ",\"failed\":" + num(j.failed) +
+         ",\"running\":" + num(j.running) + ",\"queued\":" + num(j.queued) +
+         ",\"submitted\":" + JsonNumber(j.submitted) + ",\"finished\":" + JsonNumber(j.finished) +
+         ",\"cpu_seconds\":" + JsonNumber(j.cpu_seconds) + ",\"rate\":" + JsonNumber(j.rate) +
+         ",\"eta\":" + JsonNumber(j.eta) + ",\"error\":" + JsonString(j.error) + "}";
   }
   o += "],\"peers\":[";
   for (std::size_t i = 0; i < s.peers.size(); ++i) {
     const PeerRow& p = s.peers[i];
     if (i) o += ',';
     o += "{\"peer_id\":" + JsonString(p.peer_id) + ",\"hostname\":" + JsonString(p.hostname) +
-         ",\"state\":" + JsonString(PeerStateName(p.state)) + ",\"reason\":" + JsonString(p.reason) +
-         ",\"cores\":" + num(p.cores) + ",\"slots\":" + num(p.slots) + ",\"running\":" + num(p.running) +
+         ",\"state\":" + JsonString(PeerStateName(p.state)) +
+         ",\"reason\":" + JsonString(p.reason) + ",\"cores\":" + num(p.cores) +
+         ",\"slots\":" + num(p.slots) + ",\"running\":" + num(p.running) +
          ",\"units_done\":" + num(p.units_done) + ",\"units_invalid\":" + num(p.units_invalid) +
-         ",\"cpu_validated\":" + JsonNumber(p.cpu_validated) + ",\"credibility\":" + JsonNumber(p.credibility) +
-         ",\"throughput\":" + JsonNumber(p.throughput) + ",\"connected_seconds\":" + JsonNumber(p.connected_seconds) +
+         ",\"cpu_validated\":" + JsonNumber(p.cpu_validated) +
+         ",\"credibility\":" + JsonNumber(p.credibility) +
+         ",\"throughput\":" + JsonNumber(p.throughput) +
+         ",\"connected_seconds\":" + JsonNumber(p.connected_seconds) +
          ",\"silent_seconds\":" + JsonNumber(p.silent_seconds) + "}";
   }
   o += "],\"failures\":[";

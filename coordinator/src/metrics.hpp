@@ -24,7 +24,8 @@
 namespace sparecycles::coordinator {
 
 struct WireCounts {
-  std::uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0, bad_frames = 0, send_failures = 0;
+  std::uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0, bad_frames = 0,
+                send_failures = 0;
 };
 
 struct JobRow {
@@ -44,7 +45,8 @@ struct PeerRow {
   proto::PeerState state = proto::PeerState::kRunning;
   std::uint32_t cores = 0, slots = 0, idle_slots = 0;
   std::uint64_t running = 0, units_done = 0, units_invalid = 0, units_failed = 0;
-  double cpu_validated = 0, credibility = 0, throughput = 0, connected_seconds = 0, silent_seconds = 0;
+  double cpu_validated = 0, credibility = 0, throughput = 0, connected_seconds = 0,
+         silent_seconds = 0;
 };
 
 struct FailureRow {
@@ -54,9 +56,9 @@ struct FailureRow {
 };
 
 struct SecondSample {
-  double wall = 0;          // seconds since the epoch
+  double wall = 0;  // seconds since the epoch
   float units_per_second = 0;
-  float active_cores = 0;   // slots of connected peers that are not paused
+  float active_cores = 0;     // slots of connected peers that are not paused
   std::uint32_t running = 0;  // leases in flight
 };
 
@@ -72,9 +74,9 @@ struct Snapshot {
   std::uint64_t units_queued = 0, units_running = 0;
   std::uint64_t peers_by_state[3] = {};  // indexed by proto::PeerState
   std::uint64_t donated_cores = 0, announced_cores = 0;
-  std::vector<JobRow> jobs;        // every unfinished job and the latest finished ones, newest first
-  std::vector<PeerRow> peers;      // sorted by peer id
-  std::vector<FailureRow> failures;  // the latest failed units (bounded)
+  std::vector<JobRow> jobs;    // every unfinished job and the latest finished ones, newest first
+  std::vector<PeerRow> peers;  // sorted by peer id
+  std::vector<FailureRow> failures;   // the latest failed units (bounded)
   std::vector<SecondSample> history;  // per second, the last hour, oldest first
   metrics::Histogram commit_seconds, turn_seconds;
   std::map<std::string, metrics::Histogram> unit_run_seconds;  // by task
@@ -90,7 +92,8 @@ class LoopMetrics {
   /// `wake` makes the loop run a turn soon (a reader wants a fresh snapshot). Thread-safe.
   /// `publish_every`: the youngest snapshot a reader accepts, and the loop's own publishing
   /// period while read. Default: 250 ms
-  explicit LoopMetrics(std::function<void()> wake, Duration publish_every = std::chrono::milliseconds(250));
+  explicit LoopMetrics(std::function<void()> wake,
+                       Duration publish_every = std::chrono::milliseconds(250));
 
   // ---- loop thread
   void ObserveCommit(double seconds) { commit_.Observe(seconds); }
@@ -107,13 +110,16 @@ class LoopMetrics {
   std::shared_ptr<const Snapshot> Latest(Duration wait = std::chrono::milliseconds(300));
   void MarkReady(bool ready) { ready_.store(ready); }
   /// Steady time of the loop's last turn (for /readyz).
-  TimePoint last_turn() const { return TimePoint(Duration(last_turn_ns_.load(std::memory_order_relaxed))); }
+  TimePoint last_turn() const {
+    return TimePoint(Duration(last_turn_ns_.load(std::memory_order_relaxed)));
+  }
 
  private:
   void Sample(const Scheduler& s, TimePoint now, double wall);
   void Publish(const Scheduler& s, const net::WireStats& peers, const net::WireStats& clients,
                std::uint64_t disconnects, TimePoint now);
-  std::uint64_t Fingerprint(const Scheduler& s, const net::WireStats& peers, const net::WireStats& clients) const;
+  std::uint64_t Fingerprint(const Scheduler& s, const net::WireStats& peers,
+                            const net::WireStats& clients) const;
 
   std::function<void()> wake_;
   Duration publish_every_;
@@ -121,7 +127,7 @@ class LoopMetrics {
   // Loop-thread state.
   metrics::Histogram commit_ = metrics::Histogram::Latency(), turn_ = metrics::Histogram::Latency();
   std::map<std::string, metrics::Histogram> run_time_;
-  JobId last_job_ = 0;                        // cache: results mostly come for one job
+  JobId last_job_ = 0;  // cache: results mostly come for one job
   metrics::Histogram* last_hist_ = nullptr;
   std::deque<SecondSample> history_;
   TimePoint next_sample_{}, last_publish_{};

@@ -12,7 +12,8 @@ void PeerSessions::Bind(const std::string& identity, PeerHandle peer) {
 void PeerSessions::Forget(PeerHandle peer) {
   if (auto it = identity_of_.find(peer); it != identity_of_.end()) {
     // The identity may since speak for another peer (a Hello with a different peer id): keep that.
-    if (auto b = by_identity_.find(it->second); b != by_identity_.end() && b->second == peer) by_identity_.erase(b);
+    if (auto b = by_identity_.find(it->second); b != by_identity_.end() && b->second == peer)
+      by_identity_.erase(b);
     identity_of_.erase(it);
   }
   wanting_.erase(peer);
@@ -29,11 +30,15 @@ const std::string* PeerSessions::IdentityOf(PeerHandle peer) const {
 }
 
 void PeerSessions::SetWanting(PeerHandle peer, std::uint32_t count) {
-  if (count > 0) wanting_[peer] = count;
-  else wanting_.erase(peer);
+  if (count > 0)
+    wanting_[peer] = count;
+  else
+    wanting_.erase(peer);
 }
 
-void PeerSessions::NoteConnection(int fd, const std::string& identity) { identity_by_fd_[fd] = identity; }
+void PeerSessions::NoteConnection(int fd, const std::string& identity) {
+  identity_by_fd_[fd] = identity;
+}
 
 void PeerSessions::OnDisconnected(int fd, TimePoint probe_at) {
   auto it = identity_by_fd_.find(fd);

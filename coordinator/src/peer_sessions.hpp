@@ -34,9 +34,11 @@ class PeerSessions {
   std::map<PeerHandle, std::uint32_t>& wanting() { return wanting_; }
   bool anyone_wanting() const { return !wanting_.empty(); }
 
-  /// The connection (file descriptor) a Hello came in on, so its drop can be traced to the identity.
+  /// The connection (file descriptor) a Hello came in on, so its drop can be traced to the
+  /// identity.
   void NoteConnection(int fd, const std::string& identity);
-  /// A connection dropped: its identity becomes a suspect, probed at `probe_at`. Unknown fds are ignored.
+  /// A connection dropped: its identity becomes a suspect, probed at `probe_at`. Unknown fds are
+  /// ignored.
   void OnDisconnected(int fd, TimePoint probe_at);
   /// When the earliest suspect is due, if any.
   std::optional<TimePoint> NextProbe() const;
@@ -46,9 +48,9 @@ class PeerSessions {
  private:
   std::unordered_map<std::string, PeerHandle> by_identity_;
   std::unordered_map<PeerHandle, std::string> identity_of_;
-  std::map<PeerHandle, std::uint32_t> wanting_;              // standing RequestWork counts not yet filled
-  std::unordered_map<int, std::string> identity_by_fd_;      // connection fd -> peer identity
-  std::deque<std::pair<TimePoint, std::string>> suspects_;   // disconnected identities to probe
+  std::map<PeerHandle, std::uint32_t> wanting_;  // standing RequestWork counts not yet filled
+  std::unordered_map<int, std::string> identity_by_fd_;     // connection fd -> peer identity
+  std::deque<std::pair<TimePoint, std::string>> suspects_;  // disconnected identities to probe
 };
 
 }  // namespace sparecycles::coordinator

@@ -34,7 +34,10 @@ Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& de
 
 Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry,
                      LeaseId first_lease_id)
-    : config_(config), registry_(registry), rng_(config.credibility.seed | 1), next_lease_(first_lease_id) {}
+    : config_(config),
+      registry_(registry),
+      rng_(config.credibility.seed | 1),
+      next_lease_(first_lease_id) {}
 
 std::uint64_t Scheduler::NextRandom() {  // xorshift64*: deterministic for a given seed
   rng_ ^= rng_ >> 12;
@@ -71,13 +74,15 @@ double Scheduler::Credibility(const std::string& peer_id) const {
   return 1.0 - f / (static_cast<double>(r->checks_passed) * std::exp(1.0));
 }
 
-double Scheduler::GroupError(const Unit& unit, const std::string& hash, const std::string& skip_peer) const {
+double Scheduler::GroupError(const Unit& unit, const std::string& hash,
+                             const std::string& skip_peer) const {
   // The chance that every distinct peer vouching for `hash` is a saboteur (colluders agree, so
   // agreement alone proves nothing; only peers' independent records do).
   double p = 1.0;
   std::unordered_set<std::string> seen;
   for (const auto& rr : unit.results) {
-    if (rr.outcome != proto::UnitOutcome::kOk || rr.hash != hash || rr.peer_id == skip_peer) continue;
+    if (rr.outcome != proto::UnitOutcome::kOk || rr.hash != hash || rr.peer_id == skip_peer)
+      continue;
     if (!seen.insert(rr.peer_id).second) continue;
     p *= 1.0 - Credibility(rr.peer_id);
   }
@@ -238,8 +243,8 @@ Status Scheduler::BuildUnits(Job& job, std::optional<std::uint64_t> units) {
   auto split = job.task->Split(job.params, n);
   if (!split.ok()) return split.status();
   if (split->size() != n)
-    return Internal("task '" + job.spec.task + "' split into " + std::to_string(split->size()) + " units instead of " +
-                    std::to_string(n));
+    return Internal("task '" + job.spec.task + "' split into " + std::to_string(split->size()) +
+                    " units instead of " + std::to_string(n));
   job.unit_work = plan->total_work / static_cast<double>(n);
   job.units.resize(n);
   for (std::uint64_t i = 0; i < n; ++i) job.units[i].spec = std::move((*split)[i]);
@@ -249,7 +254,8 @@ Status Scheduler::BuildUnits(Job& job, std::optional<std::uint64_t> units) {
 std::uint64_t Scheduler::UnitCount(const Job& job, const tasks::JobPlan& plan) const {
   const tasks::Task* task = job.task;
   const std::string key = TaskKey(task->Name(), task->Version());
-  const std::uint64_t max_units = std::max<std::uint64_t>(1, std::min(plan.max_units, config_.max_units_per_job));
+  const std::uint64_t max_units =
+      std::max<std::uint64_t>(1, std::min(plan.max_units, config_.max_units_per_job));
   if (job.spec.units != 0) return std::clamp<std::uint64_t>(job.spec.units, 1, max_units);
   if (plan.fixed_units) return max_units;
   // Median measured speed of the peers that can run this task, so a unit takes about the target
@@ -344,11 +350,12 @@ std::string Scheduler::WhyWaiting(const Job& job) const {
   }
   if (peers_.empty()) return "no peer is connected";
   if (able == 0)
-    return "no connected peer runs task " + task + " (" + std::to_string(peers_.size()) + " connected)";
+    return "no connected peer runs task " + task + " (" + std::to_string(peers_.size()) +
+           " connected)";
   if (usable.empty()) {
     if (paused == 0) return "every connected peer that runs task " + task + " is blacklisted";
-    return "every connected peer that runs task " + task + " is paused (" + std::to_string(paused) + " of " +
-           std::to_string(able) + ")" + (pause_reason.empty() ? "" : ": " + pause_reason);
+    return "every connected peer that runs task " + task + " is paused (" + std::to_string(paused) +
+           " of " + std::to_string(able) + ")" + (pause_reason.empty() ? "" : ": " + pause_reason);
   }
   if (!job.fresh.empty()) return {};
   // Bounded: a few queued copies, each against the usable peers until one may take it.
@@ -362,9 +369,11 @@ std::string Scheduler::WhyWaiting(const Job& job) const {
   const Unit& u = job.units[ui];
   std::size_t had = 0;
   for (const Peer* p : usable) had += u.peers.contains(p->handle) ? 1 : 0;
-  std::string why = "unit " + std::to_string(ui) + " waits for a peer that has not run it: " + std::to_string(had) +
-                    " of " + std::to_string(usable.size()) + " connected peers already have";
-  if (config_.distinct_hosts && had < usable.size()) why += " (the others share a host with one that has)";
+  std::string why = "unit " + std::to_string(ui) +
+                    " waits for a peer that has not run it: " + std::to_string(had) + " of " +
+                    std::to_string(usable.size()) + " connected peers already have";
+  if (config_.distinct_hosts && had < usable.size())
+    why += " (the others share a host with one that has)";
   if (!job.policy.adaptive && job.policy.quorum > usable.size())
     why += "; quorum " + std::to_string(job.policy.quorum) + " needs that many distinct peers";
   return why;
@@ -428,7 +437,8 @@ Scheduler::Pick Scheduler::PickJob(const Peer& peer, const Job* no_ready_for_pee
   }
   // The chosen job still has fresh units: further copies in `ready` come first if this peer may
   // take one near the front (not scanned again where that already failed during this request).
-  if (best.job != nullptr && !best.ready_pos && best.job != no_ready_for_peer) best.ready_pos = FindReady(*best.job, peer);
+  if (best.job != nullptr && !best.ready_pos && best.job != no_ready_for_peer)
+    best.ready_pos = FindReady(*best.job, peer);
   return best;
 }
 
@@ -436,7 +446,8 @@ std::optional<std::size_t> Scheduler::FindReady(const Job& job, const Peer& peer
   // While fresh units remain, a peer that finds nothing near the front takes a fresh one, so the
   // scan is bounded; at the end of a job it covers the whole queue, or a peer whose copies are
   // deep in it would wait for nothing.
-  const std::size_t scan = job.fresh.empty() ? job.ready.size() : std::min(job.ready.size(), kMaxReadyScan);
+  const std::size_t scan =
+      job.fresh.empty() ? job.ready.size() : std::min(job.ready.size(), kMaxReadyScan);
   for (std::size_t i = 0; i < scan; ++i)
     if (Eligible(job.units[job.ready[i]], peer)) return i;
   return std::nullopt;
@@ -461,8 +472,9 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     // spot-check from real work.
     {
       const PeerRecord* rec = Record(peer.hello.peer_id);
-      const double q = (rec == nullptr || rec->checks_passed < 5) ? config_.credibility.spot_check_rate_new
-                                                                  : config_.credibility.spot_check_rate;
+      const double q = (rec == nullptr || rec->checks_passed < 5)
+                           ? config_.credibility.spot_check_rate_new
+                           : config_.credibility.spot_check_rate;
       const double draw = static_cast<double>(NextRandom() >> 11) * 0x1.0p-53;
       if (draw < q && IssueSpotCheck(peer, now, out)) continue;
     }
@@ -487,7 +499,8 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
       --job->units[ui].queued;
     } else {
       no_ready = job;
-      ui = job->fresh.front();  // PickJob returns a job without a ready position only with fresh units
+      ui = job->fresh
+               .front();  // PickJob returns a job without a ready position only with fresh units
       job->fresh.pop_front();
       // The unit's other copies wait in `ready`, in the order their first copies went out.
       for (std::uint32_t left = --job->units[ui].queued; left > 0; --left) job->ready.push_back(ui);
@@ -510,7 +523,8 @@ bool Scheduler::IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>
     auto jit = jobs_.find(rec.job);
     if (jit == jobs_.end()) continue;
     Job& job = *jit->second;
-    if (proto::IsFinal(job.state) || !job.ready.empty() || !job.fresh.empty() || rec.unit >= job.units.size())
+    if (proto::IsFinal(job.state) || !job.ready.empty() || !job.fresh.empty() ||
+        rec.unit >= job.units.size())
       continue;
     if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
       continue;
@@ -543,12 +557,16 @@ bool Scheduler::AnyEligiblePeer(const Job& job, const Unit& unit) const {
 bool Scheduler::IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out) {
   for (auto& [id, jp] : jobs_) {
     Job& job = *jp;
-    if (!job.policy.adaptive || proto::IsFinal(job.state) || job.done == 0 || job.units.empty()) continue;
-    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version()))) continue;
+    if (!job.policy.adaptive || proto::IsFinal(job.state) || job.done == 0 || job.units.empty())
+      continue;
+    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
+      continue;
     for (int attempt = 0; attempt < 8; ++attempt) {
       const auto ui = static_cast<std::uint32_t>(NextRandom() % job.units.size());
       Unit& unit = job.units[ui];
-      if (unit.state != Unit::State::kDone || unit.accepted_hash.empty() || unit.peers.contains(peer.handle)) continue;
+      if (unit.state != Unit::State::kDone || unit.accepted_hash.empty() ||
+          unit.peers.contains(peer.handle))
+        continue;
       // Not part of the unit's replication: never stored, never counted as a copy. The unit's
       // peer set still records it, so the same check never goes to a peer twice.
       out.push_back(NewLease(job, ui, peer, now, /*spot_check=*/true));
@@ -559,7 +577,8 @@ bool Scheduler::IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lea
   return false;
 }
 
-proto::Lease Scheduler::NewLease(Job& job, std::uint32_t ui, Peer& peer, TimePoint now, bool spot_check) {
+proto::Lease Scheduler::NewLease(Job& job, std::uint32_t ui, Peer& peer, TimePoint now,
+                                 bool spot_check) {
   Unit& unit = job.units[ui];
   LeaseRecord rec;
   rec.id = next_lease_++;
@@ -568,7 +587,8 @@ proto::Lease Scheduler::NewLease(Job& job, std::uint32_t ui, Peer& peer, TimePoi
   rec.peer = peer.handle;
   rec.issued_at = now;
   const double expected = job.unit_work / std::max(1e-9, RateFor(job, &peer));
-  const Duration length = std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
+  const Duration length =
+      std::max(config_.lease_min, FromSeconds(std::min(expected * config_.lease_factor, 1e6)));
   rec.deadline = now + length;
   rec.spot_check = spot_check;
   if (spot_check) rec.expected_hash = unit.accepted_hash;
@@ -585,7 +605,8 @@ proto::Lease Scheduler::NewLease(Job& job, std::uint32_t ui, Peer& peer, TimePoi
   l.task = std::string(job.task->Name());
   l.task_version = job.task->Version();
   l.unit = unit.spec;
-  l.deadline_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
+  l.deadline_ms =
+      static_cast<std::uint32_t>(std::min<std::int64_t>(ToMillis(length), 0xffffffffll));
   return l;
 }
 
@@ -599,7 +620,8 @@ proto::Lease Scheduler::MakeLease(Job& job, std::uint32_t ui, Peer& peer, TimePo
   job.state = proto::JobState::kRunning;
   dirty_.insert(job.id);
   ++stats_.leases_issued;
-  if (!unit.checkpoint.empty() && (job.policy.quorum <= 1 || unit.checkpoint_peer == peer.hello.peer_id))
+  if (!unit.checkpoint.empty() &&
+      (job.policy.quorum <= 1 || unit.checkpoint_peer == peer.hello.peer_id))
     l.checkpoint = unit.checkpoint;
   return l;
 }
@@ -736,7 +758,8 @@ void Scheduler::JudgeSpotCheck(const std::string& peer_id, const LeaseRecord& re
   }
   ++stats_.spot_checks_failed;
   effect.reason = "failed a spot-check";
-  SC_LOG(Warn) << "peer " << peer_id << " failed a spot-check on job " << rec.job << " unit " << rec.unit;
+  SC_LOG(Warn) << "peer " << peer_id << " failed a spot-check on job " << rec.job << " unit "
+               << rec.unit;
   Offence(peer_id, now, wall_now);
 }
 
@@ -776,7 +799,8 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
       // Undecided: the vote must survive a restart. The first vote of an answer carries it.
       const UnitResultRecord& vote = unit.results.back();
       auto g = unit.groups.find(vote.hash);
-      const bool first = vote.outcome == proto::UnitOutcome::kOk && g != unit.groups.end() && g->second.first == 1;
+      const bool first =
+          vote.outcome == proto::UnitOutcome::kOk && g != unit.groups.end() && g->second.first == 1;
       listener_->OnVote(job, rec.unit, vote, first ? g->second.second : std::string());
     }
   } else {
@@ -793,7 +817,8 @@ bool Scheduler::CountVote(Job& job, std::uint32_t ui, Peer* peer, const std::str
   // One vote per peer per unit, whatever leases it held: a peer that got the unit again after
   // handing it back (or after being lost) must not count twice towards a quorum.
   for (const auto& prev : unit.results) {
-    if (prev.peer_id == peer_id && prev.outcome == proto::UnitOutcome::kOk && r.outcome == proto::UnitOutcome::kOk) {
+    if (prev.peer_id == peer_id && prev.outcome == proto::UnitOutcome::kOk &&
+        r.outcome == proto::UnitOutcome::kOk) {
       effect.kind = ResultEffect::Kind::kStale;
       effect.reason = "this peer already answered this unit";
       ++stats_.results_stale;
@@ -842,17 +867,20 @@ std::optional<std::string> Scheduler::AcceptableAnswer(const Job& job, const Uni
   // wait for peers that may never come, accept an undisputed quorum once no connected peer may
   // run another copy, and say so. Copies still queued do not count: nobody can take them. These
   // answers then serve as spot-checks, so credibility can grow from here.
-  if (!job.policy.adaptive || unit.groups.size() != 1 || !unit.in_flight.empty()) return std::nullopt;
+  if (!job.policy.adaptive || unit.groups.size() != 1 || !unit.in_flight.empty())
+    return std::nullopt;
   const auto& [hash, group] = *unit.groups.begin();
   if (group.first < job.policy.quorum || AnyEligiblePeer(job, unit)) return std::nullopt;
   ++stats_.quorum_fallbacks;
   if (stats_.quorum_fallbacks == 1 || stats_.quorum_fallbacks % 1000 == 0)
-    SC_LOG(Warn) << "too few peers to reach the credibility bound; accepted by an undisputed quorum of "
-                 << job.policy.quorum << " (" << stats_.quorum_fallbacks << " units so far)";
+    SC_LOG(Warn)
+        << "too few peers to reach the credibility bound; accepted by an undisputed quorum of "
+        << job.policy.quorum << " (" << stats_.quorum_fallbacks << " units so far)";
   return hash;
 }
 
-void Scheduler::Decide(Job& job, std::uint32_t ui, TimePoint now, double wall_now, ResultEffect& effect) {
+void Scheduler::Decide(Job& job, std::uint32_t ui, TimePoint now, double wall_now,
+                       ResultEffect& effect) {
   Unit& unit = job.units[ui];
   if (unit.state != Unit::State::kPending) return;
   if (auto hash = AcceptableAnswer(job, unit)) {
@@ -912,7 +940,8 @@ void Scheduler::CreditVoters(Job& job, std::uint32_t ui, const std::string& hash
     record.cpu_seconds_validated += rr.cpu_seconds;
     // Agreeing with an answer that the other voters alone make very likely right is as good as
     // passing a spot-check: the peer could not know its answer would be compared.
-    if (job.policy.adaptive && GroupError(unit, hash, rr.peer_id) <= config_.credibility.agreement_check)
+    if (job.policy.adaptive &&
+        GroupError(unit, hash, rr.peer_id) <= config_.credibility.agreement_check)
       ++record.checks_passed;
     accepted_by_[rr.peer_id].emplace_back(job.id, ui);
     if (p != peers_.end()) {
@@ -930,8 +959,8 @@ void Scheduler::DecideStalled(TimePoint now, double wall_now, TickEffect& tick) 
   for (auto it = undecided_quorums_.begin(); it != undecided_quorums_.end();) {
     const auto [jid, ui] = *it;
     auto jit = jobs_.find(jid);
-    if (jit == jobs_.end() || proto::IsFinal(jit->second->state) || ui >= jit->second->units.size() ||
-        jit->second->units[ui].state != Unit::State::kPending) {
+    if (jit == jobs_.end() || proto::IsFinal(jit->second->state) ||
+        ui >= jit->second->units.size() || jit->second->units[ui].state != Unit::State::kPending) {
       it = undecided_quorums_.erase(it);
       continue;
     }
@@ -951,14 +980,15 @@ void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_n
   ++rec.offences;
   ++stats_.offences;
   rec.checks_passed = 0;  // its credibility starts again from nothing
-  if (config_.credibility.blacklist_after > 0 && rec.offences >= config_.credibility.blacklist_after &&
-      !rec.blacklisted) {
+  if (config_.credibility.blacklist_after > 0 &&
+      rec.offences >= config_.credibility.blacklist_after && !rec.blacklisted) {
     rec.blacklisted = true;
     ++stats_.blacklisted;
     SC_LOG(Warn) << "peer " << peer_id << " blacklisted after " << rec.offences << " wrong answers";
     for (auto& [h, p] : peers_) {
       if (p.hello.peer_id != peer_id) continue;
-      for (LeaseId id : std::vector<LeaseId>(p.leases.begin(), p.leases.end())) DropLease(id, true, now);
+      for (LeaseId id : std::vector<LeaseId>(p.leases.begin(), p.leases.end()))
+        DropLease(id, true, now);
     }
   }
   // Backtracking: every unit accepted with this peer's vote is checked again with its lowered
@@ -1165,7 +1195,9 @@ std::unique_ptr<Job> Scheduler::RestoreJob(RecoveredJob& rj) {
 void Scheduler::RestoreLease(const RecoveredLease& rl, TimePoint now) {
   // A lease that was out when the coordinator stopped stays with its peer until the deadline.
   auto jit = jobs_.find(rl.job);
-  if (jit == jobs_.end() || proto::IsFinal(jit->second->state) || rl.unit >= jit->second->units.size()) return;
+  if (jit == jobs_.end() || proto::IsFinal(jit->second->state) ||
+      rl.unit >= jit->second->units.size())
+    return;
   Job& job = *jit->second;
   Unit& unit = job.units[rl.unit];
   if (unit.state != Unit::State::kPending) return;
@@ -1230,7 +1262,8 @@ void Scheduler::RestoreUnitState(Job& job, RecoveredJob& rj) {
       auto& group = u.groups[rr.hash];
       if (group.second.empty()) group.second = std::move(v.payload);
       ++group.first;
-      if (job.policy.adaptive && group.first >= job.policy.quorum) undecided_quorums_.emplace(job.id, v.unit);
+      if (job.policy.adaptive && group.first >= job.policy.quorum)
+        undecided_quorums_.emplace(job.id, v.unit);
     }
     u.results.push_back(std::move(rr));
   }

@@ -95,7 +95,8 @@ template <class T>
 Status DecodeBlob(std::string_view bytes, T& out) {
   if (bytes.empty()) return DataLoss("empty blob");
   if (bytes[0] != kBlobVersion)
-    return DataLoss("blob version " + std::to_string(static_cast<unsigned char>(bytes[0])) + " is not known here");
+    return DataLoss("blob version " + std::to_string(static_cast<unsigned char>(bytes[0])) +
+                    " is not known here");
   return DecodeValue(bytes.substr(1), out);
 }
 
@@ -107,7 +108,8 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   if (ec) return Unavailable("cannot create " + dir + ": " + ec.message());
   std::unique_ptr<Store> s(new Store());
   const std::string path = dir + "/coordinator.db";
-  if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+  if (sqlite3_open_v2(path.c_str(), &s->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK)
     return Unavailable("cannot open " + path + ": " + sqlite3_errmsg(s->db_));
   sqlite3_busy_timeout(s->db_, 5000);
@@ -116,40 +118,52 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   SC_RETURN_IF_ERROR(s->Exec("PRAGMA synchronous=FULL"));
   SC_RETURN_IF_ERROR(s->Exec("PRAGMA foreign_keys=OFF"));
   SC_RETURN_IF_ERROR(s->Migrate(path));
-  s->insert_job_ = s->Prepare("INSERT OR REPLACE INTO jobs(id, spec, units, state, submitted) VALUES(?,?,?,?,?)");
+  s->insert_job_ = s->Prepare(
+      "INSERT OR REPLACE INTO jobs(id, spec, units, state, submitted) VALUES(?,?,?,?,?)");
   s->insert_unit_ = s->Prepare("INSERT OR REPLACE INTO units(job, idx, result) VALUES(?,?,?)");
   s->finish_job_ = s->Prepare(
-      "UPDATE jobs SET state=?, finished=?, cpu_seconds=?, error=?, result=?, failures=?, spec=? WHERE id=?");
+      "UPDATE jobs SET state=?, finished=?, cpu_seconds=?, error=?, result=?, failures=?, spec=? "
+      "WHERE id=?");
   s->delete_units_ = s->Prepare("DELETE FROM units WHERE job=?");
   s->delete_job_leases_ = s->Prepare("DELETE FROM leases WHERE job=?");
-  s->insert_lease_ = s->Prepare("INSERT OR REPLACE INTO leases(id, job, idx, peer, deadline) VALUES(?,?,?,?,?)");
+  s->insert_lease_ =
+      s->Prepare("INSERT OR REPLACE INTO leases(id, job, idx, peer, deadline) VALUES(?,?,?,?,?)");
   s->delete_lease_ = s->Prepare("DELETE FROM leases WHERE id=?");
   s->upsert_peer_ = s->Prepare(
-      "INSERT OR REPLACE INTO peers(peer, units_done, units_invalid, cpu_validated, checks_passed, offences, "
+      "INSERT OR REPLACE INTO peers(peer, units_done, units_invalid, cpu_validated, checks_passed, "
+      "offences, "
       "blacklisted) VALUES(?,?,?,?,?,?,?)");
-  s->insert_vote_ = s->Prepare("INSERT OR REPLACE INTO votes(job, idx, peer, outcome, hash, payload, cpu) VALUES(?,?,?,?,?,?,?)");
+  s->insert_vote_ = s->Prepare(
+      "INSERT OR REPLACE INTO votes(job, idx, peer, outcome, hash, payload, cpu) "
+      "VALUES(?,?,?,?,?,?,?)");
   s->delete_unit_votes_ = s->Prepare("DELETE FROM votes WHERE job=? AND idx=?");
-  s->insert_failed_ = s->Prepare("INSERT OR REPLACE INTO failed_units(job, idx, reason) VALUES(?,?,?)");
-  s->upsert_checkpoint_ = s->Prepare("INSERT OR REPLACE INTO checkpoints(job, idx, peer, fraction, state) VALUES(?,?,?,?,?)");
+  s->insert_failed_ =
+      s->Prepare("INSERT OR REPLACE INTO failed_units(job, idx, reason) VALUES(?,?,?)");
+  s->upsert_checkpoint_ = s->Prepare(
+      "INSERT OR REPLACE INTO checkpoints(job, idx, peer, fraction, state) VALUES(?,?,?,?,?)");
   s->delete_unit_checkpoint_ = s->Prepare("DELETE FROM checkpoints WHERE job=? AND idx=?");
   s->delete_unit_ = s->Prepare("DELETE FROM units WHERE job=? AND idx=?");
   s->delete_job_ = s->Prepare("DELETE FROM jobs WHERE id=?");
   for (const char* table : {"votes", "failed_units", "checkpoints"})
-    s->delete_job_rows_.push_back(s->Prepare((std::string("DELETE FROM ") + table + " WHERE job=?").c_str()));
+    s->delete_job_rows_.push_back(
+        s->Prepare((std::string("DELETE FROM ") + table + " WHERE job=?").c_str()));
   for (auto* st : s->stmts_)
-    if (st == nullptr) return DataLoss(std::string("cannot prepare statements: ") + sqlite3_errmsg(s->db_));
+    if (st == nullptr)
+      return DataLoss(std::string("cannot prepare statements: ") + sqlite3_errmsg(s->db_));
   return s;
 }
 
 Result<int> Store::SchemaVersion() {
   // No jobs table: a new store. A jobs table but no schema_version row: release 0.1 (schema 1).
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='jobs'", -1, &st, nullptr);
+  sqlite3_prepare_v2(db_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='jobs'",
+                     -1, &st, nullptr);
   const bool has_jobs = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
   sqlite3_finalize(st);
   if (!has_jobs) return 0;
   int version = 1;
-  if (sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, nullptr) == SQLITE_OK &&
+  if (sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key='schema_version'", -1, &st,
+                         nullptr) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW) {
     const unsigned char* v = sqlite3_column_text(st, 0);
     version = v ? std::atoi(reinterpret_cast<const char*>(v)) : 0;
@@ -164,9 +178,10 @@ Status Store::Migrate(const std::string& path) {
   auto version = SchemaVersion();
   if (!version.ok()) return version.status();
   if (*version > kSchemaVersion)
-    return FailedPrecondition(path + " was written by a newer SpareCycles (store schema " + std::to_string(*version) +
-                              "; this coordinator reads schema " + std::to_string(kSchemaVersion) +
-                              " and older): run a newer coordinator, or use another --data directory");
+    return FailedPrecondition(
+        path + " was written by a newer SpareCycles (store schema " + std::to_string(*version) +
+        "; this coordinator reads schema " + std::to_string(kSchemaVersion) +
+        " and older): run a newer coordinator, or use another --data directory");
   if (*version == kSchemaVersion) return OkStatus();
   // One transaction: a store is either upgraded whole or left as it was.
   SC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
@@ -180,20 +195,25 @@ Status Store::Migrate(const std::string& path) {
   }
   if (!s.ok()) {
     Exec("ROLLBACK").ok();
-    return DataLoss("cannot upgrade " + path + " from store schema " + std::to_string(*version) + ": " + s.message());
+    return DataLoss("cannot upgrade " + path + " from store schema " + std::to_string(*version) +
+                    ": " + s.message());
   }
   SC_RETURN_IF_ERROR(Exec("COMMIT"));
-  if (*version > 0) SC_LOG(Info) << "upgraded " << path << " from store schema " << *version << " to " << kSchemaVersion;
+  if (*version > 0)
+    SC_LOG(Info) << "upgraded " << path << " from store schema " << *version << " to "
+                 << kSchemaVersion;
   return OkStatus();
 }
 
 Status Store::AddBlobVersions() {
   // Schema 1 stored cereal bytes bare; prefix each with the blob version of that layout.
   sqlite3_stmt* st = nullptr;
-  const char* update = "UPDATE jobs SET spec = CAST(? AS BLOB) || spec, "
-                       "failures = CASE WHEN failures IS NULL OR length(failures) = 0 THEN failures "
-                       "ELSE CAST(? AS BLOB) || failures END";
-  if (sqlite3_prepare_v2(db_, update, -1, &st, nullptr) != SQLITE_OK) return DataLoss(sqlite3_errmsg(db_));
+  const char* update =
+      "UPDATE jobs SET spec = CAST(? AS BLOB) || spec, "
+      "failures = CASE WHEN failures IS NULL OR length(failures) = 0 THEN failures "
+      "ELSE CAST(? AS BLOB) || failures END";
+  if (sqlite3_prepare_v2(db_, update, -1, &st, nullptr) != SQLITE_OK)
+    return DataLoss(sqlite3_errmsg(db_));
   sqlite3_bind_blob(st, 1, &kBlobVersion, 1, SQLITE_STATIC);
   sqlite3_bind_blob(st, 2, &kBlobVersion, 1, SQLITE_STATIC);
   const int rc = sqlite3_step(st);
@@ -210,7 +230,8 @@ Store::~Store() {
 Status Store::Exec(const char* sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    Status s = DataLoss(std::string("sqlite: ") + (err ? err : "error") + " in: " + std::string(sql).substr(0, 60));
+    Status s = DataLoss(std::string("sqlite: ") + (err ? err : "error") +
+                        " in: " + std::string(sql).substr(0, 60));
     sqlite3_free(err);
     return s;
   }
@@ -284,7 +305,8 @@ void Store::OnUnitValidated(const Job& job, std::uint32_t unit) {
   }
 }
 
-void Store::OnVote(const Job& job, std::uint32_t unit, const UnitResultRecord& vote, const std::string& payload) {
+void Store::OnVote(const Job& job, std::uint32_t unit, const UnitResultRecord& vote,
+                   const std::string& payload) {
   Begin();
   ++pending_;
   sqlite3_bind_int64(insert_vote_, 1, static_cast<sqlite3_int64>(job.id));
@@ -398,7 +420,8 @@ static std::string ColumnBlob(sqlite3_stmt* st, int i) {
 Status Store::DropExpiredJobs(double wall_now, const Retention& keep) {
   // Finished jobs past their age, or beyond the newest `max_finished`, are not loaded back.
   const std::string sql =
-      "DELETE FROM jobs WHERE state >= 2 AND ((finished > 0 AND finished < " + std::to_string(wall_now - keep.seconds) + ")" +
+      "DELETE FROM jobs WHERE state >= 2 AND ((finished > 0 AND finished < " +
+      std::to_string(wall_now - keep.seconds) + ")" +
       " OR id NOT IN (SELECT id FROM jobs WHERE state >= 2 ORDER BY id DESC LIMIT " +
       std::to_string(keep.max_finished) + "))";
   return Exec(sql.c_str());
@@ -409,7 +432,9 @@ Result<Store::Loaded> Store::Load(double wall_now, const Retention& keep) {
   Loaded out;
   std::map<JobId, std::size_t> index;
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT id, spec, units, state, submitted, finished, cpu_seconds, error, result, failures FROM jobs ORDER BY id",
+  sqlite3_prepare_v2(db_,
+                     "SELECT id, spec, units, state, submitted, finished, cpu_seconds, error, "
+                     "result, failures FROM jobs ORDER BY id",
                      -1, &st, nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
     RecoveredJob j;
@@ -424,7 +449,8 @@ Result<Store::Loaded> Store::Load(double wall_now, const Retention& keep) {
     j.submitted_wall = sqlite3_column_double(st, 4);
     j.finished_wall = sqlite3_column_double(st, 5);
     j.cpu_seconds = sqlite3_column_double(st, 6);
-    if (const unsigned char* e = sqlite3_column_text(st, 7)) j.error = reinterpret_cast<const char*>(e);
+    if (const unsigned char* e = sqlite3_column_text(st, 7))
+      j.error = reinterpret_cast<const char*>(e);
     j.result = ColumnBlob(st, 8);
     const std::string failures = ColumnBlob(st, 9);
     if (!failures.empty()) DecodeBlob(failures, j.failures).ok();
@@ -437,7 +463,8 @@ Result<Store::Loaded> Store::Load(double wall_now, const Retention& keep) {
   while (sqlite3_step(st) == SQLITE_ROW) {
     auto it = index.find(static_cast<JobId>(sqlite3_column_int64(st, 0)));
     if (it == index.end()) continue;
-    out.jobs[it->second].validated[static_cast<std::uint32_t>(sqlite3_column_int64(st, 1))] = ColumnBlob(st, 2);
+    out.jobs[it->second].validated[static_cast<std::uint32_t>(sqlite3_column_int64(st, 1))] =
+        ColumnBlob(st, 2);
   }
   sqlite3_finalize(st);
   sqlite3_prepare_v2(db_, "SELECT id, job, idx, peer, deadline FROM leases", -1, &st, nullptr);
@@ -446,7 +473,8 @@ Result<Store::Loaded> Store::Load(double wall_now, const Retention& keep) {
     l.id = static_cast<LeaseId>(sqlite3_column_int64(st, 0));
     l.job = static_cast<JobId>(sqlite3_column_int64(st, 1));
     l.unit = static_cast<std::uint32_t>(sqlite3_column_int64(st, 2));
-    if (const unsigned char* p = sqlite3_column_text(st, 3)) l.peer_id = reinterpret_cast<const char*>(p);
+    if (const unsigned char* p = sqlite3_column_text(st, 3))
+      l.peer_id = reinterpret_cast<const char*>(p);
     l.remaining = FromSeconds(std::max(0.0, sqlite3_column_double(st, 4) - wall_now));
     out.leases.push_back(std::move(l));
   }
@@ -461,14 +489,16 @@ void Store::LoadUnitState(const std::map<JobId, std::size_t>& index, Loaded& out
     auto it = index.find(static_cast<JobId>(sqlite3_column_int64(s, 0)));
     return it == index.end() ? nullptr : &out.jobs[it->second];
   };
-  sqlite3_prepare_v2(db_, "SELECT job, idx, peer, outcome, hash, payload, cpu FROM votes", -1, &st, nullptr);
+  sqlite3_prepare_v2(db_, "SELECT job, idx, peer, outcome, hash, payload, cpu FROM votes", -1, &st,
+                     nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
     RecoveredJob* j = job_of(st);
     const int outcome = sqlite3_column_int(st, 3);
     if (j == nullptr || outcome < 0 || outcome > 2) continue;
     RecoveredJob::Vote v;
     v.unit = static_cast<std::uint32_t>(sqlite3_column_int64(st, 1));
-    if (const unsigned char* p = sqlite3_column_text(st, 2)) v.record.peer_id = reinterpret_cast<const char*>(p);
+    if (const unsigned char* p = sqlite3_column_text(st, 2))
+      v.record.peer_id = reinterpret_cast<const char*>(p);
     v.record.outcome = static_cast<proto::UnitOutcome>(outcome);
     v.record.hash = ColumnBlob(st, 4);
     v.payload = ColumnBlob(st, 5);
@@ -480,23 +510,28 @@ void Store::LoadUnitState(const std::map<JobId, std::size_t>& index, Loaded& out
   while (sqlite3_step(st) == SQLITE_ROW) {
     if (RecoveredJob* j = job_of(st)) {
       const unsigned char* r = sqlite3_column_text(st, 2);
-      j->failed_units[static_cast<std::uint32_t>(sqlite3_column_int64(st, 1))] = r ? reinterpret_cast<const char*>(r) : "";
+      j->failed_units[static_cast<std::uint32_t>(sqlite3_column_int64(st, 1))] =
+          r ? reinterpret_cast<const char*>(r) : "";
     }
   }
   sqlite3_finalize(st);
-  sqlite3_prepare_v2(db_, "SELECT job, idx, peer, fraction, state FROM checkpoints", -1, &st, nullptr);
+  sqlite3_prepare_v2(db_, "SELECT job, idx, peer, fraction, state FROM checkpoints", -1, &st,
+                     nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
     if (RecoveredJob* j = job_of(st)) {
       RecoveredJob::Checkpoint cp;
       cp.unit = static_cast<std::uint32_t>(sqlite3_column_int64(st, 1));
-      if (const unsigned char* p = sqlite3_column_text(st, 2)) cp.peer_id = reinterpret_cast<const char*>(p);
+      if (const unsigned char* p = sqlite3_column_text(st, 2))
+        cp.peer_id = reinterpret_cast<const char*>(p);
       cp.fraction = static_cast<float>(sqlite3_column_double(st, 3));
       cp.state = ColumnBlob(st, 4);
       j->checkpoints.push_back(std::move(cp));
     }
   }
   sqlite3_finalize(st);
-  sqlite3_prepare_v2(db_, "SELECT peer, units_done, units_invalid, cpu_validated, checks_passed, offences, blacklisted FROM peers",
+  sqlite3_prepare_v2(db_,
+                     "SELECT peer, units_done, units_invalid, cpu_validated, checks_passed, "
+                     "offences, blacklisted FROM peers",
                      -1, &st, nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
     const unsigned char* p = sqlite3_column_text(st, 0);

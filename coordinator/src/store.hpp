@@ -54,7 +54,8 @@ class Store final : public SchedulerListener {
   void OnLeaseIssued(const LeaseRecord& lease, const std::string& peer_id) override;
   void OnLeaseSettled(LeaseId lease) override;
   void OnPeerRecord(const std::string& peer_id, const PeerRecord& record) override;
-  void OnVote(const Job& job, std::uint32_t unit, const UnitResultRecord& vote, const std::string& payload) override;
+  void OnVote(const Job& job, std::uint32_t unit, const UnitResultRecord& vote,
+              const std::string& payload) override;
   void OnUnitFailed(const Job& job, std::uint32_t unit) override;
   void OnUnitReopened(const Job& job, std::uint32_t unit) override;
   void OnCheckpoint(const Job& job, std::uint32_t unit) override;
@@ -80,12 +81,14 @@ class Store final : public SchedulerListener {
   bool in_tx_ = false;
   std::uint64_t pending_ = 0, commits_ = 0;
   std::vector<sqlite3_stmt*> stmts_;
-  sqlite3_stmt *insert_job_ = nullptr, *insert_unit_ = nullptr, *finish_job_ = nullptr, *delete_units_ = nullptr;
+  sqlite3_stmt *insert_job_ = nullptr, *insert_unit_ = nullptr, *finish_job_ = nullptr,
+               *delete_units_ = nullptr;
   sqlite3_stmt *insert_lease_ = nullptr, *delete_lease_ = nullptr, *upsert_peer_ = nullptr;
-  sqlite3_stmt *delete_job_leases_ = nullptr;
+  sqlite3_stmt* delete_job_leases_ = nullptr;
   sqlite3_stmt *insert_vote_ = nullptr, *delete_unit_votes_ = nullptr, *insert_failed_ = nullptr;
-  sqlite3_stmt *upsert_checkpoint_ = nullptr, *delete_unit_checkpoint_ = nullptr, *delete_unit_ = nullptr;
-  sqlite3_stmt *delete_job_ = nullptr;
+  sqlite3_stmt *upsert_checkpoint_ = nullptr, *delete_unit_checkpoint_ = nullptr,
+               *delete_unit_ = nullptr;
+  sqlite3_stmt* delete_job_ = nullptr;
   std::vector<sqlite3_stmt*> delete_job_rows_;
 };
 

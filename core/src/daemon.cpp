@@ -41,7 +41,8 @@ Result<std::string> ReadFile(const std::string& path, std::size_t max_bytes) {
   const auto size = in.tellg();
   if (size < 0) return Unavailable("cannot read " + path);
   if (static_cast<std::size_t>(size) > max_bytes)
-    return ResourceExhausted(path + " is " + std::to_string(size) + " bytes; the limit is " + std::to_string(max_bytes));
+    return ResourceExhausted(path + " is " + std::to_string(size) + " bytes; the limit is " +
+                             std::to_string(max_bytes));
   std::string out(static_cast<std::size_t>(size), '\0');
   in.seekg(0);
   in.read(out.data(), size);

@@ -42,11 +42,21 @@ std::string JsonString(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -66,8 +76,10 @@ std::string JsonString(std::string_view s) {
 std::string JsonNumber(double v) {
   if (!std::isfinite(v)) return "null";
   char buf[64];
-  if (v == std::floor(v) && std::fabs(v) < 1e15) std::snprintf(buf, sizeof(buf), "%.0f", v);
-  else std::snprintf(buf, sizeof(buf), "%.12g", v);
+  if (v == std::floor(v) && std::fabs(v) < 1e15)
+    std::snprintf(buf, sizeof(buf), "%.0f", v);
+  else
+    std::snprintf(buf, sizeof(buf), "%.12g", v);
   return buf;
 }
 
@@ -81,13 +93,15 @@ Status ParseHostPort(const std::string& text, std::string& host, int& port) {
     p = text.substr(close + 2);
   } else {
     const auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0) return InvalidArgument("expected HOST:PORT, got '" + text + "'");
+    if (colon == std::string::npos || colon == 0)
+      return InvalidArgument("expected HOST:PORT, got '" + text + "'");
     h = text.substr(0, colon);
     p = text.substr(colon + 1);
   }
   char* end = nullptr;
   const long v = std::strtol(p.c_str(), &end, 10);
-  if (p.empty() || *end != '\0' || v < 0 || v > 65535) return InvalidArgument("bad port in '" + text + "'");
+  if (p.empty() || *end != '\0' || v < 0 || v > 65535)
+    return InvalidArgument("bad port in '" + text + "'");
   host = h;
   port = static_cast<int>(v);
   return OkStatus();
@@ -121,10 +135,14 @@ Server::Server() : impl_(std::make_unique<Impl>()) {
 Server::~Server() { Stop(); }
 
 void Server::Get(const std::string& path, Handler h) {
-  impl_->server.Get(path, [h](const httplib::Request& req, httplib::Response& res) { Fill(h(Convert(req)), res); });
+  impl_->server.Get(path, [h](const httplib::Request& req, httplib::Response& res) {
+    Fill(h(Convert(req)), res);
+  });
 }
 void Server::Post(const std::string& path, Handler h) {
-  impl_->server.Post(path, [h](const httplib::Request& req, httplib::Response& res) { Fill(h(Convert(req)), res); });
+  impl_->server.Post(path, [h](const httplib::Request& req, httplib::Response& res) {
+    Fill(h(Convert(req)), res);
+  });
 }
 
 Status Server::Start(const std::string& host_port) {
@@ -133,21 +151,25 @@ Status Server::Start(const std::string& host_port) {
   SC_RETURN_IF_ERROR(ParseHostPort(host_port, host, port));
   auto& s = impl_->server;
   int bound = -1;
-  if (port == 0) bound = s.bind_to_any_port(host);
-  else bound = s.bind_to_port(host, port) ? port : -1;
+  if (port == 0)
+    bound = s.bind_to_any_port(host);
+  else
+    bound = s.bind_to_port(host, port) ? port : -1;
   if (bound <= 0) return Unavailable("cannot bind HTTP on " + host_port);
   impl_->host = host;
   impl_->port = bound;
   impl_->started = true;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   // stop() only takes effect once the accept loop runs: wait for it so Stop() never hangs.
-  for (int i = 0; i < 2000 && !s.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 2000 && !s.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return OkStatus();
 }
 
 std::string Server::url() const {
   const bool v6 = impl_->host.find(':') != std::string::npos;
-  return "http://" + (v6 ? "[" + impl_->host + "]" : impl_->host) + ":" + std::to_string(impl_->port);
+  return "http://" + (v6 ? "[" + impl_->host + "]" : impl_->host) + ":" +
+         std::to_string(impl_->port);
 }
 int Server::port() const { return impl_->port; }
 

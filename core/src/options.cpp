@@ -11,7 +11,9 @@
 namespace sparecycles {
 
 Options::Options(std::string program, std::string summary, std::string env_prefix)
-    : program_(std::move(program)), summary_(std::move(summary)), env_prefix_(std::move(env_prefix)) {}
+    : program_(std::move(program)),
+      summary_(std::move(summary)),
+      env_prefix_(std::move(env_prefix)) {}
 
 void Options::Add(std::string name, std::string default_value, std::string help) {
   specs_.push_back(Spec{std::move(name), std::move(default_value), std::move(help), false, {}});
@@ -61,7 +63,8 @@ Status Options::Parse(const std::vector<std::string>& args) {
       has_value = true;
     }
     Spec* spec = Find(name);
-    if (spec == nullptr && !allow_extra_) return InvalidArgument("unknown option --" + name + " (see --help)");
+    if (spec == nullptr && !allow_extra_)
+      return InvalidArgument("unknown option --" + name + " (see --help)");
     if (spec != nullptr && spec->is_flag) {
       from_flags[name] = has_value ? value : "true";
       continue;
@@ -70,14 +73,18 @@ Status Options::Parse(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) return InvalidArgument("option --" + name + " needs a value");
       value = args[++i];
     }
-    if (spec == nullptr) extra_[name] = value;
-    else from_flags[name] = value;
+    if (spec == nullptr)
+      extra_[name] = value;
+    else
+      from_flags[name] = value;
   }
   // Config file first (lowest of the three), then environment, then flags.
   std::string config_path;
   if (Find("config") != nullptr) {
-    if (auto it = from_flags.find("config"); it != from_flags.end()) config_path = it->second;
-    else if (const char* e = std::getenv(EnvName("config").c_str())) config_path = e;
+    if (auto it = from_flags.find("config"); it != from_flags.end())
+      config_path = it->second;
+    else if (const char* e = std::getenv(EnvName("config").c_str()))
+      config_path = e;
   }
   if (!config_path.empty()) SC_RETURN_IF_ERROR(LoadConfigFile(config_path));
   for (auto& s : specs_)
@@ -98,7 +105,8 @@ Status Options::LoadConfigFile(const std::string& path) {
   };
   while (std::getline(in, line)) {
     ++lineno;
-    if (line.size() > 64 * 1024) return InvalidArgument(path + ":" + std::to_string(lineno) + ": line too long");
+    if (line.size() > 64 * 1024)
+      return InvalidArgument(path + ":" + std::to_string(lineno) + ": line too long");
     if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
     line = trim(line);
     if (line.empty()) continue;
@@ -109,7 +117,8 @@ Status Options::LoadConfigFile(const std::string& path) {
     std::replace(key.begin(), key.end(), '_', '-');
     Spec* spec = Find(key);
     if (spec == nullptr || key == "config")
-      return InvalidArgument(path + ":" + std::to_string(lineno) + ": unknown setting '" + key + "'");
+      return InvalidArgument(path + ":" + std::to_string(lineno) + ": unknown setting '" + key +
+                             "'");
     spec->value = value;
   }
   return OkStatus();
@@ -122,7 +131,8 @@ std::string Options::Help() const {
   out << "):\n";
   for (const auto& s : specs_) {
     out << "  --" << s.name << (s.is_flag ? "" : " VALUE") << "\n      " << s.help;
-    if (!s.is_flag) out << "\n      Default: " << (s.default_value.empty() ? "(none)" : s.default_value);
+    if (!s.is_flag)
+      out << "\n      Default: " << (s.default_value.empty() ? "(none)" : s.default_value);
     out << "   [env " << EnvName(s.name) << "]\n";
   }
   out << "  --help\n      Show this help.\n";
@@ -143,11 +153,13 @@ bool Options::Flag(const std::string& name) const {
   return v == "true" || v == "1" || v == "yes" || v == "on";
 }
 
-Result<std::int64_t> Options::GetInt(const std::string& name, std::int64_t min, std::int64_t max) const {
+Result<std::int64_t> Options::GetInt(const std::string& name, std::int64_t min,
+                                     std::int64_t max) const {
   auto v = ParseInt(Get(name));
   if (!v.ok()) return InvalidArgument("--" + name + ": " + v.status().message());
   if (*v < min || *v > max)
-    return InvalidArgument("--" + name + " must be between " + std::to_string(min) + " and " + std::to_string(max));
+    return InvalidArgument("--" + name + " must be between " + std::to_string(min) + " and " +
+                           std::to_string(max));
   return v;
 }
 
@@ -159,7 +171,8 @@ Result<double> Options::GetDouble(const std::string& name, double min, double ma
   if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !std::isfinite(v))
     return InvalidArgument("--" + name + ": '" + text + "' is not a number");
   if (v < min || v > max)
-    return InvalidArgument("--" + name + " must be between " + std::to_string(min) + " and " + std::to_string(max));
+    return InvalidArgument("--" + name + " must be between " + std::to_string(min) + " and " +
+                           std::to_string(max));
   return v;
 }
 
@@ -168,11 +181,25 @@ Result<std::int64_t> ParseInt(std::string_view text) {
   if (s.empty()) return InvalidArgument("empty number");
   double mult = 1;
   switch (s.back()) {
-    case 'k': case 'K': mult = 1e3; s.pop_back(); break;
-    case 'M': mult = 1e6; s.pop_back(); break;
-    case 'G': mult = 1e9; s.pop_back(); break;
-    case 'T': mult = 1e12; s.pop_back(); break;
-    default: break;
+    case 'k':
+    case 'K':
+      mult = 1e3;
+      s.pop_back();
+      break;
+    case 'M':
+      mult = 1e6;
+      s.pop_back();
+      break;
+    case 'G':
+      mult = 1e9;
+      s.pop_back();
+      break;
+    case 'T':
+      mult = 1e12;
+      s.pop_back();
+      break;
+    default:
+      break;
   }
   if (s.empty()) return InvalidArgument("'" + std::string(text) + "' is not a number");
   char* end = nullptr;
@@ -188,7 +215,8 @@ Result<std::int64_t> ParseInt(std::string_view text) {
     return InvalidArgument("'" + std::string(text) + "' is not a number");
   v *= mult;
   if (v != std::floor(v)) return InvalidArgument("'" + std::string(text) + "' is not an integer");
-  if (v > 9.2e18L || v < -9.2e18L) return InvalidArgument("'" + std::string(text) + "' is out of range");
+  if (v > 9.2e18L || v < -9.2e18L)
+    return InvalidArgument("'" + std::string(text) + "' is out of range");
   return static_cast<std::int64_t>(v);
 }
 
@@ -198,16 +226,27 @@ Result<double> ParseSeconds(std::string_view text) {
   auto ends = [&](std::string_view suf) {
     return s.size() > suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
   };
-  if (ends("ms")) { mult = 1e-3; s.resize(s.size() - 2); }
-  else if (ends("s")) { s.pop_back(); }
-  else if (ends("m")) { mult = 60; s.pop_back(); }
-  else if (ends("h")) { mult = 3600; s.pop_back(); }
-  else if (ends("d")) { mult = 86400; s.pop_back(); }
+  if (ends("ms")) {
+    mult = 1e-3;
+    s.resize(s.size() - 2);
+  } else if (ends("s")) {
+    s.pop_back();
+  } else if (ends("m")) {
+    mult = 60;
+    s.pop_back();
+  } else if (ends("h")) {
+    mult = 3600;
+    s.pop_back();
+  } else if (ends("d")) {
+    mult = 86400;
+    s.pop_back();
+  }
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(s.c_str(), &end);
   if (s.empty() || end != s.c_str() + s.size() || errno != 0 || !std::isfinite(v) || v < 0)
-    return InvalidArgument("'" + std::string(text) + "' is not a duration (e.g. 500ms, 30s, 2m, 12h, 7d)");
+    return InvalidArgument("'" + std::string(text) +
+                           "' is not a duration (e.g. 500ms, 30s, 2m, 12h, 7d)");
   return v * mult;
 }
 

@@ -23,44 +23,76 @@ Status CheckCount(std::string_view field, const V& v, std::size_t max) {
 
 std::string_view MsgTypeName(MsgType t) {
   switch (t) {
-    case MsgType::kHello: return "Hello";
-    case MsgType::kWelcome: return "Welcome";
-    case MsgType::kCapacity: return "Capacity";
-    case MsgType::kRequestWork: return "RequestWork";
-    case MsgType::kAssign: return "Assign";
-    case MsgType::kResult: return "Result";
-    case MsgType::kAck: return "Ack";
-    case MsgType::kResults: return "Results";
-    case MsgType::kHeartbeat: return "Heartbeat";
-    case MsgType::kCancelLeases: return "CancelLeases";
-    case MsgType::kBye: return "Bye";
-    case MsgType::kReject: return "Reject";
-    case MsgType::kCheckpoint: return "Checkpoint";
-    case MsgType::kSubmit: return "Submit";
-    case MsgType::kSubmitReply: return "SubmitReply";
-    case MsgType::kStatusRequest: return "StatusRequest";
-    case MsgType::kJobStatus: return "JobStatus";
-    case MsgType::kWatch: return "Watch";
-    case MsgType::kProgress: return "Progress";
-    case MsgType::kFetchResult: return "FetchResult";
-    case MsgType::kJobResult: return "JobResult";
-    case MsgType::kCancelJob: return "CancelJob";
-    case MsgType::kListJobs: return "ListJobs";
-    case MsgType::kJobList: return "JobList";
-    case MsgType::kListPeers: return "ListPeers";
-    case MsgType::kPeerList: return "PeerList";
-    case MsgType::kErrorReply: return "ErrorReply";
+    case MsgType::kHello:
+      return "Hello";
+    case MsgType::kWelcome:
+      return "Welcome";
+    case MsgType::kCapacity:
+      return "Capacity";
+    case MsgType::kRequestWork:
+      return "RequestWork";
+    case MsgType::kAssign:
+      return "Assign";
+    case MsgType::kResult:
+      return "Result";
+    case MsgType::kAck:
+      return "Ack";
+    case MsgType::kResults:
+      return "Results";
+    case MsgType::kHeartbeat:
+      return "Heartbeat";
+    case MsgType::kCancelLeases:
+      return "CancelLeases";
+    case MsgType::kBye:
+      return "Bye";
+    case MsgType::kReject:
+      return "Reject";
+    case MsgType::kCheckpoint:
+      return "Checkpoint";
+    case MsgType::kSubmit:
+      return "Submit";
+    case MsgType::kSubmitReply:
+      return "SubmitReply";
+    case MsgType::kStatusRequest:
+      return "StatusRequest";
+    case MsgType::kJobStatus:
+      return "JobStatus";
+    case MsgType::kWatch:
+      return "Watch";
+    case MsgType::kProgress:
+      return "Progress";
+    case MsgType::kFetchResult:
+      return "FetchResult";
+    case MsgType::kJobResult:
+      return "JobResult";
+    case MsgType::kCancelJob:
+      return "CancelJob";
+    case MsgType::kListJobs:
+      return "ListJobs";
+    case MsgType::kJobList:
+      return "JobList";
+    case MsgType::kListPeers:
+      return "ListPeers";
+    case MsgType::kPeerList:
+      return "PeerList";
+    case MsgType::kErrorReply:
+      return "ErrorReply";
   }
   return "Unknown";
 }
 
 std::string_view JobStateName(JobState s) {
   switch (s) {
-    case JobState::kQueued: return "queued";
-    case JobState::kRunning: return "running";
-    case JobState::kDone: return "done";
-    case JobState::kFailed: return "failed";
-    case JobState::kCancelled: return "cancelled";
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kDone:
+      return "done";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -74,7 +106,8 @@ Result<MsgType> ParseHeader(std::string_view frame, std::string_view& body) {
   std::memcpy(&type, frame.data() + 6, 2);
   if (magic != kMagic) return DataLoss("bad magic (not a SpareCycles frame)");
   if (version != kProtocolVersion)
-    return FailedPrecondition("protocol version " + std::to_string(version) + " is not supported (this side speaks " +
+    return FailedPrecondition("protocol version " + std::to_string(version) +
+                              " is not supported (this side speaks " +
                               std::to_string(kProtocolVersion) + ")");
   const bool known = (type >= 1 && type <= 13) || (type >= 32 && type <= 45);
   if (!known) return DataLoss("unknown message type " + std::to_string(type));
@@ -132,7 +165,8 @@ Status ResultMsg::Validate() const {
 }
 
 Status Checkpoint::Validate() const {
-  if (!(fraction >= 0.0f && fraction <= 1.0f)) return InvalidArgument("checkpoint fraction out of 0..1");
+  if (!(fraction >= 0.0f && fraction <= 1.0f))
+    return InvalidArgument("checkpoint fraction out of 0..1");
   return CheckLen("state", state, kMaxCheckpointBytes);
 }
 
@@ -156,10 +190,13 @@ Status CancelLeases::Validate() const {
   return CheckLen("reason", reason, kMaxTextBytes);
 }
 
-Status Bye::Validate() const { return CheckCount("returned_leases", returned_leases, kMaxLeasesPerMessage); }
+Status Bye::Validate() const {
+  return CheckCount("returned_leases", returned_leases, kMaxLeasesPerMessage);
+}
 
 Status Reject::Validate() const {
-  if (static_cast<std::uint16_t>(code) < 1 || static_cast<std::uint16_t>(code) > 4) return InvalidArgument("unknown reject code");
+  if (static_cast<std::uint16_t>(code) < 1 || static_cast<std::uint16_t>(code) > 4)
+    return InvalidArgument("unknown reject code");
   return CheckLen("message", message, kMaxTextBytes);
 }
 
@@ -174,14 +211,16 @@ Status JobSpecWire::Validate() const {
   }
   SC_RETURN_IF_ERROR(CheckLen("input", input, kMaxInputBytes));
   SC_RETURN_IF_ERROR(CheckLen("client_token", client_token, kMaxIdBytes));
-  if (!(unit_seconds >= 0 && unit_seconds <= 86400)) return InvalidArgument("unit_seconds must be 0..86400");
+  if (!(unit_seconds >= 0 && unit_seconds <= 86400))
+    return InvalidArgument("unit_seconds must be 0..86400");
   if (units > 10'000'000) return InvalidArgument("units above 10,000,000");
   if (replicas > 16 || quorum > 16 || max_replicas > 64 || max_errors > 64)
     return InvalidArgument("replication settings above their limits (replicas/quorum 16, max 64)");
   if (quorum != 0 && max_replicas != 0 && quorum > max_replicas)
     return InvalidArgument("quorum cannot exceed max_replicas");
   if (adaptive > 2) return InvalidArgument("adaptive must be 0 (default), 1 (off) or 2 (on)");
-  if (!(target_error >= 0 && target_error < 0.5)) return InvalidArgument("target_error must be in [0, 0.5)");
+  if (!(target_error >= 0 && target_error < 0.5))
+    return InvalidArgument("target_error must be in [0, 0.5)");
   if (replicas != 0 && max_replicas != 0 && replicas > max_replicas)
     return InvalidArgument("replicas cannot exceed max_replicas");
   return OkStatus();

@@ -14,7 +14,8 @@ namespace sparecycles::net {
 namespace {
 
 void Configure(zmq::socket_t& s, const SocketConfig& cfg) {
-  s.set(zmq::sockopt::maxmsgsize, cfg.max_message_bytes > 0 ? cfg.max_message_bytes : proto::kMaxFrameBytes);
+  s.set(zmq::sockopt::maxmsgsize,
+        cfg.max_message_bytes > 0 ? cfg.max_message_bytes : proto::kMaxFrameBytes);
   s.set(zmq::sockopt::linger, cfg.linger_ms);
   s.set(zmq::sockopt::sndhwm, cfg.send_hwm);
   s.set(zmq::sockopt::rcvhwm, cfg.recv_hwm);
@@ -27,7 +28,8 @@ void Configure(zmq::socket_t& s, const SocketConfig& cfg) {
 
 }  // namespace
 
-Result<zmq::socket_t> BindRouter(zmq::context_t& ctx, const std::string& endpoint, const SocketConfig& cfg) {
+Result<zmq::socket_t> BindRouter(zmq::context_t& ctx, const std::string& endpoint,
+                                 const SocketConfig& cfg) {
   try {
     zmq::socket_t s(ctx, zmq::socket_type::router);
     Configure(s, cfg);
@@ -39,7 +41,8 @@ Result<zmq::socket_t> BindRouter(zmq::context_t& ctx, const std::string& endpoin
   }
 }
 
-Result<zmq::socket_t> ConnectDealer(zmq::context_t& ctx, const std::string& endpoint, const SocketConfig& cfg) {
+Result<zmq::socket_t> ConnectDealer(zmq::context_t& ctx, const std::string& endpoint,
+                                    const SocketConfig& cfg) {
   try {
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
     Configure(s, cfg);
@@ -100,8 +103,8 @@ std::optional<RouterFrame> RecvRouter(zmq::socket_t& s, WireStats* stats) {
   }
 }
 
-bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload, WireStats* stats,
-                int* error) {
+bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload,
+                WireStats* stats, int* error) {
   if (error) *error = 0;
   try {
     if (!s.send(zmq::const_buffer(identity.data(), identity.size()),

@@ -4,13 +4,12 @@
 // installed header-only task API (SpareCycles::tasks) and exported through the C ABI.
 //   sparecycles package build build/integrate-pkg -o integrate.scpkg
 //   sparecycles package test integrate.scpkg --function sin --a 0 --b 3.141592653589793
-#include <cmath>
-#include <cstdio>
-#include <functional>
-
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_reduce.h>
 
+#include <cmath>
+#include <cstdio>
+#include <functional>
 #include <sparecycles/tasks/bytes.hpp>
 #include <sparecycles/tasks/helpers.hpp>
 #include <sparecycles/tasks/plugin.hpp>
@@ -25,15 +24,18 @@ constexpr int kMaxDepth = 48;
 
 double F(std::uint8_t fn, double x) {
   switch (fn) {
-    case 0: return std::sin(x);
-    case 1: return std::exp(-x * x);
-    default: return 1.0 / (1.0 + 25.0 * x * x);  // Runge's function
+    case 0:
+      return std::sin(x);
+    case 1:
+      return std::exp(-x * x);
+    default:
+      return 1.0 / (1.0 + 25.0 * x * x);  // Runge's function
   }
 }
 
 // Adaptive Simpson with Richardson correction; counts evaluations.
-double Simpson(std::uint8_t fn, double a, double b, double fa, double fm, double fb, double whole, double tol,
-               int depth, std::uint64_t& evals) {
+double Simpson(std::uint8_t fn, double a, double b, double fa, double fm, double fb, double whole,
+               double tol, int depth, std::uint64_t& evals) {
   const double m = 0.5 * (a + b), lm = 0.5 * (a + m), rm = 0.5 * (m + b);
   const double flm = F(fn, lm), frm = F(fn, rm);
   evals += 2;
@@ -53,7 +55,9 @@ class Integrate final : public Task {
  public:
   std::string_view Name() const override { return "integrate"; }
   std::uint32_t Version() const override { return 1; }
-  std::string_view Summary() const override { return "adaptive Simpson integration of sin, gauss or runge over [a, b]"; }
+  std::string_view Summary() const override {
+    return "adaptive Simpson integration of sin, gauss or runge over [a, b]";
+  }
   std::vector<ParamSpec> Params() const override {
     return {{"function", "sin", "sin | gauss (exp(-x^2)) | runge (1/(1+25x^2))"},
             {"a", "0", "lower bound"},
@@ -80,8 +84,15 @@ class Integrate final : public Task {
     std::vector<std::string> out;
     for (std::uint64_t i = 0; i < units; ++i) {
       const double lo = a + (b - a) * static_cast<double>(i) / static_cast<double>(units);
-      const double hi = i + 1 == units ? b : a + (b - a) * static_cast<double>(i + 1) / static_cast<double>(units);
-      out.push_back(ByteWriter().Put<std::uint8_t>(*Function(p)).Put(lo).Put(hi).Put(tol / static_cast<double>(units)).bytes());
+      const double hi = i + 1 == units
+                            ? b
+                            : a + (b - a) * static_cast<double>(i + 1) / static_cast<double>(units);
+      out.push_back(ByteWriter()
+                        .Put<std::uint8_t>(*Function(p))
+                        .Put(lo)
+                        .Put(hi)
+                        .Put(tol / static_cast<double>(units))
+                        .bytes());
     }
     return out;
   }
@@ -90,13 +101,15 @@ class Integrate final : public Task {
     const auto fn = r.Get<std::uint8_t>();
     const double lo = r.Get<double>(), hi = r.Get<double>(), tol = r.Get<double>();
     if (Status s = r.Finish(); !s.ok()) return s;
-    if (fn > 2 || !(lo < hi) || !(tol > 0) || !std::isfinite(lo) || !std::isfinite(hi)) return InvalidArgument("integrate: bad unit");
+    if (fn > 2 || !(lo < hi) || !(tol > 0) || !std::isfinite(lo) || !std::isfinite(hi))
+      return InvalidArgument("integrate: bad unit");
     ProgressMeter meter(ctx, kPiecesPerUnit, 16);
     const Sum total = tbb::parallel_reduce(
         tbb::blocked_range<int>(0, kPiecesPerUnit), Sum{},
         [&](const tbb::blocked_range<int>& range, Sum acc) {
           for (int i = range.begin(); i != range.end(); ++i) {
-            const double a = lo + (hi - lo) * i / kPiecesPerUnit, b = lo + (hi - lo) * (i + 1) / kPiecesPerUnit;
+            const double a = lo + (hi - lo) * i / kPiecesPerUnit,
+                         b = lo + (hi - lo) * (i + 1) / kPiecesPerUnit;
             const double fa = F(fn, a), fb = F(fn, b), fm = F(fn, 0.5 * (a + b));
             acc.evals += 3;
             const double whole = (b - a) / 6 * (fa + 4 * fm + fb);
@@ -142,7 +155,8 @@ class Integrate final : public Task {
     const double v = r.Get<double>();
     const auto evals = r.Get<std::uint64_t>();
     char buf[128];
-    std::snprintf(buf, sizeof(buf), "{\"integral\":%.17g,\"evaluations\":%llu}", v, static_cast<unsigned long long>(evals));
+    std::snprintf(buf, sizeof(buf), "{\"integral\":%.17g,\"evaluations\":%llu}", v,
+                  static_cast<unsigned long long>(evals));
     return buf;
   }
   double Calibrate(double) const override { return DefaultWorkPerSecond(); }

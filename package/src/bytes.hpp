@@ -44,7 +44,8 @@ class Reader {
   std::size_t remaining() const { return in_.size() - pos_; }
   std::size_t position() const { return pos_; }
   void Fail(std::string what) {
-    if (status_.ok()) status_ = DataLoss(std::move(what) + " (at byte " + std::to_string(pos_) + ")");
+    if (status_.ok())
+      status_ = DataLoss(std::move(what) + " (at byte " + std::to_string(pos_) + ")");
   }
 
   std::uint8_t U8(const char* what) {
@@ -71,14 +72,16 @@ class Reader {
   std::uint32_t Count(const char* what, std::size_t max) {
     const std::uint32_t n = U32(what);
     if (ok() && n > max)
-      Fail(std::string(what) + ": count " + std::to_string(n) + " exceeds the limit of " + std::to_string(max));
+      Fail(std::string(what) + ": count " + std::to_string(n) + " exceeds the limit of " +
+           std::to_string(max));
     return ok() ? n : 0;
   }
   std::string Str(const char* what, std::size_t max) {
     const std::uint32_t n = U32(what);
     if (!ok()) return {};
     if (n > max) {
-      Fail(std::string(what) + ": length " + std::to_string(n) + " exceeds the limit of " + std::to_string(max));
+      Fail(std::string(what) + ": length " + std::to_string(n) + " exceeds the limit of " +
+           std::to_string(max));
       return {};
     }
     if (n > remaining()) {

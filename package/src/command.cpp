@@ -31,7 +31,8 @@ namespace {
 Status NotCommand(const Manifest& m, SplitMode want) {
   if (m.kind != Kind::kCommand) return InvalidArgument(m.name + " is not a command package");
   if (m.command.split.mode != want)
-    return InvalidArgument(m.name + " splits by " + std::string(SplitModeName(m.command.split.mode)) + ", not by " +
+    return InvalidArgument(m.name + " splits by " +
+                           std::string(SplitModeName(m.command.split.mode)) + ", not by " +
                            std::string(SplitModeName(want)));
   return OkStatus();
 }
@@ -49,7 +50,8 @@ std::string ReadWhole(const fs::path& p, std::uint64_t max, Status& status) {
   }
   std::ifstream in(p, std::ios::binary);
   std::string data(size, '\0');
-  if (!in.read(data.data(), static_cast<std::streamsize>(size))) status = DataLoss("short read from " + p.string());
+  if (!in.read(data.data(), static_cast<std::streamsize>(size)))
+    status = DataLoss("short read from " + p.string());
   return data;
 }
 
@@ -80,7 +82,8 @@ Result<std::vector<CommandUnit>> SplitLines(const Manifest& m, std::string_view 
   return units;
 }
 
-Result<std::vector<CommandUnit>> SplitFiles(const Manifest& m, const std::string& input_dir, std::uint64_t max_total_bytes) {
+Result<std::vector<CommandUnit>> SplitFiles(const Manifest& m, const std::string& input_dir,
+                                            std::uint64_t max_total_bytes) {
   SC_RETURN_IF_ERROR(NotCommand(m, SplitMode::kFiles));
   std::error_code ec;
   std::vector<std::string> names;
@@ -88,9 +91,12 @@ Result<std::vector<CommandUnit>> SplitFiles(const Manifest& m, const std::string
     const auto st = e.symlink_status(ec);
     if (fs::is_directory(st)) continue;
     const std::string name = e.path().filename().string();
-    if (!fs::is_regular_file(st)) return InvalidArgument("input '" + name + "' is not a regular file (links are not followed)");
-    if (Status s = ValidatePackagePath(name); !s.ok()) return InvalidArgument("input '" + name + "': " + s.message());
-    if (names.size() >= kMaxUnits) return ResourceExhausted("the input directory makes more than 10^7 units");
+    if (!fs::is_regular_file(st))
+      return InvalidArgument("input '" + name + "' is not a regular file (links are not followed)");
+    if (Status s = ValidatePackagePath(name); !s.ok())
+      return InvalidArgument("input '" + name + "': " + s.message());
+    if (names.size() >= kMaxUnits)
+      return ResourceExhausted("the input directory makes more than 10^7 units");
     names.push_back(name);
   }
   if (ec) return NotFound("cannot list " + input_dir + ": " + ec.message());
@@ -107,7 +113,9 @@ Result<std::vector<CommandUnit>> SplitFiles(const Manifest& m, const std::string
     u.input = ReadWhole(fs::path(input_dir) / name, kMaxUnitInputBytes, s);
     SC_RETURN_IF_ERROR(s);
     total += u.input.size();
-    if (total > max_total_bytes) return ResourceExhausted("the input directory holds more than " + std::to_string(max_total_bytes) + " bytes");
+    if (total > max_total_bytes)
+      return ResourceExhausted("the input directory holds more than " +
+                               std::to_string(max_total_bytes) + " bytes");
     units.push_back(std::move(u));
   }
   return units;
@@ -160,7 +168,8 @@ Result<CommandUnit> DecodeCommandUnit(std::string_view bytes) {
   for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
     std::string k = r.Str("value name", kMaxNameLength);
     std::string v = r.Str("value", kMaxTextLength);
-    if (r.ok() && !u.values.emplace(std::move(k), std::move(v)).second) r.Fail("a value is named twice");
+    if (r.ok() && !u.values.emplace(std::move(k), std::move(v)).second)
+      r.Fail("a value is named twice");
   }
   const std::uint8_t has = r.U8("input flag");
   if (r.ok() && has > 1) r.Fail("input flag is neither 0 nor 1");
@@ -168,7 +177,8 @@ Result<CommandUnit> DecodeCommandUnit(std::string_view bytes) {
   if (u.has_input) {
     u.input_name = r.Str("input name", kMaxPathComponent);
     u.input = r.Str("input", kMaxUnitInputBytes);
-    if (r.ok() && (u.input_name.find('/') != std::string::npos || !ValidatePackagePath(u.input_name).ok()))
+    if (r.ok() &&
+        (u.input_name.find('/') != std::string::npos || !ValidatePackagePath(u.input_name).ok()))
       r.Fail("input name is not a plain file name");
   }
   if (!r.ok()) return r.status();
@@ -200,7 +210,8 @@ Result<OutputFiles> DecodeOutputs(std::string_view bytes) {
       break;
     }
     std::string data(r.View(static_cast<std::size_t>(size), "output"));
-    if (r.ok() && !files.empty() && !(files.back().first < name)) r.Fail("outputs not sorted or duplicated");
+    if (r.ok() && !files.empty() && !(files.back().first < name))
+      r.Fail("outputs not sorted or duplicated");
     files.emplace_back(std::move(name), std::move(data));
   }
   if (!r.ok()) return r.status();
@@ -233,7 +244,9 @@ bool GlobMatch(std::string_view p, std::string_view t) {
 namespace {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-bool IsWordChar(char c) { return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.'; }
+bool IsWordChar(char c) {
+  return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.';
+}
 
 std::string RoundNumbers(std::string_view s, int digits) {
   std::string out;
@@ -302,7 +315,8 @@ std::string CanonicalizeOutput(const Canonicalizer& c, std::string_view content)
       const std::string_view line = content.substr(pos, end - pos);
       const bool drop = std::any_of(c.drop_lines.begin(), c.drop_lines.end(),
                                     [&](const std::string& p) { return GlobMatch(p, line); });
-      if (!drop) kept.append(content.substr(pos, (nl == std::string_view::npos ? end : end + 1) - pos));
+      if (!drop)
+        kept.append(content.substr(pos, (nl == std::string_view::npos ? end : end + 1) - pos));
       pos = nl == std::string_view::npos ? content.size() : nl + 1;
     }
   }
@@ -317,7 +331,8 @@ Hash256 CanonicalOutputsHash(const Canonicalizer& c, const OutputFiles& files) {
   return Blake2b256(EncodeOutputs(std::move(canonical)));
 }
 
-Result<std::string> ExpandArgument(std::string_view token, const std::map<std::string, std::string>& vars) {
+Result<std::string> ExpandArgument(std::string_view token,
+                                   const std::map<std::string, std::string>& vars) {
   std::string out;
   for (std::size_t i = 0; i < token.size(); ++i) {
     const char ch = token[i];
@@ -332,7 +347,8 @@ Result<std::string> ExpandArgument(std::string_view token, const std::map<std::s
       continue;
     }
     const auto close = token.find('}', i + 1);
-    if (close == std::string_view::npos) return InvalidArgument("unclosed '{' in argument '" + std::string(token) + "'");
+    if (close == std::string_view::npos)
+      return InvalidArgument("unclosed '{' in argument '" + std::string(token) + "'");
     const std::string name(token.substr(i + 1, close - i - 1));
     auto it = vars.find(name);
     if (it == vars.end()) return InvalidArgument("'{" + name + "}' has no value for this unit");
@@ -375,7 +391,8 @@ std::string Tail(const fs::path& p, std::size_t max) {
 
 // Reads a declared output without following a link anywhere: every component of the name is
 // opened with O_NOFOLLOW below the run directory.
-Result<std::string> ReadOutput(const fs::path& run_dir, const std::string& name, std::uint64_t max) {
+Result<std::string> ReadOutput(const fs::path& run_dir, const std::string& name,
+                               std::uint64_t max) {
   int dir = ::open(run_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return Internal("cannot open the unit directory");
   std::string_view rest = name;
@@ -383,11 +400,14 @@ Result<std::string> ReadOutput(const fs::path& run_dir, const std::string& name,
     const auto slash = rest.find('/');
     const std::string part(rest.substr(0, slash));
     const bool leaf = slash == std::string_view::npos;
-    const int fd = ::openat(dir, part.c_str(), (leaf ? O_RDONLY : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC);
+    const int fd = ::openat(dir, part.c_str(),
+                            (leaf ? O_RDONLY : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC);
     const int err = errno;
     ::close(dir);
     if (fd < 0) {
-      if (err == ELOOP || err == ENOTDIR) return FailedPrecondition("declared output '" + name + "' is a symbolic link; it is not collected");
+      if (err == ELOOP || err == ENOTDIR)
+        return FailedPrecondition("declared output '" + name +
+                                  "' is a symbolic link; it is not collected");
       return FailedPrecondition("the program did not write its declared output '" + name + "'");
     }
     if (!leaf) {
@@ -402,7 +422,8 @@ Result<std::string> ReadOutput(const fs::path& run_dir, const std::string& name,
     }
     if (static_cast<std::uint64_t>(st.st_size) > max) {
       ::close(fd);
-      return ResourceExhausted("the outputs of the unit exceed " + std::to_string(kMaxUnitOutputBytes) + " bytes");
+      return ResourceExhausted("the outputs of the unit exceed " +
+                               std::to_string(kMaxUnitOutputBytes) + " bytes");
     }
     std::string data(static_cast<std::size_t>(st.st_size), '\0');
     std::size_t got = 0;
@@ -432,12 +453,17 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
   const CommandSpec& c = m.command;
   for (const auto& p : c.required_programs)
     if (::access(p.c_str(), X_OK) != 0)
-      return FailedPrecondition("required program " + p + " is missing on this peer (install the distribution package that provides it)");
+      return FailedPrecondition(
+          "required program " + p +
+          " is missing on this peer (install the distribution package that provides it)");
   const std::string program = m.entry.front() == '/' ? m.entry : o.package_dir + "/" + m.entry;
-  if (::access(program.c_str(), X_OK) != 0) return FailedPrecondition("the entry program " + program + " is not executable");
+  if (::access(program.c_str(), X_OK) != 0)
+    return FailedPrecondition("the entry program " + program + " is not executable");
 
-  const fs::path unit_dir = fs::path(o.work_dir) / ("unit-" + std::to_string(unit.index) + "-" + std::to_string(::getpid()));
-  const fs::path run_dir = unit_dir / "run", tmp_dir = unit_dir / "tmp", err_path = unit_dir / "stderr";
+  const fs::path unit_dir = fs::path(o.work_dir) / ("unit-" + std::to_string(unit.index) + "-" +
+                                                    std::to_string(::getpid()));
+  const fs::path run_dir = unit_dir / "run", tmp_dir = unit_dir / "tmp",
+                 err_path = unit_dir / "stderr";
   std::error_code ec;
   if (fs::exists(unit_dir, ec)) fs::remove_all(unit_dir, ec);
   if (!fs::create_directories(run_dir, ec) || !fs::create_directories(tmp_dir, ec))
@@ -455,7 +481,8 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
   vars["unit"] = std::to_string(unit.index);
   vars["pkg"] = o.package_dir;
   if (unit.has_input) {
-    if (!ValidatePackagePath(unit.input_name).ok() || unit.input_name.find('/') != std::string::npos)
+    if (!ValidatePackagePath(unit.input_name).ok() ||
+        unit.input_name.find('/') != std::string::npos)
       return InvalidArgument("unit input name '" + unit.input_name + "' is not a plain file name");
     SC_RETURN_IF_ERROR(WriteFile(run_dir / unit.input_name, unit.input, 0600));
     vars["input"] = (run_dir / unit.input_name).string();
@@ -469,10 +496,12 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
   }
   // Outputs may live in subdirectories: create them so the program can simply write.
   for (const auto& out : c.outputs)
-    if (const auto parent = fs::path(out).parent_path(); !parent.empty()) fs::create_directories(run_dir / parent, ec);
+    if (const auto parent = fs::path(out).parent_path(); !parent.empty())
+      fs::create_directories(run_dir / parent, ec);
 
   std::vector<std::string> env = {"PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=" + run_dir.string(),
-                                  "TMPDIR=" + tmp_dir.string(), "SPARECYCLES_UNIT=" + std::to_string(unit.index)};
+                                  "TMPDIR=" + tmp_dir.string(),
+                                  "SPARECYCLES_UNIT=" + std::to_string(unit.index)};
   std::vector<char*> cargv, cenv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
@@ -482,14 +511,17 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  const std::string out_path = c.stdout_file.empty() ? std::string("/dev/null") : (run_dir / c.stdout_file).string();
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+  const std::string out_path =
+      c.stdout_file.empty() ? std::string("/dev/null") : (run_dir / c.stdout_file).string();
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addchdir_np(&fa, run_dir.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   // Its own process group, so a timeout or cancel ends the program and everything it started.
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setpgroup(&attr, 0);
   sigset_t none, all;
   sigemptyset(&none);
@@ -513,7 +545,8 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
     // stays ours until the group has been killed below; a reaped id could be reused.
     siginfo_t info{};
     const int r = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
-    if (r < 0 && errno != EINTR) return Internal("waitid failed: " + std::string(std::strerror(errno)));
+    if (r < 0 && errno != EINTR)
+      return Internal("waitid failed: " + std::string(std::strerror(errno)));
     if (r == 0 && info.si_pid == pid) break;
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
@@ -533,16 +566,20 @@ Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const
   ::kill(-pid, SIGKILL);
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (stopped == "timeout")
-    return DeadlineExceeded("the program ran longer than " + std::to_string(static_cast<long>(timeout)) + " s and was killed");
+    return DeadlineExceeded("the program ran longer than " +
+                            std::to_string(static_cast<long>(timeout)) + " s and was killed");
   if (stopped == "cancelled") return Cancelled("the unit was cancelled");
   if (WIFSIGNALED(status) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    const std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-                                                      std::string(strsignal(WTERMSIG(status))) + ")"
-                                                : "exited with status " + std::to_string(WEXITSTATUS(status));
+    const std::string how = WIFSIGNALED(status)
+                                ? "was killed by signal " + std::to_string(WTERMSIG(status)) +
+                                      " (" + std::string(strsignal(WTERMSIG(status))) + ")"
+                                : "exited with status " + std::to_string(WEXITSTATUS(status));
     const std::string tail = Tail(err_path, kStderrTailBytes);
-    return Internal(fs::path(program).filename().string() + " " + how + (tail.empty() ? "" : "; stderr: " + tail));
+    return Internal(fs::path(program).filename().string() + " " + how +
+                    (tail.empty() ? "" : "; stderr: " + tail));
   }
   UnitRun run;
   run.seconds = seconds;

@@ -39,8 +39,10 @@ bool ParseHex(std::string_view text, std::array<std::uint8_t, N>& out) {
 }
 
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -61,8 +63,8 @@ Result<std::string> ReadSmallFile(const std::string& path) {
   const auto size = fs::file_size(path, ec);
   if (ec) return NotFound("cannot read key file " + path + ": " + ec.message());
   if (size > kMaxKeyFileBytes)
-    return InvalidArgument("key file " + path + " is " + std::to_string(size) + " bytes; a key file is at most " +
-                           std::to_string(kMaxKeyFileBytes));
+    return InvalidArgument("key file " + path + " is " + std::to_string(size) +
+                           " bytes; a key file is at most " + std::to_string(kMaxKeyFileBytes));
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound("cannot open key file " + path);
   std::ostringstream ss;
@@ -74,12 +76,14 @@ Status WriteNew(const std::string& path, std::string_view text, mode_t mode, boo
   if (overwrite) ::unlink(path.c_str());
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) {
-    if (errno == EEXIST) return FailedPrecondition(path + " already exists (use --force to replace it)");
+    if (errno == EEXIST)
+      return FailedPrecondition(path + " already exists (use --force to replace it)");
     return Unavailable("cannot create " + path + ": " + std::strerror(errno));
   }
   // The umask may only have removed bits; set the mode exactly.
   const bool ok = ::fchmod(fd, mode) == 0 &&
-                  ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+                  ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  ::fsync(fd) == 0;
   const int err = errno;
   ::close(fd);
   if (!ok) return Unavailable("cannot write " + path + ": " + std::strerror(err));
@@ -136,7 +140,9 @@ std::string FormatPublicKeyFile(const PublicKey& key, std::string_view comment) 
 std::string FormatSecretKeyFile(const SecretKey& key) {
   std::string out(kSecretKeyHeader);
   out += "\n# Keep this file secret: it signs packages that peers will run.\n";
-  out += "seed " + ToHex(std::string_view(reinterpret_cast<const char*>(key.seed.data()), key.seed.size())) + "\n";
+  out += "seed " +
+         ToHex(std::string_view(reinterpret_cast<const char*>(key.seed.data()), key.seed.size())) +
+         "\n";
   out += "public " + key.public_key.Hex() + "\n";
   return out;
 }
@@ -144,24 +150,30 @@ std::string FormatSecretKeyFile(const SecretKey& key) {
 Result<PublicKey> ParsePublicKeyFile(std::string_view text) {
   const auto lines = KeyLines(text);
   if (lines.empty() || lines[0] != kPublicKeyHeader)
-    return InvalidArgument("not a SpareCycles public key file (the first line must be '" + std::string(kPublicKeyHeader) + "')");
-  if (lines.size() != 2) return InvalidArgument("a public key file holds exactly one key line after its header");
+    return InvalidArgument("not a SpareCycles public key file (the first line must be '" +
+                           std::string(kPublicKeyHeader) + "')");
+  if (lines.size() != 2)
+    return InvalidArgument("a public key file holds exactly one key line after its header");
   return ParsePublicKeyHex(lines[1]);
 }
 
 Result<SecretKey> ParseSecretKeyFile(std::string_view text) {
   const auto lines = KeyLines(text);
   if (lines.empty() || lines[0] != kSecretKeyHeader)
-    return InvalidArgument("not a SpareCycles secret key file (the first line must be '" + std::string(kSecretKeyHeader) + "')");
+    return InvalidArgument("not a SpareCycles secret key file (the first line must be '" +
+                           std::string(kSecretKeyHeader) + "')");
   if (lines.size() != 3 || lines[1].substr(0, 5) != "seed " || lines[2].substr(0, 7) != "public ")
-    return InvalidArgument("a secret key file holds a 'seed HEX' and a 'public HEX' line after its header");
+    return InvalidArgument(
+        "a secret key file holds a 'seed HEX' and a 'public HEX' line after its header");
   std::array<std::uint8_t, 32> seed{};
-  if (!ParseHex(Trim(lines[1].substr(5)), seed)) return InvalidArgument("the seed is not 64 hexadecimal digits");
+  if (!ParseHex(Trim(lines[1].substr(5)), seed))
+    return InvalidArgument("the seed is not 64 hexadecimal digits");
   auto pub = ParsePublicKeyHex(lines[2].substr(7));
   if (!pub.ok()) return pub.status();
   SecretKey key = KeyFromSeed(seed);
   sodium_memzero(seed.data(), seed.size());
-  if (key.public_key != *pub) return DataLoss("the secret key file's public key does not belong to its seed");
+  if (key.public_key != *pub)
+    return DataLoss("the secret key file's public key does not belong to its seed");
   return key;
 }
 
@@ -177,7 +189,8 @@ Status WriteKeyPair(const std::string& path, const SecretKey& key, bool overwrit
   if (!overwrite) {
     // Check both first, so a refusal leaves nothing half written.
     for (const auto& f : {path, pub})
-      if (fs::exists(fs::symlink_status(f, ec))) return FailedPrecondition(f + " already exists (use --force to replace it)");
+      if (fs::exists(fs::symlink_status(f, ec)))
+        return FailedPrecondition(f + " already exists (use --force to replace it)");
   }
   SC_RETURN_IF_ERROR(WriteNew(path, FormatSecretKeyFile(key), 0600, overwrite));
   return WriteNew(pub, FormatPublicKeyFile(key.public_key), 0644, overwrite);
@@ -185,10 +198,12 @@ Status WriteKeyPair(const std::string& path, const SecretKey& key, bool overwrit
 
 Result<SecretKey> ReadSecretKey(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return NotFound("cannot read secret key " + path + ": " + std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0)
+    return NotFound("cannot read secret key " + path + ": " + std::strerror(errno));
   if ((st.st_mode & 077) != 0)
     return FailedPrecondition("secret key " + path + " may be read by others (mode " +
-                              std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) +
+                              std::to_string((st.st_mode >> 6) & 7) +
+                              std::to_string((st.st_mode >> 3) & 7) +
                               std::to_string(st.st_mode & 7) + "); run: chmod 600 " + path);
   auto text = ReadSmallFile(path);
   if (!text.ok()) return text.status();
@@ -210,7 +225,8 @@ Result<std::string> DefaultKeyPath() {
     return std::string(x) + "/sparecycles/publisher.key";
   if (const char* h = std::getenv("HOME"); h != nullptr && h[0] == '/')
     return std::string(h) + "/.config/sparecycles/publisher.key";
-  return FailedPrecondition("neither XDG_CONFIG_HOME nor HOME is set; name the key file with --out");
+  return FailedPrecondition(
+      "neither XDG_CONFIG_HOME nor HOME is set; name the key file with --out");
 }
 
 void TrustSet::Add(const PublicKey& key) {
@@ -229,7 +245,8 @@ Status TrustSet::AddFrom(const std::string& spec) {
     for (const auto& e : fs::directory_iterator(spec, ec)) {
       if (e.path().extension() == ".pub" && e.is_regular_file(ec)) files.push_back(e.path());
       if (files.size() > kMaxTrustedKeys)
-        return ResourceExhausted("trust directory " + spec + " holds more than " + std::to_string(kMaxTrustedKeys) + " keys");
+        return ResourceExhausted("trust directory " + spec + " holds more than " +
+                                 std::to_string(kMaxTrustedKeys) + " keys");
     }
     if (ec) return Unavailable("cannot list " + spec + ": " + ec.message());
     std::sort(files.begin(), files.end());
@@ -247,7 +264,9 @@ Status TrustSet::AddFrom(const std::string& spec) {
     return OkStatus();
   }
   auto key = ParsePublicKeyHex(spec);
-  if (!key.ok()) return InvalidArgument("'" + spec + "' is neither a key file, a directory of *.pub files, nor 64 hex digits");
+  if (!key.ok())
+    return InvalidArgument(
+        "'" + spec + "' is neither a key file, a directory of *.pub files, nor 64 hex digits");
   Add(*key);
   return OkStatus();
 }

@@ -28,7 +28,10 @@ class Owned {
   Owned(const Owned&) = delete;
   Owned& operator=(const Owned&) = delete;
   sparecycles_bytes* out() { return &b_; }
-  std::string_view view() const { return b_.data ? std::string_view(b_.data, static_cast<std::size_t>(b_.size)) : std::string_view(); }
+  std::string_view view() const {
+    return b_.data ? std::string_view(b_.data, static_cast<std::size_t>(b_.size))
+                   : std::string_view();
+  }
   std::string str() const { return std::string(view()); }
 
  private:
@@ -38,9 +41,10 @@ class Owned {
 sparecycles_view V(std::string_view s) { return {s.data(), s.size()}; }
 
 Status FromCode(int32_t code, const Owned& msg, std::string_view task, std::string_view call) {
-  if (code >= 1 && code <= 9) return Status(static_cast<StatusCode>(code), std::string(task) + ": " + msg.str());
-  return Internal(std::string(task) + ": " + std::string(call) + " returned the unknown code " + std::to_string(code) +
-                  ": " + msg.str());
+  if (code >= 1 && code <= 9)
+    return Status(static_cast<StatusCode>(code), std::string(task) + ": " + msg.str());
+  return Internal(std::string(task) + ": " + std::string(call) + " returned the unknown code " +
+                  std::to_string(code) + ": " + msg.str());
 }
 
 // The host's UnitContext behind the C callbacks. UnitCancelled thrown by the host's Progress()
@@ -76,15 +80,19 @@ struct HostContext {
     tasks::abi::Give(std::move(*state), out);
     return 1;
   }
-  static int32_t Due(void* self) { return static_cast<HostContext*>(self)->ctx->CheckpointDue() ? 1 : 0; }
+  static int32_t Due(void* self) {
+    return static_cast<HostContext*>(self)->ctx->CheckpointDue() ? 1 : 0;
+  }
   static void Save(void* self, sparecycles_view state) {
-    static_cast<HostContext*>(self)->ctx->Checkpoint(std::string_view(state.data, static_cast<std::size_t>(state.size)));
+    static_cast<HostContext*>(self)->ctx->Checkpoint(
+        std::string_view(state.data, static_cast<std::size_t>(state.size)));
   }
 };
 
 class PluginTask final : public tasks::Task {
  public:
-  PluginTask(std::shared_ptr<void> handle, const sparecycles_task_api* api) : handle_(std::move(handle)), api_(api) {}
+  PluginTask(std::shared_ptr<void> handle, const sparecycles_task_api* api)
+      : handle_(std::move(handle)), api_(api) {}
 
   Status Describe() {
     Owned out;
@@ -135,7 +143,8 @@ class PluginTask final : public tasks::Task {
     return plan;
   }
 
-  Result<std::vector<std::string>> Split(const tasks::JobParams& params, std::uint64_t units) const override {
+  Result<std::vector<std::string>> Split(const tasks::JobParams& params,
+                                         std::uint64_t units) const override {
     const std::string p = tasks::abi::EncodeParams(params);
     Owned out;
     const int32_t code = api_->split(V(p), units, out.out());
@@ -143,18 +152,24 @@ class PluginTask final : public tasks::Task {
     std::vector<std::string> list;
     SC_RETURN_IF_ERROR(tasks::abi::DecodeList(out.view(), list, units));
     if (list.size() != units)
-      return Internal(name_ + ": split returned " + std::to_string(list.size()) + " units, " + std::to_string(units) + " asked");
+      return Internal(name_ + ": split returned " + std::to_string(list.size()) + " units, " +
+                      std::to_string(units) + " asked");
     return list;
   }
 
   Result<std::string> Execute(std::string_view unit, tasks::UnitContext& ctx) const override {
     HostContext host;
     host.ctx = &ctx;
-    const sparecycles_unit_context c{&host, &HostContext::Progress, &HostContext::Stop, &HostContext::Resume,
-                                     &HostContext::Due, &HostContext::Save};
+    const sparecycles_unit_context c{&host,
+                                     &HostContext::Progress,
+                                     &HostContext::Stop,
+                                     &HostContext::Resume,
+                                     &HostContext::Due,
+                                     &HostContext::Save};
     Owned out;
     const int32_t code = api_->execute(V(unit), &c, out.out());
-    if (code == SPARECYCLES_TASK_UNIT_CANCELLED || (code != SPARECYCLES_TASK_OK && host.cancelled)) {
+    if (code == SPARECYCLES_TASK_UNIT_CANCELLED ||
+        (code != SPARECYCLES_TASK_OK && host.cancelled)) {
       std::lock_guard lock(host.mu);
       throw tasks::UnitCancelled{host.cancel_reason.empty() ? out.str() : host.cancel_reason};
     }
@@ -162,9 +177,11 @@ class PluginTask final : public tasks::Task {
     return out.str();
   }
 
-  Result<std::string> Merge(const tasks::JobParams& params, std::span<const std::string> results) const override {
+  Result<std::string> Merge(const tasks::JobParams& params,
+                            std::span<const std::string> results) const override {
     const std::string p = tasks::abi::EncodeParams(params);
-    const std::string list = tasks::abi::EncodeList(std::vector<std::string>(results.begin(), results.end()));
+    const std::string list =
+        tasks::abi::EncodeList(std::vector<std::string>(results.begin(), results.end()));
     Owned out;
     const int32_t code = api_->merge(V(p), V(list), out.out());
     if (code != SPARECYCLES_TASK_OK) return FromCode(code, out, name_, "merge");
@@ -178,7 +195,9 @@ class PluginTask final : public tasks::Task {
     if (api_->canonicalize(V(result), out.out()) != SPARECYCLES_TASK_OK) return std::string(result);
     return out.str();
   }
-  std::string Summarize(std::string_view merged) const override { return Text(api_->summarize, merged); }
+  std::string Summarize(std::string_view merged) const override {
+    return Text(api_->summarize, merged);
+  }
   std::string ToJson(std::string_view merged) const override {
     std::string j = Text(api_->to_json, merged);
     return j.empty() ? "null" : j;
@@ -186,7 +205,8 @@ class PluginTask final : public tasks::Task {
   double Calibrate(double seconds) const override {
     double rate = 0;
     Owned err;
-    if (api_->calibrate(seconds, &rate, err.out()) != SPARECYCLES_TASK_OK || !(rate > 0)) return default_rate_;
+    if (api_->calibrate(seconds, &rate, err.out()) != SPARECYCLES_TASK_OK || !(rate > 0))
+      return default_rate_;
     return rate;
   }
 
@@ -221,24 +241,30 @@ Result<std::unique_ptr<tasks::Task>> LoadTaskPlugin(const std::string& path) {
   ::dlerror();
   void* sym = ::dlsym(raw, SPARECYCLES_TASK_ENTRY_SYMBOL);
   if (sym == nullptr)
-    return FailedPrecondition(path + " is not a SpareCycles task plugin: it exports no " SPARECYCLES_TASK_ENTRY_SYMBOL
-                              " (build it with SPARECYCLES_EXPORT_TASK)");
+    return FailedPrecondition(
+        path + " is not a SpareCycles task plugin: it exports no " SPARECYCLES_TASK_ENTRY_SYMBOL
+               " (build it with SPARECYCLES_EXPORT_TASK)");
   auto entry = reinterpret_cast<sparecycles_task_entry_fn>(sym);
   const sparecycles_task_api* api = entry(SPARECYCLES_TASK_ABI_VERSION);
-  if (api == nullptr) return FailedPrecondition(path + ": the plugin's entry point returned no task");
+  if (api == nullptr)
+    return FailedPrecondition(path + ": the plugin's entry point returned no task");
   if (api->abi_version != SPARECYCLES_TASK_ABI_VERSION)
-    return FailedPrecondition(path + " was built for task ABI version " + std::to_string(api->abi_version) +
-                              ", but this SpareCycles speaks version " + std::to_string(SPARECYCLES_TASK_ABI_VERSION) +
-                              ": rebuild the plugin against this release's SpareCycles::tasks");
+    return FailedPrecondition(
+        path + " was built for task ABI version " + std::to_string(api->abi_version) +
+        ", but this SpareCycles speaks version " + std::to_string(SPARECYCLES_TASK_ABI_VERSION) +
+        ": rebuild the plugin against this release's SpareCycles::tasks");
   if (api->struct_size < sizeof(sparecycles_task_api))
-    return FailedPrecondition(path + ": the plugin's function table is " + std::to_string(api->struct_size) +
-                              " bytes, expected " + std::to_string(sizeof(sparecycles_task_api)));
-  for (const void* fn : {reinterpret_cast<const void*>(api->describe), reinterpret_cast<const void*>(api->plan),
-                         reinterpret_cast<const void*>(api->split), reinterpret_cast<const void*>(api->execute),
-                         reinterpret_cast<const void*>(api->merge), reinterpret_cast<const void*>(api->canonicalize),
-                         reinterpret_cast<const void*>(api->summarize), reinterpret_cast<const void*>(api->to_json),
-                         reinterpret_cast<const void*>(api->calibrate)})
-    if (fn == nullptr) return FailedPrecondition(path + ": the plugin's function table has a null entry");
+    return FailedPrecondition(path + ": the plugin's function table is " +
+                              std::to_string(api->struct_size) + " bytes, expected " +
+                              std::to_string(sizeof(sparecycles_task_api)));
+  for (const void* fn :
+       {reinterpret_cast<const void*>(api->describe), reinterpret_cast<const void*>(api->plan),
+        reinterpret_cast<const void*>(api->split), reinterpret_cast<const void*>(api->execute),
+        reinterpret_cast<const void*>(api->merge), reinterpret_cast<const void*>(api->canonicalize),
+        reinterpret_cast<const void*>(api->summarize), reinterpret_cast<const void*>(api->to_json),
+        reinterpret_cast<const void*>(api->calibrate)})
+    if (fn == nullptr)
+      return FailedPrecondition(path + ": the plugin's function table has a null entry");
   auto task = std::make_unique<PluginTask>(std::move(handle), api);
   if (Status s = task->Describe(); !s.ok()) return Status(s.code(), path + ": " + s.message());
   return std::unique_ptr<tasks::Task>(std::move(task));

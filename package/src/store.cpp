@@ -33,7 +33,8 @@ Result<std::string> ReadAllBounded(const std::string& path, std::uint64_t max) {
   if (size > max) return ResourceExhausted(path + " exceeds the package size limit");
   std::ifstream in(path, std::ios::binary);
   std::string data(size, '\0');
-  if (!in.read(data.data(), static_cast<std::streamsize>(size))) return DataLoss("short read from " + path);
+  if (!in.read(data.data(), static_cast<std::streamsize>(size)))
+    return DataLoss("short read from " + path);
   return data;
 }
 
@@ -65,11 +66,16 @@ std::optional<Hash256> ParseId(std::string_view hex) {
   return id;
 }
 
-std::string PackageStore::PackagePath(const Hash256& id) const { return dir_ + "/packages/" + Hex(id) + ".scpkg"; }
-std::string PackageStore::PartialPath(const Hash256& id) const { return dir_ + "/partial/" + Hex(id) + ".part"; }
+std::string PackageStore::PackagePath(const Hash256& id) const {
+  return dir_ + "/packages/" + Hex(id) + ".scpkg";
+}
+std::string PackageStore::PartialPath(const Hash256& id) const {
+  return dir_ + "/partial/" + Hex(id) + ".part";
+}
 
-Result<std::unique_ptr<PackageStore>> PackageStore::Open(const std::string& dir, const StoreOptions& options,
-                                                        std::size_t* dropped) {
+Result<std::unique_ptr<PackageStore>> PackageStore::Open(const std::string& dir,
+                                                         const StoreOptions& options,
+                                                         std::size_t* dropped) {
   std::error_code ec;
   for (const char* sub : {"/packages", "/partial"}) {
     fs::create_directories(dir + sub, ec);
@@ -79,7 +85,8 @@ Result<std::unique_ptr<PackageStore>> PackageStore::Open(const std::string& dir,
   std::size_t bad = 0;
   for (const auto& e : fs::directory_iterator(dir + "/packages", ec)) {
     const std::string name = e.path().filename().string();
-    const auto id = name.size() == 70 && name.substr(64) == ".scpkg" ? ParseId(name.substr(0, 64)) : std::nullopt;
+    const auto id = name.size() == 70 && name.substr(64) == ".scpkg" ? ParseId(name.substr(0, 64))
+                                                                     : std::nullopt;
     if (!id || !e.is_regular_file(ec)) {
       // Temporary files of an interrupted rename, or anything else: not ours to keep.
       fs::remove_all(e.path(), ec);
@@ -141,18 +148,22 @@ Result<std::uint64_t> PackageStore::Begin(const Hash256& id, std::uint64_t total
   std::lock_guard lock(mu_);
   if (packages_.count(id)) return total_size;
   if (total_size == 0 || total_size > options_.max_package_bytes)
-    return ResourceExhausted("a package of " + std::to_string(total_size) + " bytes exceeds the limit of " +
+    return ResourceExhausted("a package of " + std::to_string(total_size) +
+                             " bytes exceeds the limit of " +
                              std::to_string(options_.max_package_bytes));
   if (options_.capacity_bytes > 0 && total_size > options_.capacity_bytes)
-    return ResourceExhausted("a package of " + std::to_string(total_size) + " bytes exceeds the cache capacity");
+    return ResourceExhausted("a package of " + std::to_string(total_size) +
+                             " bytes exceeds the cache capacity");
   if (auto it = partial_.find(id); it != partial_.end()) {
     if (it->second.total != total_size)
       return InvalidArgument("package " + Hex(id).substr(0, 16) + " was announced with " +
-                             std::to_string(it->second.total) + " bytes, now with " + std::to_string(total_size));
+                             std::to_string(it->second.total) + " bytes, now with " +
+                             std::to_string(total_size));
     return it->second.held;
   }
   if (partial_.size() >= options_.max_partial)
-    return Unavailable("too many transfers in progress (" + std::to_string(options_.max_partial) + "); retry later");
+    return Unavailable("too many transfers in progress (" + std::to_string(options_.max_partial) +
+                       "); retry later");
   const std::string part = PartialPath(id);
   const std::string size_path = dir_ + "/partial/" + Hex(id) + ".size";
   {
@@ -165,20 +176,26 @@ Result<std::uint64_t> PackageStore::Begin(const Hash256& id, std::uint64_t total
   return std::uint64_t{0};
 }
 
-Result<std::uint64_t> PackageStore::Append(const Hash256& id, std::uint64_t offset, std::string_view chunk) {
+Result<std::uint64_t> PackageStore::Append(const Hash256& id, std::uint64_t offset,
+                                           std::string_view chunk) {
   std::lock_guard lock(mu_);
   auto it = partial_.find(id);
-  if (it == partial_.end()) return FailedPrecondition("no transfer of package " + Hex(id).substr(0, 16) + " in progress");
+  if (it == partial_.end())
+    return FailedPrecondition("no transfer of package " + Hex(id).substr(0, 16) + " in progress");
   Partial& p = it->second;
   if (chunk.size() > kMaxChunkBytes) return InvalidArgument("a chunk is at most 1 MiB");
   if (offset != p.held)
-    return FailedPrecondition("chunk at offset " + std::to_string(offset) + ", expected " + std::to_string(p.held));
-  if (chunk.size() > p.total - p.held) return InvalidArgument("the chunk runs past the package's announced size");
+    return FailedPrecondition("chunk at offset " + std::to_string(offset) + ", expected " +
+                              std::to_string(p.held));
+  if (chunk.size() > p.total - p.held)
+    return InvalidArgument("the chunk runs past the package's announced size");
   const int fd = ::open(PartialPath(id).c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Unavailable("cannot open the partial file: " + std::string(std::strerror(errno)));
+  if (fd < 0)
+    return Unavailable("cannot open the partial file: " + std::string(std::strerror(errno)));
   std::size_t done = 0;
   while (done < chunk.size()) {
-    const ssize_t n = ::pwrite(fd, chunk.data() + done, chunk.size() - done, static_cast<off_t>(p.held + done));
+    const ssize_t n =
+        ::pwrite(fd, chunk.data() + done, chunk.size() - done, static_cast<off_t>(p.held + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       ::close(fd);
@@ -216,7 +233,9 @@ Result<Package> PackageStore::Finish(const Hash256& id, const VerifyOptions& ver
     fs::remove(dir_ + "/partial/" + Hex(id) + ".size", ec);
     partial_.erase(id);
   };
-  if (p.held != p.total) return FailedPrecondition("only " + std::to_string(p.held) + " of " + std::to_string(p.total) + " bytes received");
+  if (p.held != p.total)
+    return FailedPrecondition("only " + std::to_string(p.held) + " of " + std::to_string(p.total) +
+                              " bytes received");
   auto bytes = ReadAllBounded(PartialPath(id), options_.max_package_bytes);
   if (!bytes.ok()) {
     discard();
@@ -254,7 +273,8 @@ Result<Hash256> PackageStore::Put(std::string_view bytes, const VerifyOptions& v
   auto offset = Begin(id, bytes.size());
   if (!offset.ok()) return offset.status();
   for (std::uint64_t at = *offset; at < bytes.size(); at += kMaxChunkBytes) {
-    auto next = Append(id, at, bytes.substr(at, std::min<std::uint64_t>(kMaxChunkBytes, bytes.size() - at)));
+    auto next = Append(
+        id, at, bytes.substr(at, std::min<std::uint64_t>(kMaxChunkBytes, bytes.size() - at)));
     if (!next.ok()) return next.status();
   }
   auto pkg = Finish(id, verify);
@@ -267,7 +287,8 @@ Result<Package> PackageStore::Load(const Hash256& id) {
   {
     std::lock_guard lock(mu_);
     auto it = packages_.find(id);
-    if (it == packages_.end()) return NotFound("package " + Hex(id).substr(0, 16) + " is not in the store");
+    if (it == packages_.end())
+      return NotFound("package " + Hex(id).substr(0, 16) + " is not in the store");
     path = PackagePath(id);
     ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // now: the LRU clock, kept across restarts
     it->second.last_used_ns = MtimeNs(path);
@@ -277,20 +298,23 @@ Result<Package> PackageStore::Load(const Hash256& id) {
   if (!bytes.ok()) return bytes.status();
   if (Blake2b256(*bytes) != id) {
     (void)Remove(id);
-    return DataLoss("stored package " + Hex(id).substr(0, 16) + " no longer matches its id; removed");
+    return DataLoss("stored package " + Hex(id).substr(0, 16) +
+                    " no longer matches its id; removed");
   }
   DecodeOptions d;
   d.max_package_bytes = options_.max_package_bytes;
   return Package::Decode(*bytes, d);
 }
 
-Result<std::string> PackageStore::ReadChunk(const Hash256& id, std::uint64_t offset, std::uint64_t max) const {
+Result<std::string> PackageStore::ReadChunk(const Hash256& id, std::uint64_t offset,
+                                            std::uint64_t max) const {
   std::uint64_t size = 0;
   std::string path;
   {
     std::lock_guard lock(mu_);
     auto it = packages_.find(id);
-    if (it == packages_.end()) return NotFound("package " + Hex(id).substr(0, 16) + " is not in the store");
+    if (it == packages_.end())
+      return NotFound("package " + Hex(id).substr(0, 16) + " is not in the store");
     size = it->second.size;
     path = PackagePath(id);
   }
@@ -299,13 +323,15 @@ Result<std::string> PackageStore::ReadChunk(const Hash256& id, std::uint64_t off
   std::ifstream in(path, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset));
   std::string data(n, '\0');
-  if (!in.read(data.data(), static_cast<std::streamsize>(n))) return DataLoss("short read from " + path);
+  if (!in.read(data.data(), static_cast<std::streamsize>(n)))
+    return DataLoss("short read from " + path);
   return data;
 }
 
 Status PackageStore::Remove(const Hash256& id) {
   std::lock_guard lock(mu_);
-  if (!packages_.erase(id)) return NotFound("package " + Hex(id).substr(0, 16) + " is not in the store");
+  if (!packages_.erase(id))
+    return NotFound("package " + Hex(id).substr(0, 16) + " is not in the store");
   std::error_code ec;
   fs::remove(PackagePath(id), ec);
   return OkStatus();
@@ -318,7 +344,8 @@ void PackageStore::EvictLocked(const Hash256& keep) {
   while (total > options_.capacity_bytes) {
     const StoredPackage* oldest = nullptr;
     for (const auto& [id, p] : packages_)
-      if (id != keep && (oldest == nullptr || std::pair(p.last_used_ns, p.use_seq) < std::pair(oldest->last_used_ns, oldest->use_seq)))
+      if (id != keep && (oldest == nullptr || std::pair(p.last_used_ns, p.use_seq) <
+                                                  std::pair(oldest->last_used_ns, oldest->use_seq)))
         oldest = &p;
     if (oldest == nullptr) return;
     const Hash256 victim = oldest->id;

@@ -10,10 +10,10 @@
 #include <sstream>
 
 #include "cli_package.hpp"
+#include "cli_views.hpp"  // terminal views: progress rate/ETA, top
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/sdk/client.hpp"
 #include "sparecycles/tasks/task.hpp"
-#include "cli_views.hpp"  // terminal views: progress rate/ETA, top
 
 using namespace sparecycles;
 
@@ -41,11 +41,21 @@ std::string JsonString(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -61,12 +71,12 @@ std::string JsonString(std::string_view s) {
 
 std::string InfoJson(const JobInfo& i) {
   std::ostringstream o;
-  o << "{\"job\":" << i.id << ",\"task\":" << JsonString(i.task) << ",\"name\":" << JsonString(i.name)
-    << ",\"state\":" << JsonString(JobStateName(i.state)) << ",\"priority\":" << i.priority
-    << ",\"units_total\":" << i.units_total << ",\"units_done\":" << i.units_done
-    << ",\"units_failed\":" << i.units_failed << ",\"units_running\":" << i.units_running
-    << ",\"cpu_seconds\":" << i.cpu_seconds << ",\"error\":" << JsonString(i.error)
-    << ",\"waiting\":" << JsonString(i.waiting) << "}";
+  o << "{\"job\":" << i.id << ",\"task\":" << JsonString(i.task)
+    << ",\"name\":" << JsonString(i.name) << ",\"state\":" << JsonString(JobStateName(i.state))
+    << ",\"priority\":" << i.priority << ",\"units_total\":" << i.units_total
+    << ",\"units_done\":" << i.units_done << ",\"units_failed\":" << i.units_failed
+    << ",\"units_running\":" << i.units_running << ",\"cpu_seconds\":" << i.cpu_seconds
+    << ",\"error\":" << JsonString(i.error) << ",\"waiting\":" << JsonString(i.waiting) << "}";
   return o.str();
 }
 
@@ -90,15 +100,20 @@ void AddJobOptions(Options& o, bool embedded) {
   o.Add("input", "", "Input file for data tasks (wordfreq); sent to the peers in chunks.");
   o.Add("output", "", "Where to write the result bytes (default for images: TASK-JOB.png).");
   o.Add("name", "", "A name for the job, shown by `jobs`.");
-  o.Add("units", "0", "Exact number of units; 0 = chosen from the job's size and the peers' speed.");
+  o.Add("units", "0",
+        "Exact number of units; 0 = chosen from the job's size and the peers' speed.");
   o.Add("unit-seconds", "0", "Target seconds per unit; 0 = the coordinator's default (1 s).");
   o.Add("priority", "0", "Higher-priority jobs get peers first.");
   o.Add("replicas", "0", "Copies of each unit issued at first; 0 = coordinator default.");
   o.Add("quorum", "0", "Matching results needed to accept a unit; 0 = coordinator default.");
   o.Add("max-replicas", "0", "Most copies of one unit; 0 = coordinator default.");
   o.Add("max-errors", "0", "Failed runs after which a unit fails; 0 = coordinator default.");
-  o.Add("adaptive", "default", "on = accept units by peers' credibility (spot-checks), off = fixed quorum, default = the coordinator's choice.");
-  o.Add("target-error", "0", "With --adaptive on: the bound on the chance an accepted unit is wrong; 0 = coordinator default (1e-3).");
+  o.Add("adaptive", "default",
+        "on = accept units by peers' credibility (spot-checks), off = fixed quorum, default = the "
+        "coordinator's choice.");
+  o.Add("target-error", "0",
+        "With --adaptive on: the bound on the chance an accepted unit is wrong; 0 = coordinator "
+        "default (1e-3).");
   o.Add("wait-timeout", "0", "Give up waiting after this long (e.g. 10m); 0 = wait forever.");
   o.AddFlag("json", "Print JSON for scripts instead of text.");
   o.AddFlag("no-progress", "Do not draw the progress bar.");
@@ -116,8 +131,8 @@ std::string TaskHelp(const tasks::Task& t) {
   std::ostringstream o;
   o << t.Name() << " (v" << t.Version() << "): " << t.Summary() << "\nParameters:\n";
   for (const auto& p : t.Params())
-    o << "  --" << p.name << " VALUE\n      " << p.help << "\n      Default: "
-      << (p.default_value.empty() ? "(required)" : p.default_value) << "\n";
+    o << "  --" << p.name << " VALUE\n      " << p.help
+      << "\n      Default: " << (p.default_value.empty() ? "(required)" : p.default_value) << "\n";
   return o.str();
 }
 
@@ -159,11 +174,14 @@ class ProgressBar {
   void Update(const JobInfo& i) {
     if (!enabled_) return;
     std::lock_guard lock(mu_);
-    const double frac = i.units_total ? static_cast<double>(i.units_done) / static_cast<double>(i.units_total) : 0;
+    const double frac =
+        i.units_total ? static_cast<double>(i.units_done) / static_cast<double>(i.units_total) : 0;
     const int width = 30, filled = static_cast<int>(frac * width);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     meter_.Add(secs, i.units_done);  // terminal views: rate and ETA (cli_views.hpp)
-    std::fprintf(stderr, "\r[%s%s] %s", std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+    std::fprintf(stderr, "\r[%s%s] %s", std::string(filled, '#').c_str(),
+                 std::string(width - filled, '.').c_str(),
                  cli::ProgressText(i, meter_, secs).c_str());
     drawn_ = true;
   }
@@ -186,29 +204,35 @@ int PrintResult(const Options& o, const JobResult& r, double seconds) {
   std::string output = o.Get("output");
   const bool image = r.media_type.rfind("image/", 0) == 0;
   if (output.empty() && image && r.info.state == JobState::kDone)
-    output = r.info.task + "-" + std::to_string(r.info.id) + (r.media_type == "image/png" ? ".png" : ".pgm");
+    output = r.info.task + "-" + std::to_string(r.info.id) +
+             (r.media_type == "image/png" ? ".png" : ".pgm");
   if (!output.empty() && r.info.state == JobState::kDone) {
     if (Status s = r.WriteTo(output); !s.ok()) return Report(s);
   }
   if (o.Flag("json")) {
     std::ostringstream j;
     j << "{\"job\":" << r.info.id << ",\"task\":" << JsonString(r.info.task)
-      << ",\"state\":" << JsonString(JobStateName(r.info.state)) << ",\"units\":" << r.info.units_total
-      << ",\"seconds\":" << seconds << ",\"cpu_seconds\":" << r.info.cpu_seconds
-      << ",\"result\":" << (r.json.empty() ? "null" : r.json) << ",\"summary\":" << JsonString(r.summary);
+      << ",\"state\":" << JsonString(JobStateName(r.info.state))
+      << ",\"units\":" << r.info.units_total << ",\"seconds\":" << seconds
+      << ",\"cpu_seconds\":" << r.info.cpu_seconds
+      << ",\"result\":" << (r.json.empty() ? "null" : r.json)
+      << ",\"summary\":" << JsonString(r.summary);
     if (!output.empty()) j << ",\"output\":" << JsonString(output);
     if (!r.info.error.empty()) j << ",\"error\":" << JsonString(r.info.error);
     j << ",\"failures\":[";
     for (std::size_t i = 0; i < r.failures.size(); ++i)
-      j << (i ? "," : "") << "{\"unit\":" << r.failures[i].unit << ",\"reason\":" << JsonString(r.failures[i].reason) << "}";
+      j << (i ? "," : "") << "{\"unit\":" << r.failures[i].unit
+        << ",\"reason\":" << JsonString(r.failures[i].reason) << "}";
     j << "]}";
     std::cout << j.str() << std::endl;
   } else if (r.info.state == JobState::kDone) {
     std::cout << r.summary << std::endl;
     if (!output.empty()) std::cerr << "wrote " << output << " (" << r.bytes.size() << " bytes)\n";
-    std::cerr << "job " << r.info.id << ": " << r.info.units_total << " units in " << seconds << " s\n";
+    std::cerr << "job " << r.info.id << ": " << r.info.units_total << " units in " << seconds
+              << " s\n";
   } else {
-    std::cerr << "job " << r.info.id << " " << JobStateName(r.info.state) << ": " << r.info.error << "\n";
+    std::cerr << "job " << r.info.id << " " << JobStateName(r.info.state) << ": " << r.info.error
+              << "\n";
     for (const auto& f : r.failures) std::cerr << "  unit " << f.unit << ": " << f.reason << "\n";
   }
   return r.info.state == JobState::kDone ? 0 : 1;
@@ -217,13 +241,15 @@ int PrintResult(const Options& o, const JobResult& r, double seconds) {
 int RunJob(const std::vector<std::string>& args, bool embedded) {
   Options o(embedded ? "sparecycles run TASK [--PARAM VALUE ...] [options]"
                      : "sparecycles submit TASK [--PARAM VALUE ...] [options]",
-            embedded ? "Runs a job on a coordinator and worker embedded in this process (no set-up)."
-                     : "Submits a job to a coordinator and waits for its result (unless --no-wait).",
+            embedded
+                ? "Runs a job on a coordinator and worker embedded in this process (no set-up)."
+                : "Submits a job to a coordinator and waits for its result (unless --no-wait).",
             "SPARECYCLES_");
   AddJobOptions(o, embedded);
   o.AllowExtra(true);
   if (Status s = o.Parse(args); !s.ok()) return Usage(s.message());
-  const tasks::Task* task = o.Positional().empty() ? nullptr : tasks::Registry::BuiltIn().Find(o.Positional()[0]);
+  const tasks::Task* task =
+      o.Positional().empty() ? nullptr : tasks::Registry::BuiltIn().Find(o.Positional()[0]);
   if (o.HelpRequested()) {
     std::cout << o.Help();
     if (task) std::cout << "\n" << TaskHelp(*task);
@@ -236,7 +262,9 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
     for (const auto& [k, v] : o.Extra()) {
       bool known = false;
       for (const auto& p : task->Params()) known |= p.name == k;
-      if (!known) return Usage("task " + task_name + " has no parameter --" + k + " (see `sparecycles run " + task_name + " --help`)");
+      if (!known)
+        return Usage("task " + task_name + " has no parameter --" + k + " (see `sparecycles run " +
+                     task_name + " --help`)");
     }
   }
   spec.params = o.Extra();
@@ -255,7 +283,8 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   auto mr = o.GetInt("max-replicas", 0, 64);
   auto me = o.GetInt("max-errors", 0, 64);
   auto wt = TimeoutOf(o, "wait-timeout");
-  for (const Status* s : {&units.status(), &us.status(), &pri.status(), &rep.status(), &quo.status(), &mr.status(), &me.status(), &wt.status()})
+  for (const Status* s : {&units.status(), &us.status(), &pri.status(), &rep.status(),
+                          &quo.status(), &mr.status(), &me.status(), &wt.status()})
     if (!s->ok()) return Usage(s->message());
   spec.units = static_cast<std::uint64_t>(*units);
   spec.unit_seconds = *us;
@@ -265,7 +294,8 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   spec.replication.max_replicas = static_cast<std::uint32_t>(*mr);
   spec.replication.max_errors = static_cast<std::uint32_t>(*me);
   const std::string adaptive = o.Get("adaptive");
-  if (adaptive != "default" && adaptive != "on" && adaptive != "off") return Usage("--adaptive must be on, off or default");
+  if (adaptive != "default" && adaptive != "on" && adaptive != "off")
+    return Usage("--adaptive must be on, off or default");
   spec.replication.adaptive = adaptive == "default" ? 0 : adaptive == "off" ? 1 : 2;
   auto te = o.GetDouble("target-error", 0, 0.49);
   if (!te.ok()) return Usage(te.status().message());
@@ -288,8 +318,10 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   auto job = client->Submit(spec);
   if (!job.ok()) return Report(job.status());
   if (!embedded && o.Flag("no-wait")) {
-    if (o.Flag("json")) std::cout << InfoJson(job->Info()) << std::endl;
-    else std::cout << job->id() << std::endl;
+    if (o.Flag("json"))
+      std::cout << InfoJson(job->Info()) << std::endl;
+    else
+      std::cout << job->id() << std::endl;
     return 0;
   }
   ProgressBar bar(!o.Flag("json") && !o.Flag("no-progress"));
@@ -301,7 +333,8 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   auto result = job->Wait(wt->count() > 0 ? *wt : std::chrono::hours(24 * 365));
   bar.Finish();
   if (!result.ok()) return Report(result.status());
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return PrintResult(o, *result, seconds);
 }
 
@@ -321,7 +354,8 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
     return 0;
   }
   const bool needs_job = cmd != "jobs" && cmd != "peers";
-  if (o.Positional().size() != (needs_job ? 1u : 0u)) return Usage(needs_job ? "name one job id" : "no arguments expected");
+  if (o.Positional().size() != (needs_job ? 1u : 0u))
+    return Usage(needs_job ? "name one job id" : "no arguments expected");
   std::uint64_t job_id = 0;
   if (needs_job) {
     auto id = ParseInt(o.Positional()[0]);
@@ -336,14 +370,19 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
     if (!jobs.ok()) return Report(jobs.status());
     if (json) {
       std::cout << "[";
-      for (std::size_t i = 0; i < jobs->size(); ++i) std::cout << (i ? "," : "") << InfoJson((*jobs)[i]);
+      for (std::size_t i = 0; i < jobs->size(); ++i)
+        std::cout << (i ? "," : "") << InfoJson((*jobs)[i]);
       std::cout << "]" << std::endl;
     } else {
-      std::printf("%-6s %-11s %-10s %-9s %s\n", "JOB", "TASK", "STATE", "PRIORITY", "UNITS DONE/TOTAL (FAILED)");
+      std::printf("%-6s %-11s %-10s %-9s %s\n", "JOB", "TASK", "STATE", "PRIORITY",
+                  "UNITS DONE/TOTAL (FAILED)");
       for (const auto& j : *jobs)
-        std::printf("%-6llu %-11s %-10s %-9d %llu/%llu (%llu)\n", static_cast<unsigned long long>(j.id), j.task.c_str(),
-                    std::string(JobStateName(j.state)).c_str(), j.priority, static_cast<unsigned long long>(j.units_done),
-                    static_cast<unsigned long long>(j.units_total), static_cast<unsigned long long>(j.units_failed));
+        std::printf("%-6llu %-11s %-10s %-9d %llu/%llu (%llu)\n",
+                    static_cast<unsigned long long>(j.id), j.task.c_str(),
+                    std::string(JobStateName(j.state)).c_str(), j.priority,
+                    static_cast<unsigned long long>(j.units_done),
+                    static_cast<unsigned long long>(j.units_total),
+                    static_cast<unsigned long long>(j.units_failed));
     }
     return 0;
   }
@@ -354,42 +393,51 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
       std::cout << "[";
       for (std::size_t i = 0; i < peers->size(); ++i) {
         const auto& p = (*peers)[i];
-        std::cout << (i ? "," : "") << "{\"peer\":" << JsonString(p.peer_id) << ",\"host\":" << JsonString(p.hostname)
-                  << ",\"cores\":" << p.cores << ",\"slots\":" << p.slots << ",\"idle_slots\":" << p.idle_slots
+        std::cout << (i ? "," : "") << "{\"peer\":" << JsonString(p.peer_id)
+                  << ",\"host\":" << JsonString(p.hostname) << ",\"cores\":" << p.cores
+                  << ",\"slots\":" << p.slots << ",\"idle_slots\":" << p.idle_slots
                   << ",\"state\":" << JsonString(p.state) << ",\"running\":" << p.running
                   << ",\"units_done\":" << p.units_done << ",\"cpu_seconds\":" << p.cpu_seconds
-                  << ",\"silent_seconds\":" << p.silent_seconds << ",\"units_invalid\":" << p.units_invalid
+                  << ",\"silent_seconds\":" << p.silent_seconds
+                  << ",\"units_invalid\":" << p.units_invalid
                   << ",\"credibility\":" << p.credibility << "}";
       }
       std::cout << "]" << std::endl;
     } else {
-      std::printf("%-24s %-16s %-6s %-10s %-8s %-10s %-8s %-12s %s\n", "PEER", "HOST", "CORES", "STATE", "RUNNING",
-                  "VALIDATED", "INVALID", "CREDIBILITY", "CPU-S CREDITED");
+      std::printf("%-24s %-16s %-6s %-10s %-8s %-10s %-8s %-12s %s\n", "PEER", "HOST", "CORES",
+                  "STATE", "RUNNING", "VALIDATED", "INVALID", "CREDIBILITY", "CPU-S CREDITED");
       for (const auto& p : *peers)
-        std::printf("%-24s %-16s %-6u %-10s %-8llu %-10llu %-8llu %-12.4f %.1f\n", p.peer_id.c_str(), p.hostname.c_str(),
-                    p.cores, p.state.c_str(), static_cast<unsigned long long>(p.running),
-                    static_cast<unsigned long long>(p.units_done), static_cast<unsigned long long>(p.units_invalid),
-                    p.credibility, p.cpu_seconds);
+        std::printf("%-24s %-16s %-6u %-10s %-8llu %-10llu %-8llu %-12.4f %.1f\n",
+                    p.peer_id.c_str(), p.hostname.c_str(), p.cores, p.state.c_str(),
+                    static_cast<unsigned long long>(p.running),
+                    static_cast<unsigned long long>(p.units_done),
+                    static_cast<unsigned long long>(p.units_invalid), p.credibility, p.cpu_seconds);
     }
     return 0;
   }
   if (cmd == "status") {
     auto info = client->Status(job_id);
     if (!info.ok()) return Report(info.status());
-    if (json) std::cout << InfoJson(*info) << std::endl;
+    if (json)
+      std::cout << InfoJson(*info) << std::endl;
     else
       std::printf("job %llu (%s): %s, %llu/%llu units done, %llu running, %llu failed%s%s\n",
-                  static_cast<unsigned long long>(info->id), info->task.c_str(), std::string(JobStateName(info->state)).c_str(),
-                  static_cast<unsigned long long>(info->units_done), static_cast<unsigned long long>(info->units_total),
-                  static_cast<unsigned long long>(info->units_running), static_cast<unsigned long long>(info->units_failed),
+                  static_cast<unsigned long long>(info->id), info->task.c_str(),
+                  std::string(JobStateName(info->state)).c_str(),
+                  static_cast<unsigned long long>(info->units_done),
+                  static_cast<unsigned long long>(info->units_total),
+                  static_cast<unsigned long long>(info->units_running),
+                  static_cast<unsigned long long>(info->units_failed),
                   info->error.empty() ? "" : ": ", info->error.c_str());
     if (!json && !info->waiting.empty()) std::printf("waiting: %s\n", info->waiting.c_str());
     return 0;
   }
   if (cmd == "cancel") {
     if (Status s = client->Cancel(job_id); !s.ok()) return Report(s);
-    if (!json) std::printf("job %llu cancelled\n", static_cast<unsigned long long>(job_id));
-    else std::cout << "{\"job\":" << job_id << ",\"state\":\"cancelled\"}" << std::endl;
+    if (!json)
+      std::printf("job %llu cancelled\n", static_cast<unsigned long long>(job_id));
+    else
+      std::cout << "{\"job\":" << job_id << ",\"state\":\"cancelled\"}" << std::endl;
     return 0;
   }
   // wait
@@ -398,7 +446,8 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
   if (!job.ok()) return Report(job.status());
   auto result = job->Wait();
   if (!result.ok()) return Report(result.status());
-  return PrintResult(o, *result, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return PrintResult(
+      o, *result, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 int Tasks(const std::vector<std::string>& args) {
@@ -409,7 +458,9 @@ int Tasks(const std::vector<std::string>& args) {
     std::cout << TaskHelp(*t);
     return 0;
   }
-  for (const auto* t : reg.All()) std::printf("%-12s v%-3u %s\n", std::string(t->Name()).c_str(), t->Version(), std::string(t->Summary()).c_str());
+  for (const auto* t : reg.All())
+    std::printf("%-12s v%-3u %s\n", std::string(t->Name()).c_str(), t->Version(),
+                std::string(t->Summary()).c_str());
   return 0;
 }
 
@@ -417,10 +468,12 @@ int Tasks(const std::vector<std::string>& args) {
 
 // `sparecycles top`: options here, the view in cli_views.cpp.
 static int TopCommand(const std::vector<std::string>& args) {
-  Options o("sparecycles top [options]",
-            "Shows the coordinator's jobs (progress, units/s, ETA) and peers (state, cores, units/s,\n"
-            "credibility), refreshed in place. --once prints one frame, for `watch sparecycles top --once`.",
-            "SPARECYCLES_");
+  Options o(
+      "sparecycles top [options]",
+      "Shows the coordinator's jobs (progress, units/s, ETA) and peers (state, cores, units/s,\n"
+      "credibility), refreshed in place. --once prints one frame, for `watch sparecycles top "
+      "--once`.",
+      "SPARECYCLES_");
   AddConnectionOptions(o);
   o.Add("interval", "1s", "Time between refreshes.");
   o.Add("iterations", "0", "Stop after this many refreshes; 0 = until Ctrl-C.");
@@ -444,7 +497,8 @@ static int TopCommand(const std::vector<std::string>& args) {
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+      std::string(argv[1]) == "help") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
   }
@@ -456,6 +510,7 @@ int main(int argc, char** argv) {
   if (cmd == "key") return cli::KeyCommand(args);
   if (cmd == "package") return cli::PackageCommand(args);
   if (cmd == "top") return TopCommand(args);  // terminal views
-  if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers") return Simple(cmd, args);
+  if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers")
+    return Simple(cmd, args);
   return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
 }

@@ -3,15 +3,14 @@
 // unreadable file.
 #include "cli_package.hpp"
 
-#include <cstdio>
-#include <iostream>
-#include <sstream>
-
 #include <stdlib.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/package/command.hpp"
@@ -37,12 +36,14 @@ constexpr const char* kPackageUsage =
     "  sign PKG --key KEY          sign a package with a publisher's secret key\n"
     "  verify PKG [--trust KEYS]   check hashes, signature, signer, platform; name any refusal\n"
     "  inspect PKG                 show a package's manifest, files, signer and id\n"
-    "  test PKG [options]          run a package's units here, unconfined: a native one is merged,\n"
+    "  test PKG [options]          run a package's units here, unconfined: a native one is "
+    "merged,\n"
     "                              a command one's outputs are written as a directory\n\n"
     "Run `sparecycles package COMMAND --help` for a command's options. Format and manifest\n"
     "keys: docs/packages.md. Example:\n"
     "  sparecycles key new\n"
-    "  sparecycles package build mytask/ -o mytask.scpkg --key ~/.config/sparecycles/publisher.key\n"
+    "  sparecycles package build mytask/ -o mytask.scpkg --key "
+    "~/.config/sparecycles/publisher.key\n"
     "  sparecycles package verify mytask.scpkg --trust ~/.config/sparecycles/publisher.key.pub\n";
 
 int Usage(const std::string& msg) {
@@ -64,10 +65,14 @@ std::vector<std::string> Normalize(std::vector<std::string> args) {
 
 std::string HumanBytes(std::uint64_t n) {
   char buf[32];
-  if (n >= (1ull << 30)) std::snprintf(buf, sizeof(buf), "%.1f GiB", static_cast<double>(n) / (1ull << 30));
-  else if (n >= (1ull << 20)) std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(n) / (1ull << 20));
-  else if (n >= (1ull << 10)) std::snprintf(buf, sizeof(buf), "%.1f KiB", static_cast<double>(n) / (1ull << 10));
-  else std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(n));
+  if (n >= (1ull << 30))
+    std::snprintf(buf, sizeof(buf), "%.1f GiB", static_cast<double>(n) / (1ull << 30));
+  else if (n >= (1ull << 20))
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(n) / (1ull << 20));
+  else if (n >= (1ull << 10))
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", static_cast<double>(n) / (1ull << 10));
+  else
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(n));
   return buf;
 }
 
@@ -78,7 +83,8 @@ Result<std::uint64_t> MaxSize(const Options& o) {
 }
 
 void AddMaxSize(Options& o) {
-  o.Add("max-size", "268435456", "Largest package accepted, in bytes (suffixes k, M, G are decimal).");
+  o.Add("max-size", "268435456",
+        "Largest package accepted, in bytes (suffixes k, M, G are decimal).");
 }
 
 Result<std::string> KeyPath(const Options& o, const char* name) {
@@ -88,9 +94,12 @@ Result<std::string> KeyPath(const Options& o, const char* name) {
 
 int KeyNew(const std::vector<std::string>& args) {
   Options o("sparecycles key new [options]",
-            "Creates an Ed25519 key pair for signing task packages and prints the public key.", "SPARECYCLES_KEY_");
-  o.Add("out", "", "Where to write the secret key; the public key goes to the same path + .pub.\n"
-                   "      Default: $XDG_CONFIG_HOME/sparecycles/publisher.key, else ~/.config/sparecycles/publisher.key");
+            "Creates an Ed25519 key pair for signing task packages and prints the public key.",
+            "SPARECYCLES_KEY_");
+  o.Add("out", "",
+        "Where to write the secret key; the public key goes to the same path + .pub.\n"
+        "      Default: $XDG_CONFIG_HOME/sparecycles/publisher.key, else "
+        "~/.config/sparecycles/publisher.key");
   o.AddFlag("force", "Replace existing key files (the old key can no longer sign).");
   if (Status s = o.Parse(Normalize(args)); !s.ok()) return Usage(s.message());
   if (o.HelpRequested()) {
@@ -108,12 +117,14 @@ int KeyNew(const std::vector<std::string>& args) {
 }
 
 int Build(const std::vector<std::string>& args) {
-  Options o("sparecycles package build DIR|MANIFEST -o PKG [options]",
-            "Packs a package directory (with package.manifest) into one .scpkg file: the manifest with\n"
-            "every file's size and BLAKE2b-256, then the files. Signs it when --key is given.",
-            "SPARECYCLES_PACKAGE_");
+  Options o(
+      "sparecycles package build DIR|MANIFEST -o PKG [options]",
+      "Packs a package directory (with package.manifest) into one .scpkg file: the manifest with\n"
+      "every file's size and BLAKE2b-256, then the files. Signs it when --key is given.",
+      "SPARECYCLES_PACKAGE_");
   o.Add("output", "", "The package file to write (-o). Required.");
-  o.Add("key", "", "Sign with this secret key file (see `sparecycles key new`). Default: leave unsigned.");
+  o.Add("key", "",
+        "Sign with this secret key file (see `sparecycles key new`). Default: leave unsigned.");
   AddMaxSize(o);
   if (Status s = o.Parse(Normalize(args)); !s.ok()) return Usage(s.message());
   if (o.HelpRequested()) {
@@ -132,18 +143,24 @@ int Build(const std::vector<std::string>& args) {
     pkg->Sign(*key);
   }
   const std::string bytes = pkg->Encode();
-  if (bytes.size() > *max) return Fail(ResourceExhausted("the package is " + std::to_string(bytes.size()) + " bytes, over --max-size"));
+  if (bytes.size() > *max)
+    return Fail(ResourceExhausted("the package is " + std::to_string(bytes.size()) +
+                                  " bytes, over --max-size"));
   if (Status s = WriteFileAtomic(o.Get("output"), bytes); !s.ok()) return Fail(s);
-  std::cerr << "wrote " << o.Get("output") << ": " << pkg->manifest().name << " " << pkg->manifest().version << ", "
-            << pkg->manifest().files.size() << " files, " << HumanBytes(bytes.size())
-            << (pkg->signature() ? ", signed by " + pkg->signature()->signer.ShortId() : ", unsigned") << "\n";
+  std::cerr << "wrote " << o.Get("output") << ": " << pkg->manifest().name << " "
+            << pkg->manifest().version << ", " << pkg->manifest().files.size() << " files, "
+            << HumanBytes(bytes.size())
+            << (pkg->signature() ? ", signed by " + pkg->signature()->signer.ShortId()
+                                 : ", unsigned")
+            << "\n";
   std::cout << ToHex(Blake2b256(bytes)) << std::endl;
   return 0;
 }
 
 int Sign(const std::vector<std::string>& args) {
   Options o("sparecycles package sign PKG --key KEY [options]",
-            "Signs a package's manifest with a publisher's Ed25519 secret key (replacing any signature).\n"
+            "Signs a package's manifest with a publisher's Ed25519 secret key (replacing any "
+            "signature).\n"
             "The manifest holds every file's BLAKE2b-256, so the signature covers the files too.",
             "SPARECYCLES_PACKAGE_");
   o.Add("key", "", "The secret key file. Default: $XDG_CONFIG_HOME/sparecycles/publisher.key.");
@@ -167,7 +184,8 @@ int Sign(const std::vector<std::string>& args) {
   local.check_platform = false;
   pkg->Unsign();
   if (Verdict v = pkg->Verify(local); !v.ok()) {
-    std::fprintf(stderr, "sparecycles: refusing to sign %s: %s\n", o.Positional()[0].c_str(), v.ToString().c_str());
+    std::fprintf(stderr, "sparecycles: refusing to sign %s: %s\n", o.Positional()[0].c_str(),
+                 v.ToString().c_str());
     return 1;
   }
   auto path = KeyPath(o, "key");
@@ -185,14 +203,18 @@ int Sign(const std::vector<std::string>& args) {
 
 int Verify(const std::vector<std::string>& args) {
   Options o("sparecycles package verify PKG [options]",
-            "Checks a package as a coordinator or worker would: the signature matches the manifest, every\n"
-            "file matches its hash, the signer is trusted, and it runs on this platform. Prints 'ok' and\n"
+            "Checks a package as a coordinator or worker would: the signature matches the "
+            "manifest, every\n"
+            "file matches its hash, the signer is trusted, and it runs on this platform. Prints "
+            "'ok' and\n"
             "the package id, or the reason of the refusal (exit 1): bad signature, hash mismatch,\n"
             "unsigned, unknown signer, unsupported platform, malformed package.",
             "SPARECYCLES_PACKAGE_");
-  o.Add("trust", "", "Publisher keys to accept: a .pub file, a directory of .pub files, or 64 hex digits.\n"
-                     "      Default: the directory $XDG_CONFIG_HOME/sparecycles/trusted (or ~/.config/...).");
-  o.AddFlag("local", "Development mode: no signature required (one that is present must still be valid).");
+  o.Add("trust", "",
+        "Publisher keys to accept: a .pub file, a directory of .pub files, or 64 hex digits.\n"
+        "      Default: the directory $XDG_CONFIG_HOME/sparecycles/trusted (or ~/.config/...).");
+  o.AddFlag("local",
+            "Development mode: no signature required (one that is present must still be valid).");
   o.AddFlag("any-platform", "Do not check the platform and architecture.");
   AddMaxSize(o);
   if (Status s = o.Parse(Normalize(args)); !s.ok()) return Usage(s.message());
@@ -210,8 +232,10 @@ int Verify(const std::vector<std::string>& args) {
   if (!pkg.ok()) {
     const bool too_large = pkg.status().code() == StatusCode::kResourceExhausted;
     if (pkg.status().code() == StatusCode::kNotFound) return Fail(pkg.status());
-    std::fprintf(stderr, "refused: %s: %s\n", std::string(RefusalName(too_large ? Refusal::kTooLarge : Refusal::kMalformed)).c_str(),
-                 pkg.status().message().c_str());
+    std::fprintf(
+        stderr, "refused: %s: %s\n",
+        std::string(RefusalName(too_large ? Refusal::kTooLarge : Refusal::kMalformed)).c_str(),
+        pkg.status().message().c_str());
     return 1;
   }
   TrustSet trust;
@@ -239,7 +263,8 @@ int Verify(const std::vector<std::string>& args) {
   std::cout << "ok " << ToHex(pkg->Id()) << std::endl;
   std::cerr << pkg->manifest().name << " " << pkg->manifest().version << " ("
             << KindName(pkg->manifest().kind) << ")"
-            << (pkg->signature() ? ", signed by " + pkg->signature()->signer.Hex() : ", unsigned") << "\n";
+            << (pkg->signature() ? ", signed by " + pkg->signature()->signer.Hex() : ", unsigned")
+            << "\n";
   return 0;
 }
 
@@ -254,7 +279,8 @@ std::string Quote(std::string_view s) {
 
 int Inspect(const std::vector<std::string>& args) {
   Options o("sparecycles package inspect PKG [options]",
-            "Shows what a package holds: its manifest, every file with size and hash, its signer and id.\n"
+            "Shows what a package holds: its manifest, every file with size and hash, its signer "
+            "and id.\n"
             "Checks the structure only; use `verify` to check hashes and the signature.",
             "SPARECYCLES_PACKAGE_");
   AddMaxSize(o);
@@ -283,7 +309,8 @@ int Inspect(const std::vector<std::string>& args) {
   out << "memory:        " << HumanBytes(m.resources.memory_bytes) << " per unit\n"
       << "expected-time: " << m.resources.expected_seconds << " s per unit\n"
       << "network:       " << (m.resources.network ? "needed" : "none") << "\n"
-      << "signed by:     " << (pkg->signature() ? pkg->signature()->signer.Hex() : std::string("(unsigned)")) << "\n";
+      << "signed by:     "
+      << (pkg->signature() ? pkg->signature()->signer.Hex() : std::string("(unsigned)")) << "\n";
   if (m.kind == Kind::kCommand) {
     const CommandSpec& c = m.command;
     out << "arguments:    ";
@@ -296,26 +323,30 @@ int Inspect(const std::vector<std::string>& args) {
     std::uint64_t units = 1;
     for (const auto& p : c.split.sweep) {
       out << "sweep:         " << p.name << " = ";
-      if (p.is_range) out << p.from << ".." << p.to << ":" << p.step;
+      if (p.is_range)
+        out << p.from << ".." << p.to << ":" << p.step;
       else
-        for (std::size_t i = 0; i < p.values.size() && i < 8; ++i) out << (i ? "," : "") << p.values[i];
+        for (std::size_t i = 0; i < p.values.size() && i < 8; ++i)
+          out << (i ? "," : "") << p.values[i];
       if (!p.is_range && p.values.size() > 8) out << ",...";
       out << " (" << p.Count() << " values)\n";
       units *= p.Count();
     }
     if (!c.split.sweep.empty()) out << "sweep units:   " << units << "\n";
-    for (const auto& f : c.outputs) out << "output:        " << f << (f == c.stdout_file ? " (stdout)" : "") << "\n";
+    for (const auto& f : c.outputs)
+      out << "output:        " << f << (f == c.stdout_file ? " (stdout)" : "") << "\n";
     if (!c.progress_file.empty()) out << "progress-file: " << c.progress_file << "\n";
     for (const auto& p : c.canonicalizer.drop_lines) out << "drop-lines:    " << p << "\n";
-    if (c.canonicalizer.round_digits) out << "round-digits:  " << int(c.canonicalizer.round_digits) << "\n";
+    if (c.canonicalizer.round_digits)
+      out << "round-digits:  " << int(c.canonicalizer.round_digits) << "\n";
   }
   out << "files:         " << m.files.size() << "\n";
   for (const auto& f : m.files)
-    out << "  " << (f.executable ? "x " : "  ") << ToHex(f.blake2b).substr(0, 16) << "  " << f.size << "\t" << f.path << "\n";
+    out << "  " << (f.executable ? "x " : "  ") << ToHex(f.blake2b).substr(0, 16) << "  " << f.size
+        << "\t" << f.path << "\n";
   std::cout << out.str();
   return 0;
 }
-
 
 // Removes a directory tree at the end of a scope.
 struct ScratchDir {
@@ -326,14 +357,16 @@ struct ScratchDir {
   }
 };
 
-
-int TestCommand(const Options& o, const Package& pkg, const std::string& root, const std::string& scratch) {
+int TestCommand(const Options& o, const Package& pkg, const std::string& root,
+                const std::string& scratch) {
   const Manifest& m = pkg.manifest();
-  if (!o.Extra().empty()) return Usage("a command package takes no task parameters (its sweep is in the manifest)");
+  if (!o.Extra().empty())
+    return Usage("a command package takes no task parameters (its sweep is in the manifest)");
   Result<std::vector<CommandUnit>> units = Internal("unset");
   switch (m.command.split.mode) {
     case SplitMode::kLines: {
-      if (o.Get("input").empty()) return Usage(m.name + " splits its input by lines: give the file with --input");
+      if (o.Get("input").empty())
+        return Usage(m.name + " splits its input by lines: give the file with --input");
       std::error_code ec;
       const auto size = std::filesystem::file_size(o.Get("input"), ec);
       if (ec) return Fail(NotFound("cannot read " + o.Get("input") + ": " + ec.message()));
@@ -345,7 +378,8 @@ int TestCommand(const Options& o, const Package& pkg, const std::string& root, c
       break;
     }
     case SplitMode::kFiles:
-      if (o.Get("input").empty()) return Usage(m.name + " makes one unit per input file: give the directory with --input");
+      if (o.Get("input").empty())
+        return Usage(m.name + " makes one unit per input file: give the directory with --input");
       units = SplitFiles(m, o.Get("input"));
       break;
     case SplitMode::kSweep:
@@ -358,7 +392,8 @@ int TestCommand(const Options& o, const Package& pkg, const std::string& root, c
   if (!units.ok()) return Fail(units.status());
   const std::string out_dir = o.Get("output").empty() ? m.name + "-outputs" : o.Get("output");
   std::error_code ec;
-  if (std::filesystem::exists(out_dir, ec)) return Fail(FailedPrecondition(out_dir + " already exists; name a new directory with -o"));
+  if (std::filesystem::exists(out_dir, ec))
+    return Fail(FailedPrecondition(out_dir + " already exists; name a new directory with -o"));
   RunOptions ro;
   ro.package_dir = root;
   ro.work_dir = scratch;
@@ -368,10 +403,12 @@ int TestCommand(const Options& o, const Package& pkg, const std::string& root, c
     auto run = RunCommandUnit(m, u, ro);
     if (!run.ok()) {
       ++failed;
-      std::fprintf(stderr, "unit %llu failed: %s\n", static_cast<unsigned long long>(u.index), run.status().ToString().c_str());
+      std::fprintf(stderr, "unit %llu failed: %s\n", static_cast<unsigned long long>(u.index),
+                   run.status().ToString().c_str());
       continue;
     }
-    std::fprintf(stderr, "unit %llu: %.3f s, canonical hash %s\n", static_cast<unsigned long long>(u.index), run->seconds,
+    std::fprintf(stderr, "unit %llu: %.3f s, canonical hash %s\n",
+                 static_cast<unsigned long long>(u.index), run->seconds,
                  ToHex(run->canonical_hash).substr(0, 16).c_str());
     char name[32];
     std::snprintf(name, sizeof(name), "unit-%06llu", static_cast<unsigned long long>(u.index));
@@ -381,30 +418,38 @@ int TestCommand(const Options& o, const Package& pkg, const std::string& root, c
       if (Status s = WriteFileAtomic(p.string(), data); !s.ok()) return Fail(s);
     }
   }
-  std::fprintf(stderr, "%zu units, %d failed; outputs in %s\n", units->size(), failed, out_dir.c_str());
+  std::fprintf(stderr, "%zu units, %d failed; outputs in %s\n", units->size(), failed,
+               out_dir.c_str());
   return failed > 0 ? 1 : 0;
 }
 
 int Test(const std::vector<std::string>& args) {
-  Options o("sparecycles package test PKG [--PARAM VALUE ...] [options]",
-            "Runs a package on this machine with no coordinator, worker or keys: verifies it (no signature\n"
-            "needed) and extracts it to a temporary directory. A native package's task is loaded through\n"
-            "the plugin ABI, planned, split, every unit run, and merged; the summary is printed. A command\n"
-            "package's input is split as its manifest says, its program run once per unit, and the\n"
-            "declared outputs written to --output as unit-NNNNNN/NAME, with each unit's canonical hash.\n"
-            "The task's code runs in this process, unconfined: test only packages you built yourself.",
-            "SPARECYCLES_PACKAGE_");
+  Options o(
+      "sparecycles package test PKG [--PARAM VALUE ...] [options]",
+      "Runs a package on this machine with no coordinator, worker or keys: verifies it (no "
+      "signature\n"
+      "needed) and extracts it to a temporary directory. A native package's task is loaded "
+      "through\n"
+      "the plugin ABI, planned, split, every unit run, and merged; the summary is printed. A "
+      "command\n"
+      "package's input is split as its manifest says, its program run once per unit, and the\n"
+      "declared outputs written to --output as unit-NNNNNN/NAME, with each unit's canonical hash.\n"
+      "The task's code runs in this process, unconfined: test only packages you built yourself.",
+      "SPARECYCLES_PACKAGE_");
   o.Add("units", "0", "Native: number of units; 0 = up to 4, as the task's plan allows.");
-  o.Add("input", "", "Command: the job's input, a file (split = lines) or a directory (split = files).");
-  o.Add("output", "", "Command: the directory to write the outputs to, as unit-NNNNNN/NAME (-o).\n"
-                      "      Default: NAME-outputs in the current directory.");
+  o.Add("input", "",
+        "Command: the job's input, a file (split = lines) or a directory (split = files).");
+  o.Add("output", "",
+        "Command: the directory to write the outputs to, as unit-NNNNNN/NAME (-o).\n"
+        "      Default: NAME-outputs in the current directory.");
   o.AddFlag("json", "Print the merged result as JSON.");
   AddMaxSize(o);
   o.AllowExtra(true);
   if (Status s = o.Parse(Normalize(args)); !s.ok()) return Usage(s.message());
   if (o.HelpRequested()) {
-    std::cout << o.Help() << "\nTask parameters are given as --NAME VALUE; `package inspect` and the task's\n"
-                             "documentation name them.\n";
+    std::cout << o.Help()
+              << "\nTask parameters are given as --NAME VALUE; `package inspect` and the task's\n"
+                 "documentation name them.\n";
     return 0;
   }
   if (o.Positional().size() != 1) return Usage("name one package file");
@@ -423,8 +468,10 @@ int Test(const std::vector<std::string>& args) {
     return 1;
   }
   const char* tmp_root = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp_root && tmp_root[0] ? tmp_root : "/tmp") + "/sparecycles-pkgtest-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) return Fail(Unavailable("cannot create a temporary directory"));
+  std::string tmpl =
+      std::string(tmp_root && tmp_root[0] ? tmp_root : "/tmp") + "/sparecycles-pkgtest-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr)
+    return Fail(Unavailable("cannot create a temporary directory"));
   ScratchDir scratch{tmpl};
   const std::string root = tmpl + "/pkg";
   if (Status s = pkg->Extract(root); !s.ok()) return Fail(s);
@@ -432,7 +479,8 @@ int Test(const std::vector<std::string>& args) {
   // The manifest's ABI claim is checked before any of the library's code runs.
   if (pkg->manifest().abi_version != HostTaskAbiVersion())
     return Fail(FailedPrecondition(pkg->manifest().name + " declares task ABI version " +
-                                   std::to_string(pkg->manifest().abi_version) + ", this SpareCycles speaks version " +
+                                   std::to_string(pkg->manifest().abi_version) +
+                                   ", this SpareCycles speaks version " +
                                    std::to_string(HostTaskAbiVersion())));
   auto task = LoadTaskPlugin(root + "/" + pkg->manifest().entry);
   if (!task.ok()) return Fail(task.status());
@@ -446,8 +494,9 @@ int Test(const std::vector<std::string>& args) {
   }
   auto plan = t.Plan(params);
   if (!plan.ok()) return Fail(plan.status());
-  std::uint64_t units = *units_opt > 0 ? static_cast<std::uint64_t>(*units_opt)
-                                       : plan->fixed_units ? plan->max_units : std::min<std::uint64_t>(plan->max_units, 4);
+  std::uint64_t units = *units_opt > 0      ? static_cast<std::uint64_t>(*units_opt)
+                        : plan->fixed_units ? plan->max_units
+                                            : std::min<std::uint64_t>(plan->max_units, 4);
   auto split = t.Split(params, units);
   if (!split.ok()) return Fail(split.status());
   std::vector<std::string> results;
@@ -463,10 +512,12 @@ int Test(const std::vector<std::string>& args) {
     } catch (const std::exception& e) {
       r = Internal(std::string("exception: ") + e.what());
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!r.ok()) {
       ++failed;
-      std::fprintf(stderr, "unit %zu failed after %.3f s: %s\n", i, secs, r.status().ToString().c_str());
+      std::fprintf(stderr, "unit %zu failed after %.3f s: %s\n", i, secs,
+                   r.status().ToString().c_str());
       continue;
     }
     std::fprintf(stderr, "unit %zu: %zu bytes in %.3f s, canonical hash %s\n", i, r->size(), secs,

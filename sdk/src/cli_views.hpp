@@ -34,8 +34,8 @@ std::string ProgressText(const JobInfo& info, const RateMeter& meter, double ela
 
 struct TopOptions {
   double interval_seconds = 1;
-  int iterations = 0;      // 0 = until interrupted
-  bool once = false;       // print one frame without clearing the screen (for `watch`)
+  int iterations = 0;  // 0 = until interrupted
+  bool once = false;   // print one frame without clearing the screen (for `watch`)
   std::size_t max_jobs = 20;
 };
 /// Runs `sparecycles top` against a connected client. Returns the process exit code.

@@ -146,7 +146,8 @@ struct ClientCore {
   }
 
   void Loop() {
-    std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0},
+                                          {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
     while (!stop.load()) {
       net::Poll(items, std::chrono::milliseconds(200));
       if (items[1].revents & ZMQ_POLLIN) wake.Drain();
@@ -266,7 +267,8 @@ Result<JobResult> Job::Wait(std::chrono::milliseconds timeout) {
     {
       std::unique_lock lock(job_->mu);
       const auto now = std::chrono::steady_clock::now();
-      const auto slice = std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::seconds(1));
+      const auto slice =
+          std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::seconds(1));
       if (slice > std::chrono::steady_clock::duration::zero())
         job_->cv.wait_for(lock, slice, [&] { return IsFinal(job_->info.state); });
       if (IsFinal(job_->info.state)) break;
@@ -291,7 +293,8 @@ Result<JobResult> Job::Wait(std::chrono::milliseconds timeout) {
   out.summary = std::move(r->summary);
   out.json = std::move(r->json);
   out.media_type = std::move(r->media_type);
-  for (auto& u : r->failures) out.failures.push_back(UnitFailure{u.unit_index, std::move(u.reason)});
+  for (auto& u : r->failures)
+    out.failures.push_back(UnitFailure{u.unit_index, std::move(u.reason)});
   return out;
 }
 
@@ -366,7 +369,8 @@ Result<Job> Client::Submit(const JobSpec& spec) {
   s.spec.quorum = spec.replication.quorum;
   s.spec.max_replicas = spec.replication.max_replicas;
   s.spec.max_errors = spec.replication.max_errors;
-  if (spec.replication.adaptive < 0 || spec.replication.adaptive > 2) return InvalidArgument("adaptive must be 0, 1 or 2");
+  if (spec.replication.adaptive < 0 || spec.replication.adaptive > 2)
+    return InvalidArgument("adaptive must be 0, 1 or 2");
   s.spec.adaptive = static_cast<std::uint8_t>(spec.replication.adaptive);
   s.spec.target_error = spec.replication.target_error;
   s.spec.client_token = spec.client_token.empty() ? RandomId("tok-") : spec.client_token;
@@ -378,7 +382,8 @@ Result<Job> Client::Submit(const JobSpec& spec) {
     if (r.ok() || r.status().code() != StatusCode::kUnavailable) break;
   }
   if (!r.ok()) return r.status();
-  if (r->code != 0) return sparecycles::Status(static_cast<StatusCode>(r->code <= 9 ? r->code : 9), r->message);
+  if (r->code != 0)
+    return sparecycles::Status(static_cast<StatusCode>(r->code <= 9 ? r->code : 9), r->message);
   std::shared_ptr<detail::JobCore> job;
   {
     std::lock_guard lock(core_->mu);
@@ -424,7 +429,9 @@ Result<std::vector<PeerInfo>> Client::Peers() {
     PeerInfo i;
     i.peer_id = p.peer_id;
     i.hostname = p.hostname;
-    i.state = p.state == proto::PeerState::kRunning ? "running" : p.state == proto::PeerState::kThrottled ? "throttled" : "paused";
+    i.state = p.state == proto::PeerState::kRunning     ? "running"
+              : p.state == proto::PeerState::kThrottled ? "throttled"
+                                                        : "paused";
     i.reason = p.reason;
     i.cores = p.cores;
     i.slots = p.slots;

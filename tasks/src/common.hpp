@@ -4,13 +4,18 @@
 // thread-safe (it may be fed from any TBB thread).
 #pragma once
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+#include <tbb/task_group.h>
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
-#include <exception>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <iterator>
 #include <map>
@@ -19,11 +24,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
-#include <tbb/task_group.h>
 
 #include "sparecycles/core/codec.hpp"
 #include "sparecycles/core/status.hpp"
@@ -116,11 +116,14 @@ class DoneChunks {
   /// are ignored (returns false) and the unit starts from zero.
   bool Load(std::string_view bytes) {
     Snapshot snap;
-    if (!DecodeValue(bytes, snap).ok() || snap.fingerprint != fingerprint_ || snap.n != n_) return false;
+    if (!DecodeValue(bytes, snap).ok() || snap.fingerprint != fingerprint_ || snap.n != n_)
+      return false;
     std::uint64_t prev_end = 0;
     for (const Run& r : snap.runs)
-      if (r.begin < prev_end || r.begin >= r.end || r.end > n_) return false;
-      else prev_end = r.end;
+      if (r.begin < prev_end || r.begin >= r.end || r.end > n_)
+        return false;
+      else
+        prev_end = r.end;
     std::lock_guard lock(mu_);
     runs_.clear();
     done_ = 0;
@@ -188,12 +191,18 @@ class DoneChunks {
   struct Run {
     std::uint64_t begin = 0, end = 0;
     R value{};
-    template <class A> void serialize(A& a) { a(begin, end, value); }
+    template <class A>
+    void serialize(A& a) {
+      a(begin, end, value);
+    }
   };
   struct Snapshot {
     std::uint64_t fingerprint = 0, n = 0;
     std::vector<Run> runs;
-    template <class A> void serialize(A& a) { a(fingerprint, n, runs); }
+    template <class A>
+    void serialize(A& a) {
+      a(fingerprint, n, runs);
+    }
   };
   const std::uint64_t fingerprint_, n_;
   const Combine combine_;
@@ -224,7 +233,8 @@ void RunChunks(UnitContext& ctx, DoneChunks<R>& done, const Body& body, const Af
   for (const auto& [first, end] : gaps) ends.push_back(todo += end - first);
   if (todo == 0) return;
   auto chunk_at = [&](std::uint64_t i) {
-    const auto g = static_cast<std::size_t>(std::upper_bound(ends.begin(), ends.end(), i) - ends.begin());
+    const auto g =
+        static_cast<std::size_t>(std::upper_bound(ends.begin(), ends.end(), i) - ends.begin());
     return gaps[g].first + (i - (g == 0 ? 0 : ends[g - 1]));
   };
   std::atomic<std::uint64_t> next{0};
@@ -262,7 +272,8 @@ void RunChunks(UnitContext& ctx, DoneChunks<R>& done, const Body& body, const Af
       if (i >= todo) return;
     }
   };
-  const std::size_t threads = static_cast<std::size_t>(std::max(1, tbb::this_task_arena::max_concurrency()));
+  const std::size_t threads =
+      static_cast<std::size_t>(std::max(1, tbb::this_task_arena::max_concurrency()));
   const std::size_t helpers = static_cast<std::size_t>(std::min<std::uint64_t>(threads, todo)) - 1;
   tbb::task_group helpers_group;
   for (std::size_t h = 0; h < helpers; ++h) helpers_group.run(work);

@@ -152,7 +152,8 @@ class PiTask final : public Task {
                         for (std::uint64_t c = r.begin(); c != r.end(); ++c) {
                           const std::uint64_t lo = c * kChunk;
                           const std::uint64_t n = std::min(kChunk, u.count - lo);
-                          hits.fetch_add(CountHits(key, u.first + lo, n), std::memory_order_relaxed);
+                          hits.fetch_add(CountHits(key, u.first + lo, n),
+                                         std::memory_order_relaxed);
                           meter.Add(n);
                         }
                       });

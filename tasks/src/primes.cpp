@@ -414,7 +414,8 @@ std::uint64_t CountPrimes(std::uint64_t from, std::uint64_t to, UnitContext& ctx
         const std::uint64_t lo = first_byte + c * chunk_bytes;
         const std::uint64_t len = std::min(end_byte, lo + chunk_bytes) - lo;
         const std::uint64_t segments = (len + kSegmentBytes - 1) / kSegmentBytes;
-        const std::uint64_t reported = (segments - 1) / kSegmentsPerReport * kSegmentsPerReport * kSegmentBytes;
+        const std::uint64_t reported =
+            (segments - 1) / kSegmentsPerReport * kSegmentsPerReport * kSegmentBytes;
         meter.Add(len - reported);
       });
   return count + done.Total();

@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto loaded = store.Load(lease);
   if (loaded) {
     if (!(loaded->fraction >= 0 && loaded->fraction <= 1)) fuzz::Fail("fraction outside 0..1");
-    if (loaded->state.size() > proto::kMaxCheckpointBytes + 4096) fuzz::Fail("state above the limit");
+    if (loaded->state.size() > proto::kMaxCheckpointBytes + 4096)
+      fuzz::Fail("state above the limit");
     fuzz::Sink(loaded->state);
   }
   return 0;

@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const char* name : {"cores", "heartbeat", "ratio", "data-dir"}) {
     const std::string v = opts.Get(name);
     // Values are trimmed and hold no comment or line break.
-    if (v.find_first_of("#\n") != std::string::npos) fuzz::Fail("a value kept a comment or newline");
+    if (v.find_first_of("#\n") != std::string::npos)
+      fuzz::Fail("a value kept a comment or newline");
     if (!v.empty() && (v.front() == ' ' || v.back() == ' ')) fuzz::Fail("a value is not trimmed");
     fuzz::Sink(v);
   }

@@ -3,10 +3,11 @@
 // context with a tiny budget. Each harness is single-threaded; nothing here is thread-safe.
 #pragma once
 
+#include <stdlib.h>  // mkdtemp
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <stdlib.h>  // mkdtemp
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,7 +25,9 @@ inline void Sink(std::uint64_t v) {
   static volatile std::uint64_t sink = 0;
   sink = sink + v;
 }
-inline void Sink(std::string_view s) { Sink(s.size() + (s.empty() ? 0 : static_cast<unsigned char>(s[0]))); }
+inline void Sink(std::string_view s) {
+  Sink(s.size() + (s.empty() ? 0 : static_cast<unsigned char>(s[0])));
+}
 
 /// A broken property: crash loudly so libFuzzer saves the input.
 [[noreturn]] inline void Fail(const char* what) {
@@ -108,7 +111,8 @@ inline void WriteFile(const std::string& path, std::string_view bytes) {
 /// Removes every entry of a directory.
 inline void ClearDir(const std::string& dir) {
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) std::filesystem::remove_all(e.path(), ec);
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    std::filesystem::remove_all(e.path(), ec);
 }
 
 }  // namespace sparecycles::fuzz

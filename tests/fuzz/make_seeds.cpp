@@ -109,7 +109,8 @@ void PeerFrames() {
   Seed("peer_frame", "heartbeat", proto::Encode(proto::Heartbeat{{{7, 0.5f}, {8, 1.0f}}}));
   Seed("peer_frame", "cancel_leases", proto::Encode(proto::CancelLeases{{7}, "job cancelled"}));
   Seed("peer_frame", "bye", proto::Encode(proto::Bye{{9}}));
-  Seed("peer_frame", "reject", proto::Encode(proto::Reject{proto::RejectCode::kBadVersion, "speak v1"}));
+  Seed("peer_frame", "reject",
+       proto::Encode(proto::Reject{proto::RejectCode::kBadVersion, "speak v1"}));
   Seed("peer_frame", "checkpoint", proto::Encode(proto::Checkpoint{9, 4, 1, 0.25f, "state"}));
   Seed("header", "hello", proto::Encode(hello));
   Seed("header", "results", proto::Encode(proto::Results{}));
@@ -213,7 +214,8 @@ void Tasks() {
       const std::string n = std::to_string(i);
       Seed(harness, "execute_" + n, std::string(1, '\0') + fuzz::Piece(unit));
       if (!ctx.first.empty())
-        Seed(harness, "resume_" + n, std::string(1, '\1') + fuzz::Piece(unit) + fuzz::Piece(ctx.first));
+        Seed(harness, "resume_" + n,
+             std::string(1, '\1') + fuzz::Piece(unit) + fuzz::Piece(ctx.first));
       Seed(harness, "print_result_" + n, std::string(1, '\3') + *r);
     }
     std::string all(1, '\2');

@@ -78,7 +78,8 @@ inline int FuzzTask(std::string_view task_name, std::string (*cheapen)(std::stri
           auto r = task->Execute(unit, ctx);
           if (r.ok()) {
             if (r->size() > proto::kMaxResultBytes) Fail("unit result above the frame limit");
-            if (task->Canonicalize(*r) != task->Canonicalize(*r)) Fail("Canonicalize not deterministic");
+            if (task->Canonicalize(*r) != task->Canonicalize(*r))
+              Fail("Canonicalize not deterministic");
             Sink(*r);
           } else {
             Sink(r.status().message());

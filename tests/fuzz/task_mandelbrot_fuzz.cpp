@@ -8,12 +8,18 @@ namespace {
 struct View {
   std::uint32_t width = 0, height = 0, max_iter = 0;
   double x0 = 0, x1 = 0, y0 = 0, y1 = 0;
-  template <class A> void serialize(A& a) { a(width, height, max_iter, x0, x1, y0, y1); }
+  template <class A>
+  void serialize(A& a) {
+    a(width, height, max_iter, x0, x1, y0, y1);
+  }
 };
 struct Unit {
   View view;
   std::uint32_t row_lo = 0, row_hi = 0;
-  template <class A> void serialize(A& a) { a(view, row_lo, row_hi); }
+  template <class A>
+  void serialize(A& a) {
+    a(view, row_lo, row_hi);
+  }
 };
 
 // One row costs width x max_iter before its progress report (up to 6.5e11 iterations): keep

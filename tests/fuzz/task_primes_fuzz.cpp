@@ -9,7 +9,10 @@ namespace {
 
 struct Unit {
   std::uint64_t from = 0, to = 0;
-  template <class A> void serialize(A& a) { a(from, to); }
+  template <class A>
+  void serialize(A& a) {
+    a(from, to);
+  }
 };
 
 // Sieving primes up to sqrt(to) are found before the first progress report, which comes after a

@@ -8,13 +8,17 @@ namespace {
 struct Unit {
   std::uint64_t first = 0, count = 0, total = 0;
   std::uint32_t ms = 0;
-  template <class A> void serialize(A& a) { a(first, count, total, ms); }
+  template <class A>
+  void serialize(A& a) {
+    a(first, count, total, ms);
+  }
 };
 
 // spin busy-waits ms x count by design (5 ms between reports): keep it at most 1 ms.
 std::string Cheapen(std::string_view bytes) {
   Unit u;
-  if (!sparecycles::DecodeValue(bytes, u).ok() || u.ms <= 1 || u.ms > 3600000) return std::string(bytes);
+  if (!sparecycles::DecodeValue(bytes, u).ok() || u.ms <= 1 || u.ms > 3600000)
+    return std::string(bytes);
   u.ms = 1;
   return sparecycles::EncodeValue(u);
 }

@@ -94,7 +94,8 @@ TEST_CASE("primes through the SDK matches an independent sieve") {
   JobSpec odd("primes");
   odd.Set("from", "999983").Set("to", "3000017");
   odd.units = 5;
-  CHECK(JsonInt(RunToEnd(client, odd).json, "count") == static_cast<long long>(ReferencePrimeCount(999983, 3000017)));
+  CHECK(JsonInt(RunToEnd(client, odd).json, "count") ==
+        static_cast<long long>(ReferencePrimeCount(999983, 3000017)));
 }
 
 TEST_CASE("pi through the SDK is close to pi and bit-identical on a rerun") {
@@ -138,25 +139,32 @@ TEST_CASE("hashsearch through the SDK finds exactly the nonces a brute force fin
     std::string msg = prefix;
     msg.append(reinterpret_cast<const char*>(&n), 8);
     unsigned char h[32];
-    crypto_generichash(h, 32, reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), nullptr, 0);
+    crypto_generichash(h, 32, reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                       nullptr, 0);
     int zeros = 0;
-    for (int i = 0; i < 32 && zeros == i * 8; ++i) zeros += h[i] == 0 ? 8 : __builtin_clz(h[i]) - 24;
+    for (int i = 0; i < 32 && zeros == i * 8; ++i)
+      zeros += h[i] == 0 ? 8 : __builtin_clz(h[i]) - 24;
     if (zeros >= bits) expected.push_back(n);
   }
   REQUIRE(expected.size() > 10);
   JobSpec spec("hashsearch");
-  spec.Set("prefix", prefix).Set("from", "0").Set("to", std::to_string(to)).Set("bits", std::to_string(bits));
+  spec.Set("prefix", prefix)
+      .Set("from", "0")
+      .Set("to", std::to_string(to))
+      .Set("bits", std::to_string(bits));
   spec.units = 7;
   JobResult r = RunToEnd(client, spec);
   CHECK(JsonInt(r.json, "count") == static_cast<long long>(expected.size()));
   std::string list;
-  for (std::size_t i = 0; i < expected.size(); ++i) list += (i ? "," : "") + std::to_string(expected[i]);
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    list += (i ? "," : "") + std::to_string(expected[i]);
   CHECK(r.json.find("[" + list + "]") != std::string::npos);
 }
 
 TEST_CASE("wordfreq ships its input to the peers in chunks and counts every word once") {
   Client client = Connect();
-  const std::vector<std::string> vocab = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"};
+  const std::vector<std::string> vocab = {"alpha",   "beta", "gamma", "delta",
+                                          "epsilon", "zeta", "eta"};
   std::mt19937 rng(7);
   std::map<std::string, long long> expected;
   std::string text;
@@ -195,25 +203,31 @@ TEST_CASE("spin units are spread over both workers") {
 TEST_CASE("the CLI submits jobs, lists them and writes image files") {
   const std::string ep = SharedCluster().client_endpoint();
   const TempDir& dir = SharedCluster().dir();
-  auto [code, out] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "primes", "--from", "1000000",
-                                 "--to", "2000000", "--units", "3", "--json"}, dir / "cli1");
+  auto [code, out] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "primes",
+                                 "--from", "1000000", "--to", "2000000", "--units", "3", "--json"},
+                                dir / "cli1");
   CHECK(code == 0);
   CHECK(out.find("\"count\":70435") != std::string::npos);  // pi(2e6) - pi(1e6)
   const std::string job_id = std::to_string(JsonInt(out, "job"));
 
-  auto [c2, jobs] = RunCommand({SPARECYCLES_CLI_BIN, "jobs", "--coordinator", ep, "--json"}, dir / "cli2");
+  auto [c2, jobs] =
+      RunCommand({SPARECYCLES_CLI_BIN, "jobs", "--coordinator", ep, "--json"}, dir / "cli2");
   CHECK(c2 == 0);
   CHECK(jobs.find("\"job\":" + job_id) != std::string::npos);
-  auto [c3, peers] = RunCommand({SPARECYCLES_CLI_BIN, "peers", "--coordinator", ep, "--json"}, dir / "cli3");
+  auto [c3, peers] =
+      RunCommand({SPARECYCLES_CLI_BIN, "peers", "--coordinator", ep, "--json"}, dir / "cli3");
   CHECK(c3 == 0);
   CHECK(std::count(peers.begin(), peers.end(), '{') == 2);
-  auto [c4, status] = RunCommand({SPARECYCLES_CLI_BIN, "status", "--coordinator", ep, job_id}, dir / "cli4");
+  auto [c4, status] =
+      RunCommand({SPARECYCLES_CLI_BIN, "status", "--coordinator", ep, job_id}, dir / "cli4");
   CHECK(c4 == 0);
   CHECK(status.find("done") != std::string::npos);
 
   const std::string pgm = dir / "m.pgm";
-  auto [c5, m] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "mandelbrot", "--width", "64",
-                             "--height", "48", "--format", "pgm", "--output", pgm, "--json"}, dir / "cli5");
+  auto [c5, m] =
+      RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "mandelbrot", "--width", "64",
+                  "--height", "48", "--format", "pgm", "--output", pgm, "--json"},
+                 dir / "cli5");
   CHECK(c5 == 0);
   const std::string image = ReadAll(pgm);
   CHECK(image.rfind("P5", 0) == 0);
@@ -225,36 +239,45 @@ TEST_CASE("the CLI submits jobs, lists them and writes image files") {
     std::ofstream f(input);
     for (int i = 0; i < 1000; ++i) f << "to be or not to be\n";
   }
-  auto [c6, w] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "wordfreq", "--input", input,
-                             "--units", "4", "--json"}, dir / "cli6");
+  auto [c6, w] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "wordfreq",
+                             "--input", input, "--units", "4", "--json"},
+                            dir / "cli6");
   CHECK(c6 == 0);
   CHECK(JsonInt(w, "total_words") == 6000);
 
   // The remaining tasks through the CLI as well.
-  auto [c9, pi] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "pi", "--samples", "2000000",
-                              "--units", "4", "--json"}, dir / "cli9");
+  auto [c9, pi] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "pi", "--samples",
+                              "2000000", "--units", "4", "--json"},
+                             dir / "cli9");
   CHECK(c9 == 0);
   CHECK(std::abs(JsonDouble(pi, "estimate") - M_PI) < 0.02);
-  auto [c10, hs] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "hashsearch", "--prefix", "cli",
-                               "--to", "50000", "--bits", "10", "--units", "3", "--json"}, dir / "cli10");
+  auto [c10, hs] =
+      RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "hashsearch", "--prefix",
+                  "cli", "--to", "50000", "--bits", "10", "--units", "3", "--json"},
+                 dir / "cli10");
   CHECK(c10 == 0);
   CHECK(JsonInt(hs, "count") > 0);
-  auto [c11, sp] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "spin", "--units", "6", "--ms", "5",
-                               "--json"}, dir / "cli11");
+  auto [c11, sp] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "spin",
+                               "--units", "6", "--ms", "5", "--json"},
+                              dir / "cli11");
   CHECK(c11 == 0);
   CHECK(JsonInt(sp, "units") == 6);
 
-  auto [c7, bad] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "primes", "--from", "10", "--to", "5"}, dir / "cli7");
+  auto [c7, bad] = RunCommand(
+      {SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "primes", "--from", "10", "--to", "5"},
+      dir / "cli7");
   CHECK(c7 == 2);
   CHECK(ReadAll(dir / "cli7.err").find("INVALID_ARGUMENT") != std::string::npos);
-  auto [c8, nope] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "nosuchtask"}, dir / "cli8");
+  auto [c8, nope] =
+      RunCommand({SPARECYCLES_CLI_BIN, "submit", "--coordinator", ep, "nosuchtask"}, dir / "cli8");
   CHECK(c8 == 2);
   CHECK(ReadAll(dir / "cli8.err").find("unknown task") != std::string::npos);
 }
 
 TEST_CASE("the embedded run needs no coordinator") {
   const TempDir& dir = SharedCluster().dir();
-  auto [code, out] = RunCommand({SPARECYCLES_CLI_BIN, "run", "primes", "--to", "100000000", "--json"}, dir / "run1");
+  auto [code, out] = RunCommand(
+      {SPARECYCLES_CLI_BIN, "run", "primes", "--to", "100000000", "--json"}, dir / "run1");
   CHECK(code == 0);
   CHECK(out.find("\"count\":5761455") != std::string::npos);  // pi(10^8)
 }
@@ -266,7 +289,8 @@ TEST_CASE("a cancelled job stops its running units and frees the workers") {
   auto job = client.Submit(spec);
   REQUIRE(job.ok());
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (job->Info().units_running == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (job->Info().units_running == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   REQUIRE(job->Info().units_running > 0);
   REQUIRE(job->Cancel().ok());
   auto r = job->Wait(20s);
@@ -283,7 +307,8 @@ TEST_CASE("a cancelled job stops its running units and frees the workers") {
 TEST_CASE("garbage on both endpoints is dropped and the coordinator keeps serving") {
   zmq::context_t ctx;
   std::mt19937_64 rng(99);
-  for (const std::string& ep : {SharedCluster().peer_endpoint(), SharedCluster().client_endpoint()}) {
+  for (const std::string& ep :
+       {SharedCluster().peer_endpoint(), SharedCluster().client_endpoint()}) {
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
     s.set(zmq::sockopt::linger, 1000);
     s.connect(ep);
@@ -317,22 +342,24 @@ TEST_CASE("a job that cannot progress tells the submitter why instead of waiting
   Cluster cluster(1, {"--pool", "volunteer"});
   REQUIRE(cluster.ok());
   TempDir dir;
-  Process cli({SPARECYCLES_CLI_BIN, "submit", "--coordinator", cluster.client_endpoint(), "spin", "--units", "2",
-               "--ms", "5"},
+  Process cli({SPARECYCLES_CLI_BIN, "submit", "--coordinator", cluster.client_endpoint(), "spin",
+               "--units", "2", "--ms", "5"},
               dir / "submit");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline &&
          cli.Stderr().find("waiting: unit") == std::string::npos)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const std::string said = cli.Stderr();
-  CHECK_MESSAGE(said.find("waits for a peer that has not run it: 1 of 1 connected peers already have") !=
-                    std::string::npos,
-                said);
+  CHECK_MESSAGE(
+      said.find("waits for a peer that has not run it: 1 of 1 connected peers already have") !=
+          std::string::npos,
+      said);
   CHECK(cli.running());  // still waiting, but not silently
   cli.Signal(SIGTERM);
   cli.Wait(std::chrono::seconds(5));
-  auto [code, status] = RunCommand({SPARECYCLES_CLI_BIN, "status", "--coordinator", cluster.client_endpoint(), "1"},
-                                   dir / "status");
+  auto [code, status] =
+      RunCommand({SPARECYCLES_CLI_BIN, "status", "--coordinator", cluster.client_endpoint(), "1"},
+                 dir / "status");
   CHECK(code == 0);
   // A copy, not the binding: CHECK_MESSAGE captures it in a lambda (clang 14 cannot).
   const std::string status_out = status;

@@ -33,7 +33,9 @@ unsigned Cores() {
   return n == 0 ? 1 : n;
 }
 
-double Since(Steady::time_point t) { return std::chrono::duration<double>(Steady::now() - t).count(); }
+double Since(Steady::time_point t) {
+  return std::chrono::duration<double>(Steady::now() - t).count();
+}
 
 // CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; < 0 when gone.
 double ProcessCpu(pid_t pid) {
@@ -125,7 +127,9 @@ class CpuHog {
         do {
           for (int k = 0; k < 100000; ++k) x = x + 1;
           clock_gettime(CLOCK_MONOTONIC, &now);
-        } while (static_cast<double>(now.tv_sec - start.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec - start.tv_nsec) < seconds);
+        } while (static_cast<double>(now.tv_sec - start.tv_sec) +
+                     1e-9 * static_cast<double>(now.tv_nsec - start.tv_nsec) <
+                 seconds);
         _exit(0);
       }
       if (pid > 0) pids_.push_back(pid);
@@ -190,7 +194,9 @@ int PercentAfter(const std::string& log, const std::string& prefix) {
 
 }  // namespace
 
-TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CPU back, and the job still completes") {
+TEST_CASE(
+    "a CPU hog on every core pauses the worker within seconds, gets its CPU back, and the job "
+    "still completes") {
   const unsigned cores = Cores();
   // Other programs on this machine (parallel builds, other tests) would pause the worker before
   // the hog does; wait (bounded) for a calm moment.
@@ -198,7 +204,8 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   const auto calm_deadline = Steady::now() + 120s;
   while (Steady::now() < calm_deadline && (background = OtherLoad(1000ms)) > 0.25) {
   }
-  MESSAGE("background load before the test: " << static_cast<int>(background * 100) << "% of " << cores << " cores");
+  MESSAGE("background load before the test: " << static_cast<int>(background * 100) << "% of "
+                                              << cores << " cores");
   if (background > 0.25) {
     // Not a pass: ctest's SKIP_REGULAR_EXPRESSION turns this line into a skip.
     std::cout << "\nSKIP: the machine stayed " << static_cast<int>(background * 100)
@@ -209,15 +216,17 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   Cluster c(0);
   REQUIRE(c.ok());
   // Thresholds well above the background admitted above, so only the hog pauses the worker.
-  Process& w = c.AddWorker(cores, {"--pause-above", "80%", "--resume-below", "50%", "--idle-time", "1s", "--throttle",
-                                   "on", "--sample-interval", "250ms", "--priority", "normal", "--checkpoint-interval",
-                                   "500ms"});
+  Process& w = c.AddWorker(cores, {"--pause-above", "80%", "--resume-below", "50%", "--idle-time",
+                                   "1s", "--throttle", "on", "--sample-interval", "250ms",
+                                   "--priority", "normal", "--checkpoint-interval", "500ms"});
   const std::string dir = c.dir() / "worker0";
   Client client = Connect(c);
   Job job = SubmitPrimes(client, 24);
-  REQUIRE_MESSAGE(WaitFor([&] { return ReadStatus(dir).unit_progress.size() >= 1; }, 60s), c.Logs());
+  REQUIRE_MESSAGE(WaitFor([&] { return ReadStatus(dir).unit_progress.size() >= 1; }, 60s),
+                  c.Logs());
   // A burst of background load may have paused it already: start from a running worker.
-  REQUIRE_MESSAGE(WaitFor([&] { return ReadStatus(dir).Get("state") == "running"; }, 60s), c.Logs());
+  REQUIRE_MESSAGE(WaitFor([&] { return ReadStatus(dir).Get("state") == "running"; }, 60s),
+                  c.Logs());
   // The worker's CPU use while it runs.
   const double wcpu0 = ProcessCpu(w.pid());
   std::this_thread::sleep_for(1000ms);
@@ -230,7 +239,8 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   REQUIRE(hog.pids().size() == cores);
   // Hog share in 250 ms windows until the worker reports a pause.
   double paused_after = -1;
-  std::vector<std::pair<double, double>> shares;  // (seconds since hog start, hog share of the machine)
+  std::vector<std::pair<double, double>>
+      shares;  // (seconds since hog start, hog share of the machine)
   double last_hog = hog.Cpu();
   auto last_t = Steady::now();
   while (Since(hog_start) < 5.0) {
@@ -240,14 +250,19 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
     last_t = Steady::now();
     shares.emplace_back(Since(hog_start), (h - last_hog) / (dt * cores));
     last_hog = h;
-    if (paused_after < 0 && ReadStatus(dir).Get("state") == "paused") paused_after = Since(hog_start);
+    if (paused_after < 0 && ReadStatus(dir).Get("state") == "paused")
+      paused_after = Since(hog_start);
     if (paused_after >= 0 && Since(hog_start) > paused_after + 1.0) break;
   }
   std::string series;
-  for (auto [t, s] : shares) series += " " + std::to_string(static_cast<int>(t * 1000)) + "ms:" + std::to_string(static_cast<int>(s * 100)) + "%";
+  for (auto [t, s] : shares)
+    series += " " + std::to_string(static_cast<int>(t * 1000)) +
+              "ms:" + std::to_string(static_cast<int>(s * 100)) + "%";
   MESSAGE("hog share of the machine per 250 ms window:" << series);
-  REQUIRE_MESSAGE(paused_after >= 0, ("the worker did not pause within 5 s of the hog\n" + c.Logs()));
-  MESSAGE("the worker paused " << paused_after << " s after the hog started: " << ReadStatus(dir).Get("reason"));
+  REQUIRE_MESSAGE(paused_after >= 0,
+                  ("the worker did not pause within 5 s of the hog\n" + c.Logs()));
+  MESSAGE("the worker paused " << paused_after
+                               << " s after the hog started: " << ReadStatus(dir).Get("reason"));
   CHECK(paused_after < 5.0);
 
   // While paused: the worker uses (almost) no CPU and the hog has the machine.
@@ -265,7 +280,8 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   const double others =
       std::max(0.0, (busy1 - busy0) - (hog.Cpu() - h0 + ProcessCpu(w.pid()) - w0) * tick) /
       std::max(1.0, total1 - total0);
-  MESSAGE("while paused: worker " << worker_paused << " cores, hog " << static_cast<int>(hog_paused * 100)
+  MESSAGE("while paused: worker " << worker_paused << " cores, hog "
+                                  << static_cast<int>(hog_paused * 100)
                                   << "% of the machine (first window after the hog started: "
                                   << static_cast<int>(hog_first * 100) << "%), other programs "
                                   << static_cast<int>(others * 100) << "%");
@@ -273,7 +289,8 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
     // The hog's share then measures the other programs, not what the worker gave back. Decided
     // before any check of this window, since a skip would hide a failed one.
     std::cout << "\nSKIP: other programs took " << static_cast<int>(others * 100)
-              << "% of the machine while the worker was paused; the hog's share cannot be measured" << std::endl;
+              << "% of the machine while the worker was paused; the hog's share cannot be measured"
+              << std::endl;
     return;
   }
   CHECK_MESSAGE(worker_paused < 0.15, w.Stderr());
@@ -294,7 +311,8 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
   // joins so the job's correctness is still checked (the pause/resume above already was).
   auto early = job.Wait(120s);
   if (!early.ok() || !IsFinal(early->info.state)) {
-    MESSAGE("other load kept the worker paused (" << ReadStatus(dir).Get("reason") << "); a dedicated worker joins");
+    MESSAGE("other load kept the worker paused (" << ReadStatus(dir).Get("reason")
+                                                  << "); a dedicated worker joins");
     c.AddWorker(cores);
   }
   ExpectPrimesDone(job, c);
@@ -304,7 +322,9 @@ TEST_CASE("a CPU hog on every core pauses the worker within seconds, gets its CP
                 w.Stderr());
 }
 
-TEST_CASE("a worker killed mid-unit and restarted with the same state directory resumes from its local checkpoint") {
+TEST_CASE(
+    "a worker killed mid-unit and restarted with the same state directory resumes from its local "
+    "checkpoint") {
   Cluster c(0);
   REQUIRE(c.ok());
   const std::vector<std::string> flags = {"--checkpoint-interval", "200ms"};
@@ -330,8 +350,10 @@ TEST_CASE("a worker killed mid-unit and restarted with the same state directory 
   ExpectPrimesDone(job, c);
   const std::string log = second.Stderr();
   const int resumed = PercentAfter(log, "resumes from a local checkpoint at ");
-  MESSAGE("killed at " << static_cast<int>(at_kill * 100) << "% (by the status file); the restarted worker resumed at "
-                       << resumed << "%, so it recomputed " << 100 - resumed << "% of the unit instead of 100%");
+  MESSAGE("killed at " << static_cast<int>(at_kill * 100)
+                       << "% (by the status file); the restarted worker resumed at " << resumed
+                       << "%, so it recomputed " << 100 - resumed
+                       << "% of the unit instead of 100%");
   CHECK(resumed >= 25);  // checkpoints every 200 ms; the status file lags up to 1 s
   CHECK(log.find("done after resuming at") != std::string::npos);
   const auto st = ReadStatus(dir);
@@ -356,12 +378,14 @@ TEST_CASE("a lost worker's unit continues on another worker from the checkpoint 
                   c.Logs());
   lost.Signal(SIGKILL);
   REQUIRE(lost.Wait(10s).has_value());
-  Process& other = c.AddWorker(2, {"--checkpoint-interval", "200ms"});  // a new peer, its own state dir
+  Process& other =
+      c.AddWorker(2, {"--checkpoint-interval", "200ms"});  // a new peer, its own state dir
   ExpectPrimesDone(job, c);
   const std::string log = other.Stderr();
   CHECK(log.find("resumes from a checkpoint uploaded to the coordinator") != std::string::npos);
   const int resumed = PercentAfter(log, "done after resuming at ");
-  MESSAGE("lost at " << static_cast<int>(at_kill * 100) << "%; the other worker resumed at " << resumed
-                     << "%, so it computed " << 100 - resumed << "% of the unit instead of 100%");
+  MESSAGE("lost at " << static_cast<int>(at_kill * 100) << "%; the other worker resumed at "
+                     << resumed << "%, so it computed " << 100 - resumed
+                     << "% of the unit instead of 100%");
   CHECK(resumed >= 25);
 }

@@ -45,10 +45,12 @@ bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeou
 }
 
 bool WaitPeers(Client& c, std::size_t n) {
-  return WaitFor([&] {
-    auto p = c.Peers();
-    return p.ok() && p->size() == n;
-  }, 15s);
+  return WaitFor(
+      [&] {
+        auto p = c.Peers();
+        return p.ok() && p->size() == n;
+      },
+      15s);
 }
 
 // Wall-clock time (seconds since the epoch) of the first log line matching `pattern`.
@@ -58,8 +60,8 @@ std::optional<double> LogTime(const std::string& log, const std::string& pattern
     if (line.find(pattern) == std::string::npos) continue;
     std::tm tm{};
     int ms = 0;
-    if (sscanf(line.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-               &tm.tm_sec, &ms) != 7)
+    if (sscanf(line.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
       continue;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -68,7 +70,9 @@ std::optional<double> LogTime(const std::string& log, const std::string& pattern
   return std::nullopt;
 }
 
-double Now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 }  // namespace
 
@@ -85,7 +89,8 @@ TEST_CASE("killing one of two workers mid-job loses nothing and costs little tim
   auto base_r = base->Wait(60s);
   REQUIRE(base_r.ok());
   REQUIRE(base_r->info.state == JobState::kDone);
-  const double baseline = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double baseline =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   t0 = std::chrono::steady_clock::now();
   auto job = client.Submit(Spin(400, 20));
@@ -94,7 +99,8 @@ TEST_CASE("killing one of two workers mid-job loses nothing and costs little tim
   const double killed_at = Now();
   cluster.worker(1).Signal(SIGKILL);
   auto r = job->Wait(60s);
-  const double faulty = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double faulty =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   REQUIRE(r.ok());
   CHECK(r->info.state == JobState::kDone);
   CHECK(r->json.find("\"units\":400") != std::string::npos);  // every unit, once, in order
@@ -103,9 +109,11 @@ TEST_CASE("killing one of two workers mid-job loses nothing and costs little tim
   const double detection = *requeued_at - killed_at;
   CHECK(detection < 2.0);  // within the configured silence (2 s), thanks to disconnect detection
   char line[256];
-  std::snprintf(line, sizeof(line),
-                "kill -9 of 1 of 2 workers, 400 units x 20 ms: kill->requeue %.3f s; fault-free %.3f s, "
-                "with kill %.3f s, extra %.3f s", detection, baseline, faulty, faulty - baseline);
+  std::snprintf(
+      line, sizeof(line),
+      "kill -9 of 1 of 2 workers, 400 units x 20 ms: kill->requeue %.3f s; fault-free %.3f s, "
+      "with kill %.3f s, extra %.3f s",
+      detection, baseline, faulty, faulty - baseline);
   MESSAGE(line);
 }
 
@@ -120,13 +128,15 @@ TEST_CASE("a stopped worker's unit is reissued and its late result is counted on
   REQUIRE(job.ok());
   // Find the worker running the unit and stop it.
   std::string holder;
-  REQUIRE(WaitFor([&] {
-    auto peers = client.Peers();
-    if (!peers.ok()) return false;
-    for (const auto& p : *peers)
-      if (p.running > 0) holder = p.peer_id;
-    return !holder.empty();
-  }, 10s));
+  REQUIRE(WaitFor(
+      [&] {
+        auto peers = client.Peers();
+        if (!peers.ok()) return false;
+        for (const auto& p : *peers)
+          if (p.running > 0) holder = p.peer_id;
+        return !holder.empty();
+      },
+      10s));
   const std::size_t stopped = cluster.PeerId(0) == holder ? 0 : 1;
   cluster.worker(stopped).Signal(SIGSTOP);
   auto r = job->Wait(30s);  // the other worker takes the unit over after the lease passes
@@ -134,8 +144,12 @@ TEST_CASE("a stopped worker's unit is reissued and its late result is counted on
   CHECK(r->info.state == JobState::kDone);
   cluster.worker(stopped).Signal(SIGCONT);
   // The stopped worker finishes its copy and sends it: it must be fenced off, not counted.
-  REQUIRE(WaitFor([&] { return cluster.worker(stopped).Stderr().find("WARN") != std::string::npos ||
-                               cluster.coordinator().Stderr().find("passed their deadline") != std::string::npos; }, 5s));
+  REQUIRE(WaitFor(
+      [&] {
+        return cluster.worker(stopped).Stderr().find("WARN") != std::string::npos ||
+               cluster.coordinator().Stderr().find("passed their deadline") != std::string::npos;
+      },
+      5s));
   std::this_thread::sleep_for(2500ms);
   auto peers = client.Peers();
   REQUIRE(peers.ok());
@@ -146,7 +160,9 @@ TEST_CASE("a stopped worker's unit is reissued and its late result is counted on
   CHECK(cluster.worker(stopped).running());
 }
 
-TEST_CASE("the coordinator killed three times during a job still finishes it without recomputing acked units") {
+TEST_CASE(
+    "the coordinator killed three times during a job still finishes it without recomputing acked "
+    "units") {
   TempDir data;
   // Backups off: they are deliberate second copies, and here every second run must be a loss.
   Cluster cluster(2, {"--data", data.path(), "--backups", "off"}, 1, {"--log-level", "debug"});
@@ -175,11 +191,12 @@ TEST_CASE("the coordinator killed three times during a job still finishes it wit
 
   // From the workers' logs: every unit run, and every ack. A unit whose result was acknowledged
   // (committed) must never run again.
-  std::map<std::string, int> runs;          // unit -> times finished
+  std::map<std::string, int> runs;             // unit -> times finished
   std::map<std::string, std::string> unit_of;  // lease -> unit
   std::set<std::string> acked_units;
   int recomputed_after_ack = 0;
-  const std::regex finished(R"(finished unit (\d+/\d+) lease (\d+))"), acked(R"(acked lease (\d+))");
+  const std::regex finished(R"(finished unit (\d+/\d+) lease (\d+))"),
+      acked(R"(acked lease (\d+))");
   for (std::size_t w = 0; w < cluster.workers(); ++w) {
     std::istringstream in(cluster.worker(w).Stderr());
     for (std::string line; std::getline(in, line);) {
@@ -209,12 +226,18 @@ TEST_CASE("the coordinator killed three times during a job still finishes it wit
   sqlite3_close(db);
 }
 
-TEST_CASE("a worker cut off by the network loses its units to the others and its late results are fenced") {
+TEST_CASE(
+    "a worker cut off by the network loses its units to the others and its late results are "
+    "fenced") {
   const std::string ns = "sc-test-" + std::to_string(getpid());
-  const std::string host_if = "scv" + std::to_string(getpid() % 100000) + "h", ns_if = "scv" + std::to_string(getpid() % 100000) + "n";
+  const std::string host_if = "scv" + std::to_string(getpid() % 100000) + "h",
+                    ns_if = "scv" + std::to_string(getpid() % 100000) + "n";
   const int octet = 1 + getpid() % 250;
-  const std::string host_ip = "10.231." + std::to_string(octet) + ".1", ns_ip = "10.231." + std::to_string(octet) + ".2";
-  auto sh = [](const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; };
+  const std::string host_ip = "10.231." + std::to_string(octet) + ".1",
+                    ns_ip = "10.231." + std::to_string(octet) + ".2";
+  auto sh = [](const std::string& cmd) {
+    return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
+  };
   if (!sh("ip netns add " + ns)) {
     MESSAGE("skipped: cannot create a network namespace here (needs root and iproute2)");
     return;
@@ -255,18 +278,22 @@ TEST_CASE("a worker cut off by the network loses its units to the others and its
   CHECK(detection < 2.0 + 1.0);  // the configured silence (2 s) plus one check interval
   REQUIRE(sh("ip link set " + host_if + " up"));
   // The isolated worker comes back by itself (ZeroMQ reconnects, it says Hello again).
-  CHECK(WaitFor([&] {
-    auto p = client.Peers();
-    return p.ok() && p->size() == 2;
-  }, 20s));
+  CHECK(WaitFor(
+      [&] {
+        auto p = client.Peers();
+        return p.ok() && p->size() == 2;
+      },
+      20s));
   std::this_thread::sleep_for(500ms);
   // Its late results were fenced: the job counted each unit once.
   auto info = client.Status(job->id());
   REQUIRE(info.ok());
   CHECK(info->units_done == 300);
   char line[160];
-  std::snprintf(line, sizeof(line), "network partition of 1 of 2 workers: link down -> units requeued in %.3f s "
-                "(peer timeout 2 s)", detection);
+  std::snprintf(line, sizeof(line),
+                "network partition of 1 of 2 workers: link down -> units requeued in %.3f s "
+                "(peer timeout 2 s)",
+                detection);
   MESSAGE(line);
 }
 
@@ -276,7 +303,8 @@ TEST_CASE("a volunteer-pool job survives a killed worker followed by a killed co
   // The dead worker's restored lease expires after the survivors ran its unit and a backup; the
   // unit must still be decided. (The previous scheduler failed this in 2 of 2 runs.)
   TempDir data;
-  Cluster cluster(2, {"--data", data.path(), "--pool", "volunteer", "--lease-min", "10s", "--lease-factor", "1"});
+  Cluster cluster(2, {"--data", data.path(), "--pool", "volunteer", "--lease-min", "10s",
+                      "--lease-factor", "1"});
   REQUIRE(cluster.ok());
   Client client = Connect(cluster);
   REQUIRE(WaitPeers(client, 2));
@@ -297,12 +325,15 @@ TEST_CASE("a volunteer-pool job survives a killed worker followed by a killed co
   CHECK(r->json.find("\"units\":8") != std::string::npos);
 }
 
-TEST_CASE("a replicated job survives the coordinator killed at 20 random moments; credit survives too") {
+TEST_CASE(
+    "a replicated job survives the coordinator killed at 20 random moments; credit survives too") {
   // Fixed replication (2 copies, quorum 2). Acknowledged results must never be computed again by
   // the peer that sent them, and the peers' validated credit, kept in the store, must add up to
   // every unit's two voters at the end, however many coordinator lives it took.
   TempDir data;
-  Cluster cluster(2, {"--data", data.path(), "--backups", "off", "--replicas", "2", "--quorum", "2", "--adaptive", "off"},
+  Cluster cluster(2,
+                  {"--data", data.path(), "--backups", "off", "--replicas", "2", "--quorum", "2",
+                   "--adaptive", "off"},
                   1, {"--log-level", "debug"});
   REQUIRE(cluster.ok());
   Client client = Connect(cluster);
@@ -327,7 +358,8 @@ TEST_CASE("a replicated job survives the coordinator killed at 20 random moments
   CHECK(kills >= 10);  // the job was long enough for most of the kills to land mid-job
 
   int recomputed_after_ack = 0, runs = 0;
-  const std::regex finished(R"(finished unit (\d+/\d+) lease (\d+))"), acked(R"(acked lease (\d+))");
+  const std::regex finished(R"(finished unit (\d+/\d+) lease (\d+))"),
+      acked(R"(acked lease (\d+))");
   for (std::size_t w = 0; w < cluster.workers(); ++w) {
     std::map<std::string, std::string> unit_of;
     std::set<std::string> acked_units;
@@ -347,11 +379,12 @@ TEST_CASE("a replicated job survives the coordinator killed at 20 random moments
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open((data.path() + "/coordinator.db").c_str(), &db) == SQLITE_OK);
   sqlite3_stmt* st = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, "SELECT sum(units_done) FROM peers", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT sum(units_done) FROM peers", -1, &st, nullptr) ==
+          SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
   CHECK(sqlite3_column_int64(st, 0) == 2 * units);
   sqlite3_finalize(st);
   sqlite3_close(db);
-  MESSAGE("coordinator killed " << kills << " times during " << units << " units x 2 replicas: " << runs
-                                << " unit runs for " << 2 * units << " needed");
+  MESSAGE("coordinator killed " << kills << " times during " << units << " units x 2 replicas: "
+                                << runs << " unit runs for " << 2 * units << " needed");
 }

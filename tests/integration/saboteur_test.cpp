@@ -9,11 +9,13 @@ using namespace sparecycles;
 using namespace sparecycles::testing;
 using namespace std::chrono_literals;
 
-TEST_CASE("with 1 saboteur among 3 peers and replicas 2 / quorum 2, primes still returns the right count") {
+TEST_CASE(
+    "with 1 saboteur among 3 peers and replicas 2 / quorum 2, primes still returns the right "
+    "count") {
   Cluster cluster(2);
   REQUIRE(cluster.ok());
-  Process saboteur({SPARECYCLES_SABOTEUR_BIN, "--coordinator", cluster.peer_endpoint(), "--rate", "1.0",
-                    "--state-dir", cluster.dir() / "saboteur"},
+  Process saboteur({SPARECYCLES_SABOTEUR_BIN, "--coordinator", cluster.peer_endpoint(), "--rate",
+                    "1.0", "--state-dir", cluster.dir() / "saboteur"},
                    cluster.dir() / "saboteur");
   auto client = Client::Connect(cluster.client_endpoint());
   REQUIRE(client.ok());
@@ -50,9 +52,9 @@ TEST_CASE("with 1 saboteur among 3 peers and replicas 2 / quorum 2, primes still
       continue;
     }
     saw = true;
-    CHECK(p.units_done == 0);      // nothing it said was accepted
-    CHECK(p.units_invalid > 0);    // it did take part, and was outvoted
-    CHECK(p.cpu_seconds == 0);     // and earned no credit
+    CHECK(p.units_done == 0);    // nothing it said was accepted
+    CHECK(p.units_invalid > 0);  // it did take part, and was outvoted
+    CHECK(p.cpu_seconds == 0);   // and earned no credit
   }
   CHECK(saw);
 }
@@ -66,8 +68,9 @@ TEST_CASE("two colluding saboteurs are caught by spot-checks under adaptive chec
   saboteurs.reserve(2);
   for (int i = 0; i < 2; ++i)
     saboteurs.push_back(std::make_unique<Process>(
-        std::vector<std::string>{SPARECYCLES_SABOTEUR_BIN, "--coordinator", cluster.peer_endpoint(), "--rate", "1.0",
-                                 "--seed", "42", "--state-dir", cluster.dir() / ("sab" + std::to_string(i))},
+        std::vector<std::string>{SPARECYCLES_SABOTEUR_BIN, "--coordinator", cluster.peer_endpoint(),
+                                 "--rate", "1.0", "--seed", "42", "--state-dir",
+                                 cluster.dir() / ("sab" + std::to_string(i))},
         cluster.dir() / ("sab" + std::to_string(i))));
   auto client = Client::Connect(cluster.client_endpoint());
   REQUIRE(client.ok());
@@ -89,7 +92,8 @@ TEST_CASE("two colluding saboteurs are caught by spot-checks under adaptive chec
   auto all_peers = client->Peers();
   REQUIRE(all_peers.ok());
   for (const auto& p : *all_peers) {
-    table += p.peer_id + " done=" + std::to_string(p.units_done) + " invalid=" + std::to_string(p.units_invalid) +
+    table += p.peer_id + " done=" + std::to_string(p.units_done) +
+             " invalid=" + std::to_string(p.units_invalid) +
              " cred=" + std::to_string(p.credibility) + "\n";
     for (int i = 0; i < 2; ++i) {
       std::string id = ReadAll(cluster.dir() / ("sab" + std::to_string(i)) + "/peer-id");

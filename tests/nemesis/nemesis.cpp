@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
-#include <csignal>
-#include <atomic>
 #include <chrono>
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -53,7 +53,9 @@ using Clock = std::chrono::steady_clock;
 std::atomic<bool> g_interrupted{false};
 void OnSignal(int) { g_interrupted = true; }
 
-double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // ------------------------------------------------------------------ deterministic randomness
 
@@ -69,7 +71,9 @@ class Rng {
   }
   double Real() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }  // [0, 1)
   double Real(double lo, double hi) { return lo + (hi - lo) * Real(); }
-  std::uint64_t Int(std::uint64_t lo, std::uint64_t hi) { return lo + Next() % (hi - lo + 1); }  // [lo, hi]
+  std::uint64_t Int(std::uint64_t lo, std::uint64_t hi) {
+    return lo + Next() % (hi - lo + 1);
+  }  // [lo, hi]
   bool Chance(double p) { return Real() < p; }
 
  private:
@@ -104,7 +108,8 @@ class Network {
     RemoveStale();
     prefix_ = "scnem" + std::to_string(getpid());
     hub_ = prefix_ + "-hub";
-    if (!Sh(ip_ + " netns add " + hub_)) return *why = "'ip netns add' failed (no netns support here)", false;
+    if (!Sh(ip_ + " netns add " + hub_))
+      return *why = "'ip netns add' failed (no netns support here)", false;
     created_.push_back(hub_);
     const int fd = open(("/var/run/netns/" + hub_).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
@@ -116,24 +121,30 @@ class Network {
       return *why = "cannot configure the hub namespace", false;
     for (int k = 0; k < slots; ++k) {
       const std::string ns = Ns(k), net = "10.77." + std::to_string(k + 1);
-      if (!Sh(ip_ + " netns add " + ns)) return *why = "'ip netns add' failed for a worker namespace", false;
+      if (!Sh(ip_ + " netns add " + ns))
+        return *why = "'ip netns add' failed for a worker namespace", false;
       created_.push_back(ns);
       const std::string in = ip_ + " netns exec " + ns + " ";
       if (!Sh(ip_ + " link add " + Hub(k) + " type veth peer name " + Wk(k) + " netns " + ns) ||
-          !Sh(ip_ + " addr add " + net + ".1/30 dev " + Hub(k)) || !Sh(ip_ + " link set " + Hub(k) + " up") ||
-          !Sh(in + ip_ + " addr add " + net + ".2/30 dev " + Wk(k)) || !Sh(in + ip_ + " link set " + Wk(k) + " up") ||
-          !Sh(in + ip_ + " link set lo up") || !Sh(in + ip_ + " route add default via " + net + ".1"))
+          !Sh(ip_ + " addr add " + net + ".1/30 dev " + Hub(k)) ||
+          !Sh(ip_ + " link set " + Hub(k) + " up") ||
+          !Sh(in + ip_ + " addr add " + net + ".2/30 dev " + Wk(k)) ||
+          !Sh(in + ip_ + " link set " + Wk(k) + " up") || !Sh(in + ip_ + " link set lo up") ||
+          !Sh(in + ip_ + " route add default via " + net + ".1"))
         return *why = "cannot create a veth pair between namespaces", false;
     }
     // Slow links: netem (delay, jitter, loss) where the kernel has it, else a token bucket (tbf).
     for (const char* q : {"netem delay 1ms", "tbf rate 1mbit burst 32kbit latency 100ms"}) {
-      if (Sh("tc qdisc add dev " + Hub(0) + " root " + q) && Sh("tc qdisc del dev " + Hub(0) + " root")) {
+      if (Sh("tc qdisc add dev " + Hub(0) + " root " + q) &&
+          Sh("tc qdisc del dev " + Hub(0) + " root")) {
         slow_ = std::string(q).substr(0, 4);
         break;
       }
     }
-    if (slow_.empty()) *why = "tc has neither netem nor tbf here: no slow links";
-    else if (slow_ == "tbf ") *why = "tc netem is unavailable (no sch_netem module): slow links are tbf rate limits";
+    if (slow_.empty())
+      *why = "tc has neither netem nor tbf here: no slow links";
+    else if (slow_ == "tbf ")
+      *why = "tc netem is unavailable (no sch_netem module): slow links are tbf rate limits";
     ok_ = true;
     return true;
   }
@@ -142,7 +153,8 @@ class Network {
   const std::string& slow() const { return slow_; }
   std::string CoordinatorHost() const { return ok_ ? "10.77.0.1" : "127.0.0.1"; }
   std::vector<std::string> Prefix(int slot) const {
-    return ok_ ? std::vector<std::string>{ip_, "netns", "exec", Ns(slot)} : std::vector<std::string>{};
+    return ok_ ? std::vector<std::string>{ip_, "netns", "exec", Ns(slot)}
+               : std::vector<std::string>{};
   }
   /// "cut" takes the link down (a partition); "up" brings it back; "slow QDISC" installs a qdisc
   /// on both ends; "fast" removes it.
@@ -192,7 +204,8 @@ struct Policy {
   std::string name;
   std::vector<std::string> flags;
   int honest = 4, saboteurs = 0;
-  int credits_per_unit = 1;  // credits per validated unit: exact (cluster, fixed 2/2) or at most (adaptive)
+  int credits_per_unit =
+      1;  // credits per validated unit: exact (cluster, fixed 2/2) or at most (adaptive)
 };
 
 std::vector<Policy> AllPolicies() {
@@ -240,7 +253,8 @@ JobPlanned MakeJob(Rng& rng, int index, const std::string& token_prefix) {
     j.spec.Set("from", std::to_string(from)).Set("to", std::to_string(from + len));
   } else if (kind == 1) {
     j.spec = JobSpec("pi");
-    j.spec.Set("samples", std::to_string(rng.Int(5'000'000, 40'000'000))).Set("seed", std::to_string(rng.Int(1, 1000)));
+    j.spec.Set("samples", std::to_string(rng.Int(5'000'000, 40'000'000)))
+        .Set("seed", std::to_string(rng.Int(1, 1000)));
   } else if (kind == 2) {
     const std::uint64_t from = rng.Int(0, 1'000'000'000), len = rng.Int(100'000, 500'000);
     j.spec = JobSpec("hashsearch");
@@ -259,9 +273,10 @@ JobPlanned MakeJob(Rng& rng, int index, const std::string& token_prefix) {
         .Set("y0", Num(cy - w * 0.375))
         .Set("y1", Num(cy + w * 0.375));
   } else {
-    static const char* kWords[] = {"alpha", "Beta", "gamma", "delta", "epsilon", "zeta", "ETA", "theta", "iota",
-                                   "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau",
-                                   "upsilon", "phi", "chi", "psi", "omega", "x1", "2024", "a"};
+    static const char* kWords[] = {
+        "alpha", "Beta",    "gamma", "delta", "epsilon", "zeta",    "ETA", "theta", "iota",
+        "kappa", "lambda",  "mu",    "nu",    "xi",      "omicron", "pi",  "rho",   "sigma",
+        "tau",   "upsilon", "phi",   "chi",   "psi",     "omega",   "x1",  "2024",  "a"};
     static const char* kSeps[] = {" ", "  ", "\n", ", ", ". ", "'", "-", "\t", "\xc3\xa9", "; "};
     const std::uint64_t bytes = rng.Int(32'768, 400'000);
     std::string text;
@@ -300,40 +315,53 @@ std::string CheckAnswer(const JobSpec& spec, const JobResult& r) {
   if (spec.task == "primes") {
     const std::uint64_t want = CountPrimes(u64("from"), u64("to"));
     auto got = JsonU64(r.json, "count");
-    if (!got || *got != want) return "primes count " + (got ? std::to_string(*got) : "?") + ", sieve says " + std::to_string(want);
+    if (!got || *got != want)
+      return "primes count " + (got ? std::to_string(*got) : "?") + ", sieve says " +
+             std::to_string(want);
   } else if (spec.task == "hashsearch") {
-    auto want = HashSearch(param("prefix"), u64("from"), u64("to"), static_cast<unsigned>(u64("bits")));
+    auto want =
+        HashSearch(param("prefix"), u64("from"), u64("to"), static_cast<unsigned>(u64("bits")));
     std::string list;
     for (std::size_t i = 0; i < want.size(); ++i) list += (i ? "," : "") + std::to_string(want[i]);
     if (r.json.find("\"nonces\":[" + list + "]") == std::string::npos)
-      return "hashsearch nonces differ from libsodium's (" + std::to_string(want.size()) + " expected): " + r.json.substr(0, 200);
+      return "hashsearch nonces differ from libsodium's (" + std::to_string(want.size()) +
+             " expected): " + r.json.substr(0, 200);
   } else if (spec.task == "mandelbrot") {
-    const std::uint64_t want =
-        MandelbrotInSet(static_cast<unsigned>(u64("width")), static_cast<unsigned>(u64("height")),
-                        static_cast<unsigned>(u64("max_iter")), std::strtod(param("x0").c_str(), nullptr),
-                        std::strtod(param("x1").c_str(), nullptr), std::strtod(param("y0").c_str(), nullptr),
-                        std::strtod(param("y1").c_str(), nullptr));
+    const std::uint64_t want = MandelbrotInSet(
+        static_cast<unsigned>(u64("width")), static_cast<unsigned>(u64("height")),
+        static_cast<unsigned>(u64("max_iter")), std::strtod(param("x0").c_str(), nullptr),
+        std::strtod(param("x1").c_str(), nullptr), std::strtod(param("y0").c_str(), nullptr),
+        std::strtod(param("y1").c_str(), nullptr));
     auto got = JsonU64(r.json, "in_set");
-    if (!got || *got != want) return "mandelbrot in_set " + (got ? std::to_string(*got) : "?") + ", naive loop says " + std::to_string(want);
+    if (!got || *got != want)
+      return "mandelbrot in_set " + (got ? std::to_string(*got) : "?") + ", naive loop says " +
+             std::to_string(want);
   } else if (spec.task == "wordfreq") {
     std::uint64_t total = 0;
     auto counts = WordCounts(spec.input, &total);
-    if (JsonU64(r.json, "total_words") != total) return "wordfreq total_words differs (want " + std::to_string(total) + ")";
-    if (JsonU64(r.json, "distinct_words") != counts.size()) return "wordfreq distinct_words differs";
+    if (JsonU64(r.json, "total_words") != total)
+      return "wordfreq total_words differs (want " + std::to_string(total) + ")";
+    if (JsonU64(r.json, "distinct_words") != counts.size())
+      return "wordfreq distinct_words differs";
     std::vector<std::uint64_t> sorted;
     for (const auto& [w, c] : counts) sorted.push_back(c);
     std::sort(sorted.rbegin(), sorted.rend());
     const std::regex entry(R"re(\{"word":"([^"]*)","count":(\d+)\})re");
     std::size_t i = 0;
-    for (auto it = std::sregex_iterator(r.json.begin(), r.json.end(), entry); it != std::sregex_iterator(); ++it, ++i) {
+    for (auto it = std::sregex_iterator(r.json.begin(), r.json.end(), entry);
+         it != std::sregex_iterator(); ++it, ++i) {
       const std::string word = (*it)[1];
       const std::uint64_t c = std::stoull((*it)[2]);
-      if (!counts.contains(word) || counts[word] != c) return "wordfreq count of '" + word + "' differs";
-      if (i >= sorted.size() || sorted[i] != c) return "wordfreq top list is not the most frequent words";
+      if (!counts.contains(word) || counts[word] != c)
+        return "wordfreq count of '" + word + "' differs";
+      if (i >= sorted.size() || sorted[i] != c)
+        return "wordfreq top list is not the most frequent words";
     }
-    if (i != std::min<std::size_t>(u64("top"), counts.size())) return "wordfreq top list has " + std::to_string(i) + " entries";
+    if (i != std::min<std::size_t>(u64("top"), counts.size()))
+      return "wordfreq top list has " + std::to_string(i) + " entries";
   } else if (spec.task == "spin") {
-    const std::string want = "{\"completed\":" + param("units") + ",\"units\":" + std::to_string(r.info.units_total) +
+    const std::string want = "{\"completed\":" + param("units") +
+                             ",\"units\":" + std::to_string(r.info.units_total) +
                              ",\"ms\":" + param("ms") + "}";
     if (r.json != want) return "spin " + r.json + ", expected " + want;
   } else if (spec.task == "pi") {
@@ -377,20 +405,22 @@ enum class Kind {
   kJoin
 };
 const char* KindName(Kind k) {
-  static const char* kNames[] = {"submit", "kill -9 coordinator", "restart coordinator", "kill -9 worker",
-                                 "restart worker", "SIGSTOP worker", "SIGCONT worker", "partition worker",
-                                 "heal worker", "slow link", "restore link", "worker leaves", "new worker joins"};
+  static const char* kNames[] = {"submit",          "kill -9 coordinator", "restart coordinator",
+                                 "kill -9 worker",  "restart worker",      "SIGSTOP worker",
+                                 "SIGCONT worker",  "partition worker",    "heal worker",
+                                 "slow link",       "restore link",        "worker leaves",
+                                 "new worker joins"};
   return kNames[static_cast<int>(k)];
 }
 bool IsFault(Kind k) {
-  return k == Kind::kKillCoordinator || k == Kind::kKillWorker || k == Kind::kStop || k == Kind::kPartition ||
-         k == Kind::kSlow || k == Kind::kLeave;
+  return k == Kind::kKillCoordinator || k == Kind::kKillWorker || k == Kind::kStop ||
+         k == Kind::kPartition || k == Kind::kSlow || k == Kind::kLeave;
 }
 
 struct Event {
   double at = 0;
   Kind kind = Kind::kSubmit;
-  int slot = -1;  // worker slot, or job index for kSubmit
+  int slot = -1;    // worker slot, or job index for kSubmit
   std::string arg;  // netem arguments for kSlow
 };
 
@@ -403,8 +433,10 @@ struct Schedule {
       char b[64];
       std::snprintf(b, sizeof(b), "  t=%7.2fs ", e.at);
       out << b << KindName(e.kind);
-      if (e.kind == Kind::kSubmit) out << " job " << e.slot;
-      else if (e.slot >= 0) out << " " << e.slot;
+      if (e.kind == Kind::kSubmit)
+        out << " job " << e.slot;
+      else if (e.slot >= 0)
+        out << " " << e.slot;
       if (!e.arg.empty()) out << " (" << e.arg << ")";
       out << "\n";
     }
@@ -414,7 +446,8 @@ struct Schedule {
 
 /// Faults at random moments, each with its undo after a random duration; a slot carries one
 /// process fault and one link fault at a time, and they overlap freely (any order).
-Schedule MakeSchedule(Rng& rng, int slots, int faults, int jobs, double gap, bool net, const std::string& slow) {
+Schedule MakeSchedule(Rng& rng, int slots, int faults, int jobs, double gap, bool net,
+                      const std::string& slow) {
   Schedule s;
   std::vector<double> proc_busy(slots, 0), link_busy(slots, 0);
   double coord_busy = 0;
@@ -447,8 +480,8 @@ Schedule MakeSchedule(Rng& rng, int slots, int faults, int jobs, double gap, boo
       if (link_busy[slot] > t) continue;
       std::string arg;
       if (kind == Kind::kSlow && slow == "netem")
-        arg = "netem delay " + std::to_string(rng.Int(20, 300)) + "ms " + std::to_string(rng.Int(0, 50)) + "ms loss " +
-              std::to_string(rng.Int(0, 5)) + "%";
+        arg = "netem delay " + std::to_string(rng.Int(20, 300)) + "ms " +
+              std::to_string(rng.Int(0, 50)) + "ms loss " + std::to_string(rng.Int(0, 5)) + "%";
       else if (kind == Kind::kSlow)
         arg = "tbf rate " + std::to_string(rng.Int(32, 512)) + "kbit burst 8kbit latency " +
               std::to_string(rng.Int(100, 800)) + "ms";
@@ -461,7 +494,9 @@ Schedule MakeSchedule(Rng& rng, int slots, int faults, int jobs, double gap, boo
       int busy = 0;
       for (double b : proc_busy) busy += b > t ? 1 : 0;
       if (busy >= slots / 2) continue;
-      const Kind undo = kind == Kind::kKillWorker ? Kind::kStartWorker : kind == Kind::kStop ? Kind::kCont : Kind::kJoin;
+      const Kind undo = kind == Kind::kKillWorker ? Kind::kStartWorker
+                        : kind == Kind::kStop     ? Kind::kCont
+                                                  : Kind::kJoin;
       s.events.push_back({t, kind, slot});
       s.events.push_back({t + d, undo, slot});
       proc_busy[slot] = t + d + 0.3;
@@ -469,8 +504,10 @@ Schedule MakeSchedule(Rng& rng, int slots, int faults, int jobs, double gap, boo
     ++made;
   }
   s.fault_end = t;
-  for (int j = 0; j < jobs; ++j) s.events.push_back({rng.Real(0.2, std::max(1.0, t * 0.8)), Kind::kSubmit, j});
-  std::stable_sort(s.events.begin(), s.events.end(), [](const Event& a, const Event& b) { return a.at < b.at; });
+  for (int j = 0; j < jobs; ++j)
+    s.events.push_back({rng.Real(0.2, std::max(1.0, t * 0.8)), Kind::kSubmit, j});
+  std::stable_sort(s.events.begin(), s.events.end(),
+                   [](const Event& a, const Event& b) { return a.at < b.at; });
   for (const auto& e : s.events) s.fault_end = std::max(s.fault_end, e.at);
   return s;
 }
@@ -480,14 +517,15 @@ Schedule MakeSchedule(Rng& rng, int slots, int faults, int jobs, double gap, boo
 struct Snapshot {
   std::string label;
   std::map<std::uint64_t, std::pair<int, std::string>> jobs;  // id -> (state, hash of result)
-  std::set<std::pair<std::uint64_t, std::uint64_t>> units;     // validated units of open jobs
-  std::map<std::string, std::uint64_t> credits;                // peer -> units_done
+  std::set<std::pair<std::uint64_t, std::uint64_t>> units;    // validated units of open jobs
+  std::map<std::string, std::uint64_t> credits;               // peer -> units_done
   std::string error;
 };
 
 std::string HashHex(const void* data, int n) {
   unsigned char out[16];
-  crypto_generichash(out, sizeof(out), static_cast<const unsigned char*>(data), static_cast<std::size_t>(n), nullptr, 0);
+  crypto_generichash(out, sizeof(out), static_cast<const unsigned char*>(data),
+                     static_cast<std::size_t>(n), nullptr, 0);
   char hex[33];
   for (int i = 0; i < 16; ++i) std::snprintf(hex + 2 * i, 3, "%02x", out[i]);
   return hex;
@@ -523,7 +561,8 @@ Snapshot ReadStore(const std::string& original, const std::string& label) {
   };
   query("SELECT id, state, result FROM jobs", [&](sqlite3_stmt* st) {
     snap.jobs[static_cast<std::uint64_t>(sqlite3_column_int64(st, 0))] = {
-        sqlite3_column_int(st, 1), HashHex(sqlite3_column_blob(st, 2), sqlite3_column_bytes(st, 2))};
+        sqlite3_column_int(st, 1),
+        HashHex(sqlite3_column_blob(st, 2), sqlite3_column_bytes(st, 2))};
   });
   query("SELECT job, idx FROM units", [&](sqlite3_stmt* st) {
     snap.units.insert({static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)),
@@ -548,7 +587,8 @@ constexpr int kStateDone = 2;
 
 struct Figures {
   std::map<std::string, int> faults;  // by kind
-  int jobs = 0, acked = 0, done = 0, failed = 0, wrong = 0, sabotaged = 0, stuck = 0, lost = 0, credit = 0, crashes = 0;
+  int jobs = 0, acked = 0, done = 0, failed = 0, wrong = 0, sabotaged = 0, stuck = 0, lost = 0,
+      credit = 0, crashes = 0;
   int violations = 0, findings = 0;
   int unit_runs = 0, extra_runs = 0;  // by honest workers
 };
@@ -571,7 +611,8 @@ struct Config {
 
 class Run {
  public:
-  Run(const Policy& policy, const Config& cfg, Network& net, std::uint64_t seed, int faults, int jobs)
+  Run(const Policy& policy, const Config& cfg, Network& net, std::uint64_t seed, int faults,
+      int jobs)
       : policy_(policy), cfg_(cfg), net_(net), seed_(seed), faults_(faults), jobs_(jobs) {
     char tmpl[] = "/tmp/sparecycles-nemesis-XXXXXX";
     dir_ = mkdtemp(tmpl);
@@ -592,27 +633,30 @@ class Run {
       tracks_.push_back(std::move(t));
     }
     figures_.jobs = jobs_;
-    std::printf("[%s] seed %" PRIu64 ": %d workers (%d saboteurs), %d faults, %d jobs, logs in %s\n",
-                policy_.name.c_str(), seed_, slots, policy_.saboteurs, faults_, jobs_, dir_.c_str());
+    std::printf(
+        "[%s] seed %" PRIu64 ": %d workers (%d saboteurs), %d faults, %d jobs, logs in %s\n",
+        policy_.name.c_str(), seed_, slots, policy_.saboteurs, faults_, jobs_, dir_.c_str());
     std::fflush(stdout);
     Body();
     EndAll();
     figures_.violations = static_cast<int>(violations_.size());
     if (!violations_.empty()) {
-      std::printf("[%s] FAILED, seed %" PRIu64 " (replay: nemesis --seed %" PRIu64 " --policies %s --faults %d --jobs %d"
+      std::printf("[%s] FAILED, seed %" PRIu64 " (replay: nemesis --seed %" PRIu64
+                  " --policies %s --faults %d --jobs %d"
                   " --gap %g --settle %g), %zu violation(s):\n",
-                  policy_.name.c_str(), cfg_.seed, cfg_.seed, policy_.name.c_str(), faults_, jobs_, cfg_.gap, cfg_.settle,
-                  violations_.size());
+                  policy_.name.c_str(), cfg_.seed, cfg_.seed, policy_.name.c_str(), faults_, jobs_,
+                  cfg_.gap, cfg_.settle, violations_.size());
       for (const auto& v : violations_) std::printf("  VIOLATION %s\n", v.c_str());
       std::printf("  jobs:\n");
       for (const auto& t : tracks_)
-        std::printf("    %d: %s -> id %" PRIu64 " %s %" PRIu64 "/%" PRIu64 " %s\n", t.plan.index, t.plan.describe.c_str(),
-                    t.id, t.acked ? std::string(JobStateName(t.last.state)).c_str() : "not acknowledged",
+        std::printf("    %d: %s -> id %" PRIu64 " %s %" PRIu64 "/%" PRIu64 " %s\n", t.plan.index,
+                    t.plan.describe.c_str(), t.id,
+                    t.acked ? std::string(JobStateName(t.last.state)).c_str() : "not acknowledged",
                     t.last.units_done, t.last.units_total, t.last.error.c_str());
       std::printf("  schedule:\n%s  logs kept in %s\n", schedule_.Print().c_str(), dir_.c_str());
     } else {
-      std::printf("[%s] ok: %d/%d jobs done, %d failed with reasons\n", policy_.name.c_str(), figures_.done, jobs_,
-                  figures_.failed);
+      std::printf("[%s] ok: %d/%d jobs done, %d failed with reasons\n", policy_.name.c_str(),
+                  figures_.done, jobs_, figures_.failed);
     }
     for (const auto& f : findings_) std::printf("  finding: %s\n", f.c_str());
     std::fflush(stdout);
@@ -625,7 +669,7 @@ class Run {
     int generation = 0, starts = 0;
     std::unique_ptr<Process> proc;
     bool stopped = false, left = false;
-    std::string link;  // "" healthy, "cut", or netem arguments
+    std::string link;           // "" healthy, "cut", or netem arguments
     std::set<std::string> ids;  // every peer id this slot has had
   };
 
@@ -634,7 +678,8 @@ class Run {
     ViolationLocked(v);
   }
   void ViolationLocked(const std::string& v) {
-    if (std::find(violations_.begin(), violations_.end(), v) == violations_.end()) violations_.push_back(v);
+    if (std::find(violations_.begin(), violations_.end(), v) == violations_.end())
+      violations_.push_back(v);
   }
   // Something wrong that is none of the checker's invariants (a report that goes back, credit
   // that a restart forgets): printed and counted; it fails the run only with --strict.
@@ -643,8 +688,10 @@ class Run {
     FindingLocked(v);
   }
   void FindingLocked(const std::string& v) {
-    if (cfg_.strict) ViolationLocked(v);
-    else if (findings_.insert(v).second) ++figures_.findings;
+    if (cfg_.strict)
+      ViolationLocked(v);
+    else if (findings_.insert(v).second)
+      ++figures_.findings;
   }
   std::string StateDir(int k) const {
     return dir_ + "/slot" + std::to_string(k) + "-g" + std::to_string(slots_[k].generation);
@@ -656,12 +703,28 @@ class Run {
       std::error_code ec;
       std::filesystem::remove(ep, ec);
       std::vector<std::string> argv = {
-          SPARECYCLES_COORDINATOR_BIN, "--peers", peer_ep_.empty() ? "tcp://" + net_.CoordinatorHost() + ":*" : peer_ep_,
-          "--clients", client_ep_.empty() ? "tcp://127.0.0.1:*" : client_ep_, "--endpoints-file", ep, "--data",
-          dir_ + "/data", "--heartbeat", "300ms", "--peer-timeout", "3s", "--lease-min", "4s",
-          "--disconnect-grace", "300ms", "--log-level", "debug"};
+          SPARECYCLES_COORDINATOR_BIN,
+          "--peers",
+          peer_ep_.empty() ? "tcp://" + net_.CoordinatorHost() + ":*" : peer_ep_,
+          "--clients",
+          client_ep_.empty() ? "tcp://127.0.0.1:*" : client_ep_,
+          "--endpoints-file",
+          ep,
+          "--data",
+          dir_ + "/data",
+          "--heartbeat",
+          "300ms",
+          "--peer-timeout",
+          "3s",
+          "--lease-min",
+          "4s",
+          "--disconnect-grace",
+          "300ms",
+          "--log-level",
+          "debug"};
       argv.insert(argv.end(), policy_.flags.begin(), policy_.flags.end());
-      coordinator_ = std::make_unique<Process>(argv, dir_ + "/coordinator-" + std::to_string(++coordinator_starts_));
+      coordinator_ = std::make_unique<Process>(
+          argv, dir_ + "/coordinator-" + std::to_string(++coordinator_starts_));
       if (WaitForFile(ep, 10s)) {
         std::istringstream in(ReadAll(ep));
         std::string key, value;
@@ -686,19 +749,21 @@ class Run {
   void NoteCrash(const std::string& what, Process& p) {
     auto code = p.Wait(0ms);
     ++figures_.crashes;
-    Violation(what + " exited by itself (code " + (code ? std::to_string(*code) : "?") + "); see " + dir_);
+    Violation(what + " exited by itself (code " + (code ? std::to_string(*code) : "?") + "); see " +
+              dir_);
   }
 
   void StartWorker(int k) {
     Slot& s = slots_[k];
     std::vector<std::string> argv = net_.Prefix(k);
     if (s.saboteur) {
-      argv.insert(argv.end(), {SPARECYCLES_SABOTEUR_BIN, "--coordinator", peer_ep_, "--rate", "1.0", "--seed", "42",
-                               "--state-dir", StateDir(k)});
+      argv.insert(argv.end(), {SPARECYCLES_SABOTEUR_BIN, "--coordinator", peer_ep_, "--rate", "1.0",
+                               "--seed", "42", "--state-dir", StateDir(k)});
     } else {
-      argv.insert(argv.end(), {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", "1", "--state-dir",
-                               StateDir(k), "--calibrate", "5ms", "--pause-above", "off", "--throttle", "off",
-                               "--priority", "normal", "--log-level", "debug"});
+      argv.insert(argv.end(),
+                  {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", "1", "--state-dir",
+                   StateDir(k), "--calibrate", "5ms", "--pause-above", "off", "--throttle", "off",
+                   "--priority", "normal", "--log-level", "debug"});
     }
     s.proc = std::make_unique<Process>(argv, StateDir(k) + "-run" + std::to_string(++s.starts));
     s.stopped = false;
@@ -746,11 +811,14 @@ class Run {
         auto it = snap.jobs.find(id);
         if (it == snap.jobs.end()) {
           ++figures_.lost;
-          Violation("job " + std::to_string(id) + " in the store at " + old.label + " is gone at " + label);
-        } else if (st.first == kStateDone && (it->second.first != kStateDone || it->second.second != st.second)) {
+          Violation("job " + std::to_string(id) + " in the store at " + old.label + " is gone at " +
+                    label);
+        } else if (st.first == kStateDone &&
+                   (it->second.first != kStateDone || it->second.second != st.second)) {
           ++figures_.lost;
-          Violation("job " + std::to_string(id) + " was done at " + old.label + " but at " + label + " its state is " +
-                    std::to_string(it->second.first) + (it->second.second != st.second ? " with another result" : ""));
+          Violation("job " + std::to_string(id) + " was done at " + old.label + " but at " + label +
+                    " its state is " + std::to_string(it->second.first) +
+                    (it->second.second != st.second ? " with another result" : ""));
         }
       }
     }
@@ -762,8 +830,9 @@ class Run {
         const bool ended = job != snap.jobs.end() && job->second.first >= kStateDone;
         if (!ended && !snap.units.contains(u)) {
           ++figures_.lost;
-          Violation("unit " + std::to_string(u.first) + "/" + std::to_string(u.second) + " was validated and committed at " +
-                    prev.label + " but is no longer at " + label);
+          Violation("unit " + std::to_string(u.first) + "/" + std::to_string(u.second) +
+                    " was validated and committed at " + prev.label + " but is no longer at " +
+                    label);
         }
       }
       // Committed credit is never taken back.
@@ -771,8 +840,9 @@ class Run {
         auto it = snap.credits.find(peer);
         const std::uint64_t now = it == snap.credits.end() ? 0 : it->second;
         if (now < n)
-          Finding("peer " + peer + "'s committed credit went down across a restart (" + std::to_string(n) + " at " +
-                  prev.label + ", " + std::to_string(now) + " at " + label + ")");
+          Finding("peer " + peer + "'s committed credit went down across a restart (" +
+                  std::to_string(n) + " at " + prev.label + ", " + std::to_string(now) + " at " +
+                  label + ")");
       }
     }
     for (std::size_t k = 0; k < slots_.size(); ++k)
@@ -780,7 +850,8 @@ class Run {
         for (const auto& id : slots_[k].ids)
           if (auto it = snap.credits.find(id); it != snap.credits.end() && it->second > 0) {
             ++figures_.sabotaged;
-            Violation("saboteur " + id + " has " + std::to_string(it->second) + " accepted units at " + label);
+            Violation("saboteur " + id + " has " + std::to_string(it->second) +
+                      " accepted units at " + label);
           }
     snapshots_.push_back(std::move(snap));
   }
@@ -812,7 +883,8 @@ class Run {
         tracks_[next].id = job->id();
         ++figures_.acked;
         submit_queue_.pop_front();
-      } else if (job.status().code() == StatusCode::kInvalidArgument || job.status().code() == StatusCode::kNotFound) {
+      } else if (job.status().code() == StatusCode::kInvalidArgument ||
+                 job.status().code() == StatusCode::kNotFound) {
         ViolationLocked("job " + std::to_string(next) + " refused: " + job.status().ToString());
         submit_queue_.pop_front();
       } else if (Since(t0) > stop_after) {
@@ -843,17 +915,20 @@ class Run {
         if (!st.ok()) {
           if (st.status().code() == StatusCode::kNotFound) {
             ++figures_.lost;
-            ViolationLocked("acknowledged job " + std::to_string(id) + " unknown to the coordinator");
+            ViolationLocked("acknowledged job " + std::to_string(id) +
+                            " unknown to the coordinator");
           }
           continue;
         }
         if (st->units_done < t.max_done)
           FindingLocked("job " + std::to_string(id) + " (" + std::string(JobStateName(st->state)) +
-                        ") reports fewer units done than before (" + std::to_string(st->units_done) + " after " +
-                        std::to_string(t.max_done) + ")");
+                        ") reports fewer units done than before (" +
+                        std::to_string(st->units_done) + " after " + std::to_string(t.max_done) +
+                        ")");
         if (st->units_done > st->units_total)
-          ViolationLocked("job " + std::to_string(id) + " has " + std::to_string(st->units_done) + " of " +
-                                std::to_string(st->units_total) + " units done (a unit counted twice)");
+          ViolationLocked("job " + std::to_string(id) + " has " + std::to_string(st->units_done) +
+                          " of " + std::to_string(st->units_total) +
+                          " units done (a unit counted twice)");
         if (t.final_seen && !IsFinal(st->state))
           ViolationLocked("job " + std::to_string(id) + " left its final state");
         t.max_done = std::max(t.max_done, st->units_done);
@@ -866,7 +941,8 @@ class Run {
 
   void Apply(const Event& e) {
     if (IsFault(e.kind)) ++figures_.faults[KindName(e.kind)];
-    if (cfg_.verbose) std::printf("  t=%.2f %s %d %s\n", e.at, KindName(e.kind), e.slot, e.arg.c_str());
+    if (cfg_.verbose)
+      std::printf("  t=%.2f %s %d %s\n", e.at, KindName(e.kind), e.slot, e.arg.c_str());
     // A worker that exited by itself is a crash worth reporting; start it again.
     for (std::size_t k = 0; k < slots_.size(); ++k) {
       Slot& s = slots_[k];
@@ -906,7 +982,8 @@ class Run {
         s->link = "cut";
         break;
       case Kind::kSlow:
-        if (!net_.SetLink(e.slot, "slow " + e.arg)) Violation("cannot slow link " + std::to_string(e.slot));
+        if (!net_.SetLink(e.slot, "slow " + e.arg))
+          Violation("cannot slow link " + std::to_string(e.slot));
         s->link = e.arg;
         break;
       case Kind::kHeal:
@@ -931,7 +1008,8 @@ class Run {
 
   void Body() {
     slots_.resize(policy_.honest + policy_.saboteurs);
-    for (int k = policy_.honest; k < static_cast<int>(slots_.size()); ++k) slots_[k].saboteur = true;
+    for (int k = policy_.honest; k < static_cast<int>(slots_.size()); ++k)
+      slots_[k].saboteur = true;
     if (!StartCoordinator()) return Violation("the coordinator did not start");
     for (int k = 0; k < static_cast<int>(slots_.size()); ++k) StartWorker(k);
     {
@@ -972,7 +1050,8 @@ class Run {
     submitter.join();
 
     // Every acknowledged job ends within the bound.
-    const auto settle_deadline = Clock::now() + std::chrono::milliseconds(static_cast<int>(cfg_.settle * 1000));
+    const auto settle_deadline =
+        Clock::now() + std::chrono::milliseconds(static_cast<int>(cfg_.settle * 1000));
     for (;;) {
       bool all = true;
       {
@@ -985,8 +1064,8 @@ class Run {
     observer_stop_ = true;
     observer.join();
     const double settled = Since(t0) - faults_stopped;
-    std::printf("[%s] faults stopped at %.1f s; jobs settled %.1f s later\n", policy_.name.c_str(), faults_stopped,
-                settled);
+    std::printf("[%s] faults stopped at %.1f s; jobs settled %.1f s later\n", policy_.name.c_str(),
+                faults_stopped, settled);
 
     // Results, answers, and then one last crash: what was done stays done.
     ClientOptions o;
@@ -997,16 +1076,19 @@ class Run {
       if (!t.acked || g_interrupted) continue;
       if (!t.final_seen) {
         ++figures_.stuck;
-        Violation("job " + std::to_string(t.id) + " (" + t.plan.describe + ") did not end within " + Num(cfg_.settle) +
+        Violation("job " + std::to_string(t.id) + " (" + t.plan.describe + ") did not end within " +
+                  Num(cfg_.settle) +
                   " s after the faults stopped: " + std::string(JobStateName(t.last.state)) + " " +
-                  std::to_string(t.last.units_done) + "/" + std::to_string(t.last.units_total) + " done, " +
-                  std::to_string(t.last.units_running) + " running, " + std::to_string(t.last.units_failed) + " failed");
+                  std::to_string(t.last.units_done) + "/" + std::to_string(t.last.units_total) +
+                  " done, " + std::to_string(t.last.units_running) + " running, " +
+                  std::to_string(t.last.units_failed) + " failed");
         continue;
       }
       auto job = client->Attach(t.id);
       auto r = job.ok() ? job->Wait(20s) : Result<JobResult>(job.status());
       if (!r.ok()) {
-        Violation("job " + std::to_string(t.id) + ": cannot fetch its result: " + r.status().ToString());
+        Violation("job " + std::to_string(t.id) +
+                  ": cannot fetch its result: " + r.status().ToString());
         continue;
       }
       if (r->info.state == JobState::kDone) {
@@ -1015,21 +1097,25 @@ class Run {
         const std::string wrong = CheckAnswer(t.plan.spec, *r);
         if (!wrong.empty()) {
           ++figures_.wrong;
-          Violation("job " + std::to_string(t.id) + " (" + t.plan.describe + ") WRONG ANSWER: " + wrong);
+          Violation("job " + std::to_string(t.id) + " (" + t.plan.describe +
+                    ") WRONG ANSWER: " + wrong);
         }
       } else if (r->info.state == JobState::kFailed) {
         ++figures_.failed;
         if (r->info.error.empty() && r->failures.empty())
           Violation("job " + std::to_string(t.id) + " failed without a reason");
         else
-          std::printf("[%s] job %" PRIu64 " failed: %s\n", policy_.name.c_str(), t.id, r->info.error.c_str());
+          std::printf("[%s] job %" PRIu64 " failed: %s\n", policy_.name.c_str(), t.id,
+                      r->info.error.c_str());
       } else {
-        Violation("job " + std::to_string(t.id) + " ended " + std::string(JobStateName(r->info.state)));
+        Violation("job " + std::to_string(t.id) + " ended " +
+                  std::string(JobStateName(r->info.state)));
       }
     }
     if (g_interrupted) Violation("interrupted");
     KillCoordinator("the final kill");
-    if (!StartCoordinator()) return Violation("the coordinator did not come back after the final kill");
+    if (!StartCoordinator())
+      return Violation("the coordinator did not come back after the final kill");
     auto after = Client::Connect(client_ep_, o);
     for (const auto& [id, bytes] : result_bytes) {
       auto job = after->Attach(id);
@@ -1037,7 +1123,8 @@ class Run {
       if (!r.ok() || r->info.state != JobState::kDone || r->bytes != bytes) {
         ++figures_.lost;
         Violation("job " + std::to_string(id) + " was done, but after a restart: " +
-                  (r.ok() ? std::string(JobStateName(r->info.state)) + (r->bytes != bytes ? " with other bytes" : "")
+                  (r.ok() ? std::string(JobStateName(r->info.state)) +
+                                (r->bytes != bytes ? " with other bytes" : "")
                           : r.status().ToString()));
       }
     }
@@ -1060,7 +1147,8 @@ class Run {
       const std::regex finished(R"(finished unit (\d+/\d+) lease)");
       std::error_code ec;
       for (const auto& f : std::filesystem::directory_iterator(dir_, ec)) {
-        if (f.path().extension() != ".err" || f.path().filename().string().rfind("slot", 0) != 0) continue;
+        if (f.path().extension() != ".err" || f.path().filename().string().rfind("slot", 0) != 0)
+          continue;
         std::istringstream in(ReadAll(f.path()));
         for (std::string line; std::getline(in, line);) {
           std::smatch m;
@@ -1076,11 +1164,13 @@ class Run {
     const std::uint64_t most = validated * static_cast<std::uint64_t>(policy_.credits_per_unit);
     if (credited > most) {
       ++figures_.credit;
-      Violation("the store credits " + std::to_string(credited) + " units to peers for " + std::to_string(validated) +
-                " validated units (at most " + std::to_string(policy_.credits_per_unit) + " per unit): credited twice");
+      Violation("the store credits " + std::to_string(credited) + " units to peers for " +
+                std::to_string(validated) + " validated units (at most " +
+                std::to_string(policy_.credits_per_unit) + " per unit): credited twice");
     } else if (credited < most && (policy_.name == "cluster" || policy_.name == "fixed")) {
-      Finding("the store credits " + std::to_string(credited) + " units to peers for " + std::to_string(validated) +
-              " validated units, " + std::to_string(policy_.credits_per_unit) + " each: credit lost (" +
+      Finding("the store credits " + std::to_string(credited) + " units to peers for " +
+              std::to_string(validated) + " validated units, " +
+              std::to_string(policy_.credits_per_unit) + " each: credit lost (" +
               std::to_string(coordinator_kills_) + " coordinator restarts)");
     }
   }
@@ -1114,22 +1204,32 @@ class Run {
 int main(int argc, char** argv) {
   using namespace sparecycles;
   using namespace sparecycles::nemesis;
-  Options opt("nemesis [options]",
-              "Runs a seeded random schedule of crashes, pauses, partitions, slow links, joins and leaves against\n"
-              "a real coordinator and workers under each replication policy, then checks that every job ended\n"
-              "with the right answer (or failed with reasons), that nothing acknowledged was lost, that no unit\n"
-              "was credited twice and that nothing was accepted from a saboteur. Needs root for the network\n"
-              "faults (network namespaces it creates and removes); without, only process faults run.",
-              "SPARECYCLES_NEMESIS_");
-  opt.Add("seed", "", "Seed of the schedule and the jobs; empty = from the clock (printed, for replay).");
+  Options opt(
+      "nemesis [options]",
+      "Runs a seeded random schedule of crashes, pauses, partitions, slow links, joins and leaves "
+      "against\n"
+      "a real coordinator and workers under each replication policy, then checks that every job "
+      "ended\n"
+      "with the right answer (or failed with reasons), that nothing acknowledged was lost, that no "
+      "unit\n"
+      "was credited twice and that nothing was accepted from a saboteur. Needs root for the "
+      "network\n"
+      "faults (network namespaces it creates and removes); without, only process faults run.",
+      "SPARECYCLES_NEMESIS_");
+  opt.Add("seed", "",
+          "Seed of the schedule and the jobs; empty = from the clock (printed, for replay).");
   opt.Add("faults", "30", "Faults injected in all (split between the policies).");
   opt.Add("jobs", "12", "Jobs submitted in all (split between the policies).");
   opt.Add("policies", "cluster,fixed,adaptive,small",
-          "Policies to run: cluster, fixed (2/2), adaptive (5 honest + 2 saboteurs), small (defaults, 2 peers).");
+          "Policies to run: cluster, fixed (2/2), adaptive (5 honest + 2 saboteurs), small "
+          "(defaults, 2 peers).");
   opt.Add("gap", "0.5", "Mean seconds between two faults.");
   opt.Add("settle", "90", "Seconds every job has to end once the faults stop.");
-  opt.Add("network", "on", "on = network faults in namespaces when possible; off = process faults only.");
-  opt.AddFlag("strict", "Findings outside the invariants (reports going back, credit lost) fail the run too.");
+  opt.Add("network", "on",
+          "on = network faults in namespaces when possible; off = process faults only.");
+  opt.AddFlag(
+      "strict",
+      "Findings outside the invariants (reports going back, credit lost) fail the run too.");
   opt.AddFlag("keep", "Keep the logs and data directories even when the run passes.");
   opt.AddFlag("verbose", "Print every event as it is applied.");
   if (Status s = opt.Parse(argc, argv); !s.ok() || opt.HelpRequested()) {
@@ -1145,8 +1245,11 @@ int main(int argc, char** argv) {
     std::cerr << "nemesis: bad option (see --help)\n";
     return 2;
   }
-  cfg.seed = opt.Get("seed").empty() ? static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) % 1'000'000'007
-                                     : std::strtoull(opt.Get("seed").c_str(), nullptr, 10);
+  cfg.seed = opt.Get("seed").empty()
+                 ? static_cast<std::uint64_t>(
+                       std::chrono::system_clock::now().time_since_epoch().count()) %
+                       1'000'000'007
+                 : std::strtoull(opt.Get("seed").c_str(), nullptr, 10);
   cfg.faults = static_cast<int>(*faults);
   cfg.jobs = static_cast<int>(*jobs);
   cfg.gap = *gap;
@@ -1173,15 +1276,17 @@ int main(int argc, char** argv) {
   for (const auto& p : policies) max_slots = std::max(max_slots, p.honest + p.saboteurs);
   std::string why;
   if (opt.Get("network") != "on") {
-    std::printf("network faults off (--network %s): process faults only\n", opt.Get("network").c_str());
+    std::printf("network faults off (--network %s): process faults only\n",
+                opt.Get("network").c_str());
   } else if (!net.Setup(max_slots, &why)) {
     net.Teardown();
     std::printf("network faults unavailable: %s; running process faults only\n", why.c_str());
   } else if (!why.empty()) {
     std::printf("%s\n", why.c_str());
   }
-  std::printf("nemesis --seed %" PRIu64 " --faults %d --jobs %d --policies %s --gap %g%s\n", cfg.seed, cfg.faults,
-              cfg.jobs, opt.Get("policies").c_str(), cfg.gap, net.ok() ? " (with network faults)" : "");
+  std::printf("nemesis --seed %" PRIu64 " --faults %d --jobs %d --policies %s --gap %g%s\n",
+              cfg.seed, cfg.faults, cfg.jobs, opt.Get("policies").c_str(), cfg.gap,
+              net.ok() ? " (with network faults)" : "");
   std::fflush(stdout);
 
   Figures total;
@@ -1215,17 +1320,20 @@ int main(int argc, char** argv) {
   int injected = 0;
   for (const auto& [k, v] : total.faults) injected += v;
   std::printf("\nnemesis figures (seed %" PRIu64 ", %.0f s):\n  faults injected: %d", cfg.seed,
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), injected);
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+              injected);
   for (const auto& [k, v] : total.faults) std::printf("; %s %d", k.c_str(), v);
-  std::printf("\n  jobs: %d planned, %d acknowledged, %d done, %d failed with reasons\n", total.jobs, total.acked,
-              total.done, total.failed);
+  std::printf("\n  jobs: %d planned, %d acknowledged, %d done, %d failed with reasons\n",
+              total.jobs, total.acked, total.done, total.failed);
   std::printf("  units accepted from saboteurs: %d\n", total.sabotaged);
-  std::printf("  wrong answers: %d; stuck jobs: %d; lost acknowledged results: %d; credit errors: %d; crashes: %d\n",
-              total.wrong, total.stuck, total.lost, total.credit, total.crashes);
-  std::printf("  unit runs by honest workers: %d, of which %d beyond a unit's first\n", total.unit_runs,
-              total.extra_runs);
-  std::printf("  violations: %d%s; other findings: %d\n", total.violations, total.violations ? "" : " (PASS)",
-              total.findings);
+  std::printf(
+      "  wrong answers: %d; stuck jobs: %d; lost acknowledged results: %d; credit errors: %d; "
+      "crashes: %d\n",
+      total.wrong, total.stuck, total.lost, total.credit, total.crashes);
+  std::printf("  unit runs by honest workers: %d, of which %d beyond a unit's first\n",
+              total.unit_runs, total.extra_runs);
+  std::printf("  violations: %d%s; other findings: %d\n", total.violations,
+              total.violations ? "" : " (PASS)", total.findings);
   // One line for scripts/nemesis.sh to add up.
   std::printf("FIGURES seed=%" PRIu64 " faults=%d", cfg.seed, injected);
   for (const auto& [k, v] : total.faults) {
@@ -1233,9 +1341,12 @@ int main(int argc, char** argv) {
     for (char& c : key) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
     std::printf(" fault.%s=%d", key.c_str(), v);
   }
-  std::printf(" jobs=%d acked=%d done=%d failed=%d wrong=%d sabotaged=%d stuck=%d lost=%d credit=%d crashes=%d violations=%d findings=%d unit_runs=%d extra_runs=%d\n",
-              total.jobs, total.acked, total.done, total.failed, total.wrong, total.sabotaged, total.stuck, total.lost, total.credit,
-              total.crashes, total.violations, total.findings, total.unit_runs, total.extra_runs);
+  std::printf(
+      " jobs=%d acked=%d done=%d failed=%d wrong=%d sabotaged=%d stuck=%d lost=%d credit=%d "
+      "crashes=%d violations=%d findings=%d unit_runs=%d extra_runs=%d\n",
+      total.jobs, total.acked, total.done, total.failed, total.wrong, total.sabotaged, total.stuck,
+      total.lost, total.credit, total.crashes, total.violations, total.findings, total.unit_runs,
+      total.extra_runs);
   net.Teardown();
   return total.violations == 0 ? 0 : 1;
 }

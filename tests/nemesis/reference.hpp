@@ -44,14 +44,15 @@ inline std::uint64_t CountPrimes(std::uint64_t from, std::uint64_t to) {
 
 /// Nonces n in [from, to) whose BLAKE2b-256(prefix || n as 8 bytes little-endian) starts with at
 /// least `bits` zero bits (most significant bit of the first byte first).
-inline std::vector<std::uint64_t> HashSearch(const std::string& prefix, std::uint64_t from, std::uint64_t to,
-                                             unsigned bits) {
+inline std::vector<std::uint64_t> HashSearch(const std::string& prefix, std::uint64_t from,
+                                             std::uint64_t to, unsigned bits) {
   std::vector<std::uint64_t> hits;
   std::string msg = prefix + std::string(8, '\0');
   unsigned char out[32];
   for (std::uint64_t n = from; n < to; ++n) {
     for (int b = 0; b < 8; ++b) msg[prefix.size() + b] = static_cast<char>((n >> (8 * b)) & 0xff);
-    crypto_generichash(out, sizeof(out), reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), nullptr, 0);
+    crypto_generichash(out, sizeof(out), reinterpret_cast<const unsigned char*>(msg.data()),
+                       msg.size(), nullptr, 0);
     unsigned zeros = 0;
     for (unsigned char byte : out) {
       if (byte == 0) {
@@ -68,8 +69,8 @@ inline std::vector<std::uint64_t> HashSearch(const std::string& prefix, std::uin
 
 /// Pixels of a width x height view whose orbit of 0 stays within |z| <= 2 for max_iter steps;
 /// pixel (px, py) samples c = (x0 + (px + 0.5) dx, y1 - (py + 0.5) dy).
-inline std::uint64_t MandelbrotInSet(unsigned width, unsigned height, unsigned max_iter, double x0, double x1,
-                                     double y0, double y1) {
+inline std::uint64_t MandelbrotInSet(unsigned width, unsigned height, unsigned max_iter, double x0,
+                                     double x1, double y0, double y1) {
   const double dx = (x1 - x0) / width, dy = (y1 - y0) / height;
   std::uint64_t in = 0;
   for (unsigned py = 0; py < height; ++py) {
@@ -90,7 +91,8 @@ inline std::uint64_t MandelbrotInSet(unsigned width, unsigned height, unsigned m
 }
 
 /// Word counts: maximal runs of ASCII letters and digits, lower-cased, cut to 256 bytes.
-inline std::map<std::string, std::uint64_t> WordCounts(const std::string& text, std::uint64_t* total) {
+inline std::map<std::string, std::uint64_t> WordCounts(const std::string& text,
+                                                       std::uint64_t* total) {
   std::map<std::string, std::uint64_t> counts;
   *total = 0;
   std::string word;

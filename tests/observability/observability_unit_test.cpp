@@ -7,13 +7,13 @@
 #include <cmath>
 #include <limits>
 
+#include "cli_views.hpp"
 #include "http_server.hpp"
 #include "metrics.hpp"
-#include "sparecycles/worker/owner_control.hpp"
 #include "sparecycles/core/http.hpp"
 #include "sparecycles/core/metrics_text.hpp"
+#include "sparecycles/worker/owner_control.hpp"
 #include "volunteer_page.hpp"
-#include "cli_views.hpp"
 
 using namespace sparecycles;
 
@@ -23,7 +23,9 @@ TEST_CASE("label values escape backslash, double quote and newline, and nothing 
   CHECK(metrics::EscapeHelp("say \"hi\"\\\nnext") == "say \"hi\"\\\\\\nnext");
 }
 
-TEST_CASE("sample values are integers without a fraction, shortest round-trip doubles, and Prometheus infinities") {
+TEST_CASE(
+    "sample values are integers without a fraction, shortest round-trip doubles, and Prometheus "
+    "infinities") {
   CHECK(metrics::FormatValue(0) == "0");
   CHECK(metrics::FormatValue(42) == "42");
   CHECK(metrics::FormatValue(0.0001) == "0.0001");
@@ -34,7 +36,9 @@ TEST_CASE("sample values are integers without a fraction, shortest round-trip do
   CHECK(metrics::FormatValue(std::nan("")) == "NaN");
 }
 
-TEST_CASE("a histogram counts a value in the first bucket whose bound is at least the value, cumulatively on output") {
+TEST_CASE(
+    "a histogram counts a value in the first bucket whose bound is at least the value, "
+    "cumulatively on output") {
   metrics::Histogram h({1, 0.1});  // unsorted on purpose
   for (double v : {0.05, 0.1, 0.5, 5.0}) h.Observe(v);
   CHECK(h.count() == 4);
@@ -55,7 +59,9 @@ TEST_CASE("a histogram counts a value in the first bucket whose bound is at leas
         "x_seconds_count{task=\"a\\\"b\"} 4\n");
 }
 
-TEST_CASE("the latency histogram puts 200 µs between 100 µs and 250 µs, and an infinite value only in +Inf") {
+TEST_CASE(
+    "the latency histogram puts 200 µs between 100 µs and 250 µs, and an infinite value only in "
+    "+Inf") {
   auto h = metrics::Histogram::Latency();
   h.Observe(0.0002);
   h.Observe(std::numeric_limits<double>::infinity());
@@ -106,7 +112,8 @@ struct LoopFixture {
 TEST_CASE("the loop publishes no snapshot while nobody reads, and one as soon as a reader asks") {
   LoopFixture f;
   f.Turns(50);  // five seconds of turns, nobody reading
-  CHECK(f.metrics.Latest(Duration::zero()) == nullptr);  // nothing was built; this read asks for one
+  CHECK(f.metrics.Latest(Duration::zero()) ==
+        nullptr);  // nothing was built; this read asks for one
   CHECK(f.wakes == 1);
   f.Turns(1);
   auto snap = f.metrics.Latest(Duration::zero());
@@ -117,7 +124,8 @@ TEST_CASE("the loop publishes no snapshot while nobody reads, and one as soon as
   CHECK(f.metrics.Latest(Duration::zero())->version == 1);
 }
 
-TEST_CASE("a snapshot carries jobs, histograms and history into the exposition and the dashboard JSON") {
+TEST_CASE(
+    "a snapshot carries jobs, histograms and history into the exposition and the dashboard JSON") {
   LoopFixture f;
   proto::JobSpecWire spec;
   spec.task = "spin";
@@ -146,8 +154,10 @@ TEST_CASE("a snapshot carries jobs, histograms and history into the exposition a
   CHECK(text.find("sparecycles_units_queued 3\n") != std::string::npos);
   CHECK(text.find("sparecycles_loop_turn_seconds_bucket{le=\"0.00025\"} 1\n") != std::string::npos);
   CHECK(text.find("sparecycles_store_commit_seconds_count 1\n") != std::string::npos);
-  CHECK(text.find("sparecycles_unit_run_seconds_bucket{task=\"spin\",le=\"0.1\"} 1\n") != std::string::npos);
-  CHECK(text.find("sparecycles_job_units{job_id=\"1\",task=\"spin\",state=\"total\"} 3\n") != std::string::npos);
+  CHECK(text.find("sparecycles_unit_run_seconds_bucket{task=\"spin\",le=\"0.1\"} 1\n") !=
+        std::string::npos);
+  CHECK(text.find("sparecycles_job_units{job_id=\"1\",task=\"spin\",state=\"total\"} 3\n") !=
+        std::string::npos);
   CHECK(text.find("# TYPE sparecycles_results_total counter\n") != std::string::npos);
   const std::string json = coordinator::RenderStateJson(*snap);
   CHECK(json.find("\"name\":\"quote\\\" and \\u003c/script>\"") != std::string::npos);
@@ -155,17 +165,24 @@ TEST_CASE("a snapshot carries jobs, histograms and history into the exposition a
 }
 
 TEST_CASE("the dashboard and Chart.js are embedded in the binary") {
-  CHECK(coordinator::assets::DashboardHtml().find("<canvas id=\"chart\">") != std::string_view::npos);
+  CHECK(coordinator::assets::DashboardHtml().find("<canvas id=\"chart\">") !=
+        std::string_view::npos);
 #ifdef SPARECYCLES_EXPECT_CHARTJS
   CHECK(coordinator::assets::ChartJs().size() > 10000);
 #endif
   CHECK(worker::assets::VolunteerHtml().find("id=\"toggle\"") != std::string_view::npos);
 }
 
-TEST_CASE("the volunteer page applies valid preferences and rejects bad ones without changing anything") {
+TEST_CASE(
+    "the volunteer page applies valid preferences and rejects bad ones without changing anything") {
   worker::Preferences p;
-  CHECK(worker::VolunteerPage::ApplyFields({{"cores", "50%"}, {"pause-above", "off"}, {"idle-time", "5s"},
-                                             {"throttle", "off"}, {"hours", "daily 22:00-06:00"}}, p).ok());
+  CHECK(worker::VolunteerPage::ApplyFields({{"cores", "50%"},
+                                            {"pause-above", "off"},
+                                            {"idle-time", "5s"},
+                                            {"throttle", "off"},
+                                            {"hours", "daily 22:00-06:00"}},
+                                           p)
+            .ok());
   CHECK(p.max_cores == 0);
   CHECK(p.max_cores_percent == 50);
   CHECK(p.pause_above_percent == 100);
@@ -173,16 +190,22 @@ TEST_CASE("the volunteer page applies valid preferences and rejects bad ones wit
   CHECK_FALSE(p.throttle);
   CHECK_FALSE(p.hours.always());
   const worker::Preferences before = p;
-  CHECK_FALSE(worker::VolunteerPage::ApplyFields({{"cores", "2"}, {"pause-above", "150%"}}, p).ok());
+  CHECK_FALSE(
+      worker::VolunteerPage::ApplyFields({{"cores", "2"}, {"pause-above", "150%"}}, p).ok());
   CHECK(p.max_cores == before.max_cores);  // the valid field was not applied either
   CHECK_FALSE(worker::VolunteerPage::ApplyFields({{"coordinator", "tcp://evil:1"}}, p).ok());
   CHECK_FALSE(worker::VolunteerPage::ApplyFields({{"hours", "all\ncoordinator = x"}}, p).ok());
 }
 
-TEST_CASE("saving preferences rewrites their lines, keeps everything else and appends what was missing") {
-  const std::string before = "# my worker\ncoordinator = tcp://c:7737\ncores=4\n  pause_above = 30%\n";
-  const std::string after = worker::VolunteerPage::UpdateConfigText(before, {{"cores", "2"}, {"pause-above", "off"}, {"hours", "daily all"}});
-  CHECK(after == "# my worker\ncoordinator = tcp://c:7737\ncores = 2\npause-above = off\n# changed on the volunteer page\nhours = daily all\n");
+TEST_CASE(
+    "saving preferences rewrites their lines, keeps everything else and appends what was missing") {
+  const std::string before =
+      "# my worker\ncoordinator = tcp://c:7737\ncores=4\n  pause_above = 30%\n";
+  const std::string after = worker::VolunteerPage::UpdateConfigText(
+      before, {{"cores", "2"}, {"pause-above", "off"}, {"hours", "daily all"}});
+  CHECK(after ==
+        "# my worker\ncoordinator = tcp://c:7737\ncores = 2\npause-above = off\n# changed on the "
+        "volunteer page\nhours = daily all\n");
 }
 
 TEST_CASE("an owner's pause overrides the policy at once and is counted once") {
@@ -222,8 +245,9 @@ TEST_CASE("the CLI's rate meter measures over its window and estimates the time 
   m.Add(2, 20);
   CHECK(m.rate() == doctest::Approx(10));
   CHECK(m.Eta(100) == doctest::Approx(8));
-  for (int t = 3; t <= 30; ++t) m.Add(t, 20 + static_cast<std::uint64_t>(t - 2) * 50);  // speeds up to 50/s
-  CHECK(m.rate() == doctest::Approx(50));  // the old slow samples left the window
+  for (int t = 3; t <= 30; ++t)
+    m.Add(t, 20 + static_cast<std::uint64_t>(t - 2) * 50);  // speeds up to 50/s
+  CHECK(m.rate() == doctest::Approx(50));                   // the old slow samples left the window
   CHECK(cli::FormatDuration(-1) == "?");
   CHECK(cli::FormatDuration(12.2) == "13 s");
   CHECK(cli::FormatDuration(600) == "10.0 min");

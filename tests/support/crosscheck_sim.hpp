@@ -30,7 +30,9 @@ struct SimResult {
   std::uint64_t units = 0, executions = 0, wrong_accepted = 0;
   coordinator::SchedulerStats stats;
   bool finished = false;
-  double work() const { return units ? static_cast<double>(executions) / static_cast<double>(units) : 0; }
+  double work() const {
+    return units ? static_cast<double>(executions) / static_cast<double>(units) : 0;
+  }
 };
 
 class WrongCounter final : public coordinator::SchedulerListener {
@@ -40,9 +42,12 @@ class WrongCounter final : public coordinator::SchedulerListener {
   void OnUnitValidated(const coordinator::Job& job, std::uint32_t unit) override {
     const std::string& spec = job.units[unit].spec;  // squares: [lo, hi) -> sum of i*i
     std::uint64_t truth = 0;
-    for (std::uint64_t i = BytesU64(spec.substr(0, 8)); i < BytesU64(spec.substr(8)); ++i) truth += i * i;
-    if (BytesU64(job.units[unit].result) != truth) wrong.insert(unit);
-    else wrong.erase(unit);
+    for (std::uint64_t i = BytesU64(spec.substr(0, 8)); i < BytesU64(spec.substr(8)); ++i)
+      truth += i * i;
+    if (BytesU64(job.units[unit].result) != truth)
+      wrong.insert(unit);
+    else
+      wrong.erase(unit);
   }
   void OnJobFinished(const coordinator::Job&) override {}
   void OnLeaseIssued(const coordinator::LeaseRecord&, const std::string&) override {}
@@ -111,7 +116,8 @@ inline SimResult RunSimulation(const SimConfig& cfg) {
         const bool lie = saboteurs.contains(p) &&
                          std::uniform_real_distribution<double>(0, 1)(rng) < cfg.sabotage_rate;
         // Colluders agree: the wrong answer depends only on the unit.
-        if (lie) r.payload = U64Bytes(BytesU64(r.payload) ^ (0x9e3779b97f4a7c15ull * (l.unit_index + 1)));
+        if (lie)
+          r.payload = U64Bytes(BytesU64(r.payload) ^ (0x9e3779b97f4a7c15ull * (l.unit_index + 1)));
         r.hash = HashOf(r.payload);
         s.OnResult(p, r, clock.Now(), 0);
       }
@@ -119,7 +125,8 @@ inline SimResult RunSimulation(const SimConfig& cfg) {
     if (!any) break;  // nobody can take anything: the job is stuck (reported as unfinished)
     clock.Advance(std::chrono::milliseconds(1));
   }
-  out.finished = proto::IsFinal(s.FindJob(job)->state) && s.FindJob(job)->state == proto::JobState::kDone;
+  out.finished =
+      proto::IsFinal(s.FindJob(job)->state) && s.FindJob(job)->state == proto::JobState::kDone;
   out.wrong_accepted = counter.wrong.size();
   out.stats = s.stats();
   return out;

@@ -50,7 +50,8 @@ class TempDir {
 class Process {
  public:
   /// Starts `argv` with stdout and stderr redirected to files `<log_prefix>.out` / `.err`.
-  Process(std::vector<std::string> argv, const std::string& log_prefix) : out_(log_prefix + ".out"), err_(log_prefix + ".err") {
+  Process(std::vector<std::string> argv, const std::string& log_prefix)
+      : out_(log_prefix + ".out"), err_(log_prefix + ".err") {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -105,8 +106,9 @@ class Process {
 };
 
 /// Runs a command to completion (bounded) and returns {exit code, stdout}.
-inline std::pair<int, std::string> RunCommand(std::vector<std::string> argv, const std::string& log_prefix,
-                                              std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
+inline std::pair<int, std::string> RunCommand(
+    std::vector<std::string> argv, const std::string& log_prefix,
+    std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
   Process p(std::move(argv), log_prefix);
   auto code = p.Wait(timeout);
   if (!code) {
@@ -132,8 +134,9 @@ inline bool WaitForFile(const std::string& path, std::chrono::milliseconds timeo
 /// A coordinator plus N worker processes on 127.0.0.1 with OS-chosen ports.
 class Cluster {
  public:
-  Cluster(int workers, const std::vector<std::string>& coordinator_flags = {}, unsigned cores_each = 1,
-          const std::vector<std::string>& worker_flags = {}, const std::string& bind_host = "127.0.0.1")
+  Cluster(int workers, const std::vector<std::string>& coordinator_flags = {},
+          unsigned cores_each = 1, const std::vector<std::string>& worker_flags = {},
+          const std::string& bind_host = "127.0.0.1")
       : coordinator_flags_(coordinator_flags), worker_flags_(worker_flags) {
     StartCoordinator("tcp://" + bind_host + ":*", "tcp://127.0.0.1:*");
     for (int i = 0; i < workers; ++i) AddWorker(cores_each);
@@ -143,11 +146,26 @@ class Cluster {
     const std::string ep = dir_ / "endpoints";
     std::error_code ec;
     std::filesystem::remove(ep, ec);
-    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN, "--peers", peers, "--clients", clients,
-                                     "--endpoints-file", ep, "--heartbeat", "200ms", "--peer-timeout", "2s",
-                                     "--lease-min", "10s", "--disconnect-grace", "100ms", "--pool", "cluster"};
+    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN,
+                                     "--peers",
+                                     peers,
+                                     "--clients",
+                                     clients,
+                                     "--endpoints-file",
+                                     ep,
+                                     "--heartbeat",
+                                     "200ms",
+                                     "--peer-timeout",
+                                     "2s",
+                                     "--lease-min",
+                                     "10s",
+                                     "--disconnect-grace",
+                                     "100ms",
+                                     "--pool",
+                                     "cluster"};
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
-    coordinator_ = std::make_unique<Process>(argv, dir_ / ("coordinator" + std::to_string(++coordinator_starts_)));
+    coordinator_ = std::make_unique<Process>(
+        argv, dir_ / ("coordinator" + std::to_string(++coordinator_starts_)));
     if (!WaitForFile(ep, std::chrono::seconds(10))) return false;
     std::istringstream in(ReadAll(ep));
     std::string key, value;
@@ -155,24 +173,28 @@ class Cluster {
     return true;
   }
   bool RestartCoordinator() { return StartCoordinator(peer_ep_, client_ep_); }
-  Process& AddWorker(unsigned cores, const std::vector<std::string>& extra = {}, const std::vector<std::string>& prefix = {}) {
+  Process& AddWorker(unsigned cores, const std::vector<std::string>& extra = {},
+                     const std::vector<std::string>& prefix = {}) {
     const std::string name = "worker" + std::to_string(workers_.size());
     return StartWorker(name, cores, extra, prefix);
   }
   /// Starts a worker process named `name` (its state dir is dir/name); prefix wraps the command.
-  Process& StartWorker(const std::string& name, unsigned cores, const std::vector<std::string>& extra = {},
+  Process& StartWorker(const std::string& name, unsigned cores,
+                       const std::vector<std::string>& extra = {},
                        const std::vector<std::string>& prefix = {}) {
     std::vector<std::string> argv = prefix;
-    std::vector<std::string> cmd = {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", std::to_string(cores),
-                                    "--state-dir", dir_ / name, "--calibrate", "5ms",
-                                    // Tests share a busy machine (and workers see each other as
-                                    // load): donate the cores asked for; a test that exercises idle
-                                    // detection passes its own flags, which come later and win.
-                                    "--pause-above", "off", "--throttle", "off", "--priority", "normal"};
+    std::vector<std::string> cmd = {
+        SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", std::to_string(cores),
+        "--state-dir", dir_ / name, "--calibrate", "5ms",
+        // Tests share a busy machine (and workers see each other as
+        // load): donate the cores asked for; a test that exercises idle
+        // detection passes its own flags, which come later and win.
+        "--pause-above", "off", "--throttle", "off", "--priority", "normal"};
     argv.insert(argv.end(), cmd.begin(), cmd.end());
     argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
-    workers_.push_back(std::make_unique<Process>(argv, dir_ / (name + "-" + std::to_string(workers_.size()))));
+    workers_.push_back(
+        std::make_unique<Process>(argv, dir_ / (name + "-" + std::to_string(workers_.size()))));
     names_.push_back(name);
     return *workers_.back();
   }
@@ -191,7 +213,8 @@ class Cluster {
   const TempDir& dir() const { return dir_; }
   std::string Logs() {
     std::string all = "--- coordinator\n" + coordinator_->Stderr();
-    for (std::size_t i = 0; i < workers_.size(); ++i) all += "--- worker" + std::to_string(i) + "\n" + workers_[i]->Stderr();
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      all += "--- worker" + std::to_string(i) + "\n" + workers_[i]->Stderr();
     return all;
   }
 

@@ -19,14 +19,16 @@ namespace {
 
 class LyingTask final : public tasks::Task {
  public:
-  LyingTask(const tasks::Task* inner, double rate, std::uint64_t seed) : inner_(inner), rate_(rate), seed_(seed) {}
+  LyingTask(const tasks::Task* inner, double rate, std::uint64_t seed)
+      : inner_(inner), rate_(rate), seed_(seed) {}
   std::string_view Name() const override { return inner_->Name(); }
   std::uint32_t Version() const override { return inner_->Version(); }
   std::string_view Summary() const override { return inner_->Summary(); }
   std::vector<tasks::ParamSpec> Params() const override { return inner_->Params(); }
   std::string_view WorkName() const override { return inner_->WorkName(); }
   Result<tasks::JobPlan> Plan(const tasks::JobParams& p) const override { return inner_->Plan(p); }
-  Result<std::vector<std::string>> Split(const tasks::JobParams& p, std::uint64_t n) const override {
+  Result<std::vector<std::string>> Split(const tasks::JobParams& p,
+                                         std::uint64_t n) const override {
     return inner_->Split(p, n);
   }
   Result<std::string> Execute(std::string_view unit, tasks::UnitContext& ctx) const override {
@@ -47,7 +49,8 @@ class LyingTask final : public tasks::Task {
     }
     return out;
   }
-  Result<std::string> Merge(const tasks::JobParams& p, std::span<const std::string> r) const override {
+  Result<std::string> Merge(const tasks::JobParams& p,
+                            std::span<const std::string> r) const override {
     return inner_->Merge(p, r);
   }
   std::string Canonicalize(std::string_view r) const override { return inner_->Canonicalize(r); }
@@ -70,7 +73,8 @@ void OnSignal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options opt("saboteur_worker [options]", "TEST ONLY: a worker that returns wrong results.", "SPARECYCLES_SABOTEUR_");
+  Options opt("saboteur_worker [options]", "TEST ONLY: a worker that returns wrong results.",
+              "SPARECYCLES_SABOTEUR_");
   opt.Add("coordinator", "", "The coordinator's peer endpoint (required).");
   opt.Add("rate", "1.0", "Share of units answered wrongly.");
   opt.Add("seed", "7", "Saboteurs with the same seed lie alike (collude).");

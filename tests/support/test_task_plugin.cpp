@@ -18,7 +18,9 @@ class SumSquares final : public Task {
   std::uint32_t Version() const override { return 3; }
   std::string_view Summary() const override { return "sum of i*i over [from, to) (test plugin)"; }
   std::vector<ParamSpec> Params() const override {
-    return {{"from", "0", "first number"}, {"to", "", "one past the last number"}, {"mode", "ok", "ok | error | throw"}};
+    return {{"from", "0", "first number"},
+            {"to", "", "one past the last number"},
+            {"mode", "ok", "ok | error | throw"}};
   }
   std::string_view WorkName() const override { return "numbers"; }
   Result<JobPlan> Plan(const JobParams& p) const override {
@@ -26,8 +28,10 @@ class SumSquares final : public Task {
     auto to = p.Int("to", -1);
     if (!from.ok()) return from.status();
     if (!to.ok()) return to.status();
-    if (*to < *from || *from < 0 || *to > 2'000'000) return InvalidArgument("sumsq needs 0 <= from <= to <= 2000000");
-    return JobPlan{static_cast<double>(*to - *from), static_cast<std::uint64_t>(std::max<std::int64_t>(*to - *from, 1)), false};
+    if (*to < *from || *from < 0 || *to > 2'000'000)
+      return InvalidArgument("sumsq needs 0 <= from <= to <= 2000000");
+    return JobPlan{static_cast<double>(*to - *from),
+                   static_cast<std::uint64_t>(std::max<std::int64_t>(*to - *from, 1)), false};
   }
   Result<std::vector<std::string>> Split(const JobParams& p, std::uint64_t units) const override {
     auto plan = Plan(p);
@@ -36,8 +40,10 @@ class SumSquares final : public Task {
     const std::string mode = p.Text("mode", "ok");
     const std::uint8_t m = mode == "error" ? 1 : mode == "throw" ? 2 : 0;
     std::vector<std::string> out;
-    for (auto [lo, hi] : SplitRange(static_cast<std::uint64_t>(*p.Int("from", 0)), static_cast<std::uint64_t>(*p.Int("to", 0)), units))
-      out.push_back(ByteWriter().Put<std::uint64_t>(lo).Put<std::uint64_t>(hi).Put<std::uint8_t>(m).bytes());
+    for (auto [lo, hi] : SplitRange(static_cast<std::uint64_t>(*p.Int("from", 0)),
+                                    static_cast<std::uint64_t>(*p.Int("to", 0)), units))
+      out.push_back(
+          ByteWriter().Put<std::uint64_t>(lo).Put<std::uint64_t>(hi).Put<std::uint8_t>(m).bytes());
     return out;
   }
   Result<std::string> Execute(std::string_view unit, UnitContext& ctx) const override {
@@ -59,7 +65,9 @@ class SumSquares final : public Task {
     for (; next < hi; ++next) {
       sum += next * next;
       if ((next - lo) % 1000 == 999) {
-        CheckpointIfDue(ctx, [&] { return ByteWriter().Put<std::uint64_t>(next + 1).Put<std::uint64_t>(sum).bytes(); });
+        CheckpointIfDue(ctx, [&] {
+          return ByteWriter().Put<std::uint64_t>(next + 1).Put<std::uint64_t>(sum).bytes();
+        });
         meter.Add(1000);
       }
     }
@@ -78,7 +86,9 @@ class SumSquares final : public Task {
     ByteReader in(merged);
     return std::to_string(in.Get<std::uint64_t>());
   }
-  std::string ToJson(std::string_view merged) const override { return "{\"sum\":" + Summarize(merged) + "}"; }
+  std::string ToJson(std::string_view merged) const override {
+    return "{\"sum\":" + Summarize(merged) + "}";
+  }
   double Calibrate(double) const override { return 5e8; }
   double DefaultWorkPerSecond() const override { return 1e8; }
 };

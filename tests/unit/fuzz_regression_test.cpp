@@ -55,7 +55,9 @@ class CancelSoon final : public UnitContext {
   int calls_ = 0;
 };
 
-std::string Bytes(std::initializer_list<unsigned char> b) { return std::string(b.begin(), b.end()); }
+std::string Bytes(std::initializer_list<unsigned char> b) {
+  return std::string(b.begin(), b.end());
+}
 
 // Runs `unit` on one thread until cancelled; returns the largest allocation made meanwhile.
 std::size_t RunUntilCancelled(const char* task_name, const std::string& unit) {
@@ -83,16 +85,18 @@ constexpr std::size_t kMiB = 1 << 20;
 
 TEST_CASE("a pi unit of 1.2e14 samples starts without a counter per chunk (fuzz: task_pi oom)") {
   // seed 7, first 253, count 0x0000695f78616d40: 1.1e8 chunks, once an 880 MB vector of counts.
-  const std::string unit = Bytes({0x07, 0, 0, 0, 0, 0, 0, 0, 0xfd, 0, 0, 0, 0, 0, 0, 0,
-                                  0x40, 0x6d, 0x61, 0x78, 0x5f, 0x69, 0, 0});
+  const std::string unit = Bytes({0x07, 0, 0, 0, 0,    0,    0,    0,    0xfd, 0,    0, 0,
+                                  0,    0, 0, 0, 0x40, 0x6d, 0x61, 0x78, 0x5f, 0x69, 0, 0});
   CHECK(RunUntilCancelled("pi", unit) < kMiB);
 }
 
-TEST_CASE("a hashsearch unit of 2.8e14 nonces starts without listing its chunks (fuzz: task_hashsearch oom)") {
+TEST_CASE(
+    "a hashsearch unit of 2.8e14 nonces starts without listing its chunks (fuzz: task_hashsearch "
+    "oom)") {
   // prefix "abc", from 0, to 0x0001000000002710, bits 6: 1.7e10 chunks, once a list of all of
   // them (128 MB and growing); cancelling also had to walk every unclaimed chunk.
-  const std::string unit = Bytes({0x03, 0, 0, 0, 0, 0, 0, 0, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0,
-                                  0x10, 0x27, 0, 0, 0, 0, 0x01, 0, 0x06, 0, 0, 0});
+  const std::string unit = Bytes({0x03, 0, 0, 0,    0,    0, 0, 0, 'a', 'b',  'c', 0,    0, 0, 0, 0,
+                                  0,    0, 0, 0x10, 0x27, 0, 0, 0, 0,   0x01, 0,   0x06, 0, 0, 0});
   CHECK(RunUntilCancelled("hashsearch", unit) < kMiB);
 }
 

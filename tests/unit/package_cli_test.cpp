@@ -1,7 +1,6 @@
 // The `sparecycles key` and `sparecycles package` commands, run as a user would: a key is made,
 // a directory is packed, signed, verified and inspected, and every refusal names its reason.
 #include <doctest/doctest.h>
-
 #include <sodium.h>
 #include <sys/stat.h>
 
@@ -80,7 +79,8 @@ TEST_CASE("a package is built, signed, verified and inspected, and each refusal 
   Run ok = Cli(dir, {"package", "verify", pkg, "--trust", dir / "alice.key.pub"});
   CHECK_MESSAGE(ok.code == 0, ok.err);
   CHECK(ok.out == "ok " + signed_run.out);  // the id printed by sign is the verified id
-  Run trust_dir = Cli(dir, {"package", "verify", pkg, "--trust", dir.path()});  // holds both .pub files
+  Run trust_dir =
+      Cli(dir, {"package", "verify", pkg, "--trust", dir.path()});  // holds both .pub files
   CHECK(trust_dir.code == 0);
 
   Run unknown = Cli(dir, {"package", "verify", pkg, "--trust", dir / "mallory.key.pub"});
@@ -92,7 +92,8 @@ TEST_CASE("a package is built, signed, verified and inspected, and each refusal 
   std::string tampered = bytes;
   tampered.back() = static_cast<char>(tampered.back() ^ 1);
   Write(dir / "t1.scpkg", tampered);
-  Run mismatch = Cli(dir, {"package", "verify", dir / "t1.scpkg", "--trust", dir / "alice.key.pub"});
+  Run mismatch =
+      Cli(dir, {"package", "verify", dir / "t1.scpkg", "--trust", dir / "alice.key.pub"});
   CHECK(mismatch.code == 1);
   CHECK(mismatch.err.find("refused: hash mismatch") != std::string::npos);
   // A flipped byte in the signature (which sits 64 bytes before the file data).
@@ -115,7 +116,8 @@ TEST_CASE("a package is built, signed, verified and inspected, and each refusal 
   CHECK(inspect.out.find("name:          hashes") != std::string::npos);
   CHECK(inspect.out.find("split:         files") != std::string::npos);
   CHECK(inspect.out.find("data/x.txt") != std::string::npos);
-  CHECK(inspect.out.find("signed by:     " + ReadAll(dir / "alice.key.pub").substr(34, 64)) != std::string::npos);
+  CHECK(inspect.out.find("signed by:     " + ReadAll(dir / "alice.key.pub").substr(34, 64)) !=
+        std::string::npos);
 
   // Every command explains itself.
   for (const char* cmd : {"build", "sign", "verify", "inspect"}) {
@@ -128,8 +130,9 @@ TEST_CASE("a package is built, signed, verified and inspected, and each refusal 
 
 TEST_CASE("package test runs a native package's units through the plugin loader and merges them") {
   TempDir dir;
-  Write(dir / "src/package.manifest",
-        "name = sumsq\nversion = 3\nkind = native\nentry = lib/sumsq.so\nsummary = sum of squares\n");
+  Write(
+      dir / "src/package.manifest",
+      "name = sumsq\nversion = 3\nkind = native\nentry = lib/sumsq.so\nsummary = sum of squares\n");
   fs::create_directories(dir / "src/lib");
   fs::copy_file(SC_TEST_PLUGIN, dir / "src/lib/sumsq.so");
   const std::string pkg = dir / "sumsq.scpkg";
@@ -158,7 +161,8 @@ TEST_CASE("package test runs a native package's units through the plugin loader 
   CHECK(arch.err.find("refused: unsupported platform") != std::string::npos);
   CHECK(Cli(dir, {"package", "test", dir / "other-arch.scpkg"}).code == 1);
   // A manifest claiming another ABI version is refused before the library is loaded.
-  Write(dir / "src/package.manifest", "name = sumsq\nversion = 3\nkind = native\nentry = lib/sumsq.so\nabi = 7\n");
+  Write(dir / "src/package.manifest",
+        "name = sumsq\nversion = 3\nkind = native\nentry = lib/sumsq.so\nabi = 7\n");
   REQUIRE(Cli(dir, {"package", "build", dir / "src", "-o", dir / "abi7.scpkg"}).code == 0);
   Run abi = Cli(dir, {"package", "test", dir / "abi7.scpkg", "--to", "10"});
   CHECK(abi.code == 2);
@@ -183,10 +187,12 @@ std::string Sha256Hex(std::string_view data) {
 }
 }  // namespace
 
-TEST_CASE("package test runs a command package per input file and writes the outputs as a directory") {
+TEST_CASE(
+    "package test runs a command package per input file and writes the outputs as a directory") {
   TempDir dir;
   Write(dir / "src/package.manifest",
-        "name = sums\nversion = 1\nkind = command\nentry = /usr/bin/sha256sum\nrequire = /usr/bin/sha256sum\n"
+        "name = sums\nversion = 1\nkind = command\nentry = /usr/bin/sha256sum\nrequire = "
+        "/usr/bin/sha256sum\n"
         "split = files\narg = {input_name}\nstdout = sums.txt\nexpected-time = 1s\n");
   fs::create_directories(dir / "inputs");
   std::vector<std::string> contents;
@@ -207,13 +213,15 @@ TEST_CASE("package test runs a command package per input file and writes the out
     CHECK(ReadAll(dir / unit) == Sha256Hex(contents[i]) + "  " + name + "\n");
   }
   CHECK(run.err.find("100 units, 0 failed") != std::string::npos);
-  CHECK(Cli(dir, {"package", "test", pkg, "--input", dir / "inputs", "-o", dir / "out"}).code == 2);  // exists
+  CHECK(Cli(dir, {"package", "test", pkg, "--input", dir / "inputs", "-o", dir / "out"}).code ==
+        2);                                                                 // exists
   CHECK(Cli(dir, {"package", "test", pkg, "-o", dir / "out2"}).code == 2);  // no --input
 
   // A sweep needs no input; a failing program fails the run with its stderr.
   Write(dir / "sweep/package.manifest",
         "name = sweep\nversion = 1\nkind = command\nentry = /bin/sh\nrequire = /bin/sh\narg = -c\n"
-        "arg = test {n} -ne 3 || {{ echo unit {n} is unlucky >&2; exit 1; }}; echo {n}\nsweep = n 1..4\nstdout = n.txt\n");
+        "arg = test {n} -ne 3 || {{ echo unit {n} is unlucky >&2; exit 1; }}; echo {n}\nsweep = n "
+        "1..4\nstdout = n.txt\n");
   Run sweep_built = Cli(dir, {"package", "build", dir / "sweep", "-o", dir / "sweep.scpkg"});
   REQUIRE_MESSAGE(sweep_built.code == 0, sweep_built.err);
   Run sweep = Cli(dir, {"package", "test", dir / "sweep.scpkg", "-o", dir / "sweep-out"});

@@ -2,7 +2,6 @@
 // encodings, the canonicalizer, and running Debian programs once per unit with outputs checked
 // against an independent computation; failures carry the exit status and the tail of stderr.
 #include <doctest/doctest.h>
-
 #include <sodium.h>
 #include <unistd.h>
 
@@ -137,7 +136,8 @@ TEST_CASE("unit and output bytes round-trip and malformed ones are refused") {
   auto back = DecodeCommandUnit(bytes);
   REQUIRE(back.ok());
   CHECK(*back == u);
-  for (std::size_t n = 0; n < bytes.size(); ++n) CHECK_FALSE(DecodeCommandUnit(bytes.substr(0, n)).ok());
+  for (std::size_t n = 0; n < bytes.size(); ++n)
+    CHECK_FALSE(DecodeCommandUnit(bytes.substr(0, n)).ok());
   CommandUnit evil = u;
   evil.input_name = "../../etc/cron.d/x";
   CHECK_FALSE(DecodeCommandUnit(EncodeCommandUnit(evil)).ok());
@@ -154,13 +154,14 @@ TEST_CASE("the canonicalizer drops matching lines and rounds decimal fractions o
   CHECK(GlobMatch("*", ""));
   CHECK(GlobMatch("a?c", "abc"));
   CHECK_FALSE(GlobMatch("a?c", "abbc"));
-  CHECK_FALSE(GlobMatch("time", "# time"));  // whole line
+  CHECK_FALSE(GlobMatch("time", "# time"));                                     // whole line
   CHECK(GlobMatch(std::string(200, '*') + "x", std::string(5000, 'a') + "x"));  // no blow-up
   Canonicalizer c;
   c.drop_lines = {"# elapsed *", "host=*"};
   c.round_digits = 4;
-  CHECK(CanonicalizeOutput(c, "energy -1.234567\n# elapsed 3.2 s\nhost=a\nsteps 1000 v1.25 3e-7\n") ==
-        "energy -1.235\nsteps 1000 v1.25 3e-07\n");
+  CHECK(
+      CanonicalizeOutput(c, "energy -1.234567\n# elapsed 3.2 s\nhost=a\nsteps 1000 v1.25 3e-7\n") ==
+      "energy -1.235\nsteps 1000 v1.25 3e-07\n");
   const OutputFiles run1 = {{"out.txt", "E = 0.333333333\n# elapsed 1.0 s\n"}};
   const OutputFiles run2 = {{"out.txt", "E = 0.333333334\n# elapsed 9.7 s\n"}};
   const OutputFiles wrong = {{"out.txt", "E = 0.3334\n# elapsed 1.0 s\n"}};
@@ -191,14 +192,16 @@ TEST_CASE("sha256sum over 120 line units gives exactly what the hash of each lin
   }
   // Each unit's directory is removed afterwards.
   std::size_t left = 0;
-  for (const auto& e : fs::directory_iterator(t.path)) left += e.path().filename().string().rfind("unit-", 0) == 0;
+  for (const auto& e : fs::directory_iterator(t.path))
+    left += e.path().filename().string().rfind("unit-", 0) == 0;
   CHECK(left == 0);
 }
 
 TEST_CASE("a parameter sweep of 100 units runs printf with each combination") {
   TempDir t;
   Manifest m = Command("/usr/bin/printf", {"%s,%s\\n", "{a}", "{b}"}, SplitMode::kSweep);
-  m.command.split.sweep = {Range("a", 1, 20), List("b", {"alpha", "beta", "gamma", "delta", "eps"})};
+  m.command.split.sweep = {Range("a", 1, 20),
+                           List("b", {"alpha", "beta", "gamma", "delta", "eps"})};
   REQUIRE(ValidateManifest(m).ok());
   auto units = SplitSweep(m);
   REQUIRE(units.ok());
@@ -214,7 +217,9 @@ TEST_CASE("a parameter sweep of 100 units runs printf with each combination") {
 
 TEST_CASE("a non-zero exit fails the unit with its status and the tail of stderr") {
   TempDir t;
-  Manifest m = Command("/bin/sh", {"-c", "echo starting; echo 'docking failed: bad ligand' >&2; exit 3"}, SplitMode::kNone);
+  Manifest m =
+      Command("/bin/sh", {"-c", "echo starting; echo 'docking failed: bad ligand' >&2; exit 3"},
+              SplitMode::kNone);
   auto run = RunCommandUnit(m, CommandUnit{}, Options(t));
   REQUIRE_FALSE(run.ok());
   CHECK(run.status().message().find("exited with status 3") != std::string::npos);
@@ -231,7 +236,8 @@ TEST_CASE("missing outputs, linked outputs and missing programs fail the unit wi
   m.command.outputs = {"out.txt", "result.dat"};
   auto missing = RunCommandUnit(m, CommandUnit{}, Options(t));
   REQUIRE_FALSE(missing.ok());
-  CHECK(missing.status().message().find("did not write its declared output 'result.dat'") != std::string::npos);
+  CHECK(missing.status().message().find("did not write its declared output 'result.dat'") !=
+        std::string::npos);
 
   Manifest link = Command("/bin/sh", {"-c", "ln -s /etc/passwd result.dat"}, SplitMode::kNone);
   link.command.outputs = {"out.txt", "result.dat"};
@@ -263,7 +269,8 @@ TEST_CASE("a program that runs too long is killed with its children, and a cance
 
 TEST_CASE("progress comes from the progress file when the program writes one") {
   TempDir t;
-  Manifest m = Command("/bin/sh", {"-c", "echo 0.25 > progress; sleep 0.6; echo done"}, SplitMode::kNone);
+  Manifest m =
+      Command("/bin/sh", {"-c", "echo 0.25 > progress; sleep 0.6; echo done"}, SplitMode::kNone);
   m.command.progress_file = "progress";
   REQUIRE(ValidateManifest(m).ok());
   RunOptions o = Options(t);
@@ -277,7 +284,8 @@ TEST_CASE("progress comes from the progress file when the program writes one") {
   CHECK(seen.back() == 1.0);
 }
 
-TEST_CASE("the argument template expands placeholders and literal braces, and refuses unknown names") {
+TEST_CASE(
+    "the argument template expands placeholders and literal braces, and refuses unknown names") {
   auto a = ExpandArgument("{{x}} --seed={seed} {pkg}/f", {{"seed", "7"}, {"pkg", "/p"}});
   REQUIRE(a.ok());
   CHECK(*a == "{x} --seed=7 /p/f");
@@ -298,7 +306,8 @@ TEST_CASE("random bytes never decode into a unit or outputs that break the rules
   for (int round = 0; round < 5000; ++round) {
     for (const std::string* base : {&unit, &outputs}) {
       std::string t = *base;
-      for (int i = 0; i < 1 + static_cast<int>(rng() % 3); ++i) t[rng() % t.size()] = static_cast<char>(rng());
+      for (int i = 0; i < 1 + static_cast<int>(rng() % 3); ++i)
+        t[rng() % t.size()] = static_cast<char>(rng());
       if (base == &unit) {
         auto d = DecodeCommandUnit(t);
         if (d.ok() && d->has_input) CHECK(ValidatePackagePath(d->input_name).ok());

@@ -1,7 +1,6 @@
 // The .scpkg format: round trips, signatures and trust, and refusal of tampered, unsigned,
 // wrongly signed, traversing and oversized packages without crashing (docs/packages.md).
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,7 +66,10 @@ Manifest CommandManifest() {
 }
 
 Package MakeNative() {
-  auto p = Package::Create(NativeManifest(), {std::string("\x7f" "ELF fake library bytes", 23), "read me\n"});
+  auto p = Package::Create(NativeManifest(), {std::string("\x7f"
+                                                          "ELF fake library bytes",
+                                                          23),
+                                              "read me\n"});
   REQUIRE_MESSAGE(p.ok(), p.status().ToString());
   return std::move(p).value();
 }
@@ -220,7 +222,8 @@ TEST_CASE("a flipped byte in the signature or the signer's key is a bad signatur
   trust.Add(key.public_key);
   const std::string bytes = p.Encode();
   const Layout l = LayoutOf(p);
-  for (std::size_t at : {l.signature_begin + 40, l.signature_begin + 32, l.signature_begin + 95, l.signature_begin + 3}) {
+  for (std::size_t at : {l.signature_begin + 40, l.signature_begin + 32, l.signature_begin + 95,
+                         l.signature_begin + 3}) {
     std::string t = bytes;
     t[at] = static_cast<char>(t[at] ^ 0x80);
     auto q = Package::Decode(t);
@@ -275,8 +278,8 @@ TEST_CASE("a package for another architecture, or of a kind not accepted, is ref
 }
 
 TEST_CASE("file names that traverse, are absolute or malformed are refused") {
-  for (const char* bad : {"../x", "/etc/passwd", "a/../b", "a//b", "./a", "a/.", "a\\..\\b", "", "a/", "x\ny",
-                          "lib/\x01"}) {
+  for (const char* bad : {"../x", "/etc/passwd", "a/../b", "a//b", "./a", "a/.", "a\\..\\b", "",
+                          "a/", "x\ny", "lib/\x01"}) {
     CAPTURE(bad);
     CHECK_FALSE(ValidatePackagePath(bad).ok());
     Manifest m = NativeManifest();
@@ -360,7 +363,8 @@ TEST_CASE("every truncation and random corruption of a package is refused withou
   TrustSet trust;
   trust.Add(TestKey(1).public_key);
   const std::string bytes = p.Encode();
-  for (std::size_t n = 0; n < bytes.size(); ++n) CHECK_FALSE(Package::Decode(bytes.substr(0, n)).ok());
+  for (std::size_t n = 0; n < bytes.size(); ++n)
+    CHECK_FALSE(Package::Decode(bytes.substr(0, n)).ok());
   CHECK_FALSE(Package::Decode(bytes + "x").ok());
   std::mt19937 rng(12345);
   int accepted = 0;
@@ -430,7 +434,8 @@ TEST_CASE("building from a directory includes its files and refuses a link that 
   TempDir tmp;
   const fs::path dir = tmp.path / "src";
   WriteText(dir / "package.manifest",
-            "name = cat\nversion = 1\nkind = command\nentry = bin/run.sh\nsplit = lines 2\narg = {input}\n"
+            "name = cat\nversion = 1\nkind = command\nentry = bin/run.sh\nsplit = lines 2\narg = "
+            "{input}\n"
             "stdout = out.txt\n");
   WriteText(dir / "bin/run.sh", "#!/bin/sh\ncat \"$1\"\n");
   fs::permissions(dir / "bin/run.sh", fs::perms::owner_all);
@@ -453,13 +458,16 @@ TEST_CASE("building from a directory includes its files and refuses a link that 
   CHECK(escaped.status().message().find("escapes") != std::string::npos);
 
   // The manifest path form, with an explicit file list that skips the escaping link.
-  WriteText(dir / "package.manifest",
-            "name = cat\nversion = 1\nkind = command\nentry = bin/run.sh\nsplit = files\narg = {input}\n"
-            "stdout = out.txt\nfile = bin/run.sh\nfile = data/a.txt\n");
+  WriteText(
+      dir / "package.manifest",
+      "name = cat\nversion = 1\nkind = command\nentry = bin/run.sh\nsplit = files\narg = {input}\n"
+      "stdout = out.txt\nfile = bin/run.sh\nfile = data/a.txt\n");
   auto listed = BuildFromPath((dir / "package.manifest").string());
   REQUIRE_MESSAGE(listed.ok(), listed.status().ToString());
   CHECK(listed->manifest().files.size() == 2);
-  WriteText(dir / "package.manifest", "name = cat\nversion = 1\nkind = command\nentry = bin/run.sh\nstdout = o\nfile = ../secret.txt\n");
+  WriteText(dir / "package.manifest",
+            "name = cat\nversion = 1\nkind = command\nentry = bin/run.sh\nstdout = o\nfile = "
+            "../secret.txt\n");
   CHECK_FALSE(BuildFromPath(dir.string()).ok());
   // Over the size limit.
   CHECK(BuildFromPath((dir / "package.manifest").string(), 4).status().code() != StatusCode::kOk);

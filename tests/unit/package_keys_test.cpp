@@ -1,6 +1,5 @@
 // Ed25519 key files and trust sets: formats, file modes, and refusals (docs/packages.md, "Keys").
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 #include <unistd.h>
 

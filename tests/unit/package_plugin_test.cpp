@@ -23,7 +23,9 @@ std::unique_ptr<Task> Load() {
 }
 
 // Sum of i*i for i in [0, n), computed independently of the plugin.
-std::uint64_t SumSquaresBelow(std::uint64_t n) { return n == 0 ? 0 : (n - 1) * n * (2 * n - 1) / 6; }
+std::uint64_t SumSquaresBelow(std::uint64_t n) {
+  return n == 0 ? 0 : (n - 1) * n * (2 * n - 1) / 6;
+}
 
 std::uint64_t Number(std::string_view bytes) {
   ByteReader r(bytes);
@@ -37,7 +39,8 @@ class RecordingContext final : public UnitContext {
   void Progress(double f) override {
     std::lock_guard lock(mu);
     fractions.push_back(f);
-    if (cancel_after >= 0 && static_cast<int>(fractions.size()) > cancel_after) throw UnitCancelled{"owner paused the worker"};
+    if (cancel_after >= 0 && static_cast<int>(fractions.size()) > cancel_after)
+      throw UnitCancelled{"owner paused the worker"};
   }
   bool StopRequested() const override { return false; }
   std::optional<std::string> ResumeState() const override { return resume; }
@@ -178,8 +181,10 @@ TEST_CASE("a plugin task is safe to run from many threads at once") {
       for (int i = w; i < 16; i += 4) {
         NullContext ctx;
         auto r = t->Execute((*units)[i], ctx);
-        if (r.ok()) results[i] = *r;
-        else ++failures;
+        if (r.ok())
+          results[i] = *r;
+        else
+          ++failures;
       }
     });
   for (auto& th : threads) th.join();
@@ -187,7 +192,9 @@ TEST_CASE("a plugin task is safe to run from many threads at once") {
   CHECK(Number(*t->Merge(p, results)) == SumSquaresBelow(400000));
 }
 
-TEST_CASE("a plugin of another ABI version, a library without the entry point, and a missing file are refused") {
+TEST_CASE(
+    "a plugin of another ABI version, a library without the entry point, and a missing file are "
+    "refused") {
   auto bad = package::LoadTaskPlugin(SC_TEST_BAD_ABI_PLUGIN);
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("ABI version 99") != std::string::npos);

@@ -3,7 +3,6 @@
 // nothing behind, an untrusted package is never stored, and a capped cache evicts the least
 // recently used package first.
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -48,7 +47,8 @@ std::string MakePackage(const std::string& name, std::size_t size) {
   m.command.outputs = {"out"};
   m.files = {{"data.bin", 0, {}, false}};
   std::string data(size, '\0');
-  for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<char>((i * 131 + name.size()) & 0xff);
+  for (std::size_t i = 0; i < size; ++i)
+    data[i] = static_cast<char>((i * 131 + name.size()) & 0xff);
   auto p = Package::Create(m, {data});
   REQUIRE(p.ok());
   p->Sign(Key());
@@ -133,7 +133,8 @@ TEST_CASE("an upload interrupted by a restart resumes from the bytes already hel
   CHECK(fs::is_empty(t.path / "partial"));
 }
 
-TEST_CASE("tampered, untrusted, oversized and oversupplied transfers are refused and leave nothing") {
+TEST_CASE(
+    "tampered, untrusted, oversized and oversupplied transfers are refused and leave nothing") {
   TempDir t;
   Trust trust;
   StoreOptions o;
@@ -164,7 +165,8 @@ TEST_CASE("tampered, untrusted, oversized and oversupplied transfers are refused
   CHECK_FALSE((*store)->Has(id));
 
   // Over the size limit, and more transfers at once than allowed.
-  CHECK((*store)->Begin(Hash256{}, (1 << 20) + 1).status().code() == StatusCode::kResourceExhausted);
+  CHECK((*store)->Begin(Hash256{}, (1 << 20) + 1).status().code() ==
+        StatusCode::kResourceExhausted);
   Hash256 a{}, b{}, c{};
   a[0] = 1, b[0] = 2, c[0] = 3;
   REQUIRE((*store)->Begin(a, 10).ok());
@@ -218,7 +220,8 @@ TEST_CASE("a stored file changed on disk is dropped when the store opens or load
 TEST_CASE("a capped cache evicts the least recently used package first") {
   TempDir t;
   Trust trust;
-  const std::string p1 = MakePackage("one", 40'000), p2 = MakePackage("two", 40'000), p3 = MakePackage("three", 40'000);
+  const std::string p1 = MakePackage("one", 40'000), p2 = MakePackage("two", 40'000),
+                    p3 = MakePackage("three", 40'000);
   StoreOptions o;
   o.capacity_bytes = p1.size() + p2.size() + 1000;  // room for two
   auto store = PackageStore::Open(t.path.string(), o);

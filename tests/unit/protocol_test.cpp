@@ -1,10 +1,10 @@
 // The wire protocol: round trips of every message, and rejection of truncated, oversized-length
 // and random frames without crashing or allocating beyond the frame.
+#include "sparecycles/core/protocol.hpp"
+
 #include <doctest/doctest.h>
 
 #include <random>
-
-#include "sparecycles/core/protocol.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::proto;
@@ -217,10 +217,12 @@ TEST_CASE("random and mutated frames never crash the decoder") {
     if (i % 2 == 0) {
       f.resize(rng() % 64);
       for (auto& c : f) c = static_cast<char>(rng());
-      if (f.size() >= 8 && i % 4 == 0) f.replace(0, 6, seeds[0].substr(0, 6));  // valid magic+version
+      if (f.size() >= 8 && i % 4 == 0)
+        f.replace(0, 6, seeds[0].substr(0, 6));  // valid magic+version
     } else {
       f = seeds[rng() % seeds.size()];
-      for (int k = 0; k < 1 + static_cast<int>(rng() % 4); ++k) f[rng() % f.size()] = static_cast<char>(rng());
+      for (int k = 0; k < 1 + static_cast<int>(rng() % 4); ++k)
+        f[rng() % f.size()] = static_cast<char>(rng());
     }
     std::string_view body;
     auto type = ParseHeader(f, body);
@@ -231,12 +233,36 @@ TEST_CASE("random and mutated frames never crash the decoder") {
     }
     Status s;
     switch (*type) {
-      case MsgType::kHello: { Hello m; s = Decode(body, m); break; }
-      case MsgType::kResult: { ResultMsg m; s = Decode(body, m); break; }
-      case MsgType::kResults: { Results m; s = Decode(body, m); break; }
-      case MsgType::kAssign: { Assign m; s = Decode(body, m); break; }
-      case MsgType::kSubmit: { Submit m; s = Decode(body, m); break; }
-      default: { Capacity m; s = Decode(body, m); break; }
+      case MsgType::kHello: {
+        Hello m;
+        s = Decode(body, m);
+        break;
+      }
+      case MsgType::kResult: {
+        ResultMsg m;
+        s = Decode(body, m);
+        break;
+      }
+      case MsgType::kResults: {
+        Results m;
+        s = Decode(body, m);
+        break;
+      }
+      case MsgType::kAssign: {
+        Assign m;
+        s = Decode(body, m);
+        break;
+      }
+      case MsgType::kSubmit: {
+        Submit m;
+        s = Decode(body, m);
+        break;
+      }
+      default: {
+        Capacity m;
+        s = Decode(body, m);
+        break;
+      }
     }
     if (!s.ok()) ++rejected;
   }

@@ -1,10 +1,11 @@
 // The scheduler's state machine, driven with a fake clock and fake peers: no sockets, no sleeps.
+#include "sparecycles/coordinator/scheduler.hpp"
+
 #include <doctest/doctest.h>
 
 #include <map>
 
 #include "fake_task.hpp"
-#include "sparecycles/coordinator/scheduler.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::coordinator;
@@ -36,8 +37,8 @@ struct Fixture {
     h.work_per_second[TaskKey("squares", 1)] = 1.0;
     return s->AddPeer(h, clock.Now());
   }
-  JobId Submit(std::uint64_t n, std::uint32_t replicas = 1, std::uint32_t quorum = 1, int priority = 0,
-               std::uint32_t max_replicas = 0, std::uint32_t max_errors = 0) {
+  JobId Submit(std::uint64_t n, std::uint32_t replicas = 1, std::uint32_t quorum = 1,
+               int priority = 0, std::uint32_t max_replicas = 0, std::uint32_t max_errors = 0) {
     proto::JobSpecWire spec;
     spec.task = "squares";
     spec.params["n"] = std::to_string(n);
@@ -71,7 +72,9 @@ struct Fixture {
     r.hash = HashOf(r.payload);
     return r;
   }
-  ResultEffect Deliver(PeerHandle p, const proto::ResultMsg& r) { return s->OnResult(p, r, clock.Now(), 0); }
+  ResultEffect Deliver(PeerHandle p, const proto::ResultMsg& r) {
+    return s->OnResult(p, r, clock.Now(), 0);
+  }
   std::uint64_t Answer(JobId id) { return testing::BytesU64(s->FindJob(id)->result); }
 };
 
@@ -148,7 +151,7 @@ TEST_CASE("the unit count follows the job size and the peers' measured speed") {
   proto::JobSpecWire spec;
   spec.task = "squares";
   spec.params = {{"n", "1000"}, {"work", "1"}};  // 1000 work units in total
-  spec.unit_seconds = 2.0;                        // 20 work units per unit -> 50 units
+  spec.unit_seconds = 2.0;                       // 20 work units per unit -> 50 units
   auto id = f.s->Submit(spec, 0);
   REQUIRE(id.ok());
   CHECK(f.s->FindJob(*id)->units.size() == 50);
@@ -168,7 +171,8 @@ TEST_CASE("replicas never go to two peers of the same host when distinct_hosts i
   SchedulerConfig c;
   c.distinct_hosts = true;
   Fixture f(c);
-  const PeerHandle a = f.Peer("a", 1, "10.0.0.1"), b = f.Peer("b", 1, "10.0.0.1"), d = f.Peer("d", 1, "10.0.0.2");
+  const PeerHandle a = f.Peer("a", 1, "10.0.0.1"), b = f.Peer("b", 1, "10.0.0.1"),
+                   d = f.Peer("d", 1, "10.0.0.2");
   f.Submit(1, 2, 2);
   CHECK(f.s->Lease(a, 1, f.clock.Now()).size() == 1);
   CHECK(f.s->Lease(b, 1, f.clock.Now()).empty());
@@ -434,7 +438,8 @@ TEST_CASE("a straggling unit is backed up on an idle peer and the first result w
   CHECK(f.Deliver(slow, f.Honest(ls[0])).kind == ResultEffect::Kind::kStale);
 }
 
-TEST_CASE("a lost peer that comes back with finished work is counted once if the unit still needs it") {
+TEST_CASE(
+    "a lost peer that comes back with finished work is counted once if the unit still needs it") {
   Fixture f;
   const PeerHandle a = f.Peer("a"), b = f.Peer("b");
   const JobId job = f.Submit(2);
@@ -466,15 +471,17 @@ TEST_CASE("a peer that was lost and comes back may redo its unit but never votes
   REQUIRE(la2.size() == 1);  // a restarted worker may take the unit again...
   auto wrong1 = f.Wrong(la[0]), wrong2 = f.Wrong(la2[0]);
   CHECK(f.Deliver(again, wrong1).kind == ResultEffect::Kind::kAccepted);
-  CHECK(f.Deliver(again, wrong2).kind == ResultEffect::Kind::kStale);  // ...but its answer counts once
-  CHECK(f.s->FindJob(job)->state == proto::JobState::kRunning);      // no quorum of 2 from one peer
+  CHECK(f.Deliver(again, wrong2).kind ==
+        ResultEffect::Kind::kStale);                             // ...but its answer counts once
+  CHECK(f.s->FindJob(job)->state == proto::JobState::kRunning);  // no quorum of 2 from one peer
   auto lb = f.s->Lease(b, 1, f.clock.Now());
   REQUIRE(lb.size() == 1);
   f.Deliver(b, f.Honest(lb[0]));
   CHECK(f.s->FindJob(job)->state == proto::JobState::kRunning);  // 1 vs 1: still undecided
 }
 
-TEST_CASE("a peer running ahead of the others still gets work while any unit needs a copy from it") {
+TEST_CASE(
+    "a peer running ahead of the others still gets work while any unit needs a copy from it") {
   // Two peers, every unit twice (quorum 2): the fast peer's copies leave the slow peer's copies
   // at the front of the queue. The fast one must still find the units it has not had.
   SchedulerConfig c;
@@ -490,7 +497,9 @@ TEST_CASE("a peer running ahead of the others still gets work while any unit nee
     for (const auto& l : held[p]) f.Deliver(p, f.Honest(l));
     held[p] = f.s->Lease(p, 65, f.clock.Now());
     leased[p] += held[p].size();
-    if (leased[p] < 3000) CHECK_MESSAGE(!held[p].empty(), "round " << round << ": peer had " << leased[p] << " of 3000 units");
+    if (leased[p] < 3000)
+      CHECK_MESSAGE(!held[p].empty(),
+                    "round " << round << ": peer had " << leased[p] << " of 3000 units");
   }
   CHECK(f.s->FindJob(id)->state == proto::JobState::kDone);
   CHECK(f.Answer(id) == SumSquares(3000));
@@ -527,7 +536,8 @@ RecoveredJob RunningJob(JobId id, std::uint64_t units) {
 
 }  // namespace
 
-TEST_CASE("a unit whose only missing copy was a dead peer's restored lease is decided after it expires") {
+TEST_CASE(
+    "a unit whose only missing copy was a dead peer's restored lease is decided after it expires") {
   // The history of the stuck job: worker A is killed while it runs unit 0, then the coordinator
   // is killed. After the restart A's lease is restored (A never comes back); survivor B runs the
   // unit's second copy, newcomer C a backup of it. Both agree, but two fresh peers are short of
@@ -564,7 +574,8 @@ TEST_CASE("a unit whose only missing copy was a dead peer's restored lease is de
   CHECK(f.s->stats().quorum_fallbacks == 1);
 }
 
-TEST_CASE("a job that cannot progress says why: no peer, paused peers, every peer already ran the unit") {
+TEST_CASE(
+    "a job that cannot progress says why: no peer, paused peers, every peer already ran the unit") {
   SchedulerConfig c;
   c.policy.replicas = 2;
   c.policy.quorum = 2;
@@ -581,7 +592,8 @@ TEST_CASE("a job that cannot progress says why: no peer, paused peers, every pee
   paused.reason = "the owner is using the machine";
   f.s->SetCapacity(a, paused, f.clock.Now());
   CHECK(f.s->Info(*job).waiting ==
-        "every connected peer that runs task squares is paused (1 of 1): the owner is using the machine");
+        "every connected peer that runs task squares is paused (1 of 1): the owner is using the "
+        "machine");
 
   proto::Capacity running = paused;
   running.state = proto::PeerState::kRunning;
@@ -590,7 +602,8 @@ TEST_CASE("a job that cannot progress says why: no peer, paused peers, every pee
   for (const auto& l : f.s->Lease(a, 4, f.clock.Now())) f.Deliver(a, f.Honest(l));
   // Both units' second copies need a peer other than a, and there is none.
   CHECK(f.s->Info(*job).waiting ==
-        "unit 0 waits for a peer that has not run it: 1 of 1 connected peers already have; quorum 2 needs that many "
+        "unit 0 waits for a peer that has not run it: 1 of 1 connected peers already have; quorum "
+        "2 needs that many "
         "distinct peers");
   f.Peer("b");
   CHECK(f.s->Info(*job).waiting.empty());

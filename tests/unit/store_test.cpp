@@ -1,12 +1,12 @@
 // The durable store: what a coordinator commits is what a restarted coordinator gets back.
-#include <doctest/doctest.h>
+#include "../../coordinator/src/store.hpp"
 
+#include <doctest/doctest.h>
 #include <sqlite3.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "../../coordinator/src/store.hpp"
 #include "fake_task.hpp"
 #include "process.hpp"
 
@@ -21,7 +21,8 @@ struct Node {  // one "life" of a coordinator: store + scheduler
   const tasks::Registry& registry;
   std::unique_ptr<Store> store;
   std::unique_ptr<Scheduler> s;
-  Node(const tasks::Registry& r, const std::string& dir, TimePoint now, SchedulerConfig c = {}) : registry(r) {
+  Node(const tasks::Registry& r, const std::string& dir, TimePoint now, SchedulerConfig c = {})
+      : registry(r) {
     auto st = Store::Open(dir);
     REQUIRE_MESSAGE(st.ok(), st.status().ToString());
     store = std::move(*st);
@@ -30,10 +31,12 @@ struct Node {  // one "life" of a coordinator: store + scheduler
     c.prefetch_seconds = 1e9;  // the fake units (a second each at the fake rate) count as short
     s = std::make_unique<Scheduler>(c, registry, 1000);
     s->SetListener(store.get());
-    auto loaded = store->Load(WallSeconds(), Store::Retention{c.max_jobs_kept, c.retain_finished_seconds});
+    auto loaded =
+        store->Load(WallSeconds(), Store::Retention{c.max_jobs_kept, c.retain_finished_seconds});
     REQUIRE(loaded.ok());
     s->RestoreRecords(std::move(loaded->records));
-    REQUIRE(s->Restore(std::move(loaded->jobs), std::move(loaded->leases), loaded->next_job, now).ok());
+    REQUIRE(
+        s->Restore(std::move(loaded->jobs), std::move(loaded->leases), loaded->next_job, now).ok());
     REQUIRE(store->Commit().ok());
   }
   PeerHandle Peer(const std::string& id, TimePoint now) {
@@ -240,7 +243,8 @@ TEST_CASE("a data directory written by release 0.1 is upgraded and its jobs cont
   }
   CHECK(SqlValue(db, "SELECT value FROM meta WHERE key='schema_version'") == "2");
   {
-    Node again(tasks::Registry::BuiltIn(), dir.path(), clock.Now());  // an upgraded store opens as it is
+    Node again(tasks::Registry::BuiltIn(), dir.path(),
+               clock.Now());  // an upgraded store opens as it is
     CHECK(again.s->FindJob(2)->done == 8);
   }
   // A store from a newer release is refused with a clear message, and left untouched.
@@ -248,7 +252,8 @@ TEST_CASE("a data directory written by release 0.1 is upgraded and its jobs cont
   auto newer = Store::Open(dir.path());
   REQUIRE_FALSE(newer.ok());
   CHECK(newer.status().code() == StatusCode::kFailedPrecondition);
-  CHECK(newer.status().message().find("written by a newer SpareCycles (store schema 3") != std::string::npos);
+  CHECK(newer.status().message().find("written by a newer SpareCycles (store schema 3") !=
+        std::string::npos);
   CHECK(SqlValue(db, "SELECT value FROM meta WHERE key='schema_version'") == "3");
 }
 
@@ -265,7 +270,9 @@ struct Lives {  // one data directory, lived in by successive coordinators
     config.credibility.spot_check_rate_new = 0;
     config.credibility.blacklist_after = 1;
   }
-  std::unique_ptr<Node> Start() { return std::make_unique<Node>(registry, dir.path(), clock.Now(), config); }
+  std::unique_ptr<Node> Start() {
+    return std::make_unique<Node>(registry, dir.path(), clock.Now(), config);
+  }
 };
 
 }  // namespace
@@ -286,7 +293,8 @@ TEST_CASE("a vote on an undecided unit survives a restart and still counts once"
   CHECK(n->s->Lease(a, 1, lives.clock.Now()).empty());  // it already voted
   auto lb = n->s->Lease(b, 1, lives.clock.Now());
   REQUIRE(lb.size() == 1);
-  CHECK(n->s->OnResult(b, Node::Honest(lb[0]), lives.clock.Now(), 0).kind == ResultEffect::Kind::kUnitValidated);
+  CHECK(n->s->OnResult(b, Node::Honest(lb[0]), lives.clock.Now(), 0).kind ==
+        ResultEffect::Kind::kUnitValidated);
   CHECK(n->s->FindJob(job)->state == proto::JobState::kDone);
 }
 
@@ -400,7 +408,8 @@ TEST_CASE("finished jobs are kept up to a count and an age, then removed from me
     for (int i = 0; i < 3; ++i) {
       jobs.push_back(n.Submit(1));
       // The first finished 8 days ago: past the default age of 7 days.
-      n.Finish(a, n.s->Lease(a, 1, clock.Now()).at(0), clock.Now(), WallSeconds() - (i == 0 ? 8 * 86400 : 0));
+      n.Finish(a, n.s->Lease(a, 1, clock.Now()).at(0), clock.Now(),
+               WallSeconds() - (i == 0 ? 8 * 86400 : 0));
       REQUIRE(n.s->FindJob(jobs.back())->state == proto::JobState::kDone);
     }
     REQUIRE(n.store->Commit().ok());
@@ -411,7 +420,7 @@ TEST_CASE("finished jobs are kept up to a count and an age, then removed from me
     CHECK(n.s->FindJob(jobs[1]) != nullptr);
     CHECK(n.s->FindJob(jobs[2]) != nullptr);
     const PeerHandle a = n.Peer("a", clock.Now());
-    jobs.push_back(n.Submit(1));  // the count is enforced when a job is submitted:
+    jobs.push_back(n.Submit(1));              // the count is enforced when a job is submitted:
     CHECK(n.s->FindJob(jobs[1]) == nullptr);  // the oldest finished job made room
     CHECK(n.s->jobs().size() == 2);
     n.Finish(a, n.s->Lease(a, 1, clock.Now()).at(0), clock.Now(), WallSeconds());

@@ -149,7 +149,8 @@ TEST_CASE("merge rejects forged hits and missing, reordered or garbage results")
   const std::vector<std::string> results = testing::RunUnits(HashSearch(), params, 4);
   REQUIRE(HashSearch().Merge(params, results).ok());
   // Results of the same ranges at 3 bits list nonces that do not reach 9 bits.
-  const std::vector<std::string> weak = testing::RunUnits(HashSearch(), Params("sc", 0, 40'000, 3), 4);
+  const std::vector<std::string> weak =
+      testing::RunUnits(HashSearch(), Params("sc", 0, 40'000, 3), 4);
   auto forged = HashSearch().Merge(params, weak);
   REQUIRE_FALSE(forged.ok());
   CHECK(forged.status().message().find("does not match") != std::string::npos);
@@ -203,14 +204,17 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   for (std::uint64_t n : hits) expected.U64(n);
   CHECK(*r == expected.str());
   CHECK_FALSE(HashSearch().Execute(unit + '\0', ctx).ok());
-  CHECK_FALSE(HashSearch().Execute(WireWriter().Bytes(prefix).U64(5).U64(1).U32(9).str(), ctx).ok());
-  CHECK_FALSE(HashSearch().Execute(WireWriter().Bytes(prefix).U64(0).U64(1).U32(65).str(), ctx).ok());
+  CHECK_FALSE(
+      HashSearch().Execute(WireWriter().Bytes(prefix).U64(5).U64(1).U32(9).str(), ctx).ok());
+  CHECK_FALSE(
+      HashSearch().Execute(WireWriter().Bytes(prefix).U64(0).U64(1).U32(65).str(), ctx).ok());
   auto split = HashSearch().Split(Params(prefix, 1000, 21'000, 9), 2);
   REQUIRE(split.ok());
   CHECK((*split)[1] == WireWriter().Bytes(prefix).U64(11'000).U64(21'000).U32(9).str());
   // Merged = prefix, bits u32, from, to, nonces list<u64>, best_bits u32, best_nonce u64 (the
   // first nonce with the most zero bits).
-  const std::string merged_bytes = testing::RunJob(HashSearch(), Params(prefix, 1000, 21'000, 9), 2);
+  const std::string merged_bytes =
+      testing::RunJob(HashSearch(), Params(prefix, 1000, 21'000, 9), 2);
   WireReader m(merged_bytes);
   CHECK(m.Bytes() == prefix);
   CHECK(m.U32() == 9);

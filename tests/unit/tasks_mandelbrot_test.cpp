@@ -209,8 +209,8 @@ TEST_CASE("calibration measures a positive speed") {
 namespace {
 
 // Appendix A.3's pixel, written from the document (same operations in the same order).
-std::uint8_t DocShade(std::uint32_t width, std::uint32_t height, std::uint32_t max_iter, double x0, double x1,
-                      double y0, double y1, std::uint32_t px, std::uint32_t py) {
+std::uint8_t DocShade(std::uint32_t width, std::uint32_t height, std::uint32_t max_iter, double x0,
+                      double x1, double y0, double y1, std::uint32_t px, std::uint32_t py) {
   const double dx = (x1 - x0) / width, dy = (y1 - y0) / height;
   const double cx = x0 + (px + 0.5) * dx, cy = y1 - (py + 0.5) * dy;
   const double xq = cx - 0.25, q = xq * xq + cy * cy;
@@ -226,7 +226,8 @@ std::uint8_t DocShade(std::uint32_t width, std::uint32_t height, std::uint32_t m
     ++n;
   }
   if (n >= max_iter) return 0;
-  return static_cast<std::uint8_t>(1 + static_cast<std::uint32_t>(254 * std::sqrt(std::sqrt(double(n) / max_iter))));
+  return static_cast<std::uint8_t>(
+      1 + static_cast<std::uint32_t>(254 * std::sqrt(std::sqrt(double(n) / max_iter))));
 }
 
 }  // namespace
@@ -248,7 +249,8 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   // Result = width u32, row_lo u32, row_hi u32, pixels bytes (row-major, row_lo first).
   std::string band;
   for (std::uint32_t py = 5; py < 9; ++py)
-    for (std::uint32_t px = 0; px < kW; ++px) band += static_cast<char>(DocShade(kW, kH, kIter, -2.5, 1, -1.25, 1.25, px, py));
+    for (std::uint32_t px = 0; px < kW; ++px)
+      band += static_cast<char>(DocShade(kW, kH, kIter, -2.5, 1, -1.25, 1.25, px, py));
   CHECK(*r == WireWriter().U32(kW).U32(5).U32(9).Bytes(band).str());
   CHECK_FALSE(Mandelbrot().Execute(unit.str() + '\0', ctx).ok());
   WireWriter outside;
@@ -262,11 +264,13 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   // Merged PGM = "P5\n# sparecycles " + record + "\n" + "W H\n255\n" + pixels.
   std::string pixels;
   for (std::uint32_t py = 0; py < kH; ++py)
-    for (std::uint32_t px = 0; px < kW; ++px) pixels += static_cast<char>(DocShade(kW, kH, kIter, -2.5, 1, -1.25, 1.25, px, py));
+    for (std::uint32_t px = 0; px < kW; ++px)
+      pixels += static_cast<char>(DocShade(kW, kH, kIter, -2.5, 1, -1.25, 1.25, px, py));
   const auto in_set = std::count(pixels.begin(), pixels.end(), '\0');
   REQUIRE(in_set > 0);
-  const std::string record = "mandelbrot width=37 height=23 max_iter=64 in_set=" + std::to_string(in_set) +
-                             " x0=-2.5 x1=1 y0=-1.25 y1=1.25";
+  const std::string record =
+      "mandelbrot width=37 height=23 max_iter=64 in_set=" + std::to_string(in_set) +
+      " x0=-2.5 x1=1 y0=-1.25 y1=1.25";
   CHECK(testing::RunJob(Mandelbrot(), Params(kW, kH, kIter, "pgm"), 3) ==
         "P5\n# sparecycles " + record + "\n37 23\n255\n" + pixels);
   // Merged PNG: signature, IHDR (greyscale, 8 bits), then a tEXt chunk "sparecycles\0" + record.

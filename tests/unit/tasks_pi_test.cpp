@@ -218,13 +218,15 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   const std::uint64_t hits = ReferenceHits(7, 105'000) - ReferenceHits(7, 5000);
   CHECK(*r == WireWriter().U64(5000).U64(100'000).U64(hits).str());
   CHECK_FALSE(Pi().Execute(unit + '\0', ctx).ok());
-  CHECK_FALSE(Pi().Execute(WireWriter().U64(7).U64(1'000'000'000'000'000ull).U64(1).str(), ctx).ok());
+  CHECK_FALSE(
+      Pi().Execute(WireWriter().U64(7).U64(1'000'000'000'000'000ull).U64(1).str(), ctx).ok());
   // Unit i of N holds samples [S i / N, S (i + 1) / N).
   auto split = Pi().Split(Params(5'000'000, -3), 3);
   REQUIRE(split.ok());
   for (std::uint64_t i = 0; i < 3; ++i) {
     const std::uint64_t lo = 5'000'000 * i / 3, hi = 5'000'000 * (i + 1) / 3;
-    CHECK((*split)[i] == WireWriter().U64(static_cast<std::uint64_t>(-3)).U64(lo).U64(hi - lo).str());
+    CHECK((*split)[i] ==
+          WireWriter().U64(static_cast<std::uint64_t>(-3)).U64(lo).U64(hi - lo).str());
   }
   // Merged = seed, samples, hits.
   const std::string merged_bytes = testing::RunJob(Pi(), Params(2'000'000, 11), 2);

@@ -320,7 +320,8 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   auto split = Primes().Split(Range(1000, 1'001'000), 3);
   REQUIRE(split.ok());
   for (std::uint64_t i = 0; i < 3; ++i)
-    CHECK((*split)[i] == WireWriter().U64(1000 + 1'000'000 * i / 3).U64(1000 + 1'000'000 * (i + 1) / 3).str());
+    CHECK((*split)[i] ==
+          WireWriter().U64(1000 + 1'000'000 * i / 3).U64(1000 + 1'000'000 * (i + 1) / 3).str());
   // Merged = from, to, count of the job.
   const std::string merged_bytes = testing::RunJob(Primes(), Range(0, 1'000'000), 3);
   WireReader m(merged_bytes);

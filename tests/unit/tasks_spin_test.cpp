@@ -169,7 +169,8 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   REQUIRE_MESSAGE(r.ok(), r.status().ToString());
   CHECK(*r == WireWriter().U64(2).U64(3).str());
   CHECK_FALSE(Spin().Execute(unit + '\0', ctx).ok());
-  CHECK_FALSE(Spin().Execute(WireWriter().U64(8).U64(3).U64(10).U32(0).str(), ctx).ok());  // past total
+  CHECK_FALSE(
+      Spin().Execute(WireWriter().U64(8).U64(3).U64(10).U32(0).str(), ctx).ok());  // past total
   auto split = Spin().Split(Params(10, 5), 3);
   REQUIRE(split.ok());
   CHECK((*split)[0] == WireWriter().U64(0).U64(3).U64(10).U32(5).str());

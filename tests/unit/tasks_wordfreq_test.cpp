@@ -151,7 +151,8 @@ TEST_CASE("one long word is never cut, even when units outnumber the places to c
 
 TEST_CASE("the summary shows totals and the most frequent words; JSON honours top") {
   const std::string text = "b a b c b a\nB! a's";
-  auto merged = WordFreq().Merge(Params(text, 2), testing::RunUnits(WordFreq(), Params(text, 2), 1));
+  auto merged =
+      WordFreq().Merge(Params(text, 2), testing::RunUnits(WordFreq(), Params(text, 2), 1));
   REQUIRE(merged.ok());
   CHECK(WordFreq().Summarize(*merged) == "9 words, 4 distinct; top: b (4), a (3)");
   CHECK(WordFreq().ToJson(*merged) ==
@@ -211,7 +212,8 @@ TEST_CASE("merge rejects missing, reordered, foreign and garbage results") {
   CHECK_FALSE(WordFreq().Merge(params, std::vector<std::string>{results[1], results[2]}).ok());
   CHECK_FALSE(
       WordFreq().Merge(params, std::vector<std::string>{results[0], results[2], results[1]}).ok());
-  const std::vector<std::string> other = testing::RunUnits(WordFreq(), Params(GenerateText(50'000, 6), 5), 3);
+  const std::vector<std::string> other =
+      testing::RunUnits(WordFreq(), Params(GenerateText(50'000, 6), 5), 3);
   CHECK_FALSE(
       WordFreq().Merge(params, std::vector<std::string>{results[0], results[1], other[2]}).ok());
   std::vector<std::string> garbage = results;
@@ -235,9 +237,18 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   REQUIRE_MESSAGE(r.ok(), r.status().ToString());
   // Result = offset, length, total, words list<(bytes, u64)> sorted by word.
   CHECK(*r == WireWriter()
-                  .U64(100).U64(text.size()).U64(1000)
+                  .U64(100)
+                  .U64(text.size())
+                  .U64(1000)
                   .U64(4)
-                  .Bytes("a").U64(3).Bytes("b").U64(4).Bytes("c").U64(1).Bytes("s").U64(1)
+                  .Bytes("a")
+                  .U64(3)
+                  .Bytes("b")
+                  .U64(4)
+                  .Bytes("c")
+                  .U64(1)
+                  .Bytes("s")
+                  .U64(1)
                   .str());
   CHECK_FALSE(WordFreq().Execute(unit + '\0', ctx).ok());
   CHECK_FALSE(WordFreq().Execute(WireWriter().U64(995).U64(1000).Bytes(text).str(), ctx).ok());
@@ -245,10 +256,18 @@ TEST_CASE("the unit, result and merged layouts are the ones docs/protocol.md giv
   REQUIRE(split.ok());
   CHECK(split->front() == WireWriter().U64(0).U64(text.size()).Bytes(text).str());
   // Merged = bytes u64, total_words u64, top u32, words by count (descending), then word.
-  CHECK(testing::RunJob(WordFreq(), Params(text, 2), 1) ==
-        WireWriter()
-            .U64(text.size()).U64(9).U32(2)
-            .U64(4)
-            .Bytes("b").U64(4).Bytes("a").U64(3).Bytes("c").U64(1).Bytes("s").U64(1)
-            .str());
+  CHECK(testing::RunJob(WordFreq(), Params(text, 2), 1) == WireWriter()
+                                                               .U64(text.size())
+                                                               .U64(9)
+                                                               .U32(2)
+                                                               .U64(4)
+                                                               .Bytes("b")
+                                                               .U64(4)
+                                                               .Bytes("a")
+                                                               .U64(3)
+                                                               .Bytes("c")
+                                                               .U64(1)
+                                                               .Bytes("s")
+                                                               .U64(1)
+                                                               .str());
 }

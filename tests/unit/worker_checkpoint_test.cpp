@@ -1,6 +1,7 @@
 // Checkpoints: primes and hashsearch stopped mid-unit and resumed from their saved state give the
 // same answer as an uninterrupted run while redoing less work; a foreign or corrupt state is
-// ignored; the scheduler keeps the latest checkpoint of a unit and hands it out with the next lease.
+// ignored; the scheduler keeps the latest checkpoint of a unit and hands it out with the next
+// lease.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -93,7 +94,9 @@ void StopAndResume(const tasks::Task& task, const std::string& unit, double stop
 
 }  // namespace
 
-TEST_CASE("primes stopped mid-unit and resumed from its checkpoint counts the same primes with less work") {
+TEST_CASE(
+    "primes stopped mid-unit and resumed from its checkpoint counts the same primes with less "
+    "work") {
   const auto& primes = Builtin("primes");
   StopAndResume(primes, OneUnit(primes, {{"from", "1000000000"}, {"to", "1400000000"}}), 0.5);
 }
@@ -103,7 +106,8 @@ TEST_CASE("hashsearch stopped mid-unit and resumed from its checkpoint finds the
   StopAndResume(hs, OneUnit(hs, {{"from", "0"}, {"to", "1500000"}, {"bits", "12"}}), 0.6);
 }
 
-TEST_CASE("a checkpoint of another unit, or corrupt bytes, is ignored and the unit starts from zero") {
+TEST_CASE(
+    "a checkpoint of another unit, or corrupt bytes, is ignored and the unit starts from zero") {
   const auto& primes = Builtin("primes");
   const std::string a = OneUnit(primes, {{"from", "0"}, {"to", "300000000"}});
   const std::string b = OneUnit(primes, {{"from", "300000000"}, {"to", "600000000"}});
@@ -112,7 +116,8 @@ TEST_CASE("a checkpoint of another unit, or corrupt bytes, is ignored and the un
   tasks::NullContext clean_ctx;
   auto clean_b = primes.Execute(b, clean_ctx);
   REQUIRE(clean_b.ok());
-  for (const std::string& state : {stopped.last(), std::string("\x01\x02garbage", 9), std::string()}) {
+  for (const std::string& state :
+       {stopped.last(), std::string("\x01\x02garbage", 9), std::string()}) {
     RecordingContext ctx(2.0, state);
     auto out = primes.Execute(b, ctx);
     REQUIRE(out.ok());
@@ -159,7 +164,9 @@ struct SchedFixture {
 
 }  // namespace
 
-TEST_CASE("the scheduler keeps the latest checkpoint of a unit and hands it out with the unit's next lease") {
+TEST_CASE(
+    "the scheduler keeps the latest checkpoint of a unit and hands it out with the unit's next "
+    "lease") {
   SchedFixture f;
   const PeerHandle a = f.Peer("a"), b = f.Peer("b");
   f.Submit();
@@ -185,7 +192,9 @@ TEST_CASE("the scheduler keeps the latest checkpoint of a unit and hands it out 
   CHECK(f.s->FindJob(lb[0].job_id)->units[0].checkpoint == "at-40");
 }
 
-TEST_CASE("a unit handed back (cancelled) is requeued with its checkpoint and may return to the same peer") {
+TEST_CASE(
+    "a unit handed back (cancelled) is requeued with its checkpoint and may return to the same "
+    "peer") {
   SchedFixture f;
   const PeerHandle a = f.Peer("a");
   f.Submit();

@@ -62,7 +62,9 @@ TEST_CASE("an idle machine gets every allowed core, and max cores caps it as a c
   CHECK_FALSE(half.SetMaxCores("lots").ok());
 }
 
-TEST_CASE("other load above the threshold pauses at once; the worker resumes only after the load stayed below the lower threshold for the idle time") {
+TEST_CASE(
+    "other load above the threshold pauses at once; the worker resumes only after the load stayed "
+    "below the lower threshold for the idle time") {
   FakeClock clock;
   Policy p(Prefs(), 4);  // pause above 50 %, resume below 25 %, idle time 30 s
   CHECK(p.Evaluate(Busy(0.45), clock.Now(), kMondayNoon).state != PeerState::kPaused);
@@ -104,7 +106,9 @@ TEST_CASE("'off' (100 %) never pauses for load, and throttling off keeps every c
   CHECK(d.slots == 4);
 }
 
-TEST_CASE("throttling leaves the cores other programs use at once and takes them back only after the idle time") {
+TEST_CASE(
+    "throttling leaves the cores other programs use at once and takes them back only after the "
+    "idle time") {
   FakeClock clock;
   Policy p(Prefs(), 4);
   CHECK(p.Evaluate(Idle(), clock.Now(), kMondayNoon).slots == 4);
@@ -138,8 +142,8 @@ TEST_CASE("time windows per weekday: 'mon-fri 18:00-08:00, sat-sun all'") {
   CHECK_FALSE(w->Allows({2, 12 * 60}));  // Wednesday noon
   CHECK(w->Allows({4, 18 * 60}));        // Friday 18:00
   CHECK(w->Allows({4, 23 * 60 + 59}));
-  CHECK(w->Allows({5, 12 * 60}));        // Saturday noon
-  CHECK(w->Allows({6, 0}));              // Sunday midnight
+  CHECK(w->Allows({5, 12 * 60}));  // Saturday noon
+  CHECK(w->Allows({6, 0}));        // Sunday midnight
 
   auto lists = TimeWindows::Parse("mon,wed 09:00-12:00 14:00-17:00; sun none");
   REQUIRE(lists.ok());
@@ -155,7 +159,7 @@ TEST_CASE("time windows per weekday: 'mon-fri 18:00-08:00, sat-sun all'") {
   CHECK_FALSE(daily->Allows({3, 12 * 60}));
   CHECK(TimeWindows::Parse("")->always());
 
-  CHECK_FALSE(TimeWindows::Parse("mon-fri").ok());          // days without a time
+  CHECK_FALSE(TimeWindows::Parse("mon-fri").ok());  // days without a time
   CHECK_FALSE(TimeWindows::Parse("funday all").ok());
   CHECK_FALSE(TimeWindows::Parse("mon 25:00-26:00").ok());
 
@@ -166,7 +170,8 @@ TEST_CASE("time windows per weekday: 'mon-fri 18:00-08:00, sat-sun all'") {
   Decision d = p.Evaluate(Idle(), clock.Now(), {2, 12 * 60});
   CHECK(d.state == PeerState::kPaused);
   CHECK(d.reason.find("allowed hours") != std::string::npos);
-  CHECK(p.Evaluate(Idle(), clock.Now(), {2, 20 * 60}).state == PeerState::kRunning);  // no idle wait needed
+  CHECK(p.Evaluate(Idle(), clock.Now(), {2, 20 * 60}).state ==
+        PeerState::kRunning);  // no idle wait needed
 }
 
 TEST_CASE("running on battery pauses when the owner says so, not otherwise") {
@@ -229,12 +234,18 @@ TEST_CASE("the system probe reads other programs' CPU, memory and battery from /
   fs::create_directories(root / "proc/self");
   fs::create_directories(root / "sys/class/power_supply/BAT0");
   fs::create_directories(root / "sys/class/power_supply/AC");
-  auto write = [&](const std::string& rel, const std::string& text) { std::ofstream(root / rel) << text; };
+  auto write = [&](const std::string& rel, const std::string& text) {
+    std::ofstream(root / rel) << text;
+  };
   // 2 CPUs. Counters: user nice system idle iowait irq softirq steal.
-  write("proc/stat", "cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\ncpu1 50 0 50 400 0 0 0 0 0 0\nintr 1\n");
+  write("proc/stat",
+        "cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\ncpu1 50 0 50 400 0 0 0 0 0 "
+        "0\nintr 1\n");
   // A command name with spaces and a parenthesis; utime = 40, stime = 10 (fields 14, 15).
-  write("proc/self/stat", "42 (my (odd) worker) S 1 42 42 0 -1 4194560 100 0 0 0 40 10 0 0 20 0 3 0\n");
-  write("proc/meminfo", "MemTotal:       16384000 kB\nMemFree:         1000000 kB\nMemAvailable:    8192000 kB\n");
+  write("proc/self/stat",
+        "42 (my (odd) worker) S 1 42 42 0 -1 4194560 100 0 0 0 40 10 0 0 20 0 3 0\n");
+  write("proc/meminfo",
+        "MemTotal:       16384000 kB\nMemFree:         1000000 kB\nMemAvailable:    8192000 kB\n");
   write("proc/self/statm", "5000 2560 100 1 0 300 0\n");
   write("sys/class/power_supply/BAT0/type", "Battery\n");
   write("sys/class/power_supply/BAT0/status", "Discharging\n");
@@ -243,8 +254,10 @@ TEST_CASE("the system probe reads other programs' CPU, memory and battery from /
 
   SystemProbe probe(root.string());
   // 1000 more ticks in total: 600 idle, 400 busy, of which 100 are ours -> others 30 %.
-  write("proc/stat", "cpu  350 0 250 1400 0 0 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\ncpu1 1 0 1 1 0 0 0 0 0 0\n");
-  write("proc/self/stat", "42 (my (odd) worker) S 1 42 42 0 -1 4194560 100 0 0 0 120 30 0 0 20 0 3 0\n");
+  write("proc/stat",
+        "cpu  350 0 250 1400 0 0 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\ncpu1 1 0 1 1 0 0 0 0 0 0\n");
+  write("proc/self/stat",
+        "42 (my (odd) worker) S 1 42 42 0 -1 4194560 100 0 0 0 120 30 0 0 20 0 3 0\n");
   Readings r = probe.Sample();
   CHECK(r.cores == 2);
   CHECK(r.other_cpu == doctest::Approx(0.30));

@@ -25,7 +25,8 @@ CoreSources Machine(unsigned cores) {
 
 }  // namespace
 
-TEST_CASE("the cluster profile turns the idle policy off and the volunteer profile changes nothing") {
+TEST_CASE(
+    "the cluster profile turns the idle policy off and the volunteer profile changes nothing") {
   REQUIRE(ParseProfile("cluster").ok());
   CHECK(*ParseProfile("cluster") == Profile::kCluster);
   CHECK(*ParseProfile("volunteer") == Profile::kVolunteer);
@@ -34,7 +35,8 @@ TEST_CASE("the cluster profile turns the idle policy off and the volunteer profi
   CHECK(ProfileDefaults(Profile::kVolunteer).empty());
   const auto d = ProfileDefaults(Profile::kCluster);
   auto value = [&](const std::string& name) {
-    for (const auto& [k, v] : d) if (k == name) return v;
+    for (const auto& [k, v] : d)
+      if (k == name) return v;
     return std::string("<unset>");
   };
   CHECK(value("pause-above") == "off");
@@ -76,7 +78,7 @@ TEST_CASE("a cgroup quota and the affinity mask cap the count, rounded down to a
   CHECK(a.source.find("cgroup CPU quota 2.5") != std::string::npos);
   s.cgroup_cpus = 0.5;  // a Kubernetes limit of 500m
   CHECK(ResolveAllottedCores(s).cores == 1);
-  s.cgroup_cpus = 32;   // a quota above the allotment does not raise it
+  s.cgroup_cpus = 32;  // a quota above the allotment does not raise it
   s.slurm_cpus_on_node = "4";
   CHECK(ResolveAllottedCores(s).cores == 4);
   s.affinity_cpus = 3;
@@ -131,7 +133,8 @@ TEST_CASE("no cgroup files, a garbled mountinfo or a cgroup outside the mount gi
   sparecycles::testing::TempDir root;
   CHECK(!ReadCgroupCpuLimit(root.path()));
   Write(root / "proc/self/cgroup", "0::/a\nnonsense\n::\n");
-  Write(root / "proc/self/mountinfo", "garbage - \n1 2 3\n40 1 0:30 /other /sys/fs/cgroup rw - cgroup2 c rw\n");
+  Write(root / "proc/self/mountinfo",
+        "garbage - \n1 2 3\n40 1 0:30 /other /sys/fs/cgroup rw - cgroup2 c rw\n");
   Write(root / "sys/fs/cgroup/a/cpu.max", "100000 100000\n");
   CHECK(!ReadCgroupCpuLimit(root.path()));
 }

@@ -36,14 +36,16 @@ std::size_t FilesIn(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("spooled results come back after a restart; short units and acknowledged results do not") {
+TEST_CASE(
+    "spooled results come back after a restart; short units and acknowledged results do not") {
   testing::TempDir dir;
   const std::string spool_dir = dir.path() + "/spool";
   {
     ResultSpool spool(spool_dir);
     CHECK(spool.Put(MakeResult(1, 0.5)));
     CHECK(spool.Put(MakeResult(2, ResultSpool::kSpoolMinSeconds)));
-    CHECK_FALSE(spool.Put(MakeResult(3, ResultSpool::kSpoolMinSeconds / 2)));  // cheaper to recompute
+    CHECK_FALSE(
+        spool.Put(MakeResult(3, ResultSpool::kSpoolMinSeconds / 2)));  // cheaper to recompute
     CHECK(spool.Put(MakeResult(4, 2.0)));
     spool.Remove(4);  // acknowledged
     spool.Remove(3);  // never on disk: nothing to do

@@ -75,11 +75,16 @@ Result<MemInfo> ParseMeminfo(std::string_view text) {
   for (std::string line; std::getline(in, line);) {
     std::istringstream ls(line);
     if (!(ls >> key >> kb)) continue;
-    if (key == "MemTotal:") m.total = kb * 1024;
-    else if (key == "MemAvailable:") m.available = kb * 1024, have_avail = true;
-    else if (key == "MemFree:") free_kb = kb;
-    else if (key == "Cached:") cached_kb = kb;
-    else if (key == "Buffers:") buffers_kb = kb;
+    if (key == "MemTotal:")
+      m.total = kb * 1024;
+    else if (key == "MemAvailable:")
+      m.available = kb * 1024, have_avail = true;
+    else if (key == "MemFree:")
+      free_kb = kb;
+    else if (key == "Cached:")
+      cached_kb = kb;
+    else if (key == "Buffers:")
+      buffers_kb = kb;
   }
   if (m.total == 0) return DataLoss("/proc/meminfo: no MemTotal");
   if (!have_avail) m.available = (free_kb + cached_kb + buffers_kb) * 1024;  // kernels before 3.14
@@ -114,7 +119,8 @@ Readings SystemProbe::Sample() {
   {
     std::istringstream statm(Slurp(root_ + "/proc/self/statm"));
     std::uint64_t size = 0, resident = 0;
-    if (statm >> size >> resident) r.own_memory = resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+    if (statm >> size >> resident)
+      r.own_memory = resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
   }
   bool mains_online = false, discharging = false;
   std::error_code ec;

@@ -17,7 +17,10 @@ struct FileRecord {
   std::uint64_t fingerprint = 0;
   float fraction = 0;
   std::string state;
-  template <class A> void serialize(A& a) { a(magic, task, fingerprint, fraction, state); }
+  template <class A>
+  void serialize(A& a) {
+    a(magic, task, fingerprint, fraction, state);
+  }
 };
 
 std::uint64_t Fnv(std::string_view a, std::string_view b) {
@@ -35,11 +38,13 @@ CheckpointStore::CheckpointStore(std::string dir) : dir_(std::move(dir)) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) {
-    SC_LOG(Warn) << "checkpoints stay in memory only: cannot create " << dir_ << ": " << ec.message();
+    SC_LOG(Warn) << "checkpoints stay in memory only: cannot create " << dir_ << ": "
+                 << ec.message();
     dir_.clear();
     return;
   }
-  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) present_.insert(e.path().filename().string());
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec))
+    present_.insert(e.path().filename().string());
 }
 
 bool CheckpointStore::Present(const std::string& name) const {
@@ -49,11 +54,14 @@ bool CheckpointStore::Present(const std::string& name) const {
 
 std::string CheckpointStore::NameFor(const proto::Lease& lease) const {
   char fp[17];
-  std::snprintf(fp, sizeof(fp), "%016llx", static_cast<unsigned long long>(Fnv(lease.task, lease.unit)));
-  return "job" + std::to_string(lease.job_id) + "-unit" + std::to_string(lease.unit_index) + "-" + fp + ".ckpt";
+  std::snprintf(fp, sizeof(fp), "%016llx",
+                static_cast<unsigned long long>(Fnv(lease.task, lease.unit)));
+  return "job" + std::to_string(lease.job_id) + "-unit" + std::to_string(lease.unit_index) + "-" +
+         fp + ".ckpt";
 }
 
-void CheckpointStore::Save(const proto::Lease& lease, float fraction, std::string_view state) const {
+void CheckpointStore::Save(const proto::Lease& lease, float fraction,
+                           std::string_view state) const {
   if (dir_.empty()) return;
   FileRecord r;
   r.task = lease.task;

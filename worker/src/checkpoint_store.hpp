@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
-#include <unordered_set>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "sparecycles/core/clock.hpp"
 #include "sparecycles/core/protocol.hpp"

@@ -28,8 +28,11 @@ std::string Slurp(const std::string& path) {
 }
 
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n'))
+    s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -38,7 +41,8 @@ std::optional<long long> PositiveInt(std::string_view text) {
   text = Trim(text);
   long long v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v <= 0) return std::nullopt;
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v <= 0)
+    return std::nullopt;
   return v;
 }
 
@@ -53,7 +57,8 @@ std::vector<std::string_view> Split(std::string_view s, char sep) {
 }
 
 bool HasToken(std::string_view list, std::string_view token) {
-  for (auto t : Split(list, ',')) if (t == token) return true;
+  for (auto t : Split(list, ','))
+    if (t == token) return true;
   return false;
 }
 
@@ -66,10 +71,12 @@ std::vector<Mount> ParseMountinfo(std::string_view text) {
   std::vector<Mount> out;
   for (auto line : Split(text, '\n')) {
     std::vector<std::string_view> f;
-    for (auto w : Split(line, ' ')) if (!w.empty()) f.push_back(w);
+    for (auto w : Split(line, ' '))
+      if (!w.empty()) f.push_back(w);
     const auto dash = std::find(f.begin(), f.end(), std::string_view("-"));
     if (f.size() < 6 || dash == f.end() || f.end() - dash < 4) continue;
-    out.push_back({std::string(f[3]), std::string(f[4]), std::string(dash[1]), std::string(dash[3])});
+    out.push_back(
+        {std::string(f[3]), std::string(f[4]), std::string(dash[1]), std::string(dash[3])});
   }
   return out;
 }
@@ -77,7 +84,8 @@ std::vector<Mount> ParseMountinfo(std::string_view text) {
 // The directory of cgroup `path` (as /proc/self/cgroup names it) under mount `m`, or "".
 std::string CgroupDir(const Mount& m, std::string_view path) {
   if (m.root == "/") return m.point + (path == "/" ? "" : std::string(path));
-  if (path.substr(0, m.root.size()) == m.root) return m.point + std::string(path.substr(m.root.size()));
+  if (path.substr(0, m.root.size()) == m.root)
+    return m.point + std::string(path.substr(m.root.size()));
   return {};
 }
 
@@ -89,8 +97,10 @@ std::optional<double> Tightest(std::string dir, const std::string& top, ReadLimi
     if (auto v = read(dir); v && (!best || *v < *best)) best = v;
     if (dir.size() <= top.size()) break;
     const auto slash = dir.find_last_of('/');
-    if (slash == std::string::npos || slash < top.size()) dir = top;
-    else dir.resize(slash);
+    if (slash == std::string::npos || slash < top.size())
+      dir = top;
+    else
+      dir.resize(slash);
   }
   return best;
 }
@@ -107,8 +117,8 @@ std::vector<std::pair<std::string, std::string>> ProfileDefaults(Profile p) {
   if (p == Profile::kVolunteer) return {};
   // The node is the job's: never pause or shrink for other load, never for memory the batch
   // system already accounts for, never for a battery; run at the priority the scheduler gave.
-  return {{"pause-above", "off"},     {"throttle", "off"},       {"priority", "normal"},
-          {"on-battery", "run"},      {"max-memory", "100%"},    {"min-free-memory", "0%"}};
+  return {{"pause-above", "off"}, {"throttle", "off"},    {"priority", "normal"},
+          {"on-battery", "run"},  {"max-memory", "100%"}, {"min-free-memory", "0%"}};
 }
 
 AllottedCores ResolveAllottedCores(const CoreSources& s) {
@@ -174,17 +184,20 @@ std::optional<double> ReadCgroupCpuLimit(const std::string& root) {
     if (path.empty() || path.front() != '/') continue;
     for (const auto& m : mounts) {
       const bool v2 = controllers.empty() && m.fstype == "cgroup2";
-      const bool v1 = !controllers.empty() && HasToken(controllers, "cpu") && m.fstype == "cgroup" &&
-                      HasToken(m.super_options, "cpu");
+      const bool v1 = !controllers.empty() && HasToken(controllers, "cpu") &&
+                      m.fstype == "cgroup" && HasToken(m.super_options, "cpu");
       if (!v1 && !v2) continue;
       const std::string dir = CgroupDir(m, path);
       if (dir.empty()) continue;
       const std::string top = root + m.point;
       if (v2)
-        keep(Tightest(root + dir, top, [](const std::string& d) { return ParseCgroupV2CpuMax(Slurp(d + "/cpu.max")); }));
+        keep(Tightest(root + dir, top, [](const std::string& d) {
+          return ParseCgroupV2CpuMax(Slurp(d + "/cpu.max"));
+        }));
       else
         keep(Tightest(root + dir, top, [](const std::string& d) {
-          return ParseCgroupV1Quota(Slurp(d + "/cpu.cfs_quota_us"), Slurp(d + "/cpu.cfs_period_us"));
+          return ParseCgroupV1Quota(Slurp(d + "/cpu.cfs_quota_us"),
+                                    Slurp(d + "/cpu.cfs_period_us"));
         }));
     }
   }
@@ -198,7 +211,8 @@ CoreSources ReadCoreSources() {
   s.cgroup_cpus = ReadCgroupCpuLimit();
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof(set), &set) == 0) s.affinity_cpus = static_cast<unsigned>(CPU_COUNT(&set));
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0)
+    s.affinity_cpus = static_cast<unsigned>(CPU_COUNT(&set));
   s.hardware_cores = HardwareCores();
   return s;
 }

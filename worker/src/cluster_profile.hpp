@@ -28,16 +28,16 @@ std::vector<std::pair<std::string, std::string>> ProfileDefaults(Profile p);
 
 /// What the environment says about this process's CPUs; empty / nullopt / 0 = not known.
 struct CoreSources {
-  std::string slurm_cpus_per_task;      // $SLURM_CPUS_PER_TASK (set with sbatch/srun -c)
-  std::string slurm_cpus_on_node;       // $SLURM_CPUS_ON_NODE (CPUs of the job on this node)
-  std::optional<double> cgroup_cpus;    // CPU quota of the cgroup (cpu.max or cfs quota/period)
-  unsigned affinity_cpus = 0;           // CPUs in sched_getaffinity's mask
-  unsigned hardware_cores = 1;          // logical CPUs of the machine
+  std::string slurm_cpus_per_task;    // $SLURM_CPUS_PER_TASK (set with sbatch/srun -c)
+  std::string slurm_cpus_on_node;     // $SLURM_CPUS_ON_NODE (CPUs of the job on this node)
+  std::optional<double> cgroup_cpus;  // CPU quota of the cgroup (cpu.max or cfs quota/period)
+  unsigned affinity_cpus = 0;         // CPUs in sched_getaffinity's mask
+  unsigned hardware_cores = 1;        // logical CPUs of the machine
 };
 
 struct AllottedCores {
-  unsigned cores = 1;    // at least 1
-  std::string source;    // how it was found, e.g. "SLURM_CPUS_ON_NODE=4, capped by cgroup quota 2.5"
+  unsigned cores = 1;  // at least 1
+  std::string source;  // how it was found, e.g. "SLURM_CPUS_ON_NODE=4, capped by cgroup quota 2.5"
 };
 
 /// The cores to use: Slurm's per-task figure, else its per-node figure, else the machine's cores;

@@ -21,14 +21,15 @@ struct UnitStart {
   float resumed_from = -1;            // the stored fraction of `resume`; < 0 = unknown or none
 };
 
-/// A unit that stopped running (done, failed or cancelled), with what the session needs to settle it.
+/// A unit that stopped running (done, failed or cancelled), with what the session needs to settle
+/// it.
 struct FinishedUnit {
   proto::Lease lease;
   proto::ResultMsg result;
   bool handed_back = false;    // stopped by Cancel(..., hand_back=true)
   bool stopped_by_us = false;  // stopped by Cancel(..., hand_back=false) (the coordinator knows)
   bool resumed = false;
-  float resumed_from = -1;     // the progress it resumed at (see UnitView)
+  float resumed_from = -1;                      // the progress it resumed at (see UnitView)
   std::optional<proto::Checkpoint> checkpoint;  // its newest checkpoint not yet uploaded
   std::uint64_t checkpoints_saved = 0;          // saved locally since last asked
 };

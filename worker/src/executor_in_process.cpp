@@ -17,8 +17,9 @@ namespace sparecycles::worker {
 // for upload by the loop thread.
 class UnitCtx final : public tasks::UnitContext {
  public:
-  UnitCtx(proto::Lease lease, ThreadGate* gate, const CheckpointStore* store, std::optional<std::string> resume,
-          float resumed_from, Duration checkpoint_interval, const Clock& clock)
+  UnitCtx(proto::Lease lease, ThreadGate* gate, const CheckpointStore* store,
+          std::optional<std::string> resume, float resumed_from, Duration checkpoint_interval,
+          const Clock& clock)
       : clock_(clock),
         lease_(std::move(lease)),
         gate_(gate),
@@ -53,8 +54,8 @@ class UnitCtx final : public tasks::UnitContext {
   void Checkpoint(std::string_view state) override {
     if (state.size() > proto::kMaxCheckpointBytes) {
       if (!too_big_logged_.exchange(true))
-        SC_LOG(Warn) << "unit " << lease_.job_id << "/" << lease_.unit_index << ": a checkpoint of " << state.size()
-                     << " bytes is above the limit; not saved";
+        SC_LOG(Warn) << "unit " << lease_.job_id << "/" << lease_.unit_index << ": a checkpoint of "
+                     << state.size() << " bytes is above the limit; not saved";
       return;
     }
     std::lock_guard lock(mu_);
@@ -62,7 +63,8 @@ class UnitCtx final : public tasks::UnitContext {
     if (gate_ != nullptr) closings_seen_.store(gate_->closings(), std::memory_order_relaxed);
     const float f = progress();
     if (store_ != nullptr) store_->Save(lease_, f, state);
-    upload_ = proto::Checkpoint{lease_.lease_id, lease_.job_id, lease_.unit_index, f, std::string(state)};
+    upload_ =
+        proto::Checkpoint{lease_.lease_id, lease_.job_id, lease_.unit_index, f, std::string(state)};
     ++saved_;
   }
 
@@ -95,7 +97,8 @@ class UnitCtx final : public tasks::UnitContext {
   float progress() const { return progress_.load(std::memory_order_relaxed); }
   bool waiting() const { return waiting_.load(std::memory_order_relaxed) > 0; }
   bool resumed() const { return resume_.has_value(); }
-  /// The progress the unit resumed at: the stored figure, else its first report (< 0 = not resumed).
+  /// The progress the unit resumed at: the stored figure, else its first report (< 0 = not
+  /// resumed).
   float resumed_from() const {
     if (!resume_) return -1;
     if (resumed_from_ >= 0) return resumed_from_;
@@ -140,7 +143,9 @@ double ProcessCpuSeconds() {
 // wants it. (Linux: scheduling policy and nice value are per thread, inherited by new threads.)
 class IdleThreadObserver final : public tbb::task_scheduler_observer {
  public:
-  explicit IdleThreadObserver(tbb::task_arena& arena) : tbb::task_scheduler_observer(arena) { observe(true); }
+  explicit IdleThreadObserver(tbb::task_arena& arena) : tbb::task_scheduler_observer(arena) {
+    observe(true);
+  }
   ~IdleThreadObserver() override { observe(false); }
   void on_scheduler_entry(bool) override {
 #ifdef SCHED_IDLE
@@ -154,14 +159,20 @@ class IdleThreadObserver final : public tbb::task_scheduler_observer {
 
 }  // namespace
 
-InProcessExecutor::InProcessExecutor(InProcessExecutorConfig config, const tasks::Registry& registry,
+InProcessExecutor::InProcessExecutor(InProcessExecutorConfig config,
+                                     const tasks::Registry& registry,
                                      std::function<void()> on_finished)
-    : config_(config), registry_(registry), on_finished_(std::move(on_finished)), gate_(config.slots) {
+    : config_(config),
+      registry_(registry),
+      on_finished_(std::move(on_finished)),
+      gate_(config.slots) {
   // The arena gets a slot per donated core, all for TBB's own threads; make sure the global pool
   // has that many.
-  const auto current = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  const auto current =
+      tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
   if (current < config_.slots + 1)
-    parallelism_ = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, config_.slots + 1);
+    parallelism_ = std::make_unique<tbb::global_control>(
+        tbb::global_control::max_allowed_parallelism, config_.slots + 1);
   arena_ = std::make_unique<tbb::task_arena>(static_cast<int>(config_.slots), 0);
   if (config_.idle_priority) idle_observer_ = std::make_unique<IdleThreadObserver>(*arena_);
 }
@@ -169,8 +180,9 @@ InProcessExecutor::InProcessExecutor(InProcessExecutorConfig config, const tasks
 InProcessExecutor::~InProcessExecutor() { WaitIdle(); }
 
 void InProcessExecutor::Start(UnitStart unit) {
-  auto uctx = std::make_shared<UnitCtx>(unit.lease, &gate_, config_.store, std::move(unit.resume), unit.resumed_from,
-                                        config_.checkpoint_interval, *config_.clock);
+  auto uctx =
+      std::make_shared<UnitCtx>(unit.lease, &gate_, config_.store, std::move(unit.resume),
+                                unit.resumed_from, config_.checkpoint_interval, *config_.clock);
   const std::uint64_t id = unit.lease.lease_id;
   running_.emplace(id, Running{unit.lease, uctx});
   {
@@ -190,7 +202,9 @@ void InProcessExecutor::CancelAll(const std::string& why, bool hand_back) {
 
 void InProcessExecutor::SetSlots(unsigned slots) { gate_.SetAllowed(slots); }
 
-void InProcessExecutor::SetShortUnits(bool short_units) { short_units_.store(short_units, std::memory_order_relaxed); }
+void InProcessExecutor::SetShortUnits(bool short_units) {
+  short_units_.store(short_units, std::memory_order_relaxed);
+}
 
 std::vector<UnitView> InProcessExecutor::Units() const {
   std::vector<UnitView> out;
@@ -267,13 +281,14 @@ void InProcessExecutor::Execute(const proto::Lease& lease, UnitCtx& uctx) {
     if (uctx.StopRequested()) throw tasks::UnitCancelled{uctx.CancelReason()};
     if (task == nullptr) {
       r.outcome = proto::UnitOutcome::kFailed;
-      r.error = "this worker cannot run task " + lease.task + " v" + std::to_string(lease.task_version);
+      r.error =
+          "this worker cannot run task " + lease.task + " v" + std::to_string(lease.task_version);
     } else {
       auto out = task->Execute(lease.unit, uctx);
       if (out.ok() && out->size() > proto::kMaxResultBytes) {
         r.outcome = proto::UnitOutcome::kFailed;
-        r.error = "the unit's result is " + std::to_string(out->size()) + " bytes, above the limit of " +
-                  std::to_string(proto::kMaxResultBytes);
+        r.error = "the unit's result is " + std::to_string(out->size()) +
+                  " bytes, above the limit of " + std::to_string(proto::kMaxResultBytes);
       } else if (out.ok()) {
         const Hash256 h = Blake2b256(task->Canonicalize(*out));
         r.hash.assign(reinterpret_cast<const char*>(h.data()), h.size());
@@ -298,7 +313,9 @@ void InProcessExecutor::Execute(const proto::Lease& lease, UnitCtx& uctx) {
   r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Units share the arena, so the process CPU time over the unit is shared out by slot count.
   // A short unit is counted at its wall time: it ran on one thread from start to end.
-  r.cpu_seconds = measure_cpu ? std::max(0.0, ProcessCpuSeconds() - cpu0) / std::max(1u, config_.slots) : r.wall_seconds;
+  r.cpu_seconds = measure_cpu
+                      ? std::max(0.0, ProcessCpuSeconds() - cpu0) / std::max(1u, config_.slots)
+                      : r.wall_seconds;
   bool first = false;
   {
     std::lock_guard lock(done_mu_);

@@ -4,15 +4,15 @@
 // methods are for the loop thread (see executor.hpp), the arena's threads only run kernels.
 #pragma once
 
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_scheduler_observer.h>
+
 #include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
-
-#include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/task_arena.h>
-#include <oneapi/tbb/task_scheduler_observer.h>
 
 #include "checkpoint_store.hpp"
 #include "executor.hpp"
@@ -25,11 +25,12 @@ namespace sparecycles::worker {
 class UnitCtx;
 
 struct InProcessExecutorConfig {
-  unsigned slots = 1;                 // the arena's size: the most units running kernel code at once
-  bool idle_priority = false;         // arena threads run at SCHED_IDLE and nice 19
+  unsigned slots = 1;          // the arena's size: the most units running kernel code at once
+  bool idle_priority = false;  // arena threads run at SCHED_IDLE and nice 19
   Duration checkpoint_interval = std::chrono::seconds(10);  // how often units save state
-  const CheckpointStore* store = nullptr;                   // null = checkpoints are not kept locally
-  const Clock* clock = &SteadyClock::Instance();            // for checkpoint intervals (read by arena threads)
+  const CheckpointStore* store = nullptr;  // null = checkpoints are not kept locally
+  const Clock* clock =
+      &SteadyClock::Instance();  // for checkpoint intervals (read by arena threads)
 };
 
 class InProcessExecutor final : public Executor {
@@ -64,7 +65,7 @@ class InProcessExecutor final : public Executor {
   std::unique_ptr<tbb::task_arena> arena_;
   std::unique_ptr<tbb::task_scheduler_observer> idle_observer_;  // after arena_: destroyed first
   ThreadGate gate_;
-  std::atomic<bool> short_units_{false};  // read by arena threads
+  std::atomic<bool> short_units_{false};                // read by arena threads
   std::unordered_map<std::uint64_t, Running> running_;  // loop thread only
 
   std::mutex done_mu_;

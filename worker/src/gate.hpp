@@ -58,7 +58,8 @@ class ThreadGate {
         return false;
       }
       const TimePoint now = SteadyClock::Instance().Now();
-      std::erase_if(holders_, [&](const auto& h) { return h.first != self && now - h.second > expiry_; });
+      std::erase_if(holders_,
+                    [&](const auto& h) { return h.first != self && now - h.second > expiry_; });
       auto it = holders_.find(self);
       if (it != holders_.end()) {
         if (holders_.size() <= allowed_) {

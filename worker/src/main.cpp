@@ -2,16 +2,17 @@
 // `sparecycles-worker status` shows what a running worker does (from its state directory).
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <chrono>
 #include <iostream>
 #include <sstream>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "cluster_profile.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/options.hpp"
@@ -20,7 +21,6 @@
 #include "sparecycles/worker/policy.hpp"
 #include "sparecycles/worker/status.hpp"
 #include "sparecycles/worker/worker.hpp"
-#include "cluster_profile.hpp"
 #include "volunteer_page.hpp"  // the volunteer page (HTTP)
 
 using namespace sparecycles;
@@ -35,8 +35,10 @@ int Fail(const Status& s) {
   return 2;
 }
 std::string DefaultStateDir() {
-  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/sparecycles-worker";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/sparecycles-worker";
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x)
+    return std::string(x) + "/sparecycles-worker";
+  if (const char* h = std::getenv("HOME"); h && *h)
+    return std::string(h) + "/.local/state/sparecycles-worker";
   return "";
 }
 
@@ -45,7 +47,8 @@ std::string DefaultStateDir() {
 class Values {
  public:
   Values(const Options& opt, worker::Profile profile) : opt_(opt) {
-    for (auto& [name, value] : worker::ProfileDefaults(profile)) defaults_.emplace_back(name, value);
+    for (auto& [name, value] : worker::ProfileDefaults(profile))
+      defaults_.emplace_back(name, value);
   }
   std::string Get(const std::string& name) const {
     if (!opt_.IsSet(name))
@@ -53,7 +56,9 @@ class Values {
         if (k == name) return v;
     return opt_.Get(name);
   }
-  void Override(const std::string& name, std::string value) { defaults_.emplace_back(name, std::move(value)); }
+  void Override(const std::string& name, std::string value) {
+    defaults_.emplace_back(name, std::move(value));
+  }
 
  private:
   const Options& opt_;
@@ -68,7 +73,8 @@ Result<double> Percent(const Values& opt, const std::string& name, double off_va
   char* end = nullptr;
   const double d = std::strtod(v.c_str(), &end);
   if (v.empty() || *end != '\0' || !(d >= 0 && d <= 100))
-    return InvalidArgument("--" + name + ": expected a percentage 0..100% (got '" + opt.Get(name) + "')");
+    return InvalidArgument("--" + name + ": expected a percentage 0..100% (got '" + opt.Get(name) +
+                           "')");
   return d;
 }
 Result<bool> OnOff(const Values& opt, const std::string& name, const char* yes, const char* no) {
@@ -113,14 +119,16 @@ int ShowStatus(const Options& opt) {
   const std::string dir = opt.Get("state-dir");
   auto text = ReadFile(dir + "/status", 1 << 20);
   if (!text.ok()) {
-    std::fprintf(stderr, "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
+    std::fprintf(stderr,
+                 "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
                  dir.c_str(), dir.c_str());
     return 1;
   }
   auto s = worker::ParseStatusFile(*text);
   if (!s.ok()) return Fail(s.status());
   const bool alive = s->pid > 0 && ::kill(static_cast<pid_t>(s->pid), 0) == 0;
-  const double validated = opt.Get("clients").empty() ? -1 : ValidatedCpuSeconds(opt.Get("clients"), s->peer_id);
+  const double validated =
+      opt.Get("clients").empty() ? -1 : ValidatedCpuSeconds(opt.Get("clients"), s->peer_id);
   std::cout << worker::RenderStatus(*s, WallSeconds(), alive, validated);
   return alive ? 0 : 3;
 }
@@ -131,7 +139,8 @@ int Leave(const Options& opt) {
   const std::string dir = opt.Get("state-dir");
   auto text = ReadFile(dir + "/status", 1 << 20);
   if (!text.ok()) {
-    std::fprintf(stderr, "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
+    std::fprintf(stderr,
+                 "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
                  dir.c_str(), dir.c_str());
     return 1;
   }
@@ -152,10 +161,12 @@ int Leave(const Options& opt) {
     return 0;
   }
   // The running units' grace, then time to stop them, upload checkpoints and send the Bye.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(*grace + 30);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(*grace + 30);
   while (::kill(pid, 0) == 0) {
     if (std::chrono::steady_clock::now() > deadline) {
-      std::fprintf(stderr, "sparecycles-worker: pid %ld is still running after %.0f s\n", s->pid, *grace + 30);
+      std::fprintf(stderr, "sparecycles-worker: pid %ld is still running after %.0f s\n", s->pid,
+                   *grace + 30);
       return 4;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -167,49 +178,72 @@ int Leave(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options opt("sparecycles-worker [options] | sparecycles-worker status [--state-dir DIR] [--clients ENDPOINT]\n"
-              "       | sparecycles-worker leave [--state-dir DIR] [--grace T]",
-              "Donates this machine's idle CPU to a SpareCycles coordinator: connects, announces its cores\n"
-              "and measured speed, runs the units it is leased and returns their results. It watches what\n"
-              "the rest of the machine uses and shrinks, pauses or resumes within the owner's preferences\n"
-              "below (see deploy/worker.conf). SIGTERM or Ctrl-C hands unfinished units back before exiting.\n"
-              "'status' prints what the worker using --state-dir is doing; 'leave' stops it gracefully\n"
-              "(SIGTERM) and waits until it has handed its units back and exited.",
-              "SPARECYCLES_WORKER_");
+  Options opt(
+      "sparecycles-worker [options] | sparecycles-worker status [--state-dir DIR] [--clients "
+      "ENDPOINT]\n"
+      "       | sparecycles-worker leave [--state-dir DIR] [--grace T]",
+      "Donates this machine's idle CPU to a SpareCycles coordinator: connects, announces its "
+      "cores\n"
+      "and measured speed, runs the units it is leased and returns their results. It watches what\n"
+      "the rest of the machine uses and shrinks, pauses or resumes within the owner's preferences\n"
+      "below (see deploy/worker.conf). SIGTERM or Ctrl-C hands unfinished units back before "
+      "exiting.\n"
+      "'status' prints what the worker using --state-dir is doing; 'leave' stops it gracefully\n"
+      "(SIGTERM) and waits until it has handed its units back and exited.",
+      "SPARECYCLES_WORKER_");
   opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
-  opt.Add("profile", "volunteer",
-          "volunteer = donate idle CPU only, with the defaults below; cluster = a dedicated or batch node: "
-          "every allotted core (--cores from SLURM_CPUS_PER_TASK, SLURM_CPUS_ON_NODE, the cgroup CPU "
-          "quota and the affinity mask, when not given), pause-above off, throttle off, priority "
-          "normal, on-battery run, max-memory 100%, min-free-memory 0%. Options given still win.");
+  opt.Add(
+      "profile", "volunteer",
+      "volunteer = donate idle CPU only, with the defaults below; cluster = a dedicated or batch "
+      "node: "
+      "every allotted core (--cores from SLURM_CPUS_PER_TASK, SLURM_CPUS_ON_NODE, the cgroup CPU "
+      "quota and the affinity mask, when not given), pause-above off, throttle off, priority "
+      "normal, on-battery run, max-memory 100%, min-free-memory 0%. Options given still win.");
   opt.Add("coordinator", "tcp://127.0.0.1:7737", "The coordinator's peer endpoint.");
   opt.Add("cores", "0",
           "Most cores to donate: a count, a share such as 50%, or 0 = all of this machine's (" +
               std::to_string(worker::HardwareCores()) + ").");
   opt.Add("peer-id", "", "Stable peer id; empty = kept in --state-dir (created at first start).");
-  opt.Add("state-dir", DefaultStateDir(), "Directory for the worker's own state (peer id, checkpoints, status).");
+  opt.Add("state-dir", DefaultStateDir(),
+          "Directory for the worker's own state (peer id, checkpoints, status).");
   opt.Add("account", "", "Your volunteer account name, shown by the coordinator.");
   opt.Add("prefetch", "1", "Units held beyond the idle cores so a core never waits for work.");
-  opt.Add("calibrate", "20ms", "Time spent measuring each task's speed at start-up (0 = use defaults).");
+  opt.Add("calibrate", "20ms",
+          "Time spent measuring each task's speed at start-up (0 = use defaults).");
   opt.Add("tasks", "", "Comma-separated tasks to offer; empty = all built-in tasks.");
-  opt.Add("pause-above", "50%",
-          "Pause when other programs use more than this share of the machine's CPU ('off' = never).");
-  opt.Add("resume-below", "25%", "Resume once other programs use less than this share for --idle-time.");
-  opt.Add("idle-time", "30s", "How long the other load must stay low before resuming or taking cores back.");
-  opt.Add("throttle", "on", "on = leave the cores other programs use (whole cores); off = only pause.");
+  opt.Add(
+      "pause-above", "50%",
+      "Pause when other programs use more than this share of the machine's CPU ('off' = never).");
+  opt.Add("resume-below", "25%",
+          "Resume once other programs use less than this share for --idle-time.");
+  opt.Add("idle-time", "30s",
+          "How long the other load must stay low before resuming or taking cores back.");
+  opt.Add("throttle", "on",
+          "on = leave the cores other programs use (whole cores); off = only pause.");
   opt.Add("hours", "", "When to run, e.g. 'mon-fri 18:00-08:00, sat-sun all'; empty = always.");
-  opt.Add("max-memory", "50%", "Pause while the worker's own memory exceeds this (a size like 2G, or a share).");
-  opt.Add("min-free-memory", "5%", "Pause while less than this share of the machine's memory is available.");
+  opt.Add("max-memory", "50%",
+          "Pause while the worker's own memory exceeds this (a size like 2G, or a share).");
+  opt.Add("min-free-memory", "5%",
+          "Pause while less than this share of the machine's memory is available.");
   opt.Add("on-battery", "pause", "pause or run while the machine runs on battery.");
-  opt.Add("priority", "idle", "idle = nice 19 and SCHED_IDLE compute threads; low = nice 19; normal = unchanged.");
+  opt.Add("priority", "idle",
+          "idle = nice 19 and SCHED_IDLE compute threads; low = nice 19; normal = unchanged.");
   opt.Add("sample-interval", "1s", "How often the machine's load is measured.");
-  opt.Add("pause-limit", "5m", "Hand running units back to the coordinator after a pause this long.");
-  opt.Add("checkpoint-interval", "10s", "How often long units save their state (locally and at the coordinator).");
-  opt.Add("clients", "", "The coordinator's client endpoint, to show validated CPU-seconds (status, --http page).");
-  opt.Add("grace", "0s", "On SIGTERM, let running units finish for up to this long, then hand the rest back.");
-  opt.Add("http", "", "127.0.0.1:PORT (loopback only) for the volunteer page: pause/resume, preferences saved to\n"
-          "      --config, and /metrics; port 0 = any free one; empty = off.");
-  opt.Add("endpoints-file", "", "With --http: write the page's address here once bound (for scripts and tests).");
+  opt.Add("pause-limit", "5m",
+          "Hand running units back to the coordinator after a pause this long.");
+  opt.Add("checkpoint-interval", "10s",
+          "How often long units save their state (locally and at the coordinator).");
+  opt.Add(
+      "clients", "",
+      "The coordinator's client endpoint, to show validated CPU-seconds (status, --http page).");
+  opt.Add("grace", "0s",
+          "On SIGTERM, let running units finish for up to this long, then hand the rest back.");
+  opt.Add(
+      "http", "",
+      "127.0.0.1:PORT (loopback only) for the volunteer page: pause/resume, preferences saved to\n"
+      "      --config, and /metrics; port 0 = any free one; empty = off.");
+  opt.Add("endpoints-file", "",
+          "With --http: write the page's address here once bound (for scripts and tests).");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -219,11 +253,13 @@ int main(int argc, char** argv) {
   if (!opt.Positional().empty()) {
     if (opt.Positional()[0] == "status" && opt.Positional().size() == 1) return ShowStatus(opt);
     if (opt.Positional()[0] == "leave" && opt.Positional().size() == 1) return Leave(opt);
-    return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] + "' (the commands are 'status' and 'leave')"));
+    return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] +
+                                "' (the commands are 'status' and 'leave')"));
   }
   SetLogComponent("worker");
   LogLevel level;
-  if (!ParseLogLevel(opt.Get("log-level"), level)) return Fail(InvalidArgument("--log-level: unknown level"));
+  if (!ParseLogLevel(opt.Get("log-level"), level))
+    return Fail(InvalidArgument("--log-level: unknown level"));
   SetLogLevel(level);
 
   auto profile = worker::ParseProfile(opt.Get("profile"));
@@ -242,7 +278,8 @@ int main(int argc, char** argv) {
   worker::WorkerConfig cfg;
   cfg.coordinator = opt.Get("coordinator");
   worker::Preferences prefs;
-  if (Status s = prefs.SetMaxCores(val.Get("cores")); !s.ok()) return Fail(InvalidArgument("--cores: " + s.message()));
+  if (Status s = prefs.SetMaxCores(val.Get("cores")); !s.ok())
+    return Fail(InvalidArgument("--cores: " + s.message()));
   auto prefetch = opt.GetInt("prefetch", 0, 64);
   auto cal = ParseSeconds(opt.Get("calibrate"));
   if (!prefetch.ok()) return Fail(prefetch.status());
@@ -268,12 +305,14 @@ int main(int argc, char** argv) {
   auto sample = Time(val, "sample-interval");
   auto pause_limit = Time(val, "pause-limit");
   auto checkpoint = Time(val, "checkpoint-interval");
-  for (const Status* s : {&pause_above.status(), &resume_below.status(), &idle_time.status(), &throttle.status(),
-                          &hours.status(), &min_free.status(), &on_battery.status(), &sample.status(),
-                          &pause_limit.status(), &checkpoint.status()})
+  for (const Status* s :
+       {&pause_above.status(), &resume_below.status(), &idle_time.status(), &throttle.status(),
+        &hours.status(), &min_free.status(), &on_battery.status(), &sample.status(),
+        &pause_limit.status(), &checkpoint.status()})
     if (!s->ok()) return Fail(*s);
   if (!priority.ok()) return Fail(InvalidArgument("--priority: " + priority.status().message()));
-  if (Status s = prefs.SetMaxMemory(val.Get("max-memory")); !s.ok()) return Fail(InvalidArgument("--max-memory: " + s.message()));
+  if (Status s = prefs.SetMaxMemory(val.Get("max-memory")); !s.ok())
+    return Fail(InvalidArgument("--max-memory: " + s.message()));
   prefs.pause_above_percent = *pause_above;
   prefs.resume_below_percent = std::min(*resume_below, *pause_above);
   prefs.idle_time = *idle_time;
@@ -282,7 +321,8 @@ int main(int argc, char** argv) {
   prefs.min_free_memory_percent = *min_free;
   prefs.pause_on_battery = *on_battery;
   prefs.priority = *priority;
-  if (*sample < std::chrono::milliseconds(10)) return Fail(InvalidArgument("--sample-interval: at least 10ms"));
+  if (*sample < std::chrono::milliseconds(10))
+    return Fail(InvalidArgument("--sample-interval: at least 10ms"));
   cfg.sample_interval = *sample;
   cfg.pause_limit = *pause_limit;
   cfg.checkpoint_interval = *checkpoint;
@@ -298,14 +338,16 @@ int main(int argc, char** argv) {
     pc.config_file = opt.Get("config");
     pc.clients_endpoint = opt.Get("clients");
     pc.preferences = *cfg.preferences;
-    for (const char* name : {"cores", "pause-above", "resume-below", "idle-time", "throttle", "hours", "on-battery",
-                             "max-memory", "min-free-memory"})
+    for (const char* name : {"cores", "pause-above", "resume-below", "idle-time", "throttle",
+                             "hours", "on-battery", "max-memory", "min-free-memory"})
       pc.values[name] = opt.Get(name);
     cfg.control = std::make_shared<worker::OwnerControl>();
     page = std::make_unique<worker::VolunteerPage>(std::move(pc), cfg.control);
     if (Status s = page->Start(); !s.ok()) return Fail(s);
     if (!opt.Get("endpoints-file").empty())
-      if (Status s = WriteFileAtomic(opt.Get("endpoints-file"), "http " + page->url() + "\n"); !s.ok()) return Fail(s);
+      if (Status s = WriteFileAtomic(opt.Get("endpoints-file"), "http " + page->url() + "\n");
+          !s.ok())
+        return Fail(s);
   }
   worker::Worker w(cfg, tasks::Registry::BuiltIn());
   if (Status s = w.Start(); !s.ok()) return Fail(s);

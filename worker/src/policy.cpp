@@ -23,7 +23,8 @@ int DayIndex(std::string_view d) {
 int ParseClock(std::string_view s) {
   int h = 0, m = 0;
   if (s.size() != 5 || s[2] != ':' || !std::isdigit(static_cast<unsigned char>(s[0])) ||
-      !std::isdigit(static_cast<unsigned char>(s[1])) || !std::isdigit(static_cast<unsigned char>(s[3])) ||
+      !std::isdigit(static_cast<unsigned char>(s[1])) ||
+      !std::isdigit(static_cast<unsigned char>(s[3])) ||
       !std::isdigit(static_cast<unsigned char>(s[4])))
     return -1;
   h = (s[0] - '0') * 10 + (s[1] - '0');
@@ -45,11 +46,13 @@ std::string OneDecimal(double v) {
 std::string Mib(std::uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 
 Result<double> ParsePercent(std::string_view text) {
-  if (text.empty() || text.back() != '%') return InvalidArgument("expected a percentage such as 50%");
+  if (text.empty() || text.back() != '%')
+    return InvalidArgument("expected a percentage such as 50%");
   char* end = nullptr;
   const std::string num(text.substr(0, text.size() - 1));
   const double v = std::strtod(num.c_str(), &end);
-  if (end == num.c_str() || *end != '\0' || !(v >= 0 && v <= 100)) return InvalidArgument("percentage out of 0..100%");
+  if (end == num.c_str() || *end != '\0' || !(v >= 0 && v <= 100))
+    return InvalidArgument("percentage out of 0..100%");
   return v;
 }
 
@@ -80,7 +83,9 @@ Result<TimeWindows> TimeWindows::Parse(std::string_view text) {
   w.always_ = false;
   std::array<bool, 7> days{};
   bool have_days = false, last_was_time = false;
-  auto bad = [&](const std::string& why) { return InvalidArgument("hours '" + std::string(text) + "': " + why); };
+  auto bad = [&](const std::string& why) {
+    return InvalidArgument("hours '" + std::string(text) + "': " + why);
+  };
   for (const std::string& t : tokens) {
     const bool is_time = t == "all" || t == "none" || (t.size() == 11 && t[5] == '-');
     if (!is_time) {
@@ -97,7 +102,9 @@ Result<TimeWindows> TimeWindows::Parse(std::string_view text) {
         }
       } else {
         const int d = DayIndex(t);
-        if (d < 0) return bad("unknown day or time '" + t + "' (days: mon..sun, ranges mon-fri; times HH:MM-HH:MM, all, none)");
+        if (d < 0)
+          return bad("unknown day or time '" + t +
+                     "' (days: mon..sun, ranges mon-fri; times HH:MM-HH:MM, all, none)");
         days[d] = true;
       }
       have_days = true;
@@ -112,15 +119,19 @@ Result<TimeWindows> TimeWindows::Parse(std::string_view text) {
     } else if (t != "none") {
       const int a = ParseClock(t.substr(0, 5)), b = ParseClock(t.substr(6));
       if (a < 0 || b < 0) return bad("bad time range '" + t + "'");
-      if (a < b) span[spans++] = {a, b};
-      else if (a > b) span[spans++] = {a, 1440}, span[spans++] = {0, b};
-      else span[spans++] = {0, 1440};  // "08:00-08:00": the whole day
+      if (a < b)
+        span[spans++] = {a, b};
+      else if (a > b)
+        span[spans++] = {a, 1440}, span[spans++] = {0, b};
+      else
+        span[spans++] = {0, 1440};  // "08:00-08:00": the whole day
     }
     for (int d = 0; d < 7; ++d)
       if (days[d])
         for (int i = 0; i < spans; ++i) w.allowed_[d].push_back(span[i]);
   }
-  if (!last_was_time) return bad("days without a time at the end (add e.g. 'all' or '18:00-08:00')");
+  if (!last_was_time)
+    return bad("days without a time at the end (add e.g. 'all' or '18:00-08:00')");
   return w;
 }
 
@@ -141,18 +152,24 @@ Result<Priority> ParsePriority(std::string_view text) {
 
 std::string_view PriorityName(Priority p) {
   switch (p) {
-    case Priority::kIdle: return "idle";
-    case Priority::kLow: return "low";
-    case Priority::kNormal: return "normal";
+    case Priority::kIdle:
+      return "idle";
+    case Priority::kLow:
+      return "low";
+    case Priority::kNormal:
+      return "normal";
   }
   return "?";
 }
 
 std::string_view StateName(proto::PeerState s) {
   switch (s) {
-    case proto::PeerState::kRunning: return "running";
-    case proto::PeerState::kThrottled: return "throttled";
-    case proto::PeerState::kPaused: return "paused";
+    case proto::PeerState::kRunning:
+      return "running";
+    case proto::PeerState::kThrottled:
+      return "throttled";
+    case proto::PeerState::kPaused:
+      return "paused";
   }
   return "?";
 }
@@ -171,7 +188,8 @@ Status Preferences::SetMaxCores(std::string_view text) {
     return OkStatus();
   }
   auto n = ParseInt(text);
-  if (!n.ok() || *n < 0 || *n > 4096) return InvalidArgument("cores must be a count 0..4096 or a percentage like 50%");
+  if (!n.ok() || *n < 0 || *n > 4096)
+    return InvalidArgument("cores must be a count 0..4096 or a percentage like 50%");
   max_cores = static_cast<unsigned>(*n);
   max_cores_percent = 100;
   return OkStatus();
@@ -189,11 +207,20 @@ Status Preferences::SetMaxMemory(std::string_view text) {
   std::uint64_t mult = 1;
   if (!t.empty()) {
     switch (std::toupper(static_cast<unsigned char>(t.back()))) {
-      case 'K': mult = 1ull << 10; break;
-      case 'M': mult = 1ull << 20; break;
-      case 'G': mult = 1ull << 30; break;
-      case 'T': mult = 1ull << 40; break;
-      default: break;
+      case 'K':
+        mult = 1ull << 10;
+        break;
+      case 'M':
+        mult = 1ull << 20;
+        break;
+      case 'G':
+        mult = 1ull << 30;
+        break;
+      case 'T':
+        mult = 1ull << 40;
+        break;
+      default:
+        break;
     }
     if (mult != 1) t.pop_back();
   }
@@ -206,12 +233,14 @@ Status Preferences::SetMaxMemory(std::string_view text) {
   return OkStatus();
 }
 
-Policy::Policy(Preferences prefs, unsigned max_slots) : prefs_(std::move(prefs)), max_slots_(std::max(1u, max_slots)) {}
+Policy::Policy(Preferences prefs, unsigned max_slots)
+    : prefs_(std::move(prefs)), max_slots_(std::max(1u, max_slots)) {}
 
 std::uint64_t Policy::MemoryCap(std::uint64_t memory_total) const {
   if (prefs_.max_memory_bytes > 0) return prefs_.max_memory_bytes;
   if (memory_total == 0 || prefs_.max_memory_percent >= 100) return 0;
-  return static_cast<std::uint64_t>(static_cast<double>(memory_total) * prefs_.max_memory_percent / 100.0);
+  return static_cast<std::uint64_t>(static_cast<double>(memory_total) * prefs_.max_memory_percent /
+                                    100.0);
 }
 
 Decision Policy::Evaluate(const Readings& r, TimePoint now, LocalTime local) {
@@ -265,36 +294,51 @@ Decision Policy::Evaluate(const Readings& r, TimePoint now, LocalTime local) {
   // Memory, with hysteresis so the decision does not flap at the line.
   const std::uint64_t cap = MemoryCap(r.memory_total);
   if (cap > 0) {
-    if (r.own_memory > cap) over_cap_ = true;
-    else if (r.own_memory < cap / 10 * 9) over_cap_ = false;
+    if (r.own_memory > cap)
+      over_cap_ = true;
+    else if (r.own_memory < cap / 10 * 9)
+      over_cap_ = false;
   } else {
     over_cap_ = false;
   }
-  const auto min_free = static_cast<std::uint64_t>(static_cast<double>(r.memory_total) * prefs_.min_free_memory_percent / 100.0);
+  const auto min_free = static_cast<std::uint64_t>(static_cast<double>(r.memory_total) *
+                                                   prefs_.min_free_memory_percent / 100.0);
   if (r.memory_total > 0 && min_free > 0) {
-    if (r.memory_available < min_free) low_memory_ = true;
-    else if (r.memory_available > min_free + min_free / 2) low_memory_ = false;
+    if (r.memory_available < min_free)
+      low_memory_ = true;
+    else if (r.memory_available > min_free + min_free / 2)
+      low_memory_ = false;
   } else {
     low_memory_ = false;
   }
 
-  auto paused = [](std::string why) { return Decision{0, proto::PeerState::kPaused, std::move(why)}; };
-  if (!prefs_.hours.Allows(local)) return paused("outside the allowed hours (" + prefs_.hours.text() + ")");
+  auto paused = [](std::string why) {
+    return Decision{0, proto::PeerState::kPaused, std::move(why)};
+  };
+  if (!prefs_.hours.Allows(local))
+    return paused("outside the allowed hours (" + prefs_.hours.text() + ")");
   if (prefs_.pause_on_battery && r.on_battery) return paused("running on battery");
-  if (over_cap_) return paused("memory cap: the worker uses " + Mib(r.own_memory) + " of the " + Mib(cap) + " allowed");
+  if (over_cap_)
+    return paused("memory cap: the worker uses " + Mib(r.own_memory) + " of the " + Mib(cap) +
+                  " allowed");
   if (low_memory_)
-    return paused("low memory: " + Mib(r.memory_available) + " available (pauses below " + Mib(min_free) + ")");
+    return paused("low memory: " + Mib(r.memory_available) + " available (pauses below " +
+                  Mib(min_free) + ")");
   if (load_paused_) {
     if (quiet_since_)
-      return paused("waiting for the owner's load to stay below " + Percent(prefs_.resume_below_percent / 100) +
-                    " for " + OneDecimal(Seconds(prefs_.idle_time)) + " s");
+      return paused("waiting for the owner's load to stay below " +
+                    Percent(prefs_.resume_below_percent / 100) + " for " +
+                    OneDecimal(Seconds(prefs_.idle_time)) + " s");
     return paused("other programs use " + Percent(other) + " of the CPU (pauses above " +
                   Percent(prefs_.pause_above_percent / 100) + ")");
   }
-  if (slots_ == 0) return paused("no idle core: other programs use " + OneDecimal(other_cores) + " of " + std::to_string(cores) + " cores");
+  if (slots_ == 0)
+    return paused("no idle core: other programs use " + OneDecimal(other_cores) + " of " +
+                  std::to_string(cores) + " cores");
   if (slots_ < max_slots_)
     return Decision{slots_, proto::PeerState::kThrottled,
-                    "other programs use " + OneDecimal(other_cores) + " of " + std::to_string(cores) + " cores"};
+                    "other programs use " + OneDecimal(other_cores) + " of " +
+                        std::to_string(cores) + " cores"};
   return Decision{max_slots_, proto::PeerState::kRunning, ""};
 }
 

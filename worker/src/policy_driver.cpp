@@ -5,8 +5,10 @@
 
 namespace sparecycles::worker {
 
-PolicyDriver::PolicyDriver(const Preferences& preferences, unsigned max_slots, std::shared_ptr<CapacityProbe> probe,
-                           std::function<LocalTime()> local_time, Duration sample_interval, Duration pause_limit)
+PolicyDriver::PolicyDriver(const Preferences& preferences, unsigned max_slots,
+                           std::shared_ptr<CapacityProbe> probe,
+                           std::function<LocalTime()> local_time, Duration sample_interval,
+                           Duration pause_limit)
     : policy_(preferences, max_slots),
       max_slots_(max_slots),
       probe_(std::move(probe)),
@@ -21,7 +23,8 @@ PolicyDriver::Step PolicyDriver::Sample(TimePoint now, bool force) {
   last_sample_ = now;
   readings_ = probe_->Sample();
   if (control_)  // volunteer page: preferences changed live (the arena keeps its size)
-    if (auto p = control_->TakePreferences()) policy_ = Policy(*p, std::min(max_slots_, p->MaxSlots(HardwareCores())));
+    if (auto p = control_->TakePreferences())
+      policy_ = Policy(*p, std::min(max_slots_, p->MaxSlots(HardwareCores())));
   Decision d = policy_.Evaluate(readings_, now, local_time_ ? local_time_() : LocalTimeNow());
   if (control_) control_->Apply(d);  // volunteer page: paused by the owner
   if (d.state != decision_.state || d.slots != decision_.slots) {
@@ -40,7 +43,8 @@ PolicyDriver::Step PolicyDriver::Sample(TimePoint now, bool force) {
     step.changed = true;
   }
   decision_ = d;  // when unchanged, the reason's figures may still have changed
-  step.hand_back_due = paused_since_ && !handed_back_this_pause_ && now - *paused_since_ >= pause_limit_;
+  step.hand_back_due =
+      paused_since_ && !handed_back_this_pause_ && now - *paused_since_ >= pause_limit_;
   return step;
 }
 

@@ -17,13 +17,15 @@ namespace sparecycles::worker {
 
 class PolicyDriver {
  public:
-  /// `max_slots`: the most cores the worker uses (its executor's size). `local_time` null = LocalTimeNow.
-  PolicyDriver(const Preferences& preferences, unsigned max_slots, std::shared_ptr<CapacityProbe> probe,
-               std::function<LocalTime()> local_time, Duration sample_interval, Duration pause_limit);
+  /// `max_slots`: the most cores the worker uses (its executor's size). `local_time` null =
+  /// LocalTimeNow.
+  PolicyDriver(const Preferences& preferences, unsigned max_slots,
+               std::shared_ptr<CapacityProbe> probe, std::function<LocalTime()> local_time,
+               Duration sample_interval, Duration pause_limit);
 
   struct Step {
-    bool changed = false;       // state or slots differ from the previous decision
-    bool hand_back_due = false; // paused for pause_limit and units not handed back this pause yet
+    bool changed = false;        // state or slots differ from the previous decision
+    bool hand_back_due = false;  // paused for pause_limit and units not handed back this pause yet
   };
   /// Samples when the interval has passed (or `force`), and decides again.
   Step Sample(TimePoint now, bool force);

@@ -73,7 +73,8 @@ std::map<std::uint64_t, proto::ResultMsg> ResultSpool::Load() {
     std::string_view body;
     auto type = proto::ParseHeader(*frame, body);
     proto::ResultMsg r;
-    if (!type.ok() || *type != proto::MsgType::kResult || !proto::Decode(body, r).ok() || r.lease_id != lease) {
+    if (!type.ok() || *type != proto::MsgType::kResult || !proto::Decode(body, r).ok() ||
+        r.lease_id != lease) {
       drop("not a valid result frame");
       continue;
     }

@@ -52,8 +52,8 @@ std::string FormatStatusFile(const StatusSnapshot& s) {
     << "resumed_work=" << Fixed(s.resumed_work, 4) << "\n"
     << "updated_at=" << Fixed(s.updated_at, 3) << "\n";
   for (const auto& u : s.units)
-    o << "unit=" << u.job << " " << u.unit << " " << Fixed(u.progress, 4) << " " << Fixed(u.resumed_from, 4) << " "
-      << (u.waiting ? 1 : 0) << " " << OneLine(u.task) << "\n";
+    o << "unit=" << u.job << " " << u.unit << " " << Fixed(u.progress, 4) << " "
+      << Fixed(u.resumed_from, 4) << " " << (u.waiting ? 1 : 0) << " " << OneLine(u.task) << "\n";
   return o.str();
 }
 
@@ -67,26 +67,46 @@ Result<StatusSnapshot> ParseStatusFile(std::string_view text) {
     const std::string k = line.substr(0, eq), v = line.substr(eq + 1);
     auto u64 = [&] { return std::strtoull(v.c_str(), nullptr, 10); };
     auto dbl = [&] { return std::strtod(v.c_str(), nullptr); };
-    if (k == "version") versioned = v == "1";
-    else if (k == "peer_id") s.peer_id = v;
-    else if (k == "coordinator") s.coordinator = v;
-    else if (k == "pid") s.pid = static_cast<long>(u64());
-    else if (k == "connected") s.connected = v == "1";
-    else if (k == "machine_cores") s.machine_cores = static_cast<unsigned>(u64());
-    else if (k == "max_slots") s.max_slots = static_cast<unsigned>(u64());
-    else if (k == "slots") s.slots = static_cast<unsigned>(u64());
-    else if (k == "state") s.state = v;
-    else if (k == "reason") s.reason = v;
-    else if (k == "other_cpu_percent") s.other_cpu_percent = dbl();
-    else if (k == "memory_available") s.memory_available = u64();
-    else if (k == "prefetched") s.prefetched = u64();
-    else if (k == "units_done") s.units_done = u64();
-    else if (k == "units_failed") s.units_failed = u64();
-    else if (k == "units_returned") s.units_returned = u64();
-    else if (k == "units_resumed") s.units_resumed = u64();
-    else if (k == "cpu_seconds") s.cpu_seconds = dbl();
-    else if (k == "resumed_work") s.resumed_work = dbl();
-    else if (k == "updated_at") s.updated_at = dbl();
+    if (k == "version")
+      versioned = v == "1";
+    else if (k == "peer_id")
+      s.peer_id = v;
+    else if (k == "coordinator")
+      s.coordinator = v;
+    else if (k == "pid")
+      s.pid = static_cast<long>(u64());
+    else if (k == "connected")
+      s.connected = v == "1";
+    else if (k == "machine_cores")
+      s.machine_cores = static_cast<unsigned>(u64());
+    else if (k == "max_slots")
+      s.max_slots = static_cast<unsigned>(u64());
+    else if (k == "slots")
+      s.slots = static_cast<unsigned>(u64());
+    else if (k == "state")
+      s.state = v;
+    else if (k == "reason")
+      s.reason = v;
+    else if (k == "other_cpu_percent")
+      s.other_cpu_percent = dbl();
+    else if (k == "memory_available")
+      s.memory_available = u64();
+    else if (k == "prefetched")
+      s.prefetched = u64();
+    else if (k == "units_done")
+      s.units_done = u64();
+    else if (k == "units_failed")
+      s.units_failed = u64();
+    else if (k == "units_returned")
+      s.units_returned = u64();
+    else if (k == "units_resumed")
+      s.units_resumed = u64();
+    else if (k == "cpu_seconds")
+      s.cpu_seconds = dbl();
+    else if (k == "resumed_work")
+      s.resumed_work = dbl();
+    else if (k == "updated_at")
+      s.updated_at = dbl();
     else if (k == "unit") {
       UnitStatus u;
       std::istringstream f(v);
@@ -102,32 +122,39 @@ Result<StatusSnapshot> ParseStatusFile(std::string_view text) {
   return s;
 }
 
-std::string RenderStatus(const StatusSnapshot& s, double now, bool alive, double validated_cpu_seconds) {
+std::string RenderStatus(const StatusSnapshot& s, double now, bool alive,
+                         double validated_cpu_seconds) {
   std::ostringstream o;
   o << "peer " << s.peer_id << " -> " << s.coordinator;
-  if (!alive) o << "  (NOT RUNNING: pid " << s.pid << " is gone)";
-  else o << (s.connected ? "  (connected)" : "  (connecting)");
+  if (!alive)
+    o << "  (NOT RUNNING: pid " << s.pid << " is gone)";
+  else
+    o << (s.connected ? "  (connected)" : "  (connecting)");
   o << "\n";
   o << "state:       " << s.state;
   if (!s.reason.empty()) o << " - " << s.reason;
   o << "\n";
-  o << "cores:       " << s.slots << " of " << s.machine_cores << " donated now (at most " << s.max_slots << ")\n";
-  o << "other load:  " << Fixed(s.other_cpu_percent, 0) << "% of the machine;  memory available to units: "
-    << (s.memory_available >> 20) << " MiB\n";
+  o << "cores:       " << s.slots << " of " << s.machine_cores << " donated now (at most "
+    << s.max_slots << ")\n";
+  o << "other load:  " << Fixed(s.other_cpu_percent, 0)
+    << "% of the machine;  memory available to units: " << (s.memory_available >> 20) << " MiB\n";
   o << "units:       " << s.units.size() << " running, " << s.prefetched << " prefetched\n";
   for (const auto& u : s.units) {
-    o << "  job " << u.job << " unit " << u.unit << " (" << u.task << ") " << Bar(u.progress, 30) << " "
-      << Fixed(u.progress * 100, 0) << "%";
+    o << "  job " << u.job << " unit " << u.unit << " (" << u.task << ") " << Bar(u.progress, 30)
+      << " " << Fixed(u.progress * 100, 0) << "%";
     if (u.resumed_from >= 0) o << "  resumed at " << Fixed(u.resumed_from * 100, 0) << "%";
     if (u.waiting) o << "  (waiting)";
     o << "\n";
   }
-  o << "contributed: " << Fixed(s.cpu_seconds, 1) << " CPU-seconds, " << s.units_done << " units done, "
-    << s.units_failed << " failed, " << s.units_returned << " handed back, " << s.units_resumed
-    << " resumed from checkpoints (" << Fixed(s.resumed_work, 2) << " units of work not redone)\n";
+  o << "contributed: " << Fixed(s.cpu_seconds, 1) << " CPU-seconds, " << s.units_done
+    << " units done, " << s.units_failed << " failed, " << s.units_returned << " handed back, "
+    << s.units_resumed << " resumed from checkpoints (" << Fixed(s.resumed_work, 2)
+    << " units of work not redone)\n";
   o << "validated:   ";
-  if (validated_cpu_seconds >= 0) o << Fixed(validated_cpu_seconds, 1) << " CPU-seconds (from the coordinator)\n";
-  else o << "known to the coordinator (sparecycles peers, or status --clients ENDPOINT)\n";
+  if (validated_cpu_seconds >= 0)
+    o << Fixed(validated_cpu_seconds, 1) << " CPU-seconds (from the coordinator)\n";
+  else
+    o << "known to the coordinator (sparecycles peers, or status --clients ENDPOINT)\n";
   o << "updated:     " << Fixed(now - s.updated_at, 1) << " s ago\n";
   return o.str();
 }

@@ -31,7 +31,8 @@ void StatusWriter::Write(StatusSnapshot s) {
   s.updated_at = WallSeconds();
   if (control_) control_->Publish(s);  // volunteer page
   if (state_dir_.empty()) return;
-  if (Status st = WriteFileAtomic(state_dir_ + "/status", FormatStatusFile(s), /*sync=*/false); !st.ok()) {
+  if (Status st = WriteFileAtomic(state_dir_ + "/status", FormatStatusFile(s), /*sync=*/false);
+      !st.ok()) {
     if (!failure_logged_) SC_LOG(Warn) << "cannot write the status file: " << st.ToString();
     failure_logged_ = true;
   }

@@ -20,8 +20,9 @@ using http::JsonString;
 
 // The preferences the page may change, in the order it shows them (names as the options').
 const std::vector<std::string>& EditableNames() {
-  static const std::vector<std::string> names = {"cores", "pause-above", "resume-below", "idle-time", "throttle",
-                                                 "hours", "on-battery", "max-memory", "min-free-memory"};
+  static const std::vector<std::string> names = {"cores",      "pause-above", "resume-below",
+                                                 "idle-time",  "throttle",    "hours",
+                                                 "on-battery", "max-memory",  "min-free-memory"};
   return names;
 }
 
@@ -41,7 +42,8 @@ Result<double> ParsePercent(const std::string& name, std::string v, bool allow_o
     return InvalidArgument(name + ": expected a percentage 0..100%");
   return d;
 }
-Result<bool> ParseOnOff(const std::string& name, const std::string& v, const char* yes, const char* no) {
+Result<bool> ParseOnOff(const std::string& name, const std::string& v, const char* yes,
+                        const char* no) {
   if (v == yes || v == "on" || v == "true" || v == "yes" || v == "1") return true;
   if (v == no || v == "off" || v == "false" || v == "no" || v == "0") return false;
   return InvalidArgument(name + ": expected " + yes + " or " + no);
@@ -75,7 +77,8 @@ double QueryValidated(const std::string& clients, const std::string& peer_id) {
 }
 
 std::string HostOnly(const std::string& host_header) {
-  if (!host_header.empty() && host_header.front() == '[') return host_header.substr(1, host_header.find(']') - 1);
+  if (!host_header.empty() && host_header.front() == '[')
+    return host_header.substr(1, host_header.find(']') - 1);
   return host_header.substr(0, host_header.rfind(':'));
 }
 }  // namespace
@@ -87,7 +90,8 @@ VolunteerPage::VolunteerPage(VolunteerPageConfig config, std::shared_ptr<OwnerCo
     r.content_type = "text/html; charset=utf-8";
     r.body = std::string(assets::VolunteerHtml());
     r.headers["Content-Security-Policy"] =
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'";
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src "
+        "'self'";
     return r;
   });
   server_.Get("/healthz", [](const http::Request&) { return Text(200, "ok\n"); });
@@ -117,7 +121,8 @@ Status VolunteerPage::Start() {
   int port = 0;
   SC_RETURN_IF_ERROR(http::ParseHostPort(config_.bind, host, port));
   if (!http::IsLoopback(host))
-    return InvalidArgument("the volunteer page binds to this machine only (127.0.0.1 or [::1]), not " + host);
+    return InvalidArgument(
+        "the volunteer page binds to this machine only (127.0.0.1 or [::1]), not " + host);
   SC_RETURN_IF_ERROR(server_.Start(config_.bind));
   if (!config_.clients_endpoint.empty()) poller_ = std::thread([this] { PollValidated(); });
   SC_LOG(Info) << "volunteer page on " << server_.url() << "/";
@@ -149,7 +154,8 @@ void VolunteerPage::PollValidated() {
 
 bool VolunteerPage::FromPage(const http::Request& req, http::Response& refuse) const {
   // A site open in the owner's browser can post a form to 127.0.0.1, but cannot add a custom
-  // header without a CORS preflight (never answered here), and a rebinding DNS name shows up in Host.
+  // header without a CORS preflight (never answered here), and a rebinding DNS name shows up in
+  // Host.
   if (req.Header("x-sparecycles") != "1") {
     refuse = Text(403, "writes only from the volunteer page (X-SpareCycles header missing)\n");
     return false;
@@ -161,14 +167,16 @@ bool VolunteerPage::FromPage(const http::Request& req, http::Response& refuse) c
   return true;
 }
 
-Status VolunteerPage::ApplyFields(const std::map<std::string, std::string>& fields, Preferences& prefs) {
+Status VolunteerPage::ApplyFields(const std::map<std::string, std::string>& fields,
+                                  Preferences& prefs) {
   Preferences p = prefs;
   const std::set<std::string> known(EditableNames().begin(), EditableNames().end());
   for (const auto& [name, raw] : fields) {
     if (!known.contains(name)) return InvalidArgument("unknown preference '" + name + "'");
     if (raw.size() > 256) return InvalidArgument(name + ": too long");
     for (char c : raw)  // values go into the config file as one line each
-      if (static_cast<unsigned char>(c) < 0x20 || c == '#') return InvalidArgument(name + ": control characters and '#' are not allowed");
+      if (static_cast<unsigned char>(c) < 0x20 || c == '#')
+        return InvalidArgument(name + ": control characters and '#' are not allowed");
     std::string v = raw;
     while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
     while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
@@ -203,7 +211,8 @@ Status VolunteerPage::ApplyFields(const std::map<std::string, std::string>& fiel
       if (!h.ok()) return InvalidArgument("hours: " + h.status().message());
       p.hours = std::move(*h);
     } else if (name == "max-memory") {
-      if (Status s = p.SetMaxMemory(v); !s.ok()) return InvalidArgument("max-memory: " + s.message());
+      if (Status s = p.SetMaxMemory(v); !s.ok())
+        return InvalidArgument("max-memory: " + s.message());
     }
   }
   p.resume_below_percent = std::min(p.resume_below_percent, p.pause_above_percent);
@@ -211,9 +220,11 @@ Status VolunteerPage::ApplyFields(const std::map<std::string, std::string>& fiel
   return OkStatus();
 }
 
-std::string VolunteerPage::UpdateConfigText(const std::string& text, const std::map<std::string, std::string>& values) {
+std::string VolunteerPage::UpdateConfigText(const std::string& text,
+                                            const std::map<std::string, std::string>& values) {
   auto canon = [](std::string n) {
-    for (char& c : n) c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : n)
+      c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return n;
   };
   std::set<std::string> written;
@@ -224,7 +235,8 @@ std::string VolunteerPage::UpdateConfigText(const std::string& text, const std::
     const auto eq = line.find('=');
     if (first != std::string::npos && line[first] != '#' && eq != std::string::npos && eq > first) {
       std::string name = line.substr(first, eq - first);
-      while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+      while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back())))
+        name.pop_back();
       auto it = values.find(canon(name));
       if (it != values.end()) {
         if (!written.contains(it->first)) out << it->first << " = " << it->second << "\n";
@@ -262,9 +274,12 @@ http::Response VolunteerPage::Prefs(const http::Request& req) {
     auto text = ReadFile(config_.config_file, 1 << 20);
     std::map<std::string, std::string> editable;
     for (const auto& name : EditableNames())
-      if (auto it = config_.values.find(name); it != config_.values.end()) editable[name] = it->second;
-    Status s = WriteFileAtomic(config_.config_file, UpdateConfigText(text.ok() ? *text : "", editable));
-    saved_ = s.ok() ? "applied and saved to " + config_.config_file : "applied; saving failed: " + s.message();
+      if (auto it = config_.values.find(name); it != config_.values.end())
+        editable[name] = it->second;
+    Status s =
+        WriteFileAtomic(config_.config_file, UpdateConfigText(text.ok() ? *text : "", editable));
+    saved_ = s.ok() ? "applied and saved to " + config_.config_file
+                    : "applied; saving failed: " + s.message();
   }
   SC_LOG(Info) << "preferences changed on the volunteer page: " << saved_;
   return Text(200, saved_ + "\n");
@@ -274,26 +289,33 @@ http::Response VolunteerPage::State() {
   auto view = control_->Latest();
   if (!view) return Text(503, "starting\n");
   const StatusSnapshot& s = view->status;
-  std::string o = "{\"peer_id\":" + JsonString(s.peer_id) + ",\"coordinator\":" + JsonString(s.coordinator) +
-                  ",\"connected\":" + (s.connected ? "true" : "false") + ",\"state\":" + JsonString(s.state) +
-                  ",\"reason\":" + JsonString(s.reason) + ",\"owner_paused\":" + (view->owner_paused ? "true" : "false") +
-                  ",\"machine_cores\":" + JsonNumber(s.machine_cores) + ",\"max_slots\":" + JsonNumber(s.max_slots) +
-                  ",\"slots\":" + JsonNumber(s.slots) + ",\"other_cpu_percent\":" + JsonNumber(s.other_cpu_percent) +
-                  ",\"memory_available\":" + JsonNumber(static_cast<double>(s.memory_available)) +
-                  ",\"prefetched\":" + JsonNumber(static_cast<double>(s.prefetched)) +
-                  ",\"units_done\":" + JsonNumber(static_cast<double>(s.units_done)) +
-                  ",\"units_failed\":" + JsonNumber(static_cast<double>(s.units_failed)) +
-                  ",\"units_returned\":" + JsonNumber(static_cast<double>(s.units_returned)) +
-                  ",\"cpu_hours\":" + JsonNumber(s.cpu_seconds / 3600) + ",\"pauses\":" + JsonNumber(static_cast<double>(view->pauses)) +
-                  ",\"updated_at\":" + JsonNumber(s.updated_at);
+  std::string o =
+      "{\"peer_id\":" + JsonString(s.peer_id) + ",\"coordinator\":" + JsonString(s.coordinator) +
+      ",\"connected\":" + (s.connected ? "true" : "false") + ",\"state\":" + JsonString(s.state) +
+      ",\"reason\":" + JsonString(s.reason) +
+      ",\"owner_paused\":" + (view->owner_paused ? "true" : "false") +
+      ",\"machine_cores\":" + JsonNumber(s.machine_cores) +
+      ",\"max_slots\":" + JsonNumber(s.max_slots) + ",\"slots\":" + JsonNumber(s.slots) +
+      ",\"other_cpu_percent\":" + JsonNumber(s.other_cpu_percent) +
+      ",\"memory_available\":" + JsonNumber(static_cast<double>(s.memory_available)) +
+      ",\"prefetched\":" + JsonNumber(static_cast<double>(s.prefetched)) +
+      ",\"units_done\":" + JsonNumber(static_cast<double>(s.units_done)) +
+      ",\"units_failed\":" + JsonNumber(static_cast<double>(s.units_failed)) +
+      ",\"units_returned\":" + JsonNumber(static_cast<double>(s.units_returned)) +
+      ",\"cpu_hours\":" + JsonNumber(s.cpu_seconds / 3600) +
+      ",\"pauses\":" + JsonNumber(static_cast<double>(view->pauses)) +
+      ",\"updated_at\":" + JsonNumber(s.updated_at);
   {
     std::lock_guard lock(mu_);
-    o += ",\"validated_cpu_hours\":" + (validated_ < 0 ? std::string("null") : JsonNumber(validated_ / 3600));
-    o += ",\"saved\":" + JsonString(saved_) + ",\"config_file\":" + JsonString(config_.config_file) + ",\"prefs\":{";
+    o += ",\"validated_cpu_hours\":" +
+         (validated_ < 0 ? std::string("null") : JsonNumber(validated_ / 3600));
+    o += ",\"saved\":" + JsonString(saved_) +
+         ",\"config_file\":" + JsonString(config_.config_file) + ",\"prefs\":{";
     bool first = true;
     for (const auto& name : EditableNames()) {
       auto it = config_.values.find(name);
-      o += (first ? "" : ",") + JsonString(name) + ":" + JsonString(it == config_.values.end() ? "" : it->second);
+      o += (first ? "" : ",") + JsonString(name) + ":" +
+           JsonString(it == config_.values.end() ? "" : it->second);
       first = false;
     }
     o += "}";
@@ -302,8 +324,9 @@ http::Response VolunteerPage::State() {
   for (std::size_t i = 0; i < s.units.size(); ++i) {
     const UnitStatus& u = s.units[i];
     o += (i ? "," : "") + std::string("{\"job\":") + JsonNumber(static_cast<double>(u.job)) +
-         ",\"unit\":" + JsonNumber(static_cast<double>(u.unit)) + ",\"task\":" + JsonString(u.task) +
-         ",\"progress\":" + JsonNumber(u.progress) + ",\"waiting\":" + (u.waiting ? "true" : "false") + "}";
+         ",\"unit\":" + JsonNumber(static_cast<double>(u.unit)) +
+         ",\"task\":" + JsonString(u.task) + ",\"progress\":" + JsonNumber(u.progress) +
+         ",\"waiting\":" + (u.waiting ? "true" : "false") + "}";
   }
   o += "]}";
   http::Response r;
@@ -319,38 +342,57 @@ http::Response VolunteerPage::Metrics() {
   metrics::Writer w;
   w.Family("sparecycles_worker_build_info", "gauge", "Always 1; the version of the worker.");
   w.Sample("sparecycles_worker_build_info", {{"version", "0.1.0"}}, 1);
-  w.Gauge("sparecycles_worker_connected", "1 while the coordinator has welcomed this worker.", s.connected ? 1 : 0);
+  w.Gauge("sparecycles_worker_connected", "1 while the coordinator has welcomed this worker.",
+          s.connected ? 1 : 0);
   w.Gauge("sparecycles_worker_machine_cores", "Cores of this machine.", s.machine_cores);
-  w.Gauge("sparecycles_worker_max_slots", "Most cores the worker may use (its preferences, as started).", s.max_slots);
+  w.Gauge("sparecycles_worker_max_slots",
+          "Most cores the worker may use (its preferences, as started).", s.max_slots);
   w.Gauge("sparecycles_worker_slots", "Cores the worker may use now (0 while paused).", s.slots);
-  w.Family("sparecycles_worker_state", "gauge", "1 for the worker's current state (running, throttled or paused).");
-  for (const char* st : {"running", "throttled", "paused"}) w.Sample("sparecycles_worker_state", {{"state", st}}, s.state == st ? 1 : 0);
-  w.Family("sparecycles_worker_state_reason_info", "gauge", "Why the worker is not running at full strength (empty while running).");
+  w.Family("sparecycles_worker_state", "gauge",
+           "1 for the worker's current state (running, throttled or paused).");
+  for (const char* st : {"running", "throttled", "paused"})
+    w.Sample("sparecycles_worker_state", {{"state", st}}, s.state == st ? 1 : 0);
+  w.Family("sparecycles_worker_state_reason_info", "gauge",
+           "Why the worker is not running at full strength (empty while running).");
   w.Sample("sparecycles_worker_state_reason_info", {{"state", s.state}, {"reason", s.reason}}, 1);
-  w.Gauge("sparecycles_worker_owner_paused", "1 while the owner paused the worker from its page.", view->owner_paused ? 1 : 0);
-  w.Gauge("sparecycles_worker_units_running", "Units started and not finished.", static_cast<double>(s.units.size()));
-  w.Gauge("sparecycles_worker_units_prefetched", "Units held and not started.", static_cast<double>(s.prefetched));
+  w.Gauge("sparecycles_worker_owner_paused", "1 while the owner paused the worker from its page.",
+          view->owner_paused ? 1 : 0);
+  w.Gauge("sparecycles_worker_units_running", "Units started and not finished.",
+          static_cast<double>(s.units.size()));
+  w.Gauge("sparecycles_worker_units_prefetched", "Units held and not started.",
+          static_cast<double>(s.prefetched));
   w.Family("sparecycles_worker_units_total", "counter",
-           "Units run, by outcome (done: over every run with this state directory; failed, returned: this run).");
-  w.Sample("sparecycles_worker_units_total", {{"outcome", "done"}}, static_cast<double>(s.units_done));
-  w.Sample("sparecycles_worker_units_total", {{"outcome", "failed"}}, static_cast<double>(s.units_failed));
-  w.Sample("sparecycles_worker_units_total", {{"outcome", "returned"}}, static_cast<double>(s.units_returned));
-  w.Counter("sparecycles_worker_units_resumed_total", "Units resumed from a checkpoint.", static_cast<double>(s.units_resumed));
-  w.Counter("sparecycles_worker_cpu_donated_seconds_total", "CPU time spent on units, over every run with this state directory.",
-            s.cpu_seconds);
+           "Units run, by outcome (done: over every run with this state directory; failed, "
+           "returned: this run).");
+  w.Sample("sparecycles_worker_units_total", {{"outcome", "done"}},
+           static_cast<double>(s.units_done));
+  w.Sample("sparecycles_worker_units_total", {{"outcome", "failed"}},
+           static_cast<double>(s.units_failed));
+  w.Sample("sparecycles_worker_units_total", {{"outcome", "returned"}},
+           static_cast<double>(s.units_returned));
+  w.Counter("sparecycles_worker_units_resumed_total", "Units resumed from a checkpoint.",
+            static_cast<double>(s.units_resumed));
+  w.Counter("sparecycles_worker_cpu_donated_seconds_total",
+            "CPU time spent on units, over every run with this state directory.", s.cpu_seconds);
   {
     std::lock_guard lock(mu_);
     if (validated_ >= 0)
       w.Counter("sparecycles_worker_cpu_validated_seconds_total",
-                "CPU time of this peer's units the coordinator accepted (asked every 10 s; needs --clients).", validated_);
+                "CPU time of this peer's units the coordinator accepted (asked every 10 s; needs "
+                "--clients).",
+                validated_);
   }
-  w.Counter("sparecycles_worker_pauses_total", "Times the worker went into the paused state, this run.", static_cast<double>(view->pauses));
-  w.Counter("sparecycles_worker_paused_seconds_total", "Time spent paused, this run (up to the last status update).",
-            view->paused_seconds);
-  w.Gauge("sparecycles_worker_other_cpu_ratio", "Share of the machine's CPU other programs use (0..1).", s.other_cpu_percent / 100);
-  w.Gauge("sparecycles_worker_memory_available_bytes", "Memory the worker may give to units now.", static_cast<double>(s.memory_available));
-  w.Gauge("sparecycles_worker_status_updated_seconds", "When the worker last published its status, in seconds since the epoch.",
-          s.updated_at);
+  w.Counter("sparecycles_worker_pauses_total",
+            "Times the worker went into the paused state, this run.",
+            static_cast<double>(view->pauses));
+  w.Counter("sparecycles_worker_paused_seconds_total",
+            "Time spent paused, this run (up to the last status update).", view->paused_seconds);
+  w.Gauge("sparecycles_worker_other_cpu_ratio",
+          "Share of the machine's CPU other programs use (0..1).", s.other_cpu_percent / 100);
+  w.Gauge("sparecycles_worker_memory_available_bytes", "Memory the worker may give to units now.",
+          static_cast<double>(s.memory_available));
+  w.Gauge("sparecycles_worker_status_updated_seconds",
+          "When the worker last published its status, in seconds since the epoch.", s.updated_at);
   http::Response r;
   r.content_type = metrics::kContentType;
   r.body = w.text();

@@ -21,9 +21,11 @@ namespace sparecycles::worker {
 struct VolunteerPageConfig {
   std::string bind = "127.0.0.1:0";  // HOST:PORT, loopback only
   std::string config_file;           // where preference changes are saved; empty = not saved
-  std::string clients_endpoint;      // the coordinator's client endpoint, for validated CPU time; empty = unknown
-  Preferences preferences;           // as the worker started
-  std::map<std::string, std::string> values;  // the option texts the preferences came from (for the form)
+  std::string clients_endpoint;  // the coordinator's client endpoint, for validated CPU time; empty
+                                 // = unknown
+  Preferences preferences;       // as the worker started
+  std::map<std::string, std::string>
+      values;  // the option texts the preferences came from (for the form)
 };
 
 class VolunteerPage {
@@ -39,7 +41,8 @@ class VolunteerPage {
   /// errors and leave `prefs` unchanged. Exposed for tests.
   static Status ApplyFields(const std::map<std::string, std::string>& fields, Preferences& prefs);
   /// Rewrites `name = value` lines of a config file's text (adding missing ones), keeping the rest.
-  static std::string UpdateConfigText(const std::string& text, const std::map<std::string, std::string>& values);
+  static std::string UpdateConfigText(const std::string& text,
+                                      const std::map<std::string, std::string>& values);
 
  private:
   http::Response State();
@@ -51,7 +54,7 @@ class VolunteerPage {
   VolunteerPageConfig config_;
   std::shared_ptr<OwnerControl> control_;
   http::Server server_;
-  std::mutex mu_;  // guards config_.preferences, config_.values, validated_, saved_
+  std::mutex mu_;          // guards config_.preferences, config_.values, validated_, saved_
   double validated_ = -1;  // CPU-seconds the coordinator validated for this peer; < 0 = unknown
   std::string saved_;      // outcome of the last save, for the page
   std::thread poller_;

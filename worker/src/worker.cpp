@@ -87,8 +87,8 @@ struct Worker::Impl {
   std::optional<StatusWriter> status_writer;
   std::unique_ptr<Executor> executor;  // after `store` and `wake`, which its units use
 
-  std::deque<proto::Lease> waiting;                  // prefetched, not started
-  double unit_seconds_avg = -1;                      // moving average of units' wall time
+  std::deque<proto::Lease> waiting;  // prefetched, not started
+  double unit_seconds_avg = -1;      // moving average of units' wall time
   // Units shorter than this run back to back: the loop thread queues several per slot in the
   // executor, so its threads never wait for the loop thread between two of them, and their
   // CPU time is not measured one by one (two getrusage calls would cost more than the unit).
@@ -129,15 +129,17 @@ struct Worker::Impl {
     proto::Results batch;
     std::size_t bytes = 0;
     auto flush = [&] {
-      if (batch.results.size() == 1) Send(batch.results.front());
-      else if (!batch.results.empty()) Send(batch);
+      if (batch.results.size() == 1)
+        Send(batch.results.front());
+      else if (!batch.results.empty())
+        Send(batch);
       batch.results.clear();
       bytes = 0;
     };
     for (const proto::ResultMsg* r : results) {
       const std::size_t size = r->payload.size() + r->error.size() + r->hash.size() + 64;
-      if (!batch.results.empty() &&
-          (batch.results.size() >= proto::kMaxLeasesPerMessage || bytes + size > proto::kResultsBatchBytes))
+      if (!batch.results.empty() && (batch.results.size() >= proto::kMaxLeasesPerMessage ||
+                                     bytes + size > proto::kResultsBatchBytes))
         flush();
       batch.results.push_back(*r);
       bytes += size;
@@ -151,7 +153,8 @@ struct Worker::Impl {
     for (const auto& u : executor->Units()) hello.running_leases.push_back(u.lease_id);
     for (const auto& l : waiting) hello.running_leases.push_back(l.lease_id);
     for (const auto& [id, r] : unacked) hello.running_leases.push_back(id);
-    if (hello.running_leases.size() > proto::kMaxLeasesPerMessage) hello.running_leases.resize(proto::kMaxLeasesPerMessage);
+    if (hello.running_leases.size() > proto::kMaxLeasesPerMessage)
+      hello.running_leases.resize(proto::kMaxLeasesPerMessage);
     Send(hello);
     hello_sent = now;
     welcomed = false;
@@ -179,12 +182,18 @@ struct Worker::Impl {
       return;
     }
     switch (*type) {
-      case MsgType::kWelcome: return OnWelcome(body);
-      case MsgType::kReject: return OnReject(body, now);
-      case MsgType::kAssign: return OnAssign(body);
-      case MsgType::kHeartbeat: return;  // the coordinator checking that we are still connected
-      case MsgType::kAck: return OnAck(body);
-      case MsgType::kCancelLeases: return OnCancelLeases(body);
+      case MsgType::kWelcome:
+        return OnWelcome(body);
+      case MsgType::kReject:
+        return OnReject(body, now);
+      case MsgType::kAssign:
+        return OnAssign(body);
+      case MsgType::kHeartbeat:
+        return;  // the coordinator checking that we are still connected
+      case MsgType::kAck:
+        return OnAck(body);
+      case MsgType::kCancelLeases:
+        return OnCancelLeases(body);
       default:
         ++wire.bad_frames;
         SC_LOG(Warn) << "unexpected " << proto::MsgTypeName(*type) << " from the coordinator";
@@ -238,7 +247,8 @@ struct Worker::Impl {
     proto::CancelLeases c;
     if (!Decode(MsgType::kCancelLeases, body, c)) return;
     for (auto id : c.lease_ids) {
-      auto it = std::find_if(waiting.begin(), waiting.end(), [&](const auto& l) { return l.lease_id == id; });
+      auto it = std::find_if(waiting.begin(), waiting.end(),
+                             [&](const auto& l) { return l.lease_id == id; });
       if (it != waiting.end()) waiting.erase(it);
       executor->Cancel(id, c.reason, /*hand_back=*/false);
     }
@@ -258,12 +268,14 @@ struct Worker::Impl {
       if (auto local = store.Load(lease)) {
         u.resume = std::move(local->state);
         u.resumed_from = local->fraction;
-        SC_LOG(Info) << "unit " << lease.job_id << "/" << lease.unit_index << " resumes from a local checkpoint at "
+        SC_LOG(Info) << "unit " << lease.job_id << "/" << lease.unit_index
+                     << " resumes from a local checkpoint at "
                      << static_cast<int>(u.resumed_from * 100) << "%";
       } else if (!lease.checkpoint.empty()) {
         u.resume = std::move(lease.checkpoint);
         SC_LOG(Info) << "unit " << lease.job_id << "/" << lease.unit_index
-                     << " resumes from a checkpoint uploaded to the coordinator (" << u.resume->size() << " bytes)";
+                     << " resumes from a checkpoint uploaded to the coordinator ("
+                     << u.resume->size() << " bytes)";
       }
       lease.checkpoint.clear();
       lease.checkpoint.shrink_to_fit();
@@ -297,10 +309,14 @@ struct Worker::Impl {
   void CountFinished(const FinishedUnit& f) {
     std::lock_guard lock(stats_mu);
     const auto outcome = f.result.outcome;
-    if (outcome == proto::UnitOutcome::kOk) ++stats.units_done;
-    else if (outcome == proto::UnitOutcome::kFailed) ++stats.units_failed;
-    else if (f.handed_back) ++stats.units_returned;
-    else ++stats.units_cancelled;
+    if (outcome == proto::UnitOutcome::kOk)
+      ++stats.units_done;
+    else if (outcome == proto::UnitOutcome::kFailed)
+      ++stats.units_failed;
+    else if (f.handed_back)
+      ++stats.units_returned;
+    else
+      ++stats.units_cancelled;
     stats.cpu_seconds += f.result.cpu_seconds;
   }
 
@@ -308,15 +324,19 @@ struct Worker::Impl {
     std::vector<const proto::ResultMsg*> outgoing;  // this turn's results (point into `unacked`)
     for (FinishedUnit& f : executor->TakeFinished()) {
       proto::ResultMsg& r = f.result;
-      SendCheckpoint(f.checkpoint, f.checkpoints_saved);  // before the Result, so the coordinator has it when it requeues
+      SendCheckpoint(
+          f.checkpoint,
+          f.checkpoints_saved);  // before the Result, so the coordinator has it when it requeues
       if (r.outcome == proto::UnitOutcome::kOk && f.resumed) {
         if (status_writer) status_writer->AddResumedWork(f.resumed_from);
         SC_LOG(Info) << "unit " << r.job_id << "/" << r.unit_index << " done after resuming at "
-                     << static_cast<int>(f.resumed_from * 100) << "% (that much was not recomputed)";
+                     << static_cast<int>(f.resumed_from * 100)
+                     << "% (that much was not recomputed)";
       }
       // Finished, failed, or settled elsewhere: the local checkpoint has served. A unit handed
       // back keeps it, in case it comes back here.
-      if (!f.handed_back && (r.outcome != proto::UnitOutcome::kCancelled || f.stopped_by_us)) store.Remove(f.lease);
+      if (!f.handed_back && (r.outcome != proto::UnitOutcome::kCancelled || f.stopped_by_us))
+        store.Remove(f.lease);
       CountFinished(f);
       if (r.outcome == proto::UnitOutcome::kOk) {
         // Follows shorter units at once (a new job of tiny units runs back to back from its first
@@ -330,10 +350,12 @@ struct Worker::Impl {
       }
       if (r.outcome == proto::UnitOutcome::kFailed)
         SC_LOG(Warn) << "unit " << r.job_id << "/" << r.unit_index << " failed: " << r.error;
-      if (f.stopped_by_us && r.outcome == proto::UnitOutcome::kCancelled) continue;  // coordinator knows
+      if (f.stopped_by_us && r.outcome == proto::UnitOutcome::kCancelled)
+        continue;  // coordinator knows
       // On disk before it leaves: a crash between here and the Ack must not lose the work.
       if (r.outcome != proto::UnitOutcome::kCancelled) spool.Put(r);
-      SC_LOG(Debug) << "finished unit " << r.job_id << "/" << r.unit_index << " lease " << r.lease_id;
+      SC_LOG(Debug) << "finished unit " << r.job_id << "/" << r.unit_index << " lease "
+                    << r.lease_id;
       const std::uint64_t id = r.lease_id;
       outgoing.push_back(&(unacked[id] = std::move(r)));
     }
@@ -345,8 +367,10 @@ struct Worker::Impl {
   void HandBack(TimePoint now) {
     const auto paused_since = driver ? driver->paused_since() : std::nullopt;
     const double paused_for = paused_since ? Seconds(now - *paused_since) : 0;
-    const std::string why = "handed back after a pause of " + std::to_string(static_cast<int>(paused_for)) + " s";
-    SC_LOG(Info) << why << ": " << executor->running() << " running and " << waiting.size() << " prefetched units";
+    const std::string why =
+        "handed back after a pause of " + std::to_string(static_cast<int>(paused_for)) + " s";
+    SC_LOG(Info) << why << ": " << executor->running() << " running and " << waiting.size()
+                 << " prefetched units";
     executor->CancelAll(why, /*hand_back=*/true);
     std::vector<const proto::ResultMsg*> outgoing;
     for (const auto& l : waiting) {
@@ -397,9 +421,11 @@ struct Worker::Impl {
     cap.state = d.state;
     cap.reason = d.reason.substr(0, proto::kMaxTextBytes);
     // Slots and state go out at once; a reason whose figures changed at most every 10 s.
-    const bool changed = cap.slots != last_capacity.slots || cap.idle_slots != last_capacity.idle_slots ||
+    const bool changed = cap.slots != last_capacity.slots ||
+                         cap.idle_slots != last_capacity.idle_slots ||
                          cap.state != last_capacity.state;
-    const bool reason_changed = cap.reason != last_capacity.reason && now - last_capacity_sent >= std::chrono::seconds(10);
+    const bool reason_changed =
+        cap.reason != last_capacity.reason && now - last_capacity_sent >= std::chrono::seconds(10);
     if (!capacity_sent || changed || reason_changed) {
       Send(cap);
       last_capacity = cap;
@@ -407,7 +433,8 @@ struct Worker::Impl {
       capacity_sent = true;
     }
     const std::size_t held = running + waiting.size();
-    const std::size_t cap_units = d.state == proto::PeerState::kPaused ? 0 : d.slots + EffectivePrefetch();
+    const std::size_t cap_units =
+        d.state == proto::PeerState::kPaused ? 0 : d.slots + EffectivePrefetch();
     const auto want = static_cast<std::uint32_t>(cap_units > held ? cap_units - held : 0);
     if (want != last_request) {
       Send(proto::RequestWork{want});
@@ -439,7 +466,8 @@ struct Worker::Impl {
     StatusSnapshot s;
     s.coordinator = config.coordinator;
     s.connected = welcomed;
-    s.machine_cores = driver && driver->readings().cores > 0 ? driver->readings().cores : HardwareCores();
+    s.machine_cores =
+        driver && driver->readings().cores > 0 ? driver->readings().cores : HardwareCores();
     s.max_slots = slots;
     s.slots = d.slots;
     s.state = std::string(StateName(d.state));
@@ -452,10 +480,12 @@ struct Worker::Impl {
         ++queued;
         continue;
       }
-      s.units.push_back(UnitStatus{v.job_id, v.unit_index, v.task, v.progress, v.resumed_from, v.waiting});
+      s.units.push_back(
+          UnitStatus{v.job_id, v.unit_index, v.task, v.progress, v.resumed_from, v.waiting});
     }
-    std::sort(s.units.begin(), s.units.end(),
-              [](const UnitStatus& a, const UnitStatus& b) { return std::tie(a.job, a.unit) < std::tie(b.job, b.unit); });
+    std::sort(s.units.begin(), s.units.end(), [](const UnitStatus& a, const UnitStatus& b) {
+      return std::tie(a.job, a.unit) < std::tie(b.job, b.unit);
+    });
     s.prefetched = waiting.size() + queued;
     {
       std::lock_guard lock(stats_mu);
@@ -478,14 +508,16 @@ struct Worker::Impl {
   }
 
   void Loop() {
-    std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0},
+                                          {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
     SendHello(clock.Now());
     while (!stop.load()) {
       net::Poll(items, std::chrono::milliseconds(50));
       if (items[1].revents & ZMQ_POLLIN) wake.Drain();
       const TimePoint now = clock.Now();
       ReadFrames(now);
-      Sample(now, /*force=*/config.control && config.control->TakeChanged());  // volunteer page: act at once
+      Sample(now, /*force=*/config.control &&
+                      config.control->TakeChanged());  // volunteer page: act at once
       DrainCompletions();
       StartUnits();
       if (!welcomed && now - hello_sent >= config.hello_retry) SendHello(now);
@@ -498,10 +530,11 @@ struct Worker::Impl {
 
   // Finish what is running if it can be done within the grace period; results go out as usual.
   void FinishWithinGrace() {
-    SC_LOG(Info) << "finishing " << executor->running() << " running units (grace " << Seconds(config.leave_grace)
-                 << " s)";
+    SC_LOG(Info) << "finishing " << executor->running() << " running units (grace "
+                 << Seconds(config.leave_grace) << " s)";
     const TimePoint until = clock.Now() + config.leave_grace;
-    std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0},
+                                          {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
     while (executor->running() > 0 && clock.Now() < until) {
       net::Poll(items, std::chrono::milliseconds(20));
       if (items[1].revents & ZMQ_POLLIN) wake.Drain();
@@ -514,7 +547,8 @@ struct Worker::Impl {
   // Their latest checkpoints stay on disk (a restart resumes them) and go to the coordinator
   // (another peer can continue them).
   void Leave() {
-    if (config.leave_grace > Duration::zero() && executor->running() > 0 && welcomed) FinishWithinGrace();
+    if (config.leave_grace > Duration::zero() && executor->running() > 0 && welcomed)
+      FinishWithinGrace();
     proto::Bye bye;
     for (const auto& l : waiting) bye.returned_leases.push_back(l.lease_id);
     for (const auto& u : executor->Units()) bye.returned_leases.push_back(u.lease_id);
@@ -539,7 +573,8 @@ struct Worker::Impl {
       sock->set(zmq::sockopt::linger, 1000);
     }
     WriteStatus(clock.Now());
-    SC_LOG(Info) << "left the coordinator (" << bye.returned_leases.size() << " leases handed back)";
+    SC_LOG(Info) << "left the coordinator (" << bye.returned_leases.size()
+                 << " leases handed back)";
   }
 };
 
@@ -555,7 +590,8 @@ static Result<std::string> ResolvePeerId(const WorkerConfig& cfg) {
   if (cfg.state_dir.empty()) return RandomId("peer-");
   std::error_code ec;
   std::filesystem::create_directories(cfg.state_dir, ec);
-  if (ec) return Unavailable("cannot create state directory " + cfg.state_dir + ": " + ec.message());
+  if (ec)
+    return Unavailable("cannot create state directory " + cfg.state_dir + ": " + ec.message());
   const std::string path = cfg.state_dir + "/peer-id";
   if (auto existing = ReadFile(path, 256); existing.ok()) {
     std::string id = *existing;
@@ -573,15 +609,19 @@ Status Worker::Start() {
   auto id = ResolvePeerId(m.config);
   if (!id.ok()) return id.status();
   m.peer_id = *id;
-  if (m.config.cores != 0) m.slots = m.config.cores;
-  else if (m.config.preferences) m.slots = m.config.preferences->MaxSlots(HardwareCores());
-  else m.slots = HardwareCores();
+  if (m.config.cores != 0)
+    m.slots = m.config.cores;
+  else if (m.config.preferences)
+    m.slots = m.config.preferences->MaxSlots(HardwareCores());
+  else
+    m.slots = HardwareCores();
   if (m.slots > 4096) return InvalidArgument("--cores above 4096");
   const TimePoint probe_created = m.clock.Now();
   if (m.config.preferences) {
     // Before any thread is started (TBB's, ZeroMQ's): they inherit the nice value.
     if (m.config.preferences->priority != Priority::kNormal) LowerProcessPriority();
-    m.driver.emplace(*m.config.preferences, m.slots, m.config.probe ? m.config.probe : std::make_shared<SystemProbe>(),
+    m.driver.emplace(*m.config.preferences, m.slots,
+                     m.config.probe ? m.config.probe : std::make_shared<SystemProbe>(),
                      m.config.local_time, m.config.sample_interval, m.config.pause_limit);
     m.driver->SetControl(m.config.control);  // volunteer page
   }
@@ -604,7 +644,8 @@ Status Worker::Start() {
   m.hello.memory_bytes = TotalMemoryBytes();
   for (const tasks::Task* t : m.registry.All()) {
     if (!m.config.only_tasks.empty() &&
-        std::find(m.config.only_tasks.begin(), m.config.only_tasks.end(), t->Name()) == m.config.only_tasks.end())
+        std::find(m.config.only_tasks.begin(), m.config.only_tasks.end(), t->Name()) ==
+            m.config.only_tasks.end())
       continue;
     proto::TaskInfo info;
     info.name = std::string(t->Name());
@@ -628,14 +669,17 @@ Status Worker::Start() {
   }
   if (m.driver) {
     // The first sample covers start-up (calibration); a window shorter than this is mostly noise.
-    const Duration min_window = std::min<Duration>(m.config.sample_interval, std::chrono::milliseconds(250));
+    const Duration min_window =
+        std::min<Duration>(m.config.sample_interval, std::chrono::milliseconds(250));
     if (!m.config.probe) std::this_thread::sleep_until(probe_created + min_window);
     m.Sample(m.clock.Now(), /*force=*/true);
     SC_LOG(Info) << "owner preferences: at most " << m.slots << " cores, priority "
-                 << PriorityName(m.config.preferences->priority) << "; now " << StateName(m.decision().state)
+                 << PriorityName(m.config.preferences->priority) << "; now "
+                 << StateName(m.decision().state)
                  << (m.decision().reason.empty() ? "" : " (" + m.decision().reason + ")");
   }
-  SC_LOG(Info) << "peer " << m.peer_id << " donating " << m.slots << " cores to " << m.config.coordinator;
+  SC_LOG(Info) << "peer " << m.peer_id << " donating " << m.slots << " cores to "
+               << m.config.coordinator;
   return OkStatus();
 }
 

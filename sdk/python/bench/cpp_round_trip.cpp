@@ -43,13 +43,17 @@ int main(int argc, char** argv) {
     }
     auto r = job->Wait(std::chrono::seconds(60));
     if (!r.ok() || r->info.state != JobState::kDone) {
-      std::fprintf(stderr, "wait: %s\n", r.ok() ? r->info.error.c_str() : r.status().ToString().c_str());
+      std::fprintf(stderr, "wait: %s\n",
+                   r.ok() ? r->info.error.c_str() : r.status().ToString().c_str());
       return 1;
     }
-    if (i >= 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (i >= 0)
+      seconds.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::string out = "{\"microseconds\":[";
-  for (std::size_t i = 0; i < seconds.size(); ++i) out += (i ? "," : "") + std::to_string(seconds[i] * 1e6);
+  for (std::size_t i = 0; i < seconds.size(); ++i)
+    out += (i ? "," : "") + std::to_string(seconds[i] * 1e6);
   out += "]}\n";
   std::fputs(out.c_str(), stdout);
   return 0;

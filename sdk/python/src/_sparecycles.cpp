@@ -65,7 +65,8 @@ T Value(Result<T>&& r) {
 std::map<int, py::object>* g_error_classes = new std::map<int, py::object>();
 
 void SetErrorClasses(const py::dict& classes) {
-  for (auto [k, v] : classes) (*g_error_classes)[k.cast<int>()] = py::reinterpret_borrow<py::object>(v);
+  for (auto [k, v] : classes)
+    (*g_error_classes)[k.cast<int>()] = py::reinterpret_borrow<py::object>(v);
 }
 
 // A job is known by (client serial, job id): job ids repeat across coordinators.
@@ -165,15 +166,15 @@ py::dict InfoDict(const JobInfo& i) {
                   "units_total"_a = i.units_total, "units_done"_a = i.units_done,
                   "units_failed"_a = i.units_failed, "units_running"_a = i.units_running,
                   "submitted_at"_a = i.submitted_at, "finished_at"_a = i.finished_at,
-                  "cpu_seconds"_a = i.cpu_seconds, "error"_a = i.error,
-                  "waiting"_a = i.waiting);
+                  "cpu_seconds"_a = i.cpu_seconds, "error"_a = i.error, "waiting"_a = i.waiting);
 }
 
 py::dict PeerDict(const PeerInfo& p) {
   return py::dict("peer_id"_a = p.peer_id, "hostname"_a = p.hostname, "state"_a = p.state,
                   "reason"_a = p.reason, "cores"_a = p.cores, "slots"_a = p.slots,
-                  "idle_slots"_a = p.idle_slots, "running"_a = p.running, "units_done"_a = p.units_done,
-                  "cpu_seconds"_a = p.cpu_seconds, "connected_seconds"_a = p.connected_seconds,
+                  "idle_slots"_a = p.idle_slots, "running"_a = p.running,
+                  "units_done"_a = p.units_done, "cpu_seconds"_a = p.cpu_seconds,
+                  "connected_seconds"_a = p.connected_seconds,
                   "silent_seconds"_a = p.silent_seconds, "units_invalid"_a = p.units_invalid,
                   "credibility"_a = p.credibility);
 }
@@ -215,7 +216,8 @@ class PyJob {
   std::uint64_t id() const { return id_; }
   std::uint64_t client_serial() const { return box_->serial; }
   Job& job() {
-    if (!job_) Throw(FailedPrecondition("job " + std::to_string(id_) + " belongs to a closed client"));
+    if (!job_)
+      Throw(FailedPrecondition("job " + std::to_string(id_) + " belongs to a closed client"));
     return *job_;
   }
   ClientBox& box() { return *box_; }
@@ -238,8 +240,9 @@ class PyJob {
     JobResult res = Value(std::move(r));
     py::list failures;
     for (const auto& f : res.failures) failures.append(py::make_tuple(f.unit, f.reason));
-    return py::dict("info"_a = InfoDict(res.info), "bytes"_a = py::bytes(res.bytes), "summary"_a = res.summary,
-                    "json"_a = res.json, "media_type"_a = res.media_type, "failures"_a = failures);
+    return py::dict("info"_a = InfoDict(res.info), "bytes"_a = py::bytes(res.bytes),
+                    "summary"_a = res.summary, "json"_a = res.json, "media_type"_a = res.media_type,
+                    "failures"_a = failures);
   }
   // Drops this job's hold on the client (Client.close()), so the client can shut down.
   void Release() {
@@ -257,7 +260,8 @@ class PyJob {
 
 class PyClient {
  public:
-  static PyClient Local(unsigned cores, double unit_seconds, std::vector<std::string> tasks, bool verbose) {
+  static PyClient Local(unsigned cores, double unit_seconds, std::vector<std::string> tasks,
+                        bool verbose) {
     LocalOptions o;
     o.cores = cores;
     o.unit_seconds = unit_seconds;
@@ -273,7 +277,8 @@ class PyClient {
   static PyClient Connect(const std::string& endpoint, double timeout) {
     ClientOptions o;
     o.request_timeout = Millis(timeout);
-    if (o.request_timeout.count() <= 0) Throw(InvalidArgument("the request timeout must be above 0 s"));
+    if (o.request_timeout.count() <= 0)
+      Throw(InvalidArgument("the request timeout must be above 0 s"));
     Result<Client> c = Unavailable("not connected");
     {
       py::gil_scoped_release release;
@@ -283,9 +288,10 @@ class PyClient {
   }
 
   PyJob Submit(const std::string& task, const std::map<std::string, std::string>& params,
-               std::optional<py::bytes> input, std::optional<std::string> input_path, const std::string& name,
-               int priority, double unit_seconds, std::uint64_t units, std::uint32_t replicas,
-               std::uint32_t quorum, std::uint32_t max_replicas, std::uint32_t max_errors) {
+               std::optional<py::bytes> input, std::optional<std::string> input_path,
+               const std::string& name, int priority, double unit_seconds, std::uint64_t units,
+               std::uint32_t replicas, std::uint32_t quorum, std::uint32_t max_replicas,
+               std::uint32_t max_errors) {
     JobSpec spec(task);
     spec.params = params;
     spec.name = name;
@@ -471,10 +477,12 @@ PYBIND11_MODULE(_sparecycles, m) {
     }
   });
 
-  m.def("_set_error_classes", &SetErrorClasses, "Registers the exception class of each status code.");
+  m.def("_set_error_classes", &SetErrorClasses,
+        "Registers the exception class of each status code.");
   m.def("status_code_names", [] {
     std::map<int, std::string> out;
-    for (int c = 1; c <= 9; ++c) out[c] = std::string(sparecycles::StatusCodeName(static_cast<sparecycles::StatusCode>(c)));
+    for (int c = 1; c <= 9; ++c)
+      out[c] = std::string(sparecycles::StatusCodeName(static_cast<sparecycles::StatusCode>(c)));
     return out;
   });
   m.def("wait_any", &WaitAny, py::arg("jobs"), py::arg("timeout") = py::none());
@@ -493,8 +501,8 @@ PYBIND11_MODULE(_sparecycles, m) {
       .def("release", &PyJob::Release);
 
   py::class_<PyClient>(m, "Client")
-      .def_static("local", &PyClient::Local, py::arg("cores"), py::arg("unit_seconds"), py::arg("tasks"),
-                  py::arg("verbose"))
+      .def_static("local", &PyClient::Local, py::arg("cores"), py::arg("unit_seconds"),
+                  py::arg("tasks"), py::arg("verbose"))
       .def_static("connect", &PyClient::Connect, py::arg("endpoint"), py::arg("timeout"))
       .def("submit", &PyClient::Submit, py::arg("task"), py::arg("params"), py::arg("input"),
            py::arg("input_path"), py::arg("name"), py::arg("priority"), py::arg("unit_seconds"),

@@ -16,9 +16,10 @@ namespace sparecycles::coordinator {
 struct CoordinatorConfig {
   std::string peer_endpoint = "tcp://0.0.0.0:7737";    // where workers connect. Default: port 7737
   std::string client_endpoint = "tcp://0.0.0.0:7738";  // where SDK clients connect. Default: 7738
-  std::string data_dir;                  // directory for the durable store; empty = memory only
+  std::string data_dir;  // directory for the durable store; empty = memory only
   Duration heartbeat = std::chrono::seconds(5);  // peers send a Heartbeat this often. Default: 5 s
-  Duration progress_interval = std::chrono::milliseconds(200);  // watcher updates at most this often
+  Duration progress_interval =
+      std::chrono::milliseconds(200);  // watcher updates at most this often
   // After a peer's TCP connection drops, wait this long for it to come back before its units are
   // requeued (a killed process never does). Silence detection (peer_timeout) still covers peers
   // whose connection stays up but who stop talking. Default: 1 s

@@ -36,19 +36,19 @@ struct ReplicationPolicy {
   // accepted once the chance that every peer in the agreeing group is a saboteur is at most
   // target_error, given each peer's record of passed spot-checks. Default: off
   bool adaptive = false;
-  double target_error = 1e-3;      // the bound on a wrong accepted result. Default: 1e-3
+  double target_error = 1e-3;  // the bound on a wrong accepted result. Default: 1e-3
 };
 
 /// How the scheduler judges peers (applies to adaptive jobs; records are kept for all).
 struct CredibilityConfig {
   double saboteur_fraction = 0.2;  // f: assumed upper bound on the share of bad peers. Default: 0.2
   double spot_check_rate = 0.1;    // q: share of assignments that are spot-checks. Default: 0.1
-  double spot_check_rate_new = 0.5;// ...for peers with fewer than 5 passed checks. Default: 0.5
+  double spot_check_rate_new = 0.5;   // ...for peers with fewer than 5 passed checks. Default: 0.5
   std::uint32_t blacklist_after = 2;  // offences (failed spot-check, outvoted) before blacklisting
   // Agreeing with an accepted answer counts as a passed check when the other voters alone leave
   // at most this chance that it is wrong. Default: 0.05
   double agreement_check = 0.05;
-  std::uint64_t seed = 0x5eed;     // for the spot-check draws (deterministic in tests)
+  std::uint64_t seed = 0x5eed;  // for the spot-check draws (deterministic in tests)
 };
 
 /// What the scheduler knows of a peer id across reconnects.
@@ -63,18 +63,18 @@ struct PeerRecord {
 struct SchedulerConfig {
   Duration peer_timeout = std::chrono::seconds(60);  // silence before a peer is lost. Default: 60 s
   Duration lease_min = std::chrono::seconds(60);     // shortest lease. Default: 60 s
-  double lease_factor = 5.0;          // lease = max(lease_min, factor x expected unit time)
-  std::uint32_t prefetch = 64;        // most units a peer may hold beyond its slots (workers ask
-                                      // for fewer unless units are short). Default: 64
-  double prefetch_seconds = 0.05;     // ...and at most this much expected work per slot beyond
-                                      // them: prefetch hides round trips for short units, but
-                                      // long ones would sit on a busy peer while others idle.
-  double unit_seconds = 1.0;          // target seconds per unit on a median peer. Default: 1
+  double lease_factor = 5.0;       // lease = max(lease_min, factor x expected unit time)
+  std::uint32_t prefetch = 64;     // most units a peer may hold beyond its slots (workers ask
+                                   // for fewer unless units are short). Default: 64
+  double prefetch_seconds = 0.05;  // ...and at most this much expected work per slot beyond
+                                   // them: prefetch hides round trips for short units, but
+                                   // long ones would sit on a busy peer while others idle.
+  double unit_seconds = 1.0;       // target seconds per unit on a median peer. Default: 1
   std::uint64_t max_units_per_job = 1'000'000;
-  bool distinct_hosts = false;        // replicas of a unit on distinct hosts, not just peers
-  bool backups = true;                // back up straggling units when the queue is empty. Default: on
-  double backup_after = 1.0;          // ...once they have run this many times their expected time
-  ReplicationPolicy policy;           // default for jobs that do not set their own
+  bool distinct_hosts = false;  // replicas of a unit on distinct hosts, not just peers
+  bool backups = true;          // back up straggling units when the queue is empty. Default: on
+  double backup_after = 1.0;    // ...once they have run this many times their expected time
+  ReplicationPolicy policy;     // default for jobs that do not set their own
   CredibilityConfig credibility;
   std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries. Default: 10000
   double retain_finished_seconds = 7 * 86400.0;  // ...and for at most this long. Default: 7 days
@@ -87,7 +87,7 @@ inline std::string TaskKey(std::string_view name, std::uint32_t version) {
 
 struct PeerHello {
   std::string peer_id;
-  std::string host;      // network address or host name, for the distinct-hosts rule
+  std::string host;  // network address or host name, for the distinct-hosts rule
   std::string hostname;
   std::uint32_t cores = 1;
   std::uint64_t memory_bytes = 0;
@@ -107,7 +107,7 @@ struct TickEffect {
   std::vector<PeerHandle> lost_peers;
   std::vector<LeaseId> expired_leases;
   std::vector<std::pair<PeerHandle, LeaseId>> cancel;  // leases now pointless (units decided)
-  std::vector<JobId> jobs_finished;                     // by units decided on this tick
+  std::vector<JobId> jobs_finished;                    // by units decided on this tick
 };
 
 struct UnitResultRecord {  // what a replica said about a unit
@@ -121,23 +121,23 @@ struct UnitResultRecord {  // what a replica said about a unit
 struct Unit {
   enum class State : std::uint8_t { kPending, kDone, kFailed };
   State state = State::kPending;
-  std::string spec;                      // bytes from Task::Split
-  std::uint32_t issued = 0;              // leases ever created
+  std::string spec;          // bytes from Task::Split
+  std::uint32_t issued = 0;  // leases ever created
   std::uint32_t errors = 0;
-  std::uint32_t queued = 0;              // copies waiting in the ready queue
+  std::uint32_t queued = 0;  // copies waiting in the ready queue
   std::vector<LeaseId> in_flight;
   std::vector<UnitResultRecord> results;
   std::unordered_set<PeerHandle> peers;  // peers that were given this unit
   std::vector<std::string> hosts;        // their hosts (kept only with distinct_hosts)
   std::map<std::string, std::pair<std::uint32_t, std::string>> groups;  // hash -> (votes, payload)
-  std::string result;                    // accepted payload
-  std::string accepted_hash;             // its canonical hash (for spot-checks)
+  std::string result;                                                   // accepted payload
+  std::string accepted_hash;  // its canonical hash (for spot-checks)
   std::string failure;
   // The latest state a peer saved for this unit (proto::Checkpoint), handed out with the unit's
   // next lease so the work continues instead of starting over. Memory only; dropped when settled.
   std::string checkpoint;
   float checkpoint_fraction = 0;
-  std::string checkpoint_peer;           // peer_id that uploaded it
+  std::string checkpoint_peer;  // peer_id that uploaded it
 };
 
 struct Job {
@@ -157,11 +157,11 @@ struct Job {
   std::uint64_t done = 0, failed = 0, running = 0;
   double submitted_wall = 0, finished_wall = 0, cpu_seconds = 0;
   std::string error;
-  std::string result;                    // merged
+  std::string result;  // merged
   std::vector<proto::UnitFailure> failures;
-  double unit_work = 0;                  // task work units per unit (for lease deadlines)
-  std::uint64_t units_total_final = 0;   // unit count once `units` has been released
-  std::uint64_t seq = 0;                 // submission order, for fairness ties
+  double unit_work = 0;                 // task work units per unit (for lease deadlines)
+  std::uint64_t units_total_final = 0;  // unit count once `units` has been released
+  std::uint64_t seq = 0;                // submission order, for fairness ties
 };
 
 struct Peer {
@@ -182,7 +182,7 @@ struct LeaseRecord {
   std::uint32_t unit = 0;
   PeerHandle peer = 0;
   TimePoint issued_at{}, deadline{};
-  bool expired = false;  // deadline passed; the unit was reissued but a result is still welcome
+  bool expired = false;     // deadline passed; the unit was reissued but a result is still welcome
   bool spot_check = false;  // a copy of an accepted unit, to test the peer; not part of the unit
   std::string expected_hash;
 };
@@ -191,7 +191,8 @@ struct SchedulerStats {
   std::uint64_t leases_issued = 0, results_accepted = 0, results_stale = 0, results_rejected = 0;
   std::uint64_t units_validated = 0, units_failed = 0, leases_expired = 0, peers_lost = 0;
   std::uint64_t replicas_disagreed = 0, backups_issued = 0;
-  std::uint64_t spot_checks = 0, spot_checks_failed = 0, offences = 0, blacklisted = 0, backtracked = 0;
+  std::uint64_t spot_checks = 0, spot_checks_failed = 0, offences = 0, blacklisted = 0,
+                backtracked = 0;
   std::uint64_t quorum_fallbacks = 0;  // adaptive units accepted by quorum in a too-small pool
 };
 
@@ -208,7 +209,8 @@ class SchedulerListener {
   /// A peer's record (credibility, blacklist, validated work) changed.
   virtual void OnPeerRecord(const std::string& peer_id, const PeerRecord& record) = 0;
   /// A vote on a unit that stays undecided; `payload` is set for the first vote of its answer.
-  virtual void OnVote(const Job&, std::uint32_t /*unit*/, const UnitResultRecord&, const std::string& /*payload*/) {}
+  virtual void OnVote(const Job&, std::uint32_t /*unit*/, const UnitResultRecord&,
+                      const std::string& /*payload*/) {}
   /// A unit failed for good while its job goes on.
   virtual void OnUnitFailed(const Job&, std::uint32_t /*unit*/) {}
   /// A validated unit was reopened (backtracking after its voter was caught).
@@ -293,7 +295,8 @@ class Scheduler {
   // ---- work
   /// Leases up to `count` units to `peer` (capped by its slots + prefetch).
   std::vector<proto::Lease> Lease(PeerHandle peer, std::uint32_t count, TimePoint now);
-  ResultEffect OnResult(PeerHandle peer, const proto::ResultMsg& result, TimePoint now, double wall_now);
+  ResultEffect OnResult(PeerHandle peer, const proto::ResultMsg& result, TimePoint now,
+                        double wall_now);
   /// A peer saved the state of a unit it runs. Kept (replacing an older, less advanced one) when
   /// the lease is live and the unit pending; returns whether it was kept. Forwarded with later
   /// leases of the unit: to any peer when the job's quorum is 1, otherwise only to the peer that
@@ -336,7 +339,8 @@ class Scheduler {
   // and puts the unit back in the queue. The one place this bookkeeping is done.
   void Withdraw(const LeaseRecord& rec, bool forget_peer, bool requeue);
   // The result path, in the order a result goes through it (OnResult).
-  std::optional<LeaseRecord> SettleLease(PeerHandle peer, const proto::ResultMsg& r, ResultEffect& effect);
+  std::optional<LeaseRecord> SettleLease(PeerHandle peer, const proto::ResultMsg& r,
+                                         ResultEffect& effect);
   void JudgeSpotCheck(const std::string& peer_id, const LeaseRecord& rec, const proto::ResultMsg& r,
                       TimePoint now, double wall_now, ResultEffect& effect);
   /// Records the result as a vote; false when it does not count (a second vote of one peer, a
@@ -344,7 +348,8 @@ class Scheduler {
   bool CountVote(Job& job, std::uint32_t unit_index, Peer* peer, const std::string& peer_id,
                  const proto::ResultMsg& r, ResultEffect& effect);
   /// Accepts an answer when the policy allows it, else fails the unit or asks for another copy.
-  void Decide(Job& job, std::uint32_t unit_index, TimePoint now, double wall_now, ResultEffect& effect);
+  void Decide(Job& job, std::uint32_t unit_index, TimePoint now, double wall_now,
+              ResultEffect& effect);
   std::optional<std::string> AcceptableAnswer(const Job& job, const Unit& unit);
   void AcceptUnit(Job& job, std::uint32_t unit_index, const std::string& hash, TimePoint now,
                   double wall_now, ResultEffect& effect);
@@ -381,7 +386,8 @@ class Scheduler {
   proto::Lease MakeLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now);
   bool IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
   bool AnyEligiblePeer(const Job& job, const Unit& unit) const;
-  double GroupError(const Unit& unit, const std::string& hash, const std::string& skip_peer = {}) const;
+  double GroupError(const Unit& unit, const std::string& hash,
+                    const std::string& skip_peer = {}) const;
   void Offence(const std::string& peer_id, TimePoint now, double wall_now);
   std::uint64_t NextRandom();
 
@@ -392,7 +398,8 @@ class Scheduler {
   std::unordered_map<LeaseId, LeaseRecord> leases_;
   std::set<std::pair<TimePoint, LeaseId>> deadlines_;
   std::unordered_map<std::string, JobId> tokens_;
-  std::unordered_map<std::string, std::vector<LeaseId>> orphan_leases_;  // by peer id, after Restore
+  std::unordered_map<std::string, std::vector<LeaseId>>
+      orphan_leases_;  // by peer id, after Restore
   SchedulerListener* listener_ = nullptr;
   bool work_added_ = false;
   std::unordered_map<std::string, PeerRecord> records_;  // by peer id

@@ -6,6 +6,7 @@
 // Status by DecodeValue(); nothing escapes past it. Wire layout: docs/protocol.md.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cereal/cereal.hpp>
 #include <cereal/types/map.hpp>
@@ -14,7 +15,6 @@
 #include <cereal/types/utility.hpp>
 #include <cereal/types/vector.hpp>
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 #include <string>
 #include <string_view>

@@ -39,8 +39,8 @@ struct LogVoidify {
 
 }  // namespace sparecycles
 
-#define SC_LOG(level)                                                        \
-  !(::sparecycles::LogLevel::k##level >= ::sparecycles::GetLogLevel())       \
-      ? (void)0                                                              \
-      : ::sparecycles::LogVoidify() &                                        \
+#define SC_LOG(level)                                                  \
+  !(::sparecycles::LogLevel::k##level >= ::sparecycles::GetLogLevel()) \
+      ? (void)0                                                        \
+      : ::sparecycles::LogVoidify() &                                  \
             ::sparecycles::LogLine(::sparecycles::LogLevel::k##level, __FILE__, __LINE__)

@@ -1,7 +1,8 @@
 // The Prometheus text exposition format (version 0.0.4), written by hand: fixed-bucket histograms
 // whose Observe() is a few plain increments (owned by one thread, copied into snapshots), and a
 // writer that renders families with HELP/TYPE lines and escaped label values. No locks; a
-// Histogram is thread-compatible, the writer is a local object. Spec: prometheus.io/docs/instrumenting/exposition_formats
+// Histogram is thread-compatible, the writer is a local object. Spec:
+// prometheus.io/docs/instrumenting/exposition_formats
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,9 @@ class Histogram {
   static Histogram RunTime();
   void Observe(double v);
   const std::vector<double>& bounds() const { return bounds_; }
-  const std::vector<std::uint64_t>& counts() const { return counts_; }  // per bucket, not cumulative; last = +Inf
+  const std::vector<std::uint64_t>& counts() const {
+    return counts_;
+  }  // per bucket, not cumulative; last = +Inf
   std::uint64_t count() const { return count_; }
   double sum() const { return sum_; }
 

@@ -74,21 +74,25 @@ struct TaskInfo {
   std::string name;
   std::uint32_t version = 0;
   double work_per_second = 0;  // task-defined work units per second on one core (calibrated)
-  template <class A> void serialize(A& a) { a(name, version, work_per_second); }
+  template <class A>
+  void serialize(A& a) {
+    a(name, version, work_per_second);
+  }
 };
 
 struct Hello {
   static constexpr MsgType kType = MsgType::kHello;
-  std::string peer_id;     // stable across restarts of the worker
+  std::string peer_id;  // stable across restarts of the worker
   std::uint16_t protocol = kProtocolVersion;
   std::string hostname;
-  std::string account;     // volunteer's account name, may be empty
-  std::string software;    // e.g. "sparecycles-worker 0.1.0"
-  std::uint32_t cores = 0; // cores donated
+  std::string account;      // volunteer's account name, may be empty
+  std::string software;     // e.g. "sparecycles-worker 0.1.0"
+  std::uint32_t cores = 0;  // cores donated
   std::uint64_t memory_bytes = 0;
   std::vector<TaskInfo> tasks;
   std::vector<std::uint64_t> running_leases;  // leases still running here (after a reconnect)
-  template <class A> void serialize(A& a) {
+  template <class A>
+  void serialize(A& a) {
     a(peer_id, protocol, hostname, account, software, cores, memory_bytes, tasks, running_leases);
   }
   Status Validate() const;
@@ -96,10 +100,13 @@ struct Hello {
 
 struct Welcome {
   static constexpr MsgType kType = MsgType::kWelcome;
-  std::string session;              // coordinator instance id
-  std::uint32_t heartbeat_ms = 0;   // how often the peer should send a Heartbeat
-  std::uint32_t peer_timeout_ms = 0;// silence after which the peer is declared lost
-  template <class A> void serialize(A& a) { a(session, heartbeat_ms, peer_timeout_ms); }
+  std::string session;                // coordinator instance id
+  std::uint32_t heartbeat_ms = 0;     // how often the peer should send a Heartbeat
+  std::uint32_t peer_timeout_ms = 0;  // silence after which the peer is declared lost
+  template <class A>
+  void serialize(A& a) {
+    a(session, heartbeat_ms, peer_timeout_ms);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
@@ -112,14 +119,20 @@ struct Capacity {
   std::uint64_t memory_available = 0;
   PeerState state = PeerState::kRunning;
   std::string reason;
-  template <class A> void serialize(A& a) { a(slots, idle_slots, memory_available, state, reason); }
+  template <class A>
+  void serialize(A& a) {
+    a(slots, idle_slots, memory_available, state, reason);
+  }
   Status Validate() const;
 };
 
 struct RequestWork {
   static constexpr MsgType kType = MsgType::kRequestWork;
   std::uint32_t count = 0;  // units wanted: idle slots plus prefetch
-  template <class A> void serialize(A& a) { a(count); }
+  template <class A>
+  void serialize(A& a) {
+    a(count);
+  }
   Status Validate() const;
 };
 
@@ -129,10 +142,11 @@ struct Lease {
   std::uint64_t unit_index = 0;
   std::string task;
   std::uint32_t task_version = 0;
-  std::string unit;             // task-defined unit description (opaque to the coordinator)
-  std::uint32_t deadline_ms = 0;// from receipt; after it the unit may be given to someone else
-  std::string checkpoint;       // the unit's last uploaded state (Checkpoint), empty = start at 0
-  template <class A> void serialize(A& a) {
+  std::string unit;               // task-defined unit description (opaque to the coordinator)
+  std::uint32_t deadline_ms = 0;  // from receipt; after it the unit may be given to someone else
+  std::string checkpoint;         // the unit's last uploaded state (Checkpoint), empty = start at 0
+  template <class A>
+  void serialize(A& a) {
     a(lease_id, job_id, unit_index, task, task_version, unit, deadline_ms, checkpoint);
   }
 };
@@ -140,7 +154,10 @@ struct Lease {
 struct Assign {
   static constexpr MsgType kType = MsgType::kAssign;
   std::vector<Lease> leases;
-  template <class A> void serialize(A& a) { a(leases); }
+  template <class A>
+  void serialize(A& a) {
+    a(leases);
+  }
   Status Validate() const;
 };
 
@@ -152,12 +169,13 @@ struct ResultMsg {
   std::uint64_t job_id = 0;
   std::uint64_t unit_index = 0;
   UnitOutcome outcome = UnitOutcome::kOk;
-  std::string hash;      // BLAKE2b-256 of the canonicalized result (32 bytes when ok)
-  std::string payload;   // the result bytes
-  std::string error;     // why it failed
+  std::string hash;     // BLAKE2b-256 of the canonicalized result (32 bytes when ok)
+  std::string payload;  // the result bytes
+  std::string error;    // why it failed
   double cpu_seconds = 0;
   double wall_seconds = 0;
-  template <class A> void serialize(A& a) {
+  template <class A>
+  void serialize(A& a) {
     a(lease_id, job_id, unit_index, outcome, hash, payload, error, cpu_seconds, wall_seconds);
   }
   Status Validate() const;
@@ -168,7 +186,10 @@ struct ResultMsg {
 struct Results {
   static constexpr MsgType kType = MsgType::kResults;
   std::vector<ResultMsg> results;
-  template <class A> void serialize(A& a) { a(results); }
+  template <class A>
+  void serialize(A& a) {
+    a(results);
+  }
   Status Validate() const;
 };
 /// A worker batches results up to this many payload bytes per Results frame (one larger result
@@ -178,20 +199,29 @@ inline constexpr std::size_t kResultsBatchBytes = 4ull << 20;
 struct Ack {
   static constexpr MsgType kType = MsgType::kAck;
   std::vector<std::uint64_t> lease_ids;  // results the coordinator has stored
-  template <class A> void serialize(A& a) { a(lease_ids); }
+  template <class A>
+  void serialize(A& a) {
+    a(lease_ids);
+  }
   Status Validate() const;
 };
 
 struct LeaseProgress {
   std::uint64_t lease_id = 0;
   float fraction = 0;
-  template <class A> void serialize(A& a) { a(lease_id, fraction); }
+  template <class A>
+  void serialize(A& a) {
+    a(lease_id, fraction);
+  }
 };
 
 struct Heartbeat {
   static constexpr MsgType kType = MsgType::kHeartbeat;
   std::vector<LeaseProgress> running;
-  template <class A> void serialize(A& a) { a(running); }
+  template <class A>
+  void serialize(A& a) {
+    a(running);
+  }
   Status Validate() const;
 };
 
@@ -199,14 +229,20 @@ struct CancelLeases {
   static constexpr MsgType kType = MsgType::kCancelLeases;
   std::vector<std::uint64_t> lease_ids;
   std::string reason;
-  template <class A> void serialize(A& a) { a(lease_ids, reason); }
+  template <class A>
+  void serialize(A& a) {
+    a(lease_ids, reason);
+  }
   Status Validate() const;
 };
 
 struct Bye {
   static constexpr MsgType kType = MsgType::kBye;
   std::vector<std::uint64_t> returned_leases;  // leases handed back unfinished
-  template <class A> void serialize(A& a) { a(returned_leases); }
+  template <class A>
+  void serialize(A& a) {
+    a(returned_leases);
+  }
   Status Validate() const;
 };
 
@@ -218,17 +254,28 @@ struct Checkpoint {
   std::uint64_t unit_index = 0;
   float fraction = 0;  // progress of the unit at this checkpoint, 0..1
   std::string state;   // task-defined bytes (UnitContext::Checkpoint), at most kMaxCheckpointBytes
-  template <class A> void serialize(A& a) { a(lease_id, job_id, unit_index, fraction, state); }
+  template <class A>
+  void serialize(A& a) {
+    a(lease_id, job_id, unit_index, fraction, state);
+  }
   Status Validate() const;
 };
 
-enum class RejectCode : std::uint16_t { kHelloFirst = 1, kBadVersion = 2, kBadMessage = 3, kShuttingDown = 4 };
+enum class RejectCode : std::uint16_t {
+  kHelloFirst = 1,
+  kBadVersion = 2,
+  kBadMessage = 3,
+  kShuttingDown = 4
+};
 
 struct Reject {
   static constexpr MsgType kType = MsgType::kReject;
   RejectCode code = RejectCode::kBadMessage;
   std::string message;
-  template <class A> void serialize(A& a) { a(code, message); }
+  template <class A>
+  void serialize(A& a) {
+    a(code, message);
+  }
   Status Validate() const;
 };
 
@@ -246,10 +293,12 @@ struct JobSpecWire {
   std::uint32_t quorum = 0;        // 0 = coordinator default
   std::uint32_t max_replicas = 0;  // 0 = coordinator default
   std::uint32_t max_errors = 0;    // 0 = coordinator default
-  std::string client_token;        // idempotency: a retried submit with the same token is the same job
-  std::uint8_t adaptive = 0;       // credibility-based acceptance: 0 = coordinator default, 1 = off, 2 = on
-  double target_error = 0;         // with adaptive: bound on a wrong accepted unit; 0 = default
-  template <class A> void serialize(A& a) {
+  std::string client_token;  // idempotency: a retried submit with the same token is the same job
+  std::uint8_t adaptive =
+      0;  // credibility-based acceptance: 0 = coordinator default, 1 = off, 2 = on
+  double target_error = 0;  // with adaptive: bound on a wrong accepted unit; 0 = default
+  template <class A>
+  void serialize(A& a) {
     a(task, task_version, name, params, input, priority, unit_seconds, units, replicas, quorum,
       max_replicas, max_errors, client_token, adaptive, target_error);
   }
@@ -261,13 +310,24 @@ struct Submit {
   std::uint64_t request_id = 0;
   JobSpecWire spec;
   bool watch = true;  // push Progress messages for this job to the submitter
-  template <class A> void serialize(A& a) { a(request_id, spec, watch); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, spec, watch);
+  }
   Status Validate() const { return spec.Validate(); }
 };
 
-enum class JobState : std::uint8_t { kQueued = 0, kRunning = 1, kDone = 2, kFailed = 3, kCancelled = 4 };
+enum class JobState : std::uint8_t {
+  kQueued = 0,
+  kRunning = 1,
+  kDone = 2,
+  kFailed = 3,
+  kCancelled = 4
+};
 std::string_view JobStateName(JobState s);
-inline bool IsFinal(JobState s) { return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled; }
+inline bool IsFinal(JobState s) {
+  return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled;
+}
 
 struct JobInfo {
   std::uint64_t job_id = 0;
@@ -284,7 +344,8 @@ struct JobInfo {
   double cpu_seconds = 0;
   std::string error;
   std::string waiting;  // why queued units cannot go anywhere now; empty while they can
-  template <class A> void serialize(A& a) {
+  template <class A>
+  void serialize(A& a) {
     a(job_id, task, name, state, priority, units_total, units_done, units_failed, units_running,
       submitted_at, finished_at, cpu_seconds, error, waiting);
   }
@@ -296,20 +357,34 @@ struct SubmitReply {
   std::uint16_t code = 0;  // StatusCode
   std::string message;
   JobInfo info;
-  template <class A> void serialize(A& a) { a(request_id, code, message, info); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, code, message, info);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
 struct JobRequest {  // shared body of StatusRequest, Watch, FetchResult, CancelJob
   std::uint64_t request_id = 0;
   std::uint64_t job_id = 0;
-  template <class A> void serialize(A& a) { a(request_id, job_id); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, job_id);
+  }
   Status Validate() const { return OkStatus(); }
 };
-struct StatusRequest : JobRequest { static constexpr MsgType kType = MsgType::kStatusRequest; };
-struct Watch : JobRequest { static constexpr MsgType kType = MsgType::kWatch; };
-struct FetchResult : JobRequest { static constexpr MsgType kType = MsgType::kFetchResult; };
-struct CancelJob : JobRequest { static constexpr MsgType kType = MsgType::kCancelJob; };
+struct StatusRequest : JobRequest {
+  static constexpr MsgType kType = MsgType::kStatusRequest;
+};
+struct Watch : JobRequest {
+  static constexpr MsgType kType = MsgType::kWatch;
+};
+struct FetchResult : JobRequest {
+  static constexpr MsgType kType = MsgType::kFetchResult;
+};
+struct CancelJob : JobRequest {
+  static constexpr MsgType kType = MsgType::kCancelJob;
+};
 
 struct JobStatus {
   static constexpr MsgType kType = MsgType::kJobStatus;
@@ -317,21 +392,30 @@ struct JobStatus {
   std::uint16_t code = 0;
   std::string message;
   JobInfo info;
-  template <class A> void serialize(A& a) { a(request_id, code, message, info); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, code, message, info);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
 struct Progress {
   static constexpr MsgType kType = MsgType::kProgress;
   JobInfo info;
-  template <class A> void serialize(A& a) { a(info); }
+  template <class A>
+  void serialize(A& a) {
+    a(info);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
 struct UnitFailure {
   std::uint64_t unit_index = 0;
   std::string reason;
-  template <class A> void serialize(A& a) { a(unit_index, reason); }
+  template <class A>
+  void serialize(A& a) {
+    a(unit_index, reason);
+  }
 };
 
 struct JobResult {
@@ -340,12 +424,13 @@ struct JobResult {
   std::uint16_t code = 0;
   std::string message;
   JobInfo info;
-  std::string result;   // merged result bytes (task-defined)
-  std::string summary;  // human-readable one-line answer, e.g. "50847534"
-  std::string json;     // the answer as a JSON value, e.g. {"count":50847534}
+  std::string result;      // merged result bytes (task-defined)
+  std::string summary;     // human-readable one-line answer, e.g. "50847534"
+  std::string json;        // the answer as a JSON value, e.g. {"count":50847534}
   std::string media_type;  // e.g. "image/png", "application/octet-stream"
   std::vector<UnitFailure> failures;
-  template <class A> void serialize(A& a) {
+  template <class A>
+  void serialize(A& a) {
     a(request_id, code, message, info, result, summary, json, media_type, failures);
   }
   Status Validate() const { return OkStatus(); }
@@ -354,7 +439,10 @@ struct JobResult {
 struct ListJobs {
   static constexpr MsgType kType = MsgType::kListJobs;
   std::uint64_t request_id = 0;
-  template <class A> void serialize(A& a) { a(request_id); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
@@ -362,14 +450,20 @@ struct JobList {
   static constexpr MsgType kType = MsgType::kJobList;
   std::uint64_t request_id = 0;
   std::vector<JobInfo> jobs;
-  template <class A> void serialize(A& a) { a(request_id, jobs); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, jobs);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
 struct ListPeers {
   static constexpr MsgType kType = MsgType::kListPeers;
   std::uint64_t request_id = 0;
-  template <class A> void serialize(A& a) { a(request_id); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
@@ -388,7 +482,8 @@ struct PeerInfo {
   double silent_seconds = 0;
   std::uint64_t units_invalid = 0;  // results that lost a vote or failed a spot-check
   double credibility = 0;           // 0..1 (docs/cross-checking.md); 0 = blacklisted
-  template <class A> void serialize(A& a) {
+  template <class A>
+  void serialize(A& a) {
     a(peer_id, hostname, cores, slots, idle_slots, state, reason, running, units_done, cpu_seconds,
       connected_seconds, silent_seconds, units_invalid, credibility);
   }
@@ -398,7 +493,10 @@ struct PeerList {
   static constexpr MsgType kType = MsgType::kPeerList;
   std::uint64_t request_id = 0;
   std::vector<PeerInfo> peers;
-  template <class A> void serialize(A& a) { a(request_id, peers); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, peers);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
@@ -407,7 +505,10 @@ struct ErrorReply {
   std::uint64_t request_id = 0;
   std::uint16_t code = 0;
   std::string message;
-  template <class A> void serialize(A& a) { a(request_id, code, message); }
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, code, message);
+  }
   Status Validate() const { return OkStatus(); }
 };
 
@@ -433,7 +534,8 @@ std::string Encode(const M& msg) {
   return out;
 }
 
-/// Reads and checks the header (magic, version, known type). Returns the type; `body` gets the rest.
+/// Reads and checks the header (magic, version, known type). Returns the type; `body` gets the
+/// rest.
 Result<MsgType> ParseHeader(std::string_view frame, std::string_view& body);
 
 /// Decodes a body of type M (bounded) and validates its field limits.

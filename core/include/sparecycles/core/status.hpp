@@ -13,29 +13,39 @@ namespace sparecycles {
 
 enum class StatusCode : int {
   kOk = 0,
-  kInvalidArgument = 1,    // the caller's input is wrong; do not retry unchanged
-  kNotFound = 2,           // the named job / task / peer does not exist
-  kUnavailable = 3,        // transient: the coordinator or a peer cannot be reached; retry
-  kDeadlineExceeded = 4,   // the operation did not finish in time; may retry
-  kCancelled = 5,          // the operation was cancelled on purpose
-  kResourceExhausted = 6,  // a limit was hit (size, count, memory)
-  kFailedPrecondition = 7, // the system is not in a state where this works
-  kDataLoss = 8,           // stored or received data is corrupt
-  kInternal = 9,           // a bug on our side
+  kInvalidArgument = 1,     // the caller's input is wrong; do not retry unchanged
+  kNotFound = 2,            // the named job / task / peer does not exist
+  kUnavailable = 3,         // transient: the coordinator or a peer cannot be reached; retry
+  kDeadlineExceeded = 4,    // the operation did not finish in time; may retry
+  kCancelled = 5,           // the operation was cancelled on purpose
+  kResourceExhausted = 6,   // a limit was hit (size, count, memory)
+  kFailedPrecondition = 7,  // the system is not in a state where this works
+  kDataLoss = 8,            // stored or received data is corrupt
+  kInternal = 9,            // a bug on our side
 };
 
 constexpr std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
-    case StatusCode::kNotFound: return "NOT_FOUND";
-    case StatusCode::kUnavailable: return "UNAVAILABLE";
-    case StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
-    case StatusCode::kCancelled: return "CANCELLED";
-    case StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-    case StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
-    case StatusCode::kDataLoss: return "DATA_LOSS";
-    case StatusCode::kInternal: return "INTERNAL";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case StatusCode::kNotFound:
+      return "NOT_FOUND";
+    case StatusCode::kUnavailable:
+      return "UNAVAILABLE";
+    case StatusCode::kDeadlineExceeded:
+      return "DEADLINE_EXCEEDED";
+    case StatusCode::kCancelled:
+      return "CANCELLED";
+    case StatusCode::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
+    case StatusCode::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
+    case StatusCode::kDataLoss:
+      return "DATA_LOSS";
+    case StatusCode::kInternal:
+      return "INTERNAL";
   }
   return "UNKNOWN";
 }
@@ -59,13 +69,21 @@ class [[nodiscard]] Status {
 };
 
 inline Status OkStatus() { return {}; }
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-inline Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+inline Status DeadlineExceeded(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
 inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
-inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
-inline Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
+inline Status FailedPrecondition(std::string m) {
+  return {StatusCode::kFailedPrecondition, std::move(m)};
+}
 inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -73,9 +91,9 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
-    if (std::get<Status>(v_).ok()) std::abort();  // an OK status carries no value: a bug
+    if (std::get<Status>(v_).ok()) std::abort();   // an OK status carries no value: a bug
   }
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -84,10 +102,19 @@ class [[nodiscard]] Result {
     static const Status kOk;
     return ok() ? kOk : std::get<Status>(v_);
   }
-  T& value() & { Check(); return std::get<T>(v_); }
-  const T& value() const& { Check(); return std::get<T>(v_); }
+  T& value() & {
+    Check();
+    return std::get<T>(v_);
+  }
+  const T& value() const& {
+    Check();
+    return std::get<T>(v_);
+  }
   // By value, so `for (auto& x : F().value())` cannot dangle into a destroyed temporary.
-  T value() && { Check(); return std::get<T>(std::move(v_)); }
+  T value() && {
+    Check();
+    return std::get<T>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
@@ -102,15 +129,16 @@ class [[nodiscard]] Result {
 
 }  // namespace sparecycles
 
-#define SC_RETURN_IF_ERROR(expr)            \
-  do {                                      \
+#define SC_RETURN_IF_ERROR(expr)               \
+  do {                                         \
     ::sparecycles::Status sc_status_ = (expr); \
     if (!sc_status_.ok()) return sc_status_;   \
   } while (0)
 
 #define SC_CONCAT_INNER_(a, b) a##b
 #define SC_CONCAT_(a, b) SC_CONCAT_INNER_(a, b)
-#define SC_ASSIGN_OR_RETURN(lhs, expr) SC_ASSIGN_OR_RETURN_IMPL_(SC_CONCAT_(sc_result_, __LINE__), lhs, expr)
+#define SC_ASSIGN_OR_RETURN(lhs, expr) \
+  SC_ASSIGN_OR_RETURN_IMPL_(SC_CONCAT_(sc_result_, __LINE__), lhs, expr)
 #define SC_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                              \
   if (!tmp.ok()) return tmp.status();             \

@@ -23,7 +23,7 @@ struct SocketConfig {
   int linger_ms = 0;
   int send_hwm = 100000;
   int recv_hwm = 100000;
-  bool router_mandatory = true;        // ROUTER: sending to a vanished peer fails loudly
+  bool router_mandatory = true;  // ROUTER: sending to a vanished peer fails loudly
 };
 
 /// Binds a ROUTER socket. `endpoint` may use a wildcard port, e.g. tcp://127.0.0.1:*.
@@ -44,7 +44,9 @@ struct WireStats {
 struct RouterFrame {
   std::string identity;
   zmq::message_t payload;
-  std::string_view view() const { return {static_cast<const char*>(payload.data()), payload.size()}; }
+  std::string_view view() const {
+    return {static_cast<const char*>(payload.data()), payload.size()};
+  }
 };
 
 /// Non-blocking receive of one [identity][payload] message. Returns nullopt when nothing is
@@ -52,8 +54,8 @@ struct RouterFrame {
 std::optional<RouterFrame> RecvRouter(zmq::socket_t& s, WireStats* stats);
 /// Sends [identity][payload]; false when the peer is gone or the queue is full (counted).
 /// `error` (optional) gets EHOSTUNREACH when no connection has that identity, EAGAIN when full.
-bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload, WireStats* stats,
-                int* error = nullptr);
+bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload,
+                WireStats* stats, int* error = nullptr);
 /// The file descriptor of the connection a received message came from (ZMQ_SRCFD), or -1.
 int SourceFd(zmq::message_t& msg);
 

@@ -29,8 +29,8 @@ struct CommandUnit {
   std::uint64_t index = 0;
   std::map<std::string, std::string> values;  // swept parameters for this unit
   bool has_input = false;
-  std::string input_name;                     // file name in the unit's working directory
-  std::string input;                          // its bytes
+  std::string input_name;  // file name in the unit's working directory
+  std::string input;       // its bytes
   bool operator==(const CommandUnit&) const = default;
 };
 
@@ -59,7 +59,8 @@ std::string CanonicalizeOutput(const Canonicalizer& c, std::string_view content)
 Hash256 CanonicalOutputsHash(const Canonicalizer& c, const OutputFiles& files);
 
 /// Expands one argument template token; unknown placeholders are an error.
-Result<std::string> ExpandArgument(std::string_view token, const std::map<std::string, std::string>& vars);
+Result<std::string> ExpandArgument(std::string_view token,
+                                   const std::map<std::string, std::string>& vars);
 
 struct RunOptions {
   std::string package_dir;  // the extracted package ({pkg}); absolute
@@ -76,12 +77,13 @@ struct RunOptions {
 
 struct UnitRun {
   OutputFiles outputs;
-  std::string result;     // EncodeOutputs(outputs)
+  std::string result;  // EncodeOutputs(outputs)
   Hash256 canonical_hash{};
   double seconds = 0;
 };
 
 /// Runs the program once for `unit` and collects its declared outputs.
-Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit, const RunOptions& options);
+Result<UnitRun> RunCommandUnit(const Manifest& m, const CommandUnit& unit,
+                               const RunOptions& options);
 
 }  // namespace sparecycles::package

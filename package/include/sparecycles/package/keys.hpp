@@ -32,7 +32,7 @@ struct PublicKey {
 };
 
 struct SecretKey {
-  std::array<std::uint8_t, 32> seed{};    // the Ed25519 seed; the signing key is derived from it
+  std::array<std::uint8_t, 32> seed{};  // the Ed25519 seed; the signing key is derived from it
   PublicKey public_key;
   /// libsodium's 64-byte signing key (seed || public key).
   std::array<std::uint8_t, 64> SigningKey() const;

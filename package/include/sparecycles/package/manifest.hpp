@@ -18,15 +18,15 @@ namespace sparecycles::package {
 // --- Limits (docs/packages.md, "Limits") --------------------------------------------------------
 inline constexpr std::uint32_t kManifestVersion = 1;
 inline constexpr std::size_t kMaxFiles = 4096;
-inline constexpr std::size_t kMaxPathLength = 1024;      // bytes, whole relative path
-inline constexpr std::size_t kMaxPathComponent = 255;    // bytes, one name between slashes
-inline constexpr std::size_t kMaxPathDepth = 32;         // components
+inline constexpr std::size_t kMaxPathLength = 1024;    // bytes, whole relative path
+inline constexpr std::size_t kMaxPathComponent = 255;  // bytes, one name between slashes
+inline constexpr std::size_t kMaxPathDepth = 32;       // components
 inline constexpr std::size_t kMaxManifestBytes = 1u << 20;
 inline constexpr std::size_t kMaxNameLength = 64;
 inline constexpr std::size_t kMaxVersionLength = 32;
 inline constexpr std::size_t kMaxSummaryLength = 256;
 inline constexpr std::size_t kMaxPlatformLength = 32;
-inline constexpr std::size_t kMaxTextLength = 4096;      // entry, argument tokens, program paths
+inline constexpr std::size_t kMaxTextLength = 4096;  // entry, argument tokens, program paths
 inline constexpr std::size_t kMaxArgs = 256;
 inline constexpr std::size_t kMaxPrograms = 32;
 inline constexpr std::size_t kMaxOutputs = 256;
@@ -37,7 +37,7 @@ inline constexpr std::size_t kMaxDropPatterns = 64;
 inline constexpr std::size_t kMaxPatternLength = 256;
 inline constexpr std::uint8_t kMaxRoundDigits = 17;
 inline constexpr std::uint64_t kMaxLinesPerUnit = 1'000'000'000;
-inline constexpr std::uint64_t kMaxUnitMemory = 1ull << 40;     // 1 TiB
+inline constexpr std::uint64_t kMaxUnitMemory = 1ull << 40;  // 1 TiB
 inline constexpr std::uint32_t kMaxExpectedSeconds = 7 * 86400;
 
 enum class Kind : std::uint8_t { kNative = 1, kCommand = 2 };
@@ -47,7 +47,7 @@ std::string_view KindName(Kind kind);
 std::string_view SplitModeName(SplitMode mode);
 
 struct FileEntry {
-  std::string path;        // relative, '/'-separated, validated by ValidatePackagePath
+  std::string path;  // relative, '/'-separated, validated by ValidatePackagePath
   std::uint64_t size = 0;
   Hash256 blake2b{};
   bool executable = false;
@@ -90,28 +90,28 @@ struct Canonicalizer {
 };
 
 struct CommandSpec {
-  std::vector<std::string> args;              // argument template, one token per argument
-  std::vector<std::string> required_programs; // absolute paths the peer must already have
+  std::vector<std::string> args;               // argument template, one token per argument
+  std::vector<std::string> required_programs;  // absolute paths the peer must already have
   SplitSpec split;
-  std::vector<std::string> outputs;           // declared output files, relative to the unit dir
-  std::string stdout_file;                    // empty = stdout discarded; else one of outputs
-  std::string progress_file;                  // empty = none; the program may write a fraction
+  std::vector<std::string> outputs;  // declared output files, relative to the unit dir
+  std::string stdout_file;           // empty = stdout discarded; else one of outputs
+  std::string progress_file;         // empty = none; the program may write a fraction
   Canonicalizer canonicalizer;
   bool operator==(const CommandSpec&) const = default;
 };
 
 struct Manifest {
-  std::string name;      // [a-z0-9][a-z0-9._-]*
-  std::string version;   // [0-9A-Za-z.+-]+
+  std::string name;     // [a-z0-9][a-z0-9._-]*
+  std::string version;  // [0-9A-Za-z.+-]+
   std::string summary;
   Kind kind = Kind::kNative;
   std::string platform = "linux";
-  std::string arch;      // "x86_64", "aarch64", ... or "any"
-  std::string entry;     // native: the shared library; command: a file or required program
+  std::string arch;   // "x86_64", "aarch64", ... or "any"
+  std::string entry;  // native: the shared library; command: a file or required program
   Resources resources;
-  std::vector<FileEntry> files;  // sorted by path (bytewise), no duplicates
-  std::uint32_t abi_version = 0; // native only: the task C ABI version the library exports
-  CommandSpec command;           // command only
+  std::vector<FileEntry> files;   // sorted by path (bytewise), no duplicates
+  std::uint32_t abi_version = 0;  // native only: the task C ABI version the library exports
+  CommandSpec command;            // command only
   bool operator==(const Manifest&) const = default;
 };
 

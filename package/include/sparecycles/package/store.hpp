@@ -44,7 +44,8 @@ class PackageStore {
  public:
   /// Opens (creating) `dir` with `packages/` and `partial/` inside. Reports in `dropped` how
   /// many stored files failed the check on open (they are deleted).
-  static Result<std::unique_ptr<PackageStore>> Open(const std::string& dir, const StoreOptions& options = {},
+  static Result<std::unique_ptr<PackageStore>> Open(const std::string& dir,
+                                                    const StoreOptions& options = {},
                                                     std::size_t* dropped = nullptr);
 
   bool Has(const Hash256& id) const;

@@ -25,7 +25,9 @@ namespace sparecycles {
 
 enum class JobState { kQueued, kRunning, kDone, kFailed, kCancelled };
 SPARECYCLES_EXPORT std::string_view JobStateName(JobState state);
-inline bool IsFinal(JobState s) { return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled; }
+inline bool IsFinal(JobState s) {
+  return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled;
+}
 
 /// How many peers must agree before a unit's result is accepted. 0 = the coordinator's default.
 struct Replication {
@@ -47,10 +49,10 @@ struct JobSpec {
   std::string input;                          // input bytes for data tasks (e.g. wordfreq)
   std::string name;                           // free text shown in listings
   int priority = 0;                           // higher runs first. Default: 0
-  double unit_seconds = 0;                    // target seconds per unit. 0 = coordinator default (1 s)
-  std::uint64_t units = 0;                    // exact number of units. 0 = chosen by the coordinator
+  double unit_seconds = 0;  // target seconds per unit. 0 = coordinator default (1 s)
+  std::uint64_t units = 0;  // exact number of units. 0 = chosen by the coordinator
   Replication replication;
-  std::string client_token;                   // retry-safe submit; empty = a fresh random token
+  std::string client_token;  // retry-safe submit; empty = a fresh random token
 
   /// Sets a parameter; returns *this for chaining.
   JobSpec& Set(const std::string& key, const std::string& value) {
@@ -91,10 +93,10 @@ struct UnitFailure {
 
 struct JobResult {
   JobInfo info;
-  std::string bytes;       // the merged result (task-defined; an image for mandelbrot)
-  std::string summary;     // a one-line human answer, e.g. "50847534"
-  std::string json;        // the answer as a JSON value
-  std::string media_type;  // e.g. "image/png"
+  std::string bytes;                  // the merged result (task-defined; an image for mandelbrot)
+  std::string summary;                // a one-line human answer, e.g. "50847534"
+  std::string json;                   // the answer as a JSON value
+  std::string media_type;             // e.g. "image/png"
   std::vector<UnitFailure> failures;  // why units failed, when info.state == kFailed
   /// Writes `bytes` to a file.
   SPARECYCLES_EXPORT Status WriteTo(const std::string& path) const;

@@ -37,7 +37,8 @@ class ByteWriter {
 
 class ByteReader {
  public:
-  explicit ByteReader(std::string_view in, std::string_view what = "input") : in_(in), what_(what) {}
+  explicit ByteReader(std::string_view in, std::string_view what = "input")
+      : in_(in), what_(what) {}
 
   /// Reads a number; on failure sets the error (see status()) and returns 0.
   template <class T>

@@ -33,7 +33,9 @@ inline void Give(std::string s, sparecycles_bytes* out) {
   out->release = [](void* p) { delete static_cast<std::string*>(p); };
 }
 
-inline std::string_view View(sparecycles_view v) { return {v.data, static_cast<std::size_t>(v.size)}; }
+inline std::string_view View(sparecycles_view v) {
+  return {v.data, static_cast<std::size_t>(v.size)};
+}
 
 /// JobParams <-> bytes: u64 count, (str name, str value) per parameter, str input.
 inline std::string EncodeParams(const JobParams& p) {
@@ -62,7 +64,8 @@ inline std::string EncodeList(const std::vector<std::string>& items) {
   for (const auto& s : items) w.Str(s);
   return std::move(w).bytes();
 }
-inline Status DecodeList(std::string_view bytes, std::vector<std::string>& items, std::uint64_t max_items) {
+inline Status DecodeList(std::string_view bytes, std::vector<std::string>& items,
+                         std::uint64_t max_items) {
   ByteReader r(bytes, "list");
   const std::uint64_t n = r.Count(max_items, 8);
   items.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, 1024)));
@@ -74,7 +77,11 @@ inline Status DecodeList(std::string_view bytes, std::vector<std::string>& items
 /// f64 default work per second, u64 count, (str name, str default, str help) per parameter.
 inline std::string EncodeDescription(const Task& t) {
   ByteWriter w;
-  w.Str(t.Name()).Put<std::uint32_t>(t.Version()).Str(t.Summary()).Str(t.WorkName()).Str(t.MediaType());
+  w.Str(t.Name())
+      .Put<std::uint32_t>(t.Version())
+      .Str(t.Summary())
+      .Str(t.WorkName())
+      .Str(t.MediaType());
   w.Put<double>(t.DefaultWorkPerSecond());
   const auto params = t.Params();
   w.Put<std::uint64_t>(params.size());
@@ -85,7 +92,9 @@ inline std::string EncodeDescription(const Task& t) {
 /// The plan() bytes: f64 total work, u64 max units, u8 fixed units.
 inline std::string EncodePlan(const JobPlan& p) {
   ByteWriter w;
-  w.Put<double>(p.total_work).Put<std::uint64_t>(p.max_units).Put<std::uint8_t>(p.fixed_units ? 1 : 0);
+  w.Put<double>(p.total_work)
+      .Put<std::uint64_t>(p.max_units)
+      .Put<std::uint8_t>(p.fixed_units ? 1 : 0);
   return std::move(w).bytes();
 }
 
@@ -105,7 +114,9 @@ class ContextBridge final : public UnitContext {
     return s;
   }
   bool CheckpointDue() const override { return c_->checkpoint_due(c_->self) != 0; }
-  void Checkpoint(std::string_view state) override { c_->checkpoint(c_->self, {state.data(), state.size()}); }
+  void Checkpoint(std::string_view state) override {
+    c_->checkpoint(c_->self, {state.data(), state.size()});
+  }
 
  private:
   const sparecycles_unit_context* c_;
@@ -170,7 +181,8 @@ struct Adapter {
       return Return(EncodeList(*list), out);
     });
   }
-  static int32_t Execute(sparecycles_view unit, const sparecycles_unit_context* ctx, sparecycles_bytes* out) {
+  static int32_t Execute(sparecycles_view unit, const sparecycles_unit_context* ctx,
+                         sparecycles_bytes* out) {
     return Guard(out, [&] {
       ContextBridge bridge(ctx);
       return Return(Get().Execute(View(unit), bridge), out);
@@ -181,7 +193,8 @@ struct Adapter {
       JobParams p;
       if (Status s = DecodeParams(View(params), p); !s.ok()) return Fail(s, out);
       std::vector<std::string> list;
-      if (Status s = DecodeList(View(results), list, std::uint64_t{1} << 32); !s.ok()) return Fail(s, out);
+      if (Status s = DecodeList(View(results), list, std::uint64_t{1} << 32); !s.ok())
+        return Fail(s, out);
       return Return(Get().Merge(p, list), out);
     });
   }
@@ -202,9 +215,17 @@ struct Adapter {
   }
 
   static const sparecycles_task_api* Table() {
-    static const sparecycles_task_api api = {
-        SPARECYCLES_TASK_ABI_VERSION, sizeof(sparecycles_task_api), &Describe, &Plan, &Split, &Execute,
-        &Merge, &Canonicalize, &Summarize, &ToJson, &Calibrate};
+    static const sparecycles_task_api api = {SPARECYCLES_TASK_ABI_VERSION,
+                                             sizeof(sparecycles_task_api),
+                                             &Describe,
+                                             &Plan,
+                                             &Split,
+                                             &Execute,
+                                             &Merge,
+                                             &Canonicalize,
+                                             &Summarize,
+                                             &ToJson,
+                                             &Calibrate};
     return &api;
   }
 };
@@ -213,9 +234,9 @@ struct Adapter {
 
 /// Exports `TaskClass` (default-constructible, derived from sparecycles::tasks::Task) as this
 /// shared library's task. Use once per library, at namespace scope.
-#define SPARECYCLES_EXPORT_TASK(TaskClass)                                                          \
-  extern "C" __attribute__((visibility("default"))) const sparecycles_task_api* sparecycles_task_entry( \
-      uint32_t host_abi_version) {                                                                \
-    (void)host_abi_version;                                                                       \
-    return ::sparecycles::tasks::abi::Adapter<TaskClass>::Table();                                \
+#define SPARECYCLES_EXPORT_TASK(TaskClass)                                      \
+  extern "C" __attribute__((visibility("default"))) const sparecycles_task_api* \
+  sparecycles_task_entry(uint32_t host_abi_version) {                           \
+    (void)host_abi_version;                                                     \
+    return ::sparecycles::tasks::abi::Adapter<TaskClass>::Table();              \
   }

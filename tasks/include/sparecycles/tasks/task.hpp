@@ -57,11 +57,25 @@ struct JobParams {
     if (s.empty()) return InvalidArgument("empty number");
     double mult = 1;
     switch (s.back()) {
-      case 'k': case 'K': mult = 1e3; s.pop_back(); break;
-      case 'M': mult = 1e6; s.pop_back(); break;
-      case 'G': mult = 1e9; s.pop_back(); break;
-      case 'T': mult = 1e12; s.pop_back(); break;
-      default: break;
+      case 'k':
+      case 'K':
+        mult = 1e3;
+        s.pop_back();
+        break;
+      case 'M':
+        mult = 1e6;
+        s.pop_back();
+        break;
+      case 'G':
+        mult = 1e9;
+        s.pop_back();
+        break;
+      case 'T':
+        mult = 1e12;
+        s.pop_back();
+        break;
+      default:
+        break;
     }
     if (s.empty()) return InvalidArgument("'" + std::string(text) + "' is not a number");
     char* end = nullptr;
@@ -77,7 +91,8 @@ struct JobParams {
       return InvalidArgument("'" + std::string(text) + "' is not a number");
     v *= mult;
     if (v != std::floor(v)) return InvalidArgument("'" + std::string(text) + "' is not an integer");
-    if (v > 9.2e18L || v < -9.2e18L) return InvalidArgument("'" + std::string(text) + "' is out of range");
+    if (v > 9.2e18L || v < -9.2e18L)
+      return InvalidArgument("'" + std::string(text) + "' is out of range");
     return static_cast<std::int64_t>(v);
   }
 };
@@ -91,10 +106,10 @@ struct ParamSpec {
 
 /// What Plan() learns about a job before it is split.
 struct JobPlan {
-  double total_work = 0;      // in the task's own work units (see Task::WorkName)
-  std::uint64_t max_units = 1;// the most units this job can be cut into
-  bool fixed_units = false;   // the job defines its own units: use max_units unless the submitter
-                              // asks for a count (e.g. spin, where one unit is one timed piece)
+  double total_work = 0;        // in the task's own work units (see Task::WorkName)
+  std::uint64_t max_units = 1;  // the most units this job can be cut into
+  bool fixed_units = false;     // the job defines its own units: use max_units unless the submitter
+                                // asks for a count (e.g. spin, where one unit is one timed piece)
 };
 
 /// Given to Execute(): progress reporting, cancellation and checkpoints.

@@ -60,7 +60,8 @@ typedef struct sparecycles_task_api {
   int32_t (*describe)(sparecycles_bytes* out);
   int32_t (*plan)(sparecycles_view params, sparecycles_bytes* out);
   int32_t (*split)(sparecycles_view params, uint64_t units, sparecycles_bytes* out);
-  int32_t (*execute)(sparecycles_view unit, const sparecycles_unit_context* ctx, sparecycles_bytes* out);
+  int32_t (*execute)(sparecycles_view unit, const sparecycles_unit_context* ctx,
+                     sparecycles_bytes* out);
   int32_t (*merge)(sparecycles_view params, sparecycles_view results, sparecycles_bytes* out);
   int32_t (*canonicalize)(sparecycles_view result, sparecycles_bytes* out);
   int32_t (*summarize)(sparecycles_view merged, sparecycles_bytes* out);

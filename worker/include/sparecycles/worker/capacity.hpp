@@ -15,13 +15,13 @@ namespace sparecycles::worker {
 
 /// One sample of the machine.
 struct Readings {
-  unsigned cores = 1;                 // logical CPUs of the machine
-  double other_cpu = 0;               // CPU used by other processes since the last sample, as a
-                                      // fraction of the whole machine (0..1; 0.5 = half the cores)
-  std::uint64_t memory_total = 0;     // bytes (0 = unknown)
-  std::uint64_t memory_available = 0; // MemAvailable, bytes
-  std::uint64_t own_memory = 0;       // this process's resident set, bytes
-  bool on_battery = false;            // a battery is discharging and no mains supply is online
+  unsigned cores = 1;                  // logical CPUs of the machine
+  double other_cpu = 0;                // CPU used by other processes since the last sample, as a
+                                       // fraction of the whole machine (0..1; 0.5 = half the cores)
+  std::uint64_t memory_total = 0;      // bytes (0 = unknown)
+  std::uint64_t memory_available = 0;  // MemAvailable, bytes
+  std::uint64_t own_memory = 0;        // this process's resident set, bytes
+  bool on_battery = false;             // a battery is discharging and no mains supply is online
 };
 
 class CapacityProbe {

@@ -26,15 +26,17 @@ class OwnerControl {
   /// The latest status the loop published, with counters kept here. Null before the first.
   struct View {
     StatusSnapshot status;
-    std::uint64_t pauses = 0;      // times the worker went into the paused state
-    double paused_seconds = 0;     // time spent paused, this run
+    std::uint64_t pauses = 0;   // times the worker went into the paused state
+    double paused_seconds = 0;  // time spent paused, this run
     bool owner_paused = false;
   };
   std::optional<View> Latest() const;
 
   // ---- the worker's loop thread
   /// True once after any change (the loop then samples at once).
-  bool TakeChanged() { return changed_.load(std::memory_order_relaxed) && changed_.exchange(false); }
+  bool TakeChanged() {
+    return changed_.load(std::memory_order_relaxed) && changed_.exchange(false);
+  }
   std::optional<Preferences> TakePreferences();
   /// Overrides the policy's decision while the owner paused the worker.
   void Apply(Decision& d) const;

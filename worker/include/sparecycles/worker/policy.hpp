@@ -57,20 +57,20 @@ std::string_view PriorityName(Priority p);
 
 /// What the owner allows. Every field has a default suited to a machine someone uses every day.
 struct Preferences {
-  unsigned max_cores = 0;              // cores donated at most. Default: 0 = use max_cores_percent
-  double max_cores_percent = 100;      // share of this machine's cores (at least 1). Default: 100
-  double pause_above_percent = 50;     // other programs' CPU use (% of the machine) above which the
-                                       // worker pauses; >= 100 never pauses. Default: 50
-  double resume_below_percent = 25;    // ... and below which it may resume. Default: 25
+  unsigned max_cores = 0;            // cores donated at most. Default: 0 = use max_cores_percent
+  double max_cores_percent = 100;    // share of this machine's cores (at least 1). Default: 100
+  double pause_above_percent = 50;   // other programs' CPU use (% of the machine) above which the
+                                     // worker pauses; >= 100 never pauses. Default: 50
+  double resume_below_percent = 25;  // ... and below which it may resume. Default: 25
   Duration idle_time = std::chrono::seconds(30);  // other load must stay low this long before
-                                       // resuming (or taking cores back). Default: 30 s
+                                                  // resuming (or taking cores back). Default: 30 s
   bool throttle = true;                // give up the cores other programs use. Default: true
   TimeWindows hours;                   // when the worker may run. Default: always
   std::uint64_t max_memory_bytes = 0;  // the worker's resident memory cap. Default: 0 = use percent
   double max_memory_percent = 50;      // ... as a share of the machine's memory. Default: 50
   double min_free_memory_percent = 5;  // pause while less memory than this is available. Default: 5
   bool pause_on_battery = true;        // pause while running on battery. Default: true
-  Priority priority = Priority::kIdle; // Default: idle (nice 19 + SCHED_IDLE)
+  Priority priority = Priority::kIdle;  // Default: idle (nice 19 + SCHED_IDLE)
 
   /// The most slots this machine may give: max_cores, or max_cores_percent of `cores` (>= 1).
   unsigned MaxSlots(unsigned cores) const;
@@ -82,9 +82,9 @@ struct Preferences {
 
 /// The worker's decision for now.
 struct Decision {
-  unsigned slots = 0;                      // cores the worker may use now (0 when paused)
+  unsigned slots = 0;  // cores the worker may use now (0 when paused)
   proto::PeerState state = proto::PeerState::kRunning;
-  std::string reason;                      // why not running at full strength ("" when running)
+  std::string reason;  // why not running at full strength ("" when running)
   bool operator==(const Decision&) const = default;
 };
 std::string_view StateName(proto::PeerState s);

@@ -15,9 +15,9 @@ namespace sparecycles::worker {
 struct UnitStatus {
   std::uint64_t job = 0, unit = 0;
   std::string task;
-  double progress = 0;      // 0..1
-  double resumed_from = -1; // progress the unit resumed at from a checkpoint; < 0 = started at 0
-  bool waiting = false;     // blocked by a pause or throttle right now
+  double progress = 0;       // 0..1
+  double resumed_from = -1;  // progress the unit resumed at from a checkpoint; < 0 = started at 0
+  bool waiting = false;      // blocked by a pause or throttle right now
 };
 
 struct StatusSnapshot {
@@ -31,15 +31,16 @@ struct StatusSnapshot {
   std::vector<UnitStatus> units;  // running
   std::uint64_t prefetched = 0;
   std::uint64_t units_done = 0, units_failed = 0, units_returned = 0, units_resumed = 0;
-  double cpu_seconds = 0;           // contributed, over every run with this state directory
-  double resumed_work = 0;          // sum of resumed_from over resumed units (work not redone)
-  double updated_at = 0;            // wall-clock seconds since the epoch
+  double cpu_seconds = 0;   // contributed, over every run with this state directory
+  double resumed_work = 0;  // sum of resumed_from over resumed units (work not redone)
+  double updated_at = 0;    // wall-clock seconds since the epoch
 };
 
 std::string FormatStatusFile(const StatusSnapshot& s);
 Result<StatusSnapshot> ParseStatusFile(std::string_view text);
 /// The human-readable view; `now` (wall seconds) tells how fresh the file is; `alive` whether the
 /// worker process still exists. `validated_cpu_seconds` < 0 = unknown.
-std::string RenderStatus(const StatusSnapshot& s, double now, bool alive, double validated_cpu_seconds = -1);
+std::string RenderStatus(const StatusSnapshot& s, double now, bool alive,
+                         double validated_cpu_seconds = -1);
 
 }  // namespace sparecycles::worker

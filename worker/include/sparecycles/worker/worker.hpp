@@ -1,11 +1,12 @@
 // The worker (peer) process as a library: connects to a coordinator, announces what it can run and
 // how fast, asks for units when it has idle slots, runs them through an executor (in process: one
 // tbb::task_arena sized to the donated cores) and sends back hashed results. Start() connects and
-// calibrates; Run() blocks until Stop() (thread-safe, also from a signal handler through RequestStop()).
-// With owner preferences set, it samples the machine (capacity.hpp), lets the policy (policy.hpp)
-// decide how many cores it may use, announces that to the coordinator, throttles or pauses running
-// units in place at their next Progress() call, hands units back after a long pause, and keeps
-// checkpoints locally and at the coordinator. It writes a status file into its state directory.
+// calibrates; Run() blocks until Stop() (thread-safe, also from a signal handler through
+// RequestStop()). With owner preferences set, it samples the machine (capacity.hpp), lets the
+// policy (policy.hpp) decide how many cores it may use, announces that to the coordinator,
+// throttles or pauses running units in place at their next Progress() call, hands units back after
+// a long pause, and keeps checkpoints locally and at the coordinator. It writes a status file into
+// its state directory.
 #pragma once
 
 #include <functional>
@@ -25,13 +26,13 @@ namespace sparecycles::worker {
 
 struct WorkerConfig {
   std::string coordinator = "tcp://127.0.0.1:7737";  // the coordinator's peer endpoint
-  unsigned cores = 0;              // cores donated; 0 = all of this machine's. Default: 0
-  std::string peer_id;             // stable id; empty = read/create <state_dir>/peer-id, else random
-  std::string state_dir;           // where the peer id is kept; empty = nothing on disk
-  std::string account;             // the volunteer's account name (for the distinct-owner rule)
-  std::uint32_t prefetch = 1;      // units held beyond the idle slots. Default: 1
-  double calibrate_seconds = 0.02; // per task, for the speed announced in Hello. Default: 20 ms
-  std::vector<std::string> only_tasks;  // calibrate/announce only these; empty = all
+  unsigned cores = 0;          // cores donated; 0 = all of this machine's. Default: 0
+  std::string peer_id;         // stable id; empty = read/create <state_dir>/peer-id, else random
+  std::string state_dir;       // where the peer id is kept; empty = nothing on disk
+  std::string account;         // the volunteer's account name (for the distinct-owner rule)
+  std::uint32_t prefetch = 1;  // units held beyond the idle slots. Default: 1
+  double calibrate_seconds = 0.02;  // per task, for the speed announced in Hello. Default: 20 ms
+  std::vector<std::string> only_tasks;             // calibrate/announce only these; empty = all
   Duration hello_retry = std::chrono::seconds(2);  // resend Hello when no Welcome came back
   // On SIGTERM, let running units finish for up to this long before handing the rest back.
   // Default: 0 (hand everything back at once)
@@ -40,15 +41,19 @@ struct WorkerConfig {
   // Donating only what is idle. Empty = donate `cores` whatever the machine does, at normal
   // priority (the embedded local cluster, tests). sparecycles-worker always sets it.
   std::optional<Preferences> preferences;
-  Duration sample_interval = std::chrono::seconds(1);  // how often the machine is sampled. Default: 1 s
-  Duration pause_limit = std::chrono::minutes(5);      // a pause this long hands units back. Default: 5 min
-  Duration checkpoint_interval = std::chrono::seconds(10);  // how often units save state. Default: 10 s
-  std::shared_ptr<CapacityProbe> probe;       // null = SystemProbe (the real machine)
-  std::function<LocalTime()> local_time;      // null = LocalTimeNow
+  Duration sample_interval =
+      std::chrono::seconds(1);  // how often the machine is sampled. Default: 1 s
+  Duration pause_limit =
+      std::chrono::minutes(5);  // a pause this long hands units back. Default: 5 min
+  Duration checkpoint_interval =
+      std::chrono::seconds(10);           // how often units save state. Default: 10 s
+  std::shared_ptr<CapacityProbe> probe;   // null = SystemProbe (the real machine)
+  std::function<LocalTime()> local_time;  // null = LocalTimeNow
   // The owner's live controls and the status they see (the volunteer page). Default: null = none
   std::shared_ptr<OwnerControl> control;
   // Where the worker reads the time (its loop, timers, units' checkpoint intervals, which arena
-  // threads read: a test clock must be thread-safe). Must outlive the Worker. Default: the steady clock
+  // threads read: a test clock must be thread-safe). Must outlive the Worker. Default: the steady
+  // clock
   const Clock* clock = &SteadyClock::Instance();
 };
 
@@ -60,7 +65,8 @@ struct WorkerStats {
   unsigned slots = 0;      // cores it may use now
   proto::PeerState state = proto::PeerState::kRunning;
   std::string reason;
-  std::uint64_t units_resumed = 0, units_returned = 0, checkpoints_saved = 0, checkpoints_uploaded = 0;
+  std::uint64_t units_resumed = 0, units_returned = 0, checkpoints_saved = 0,
+                checkpoints_uploaded = 0;
 };
 
 class Worker {
