@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev libcereal-dev libtbb-dev
-          libbenchmark-dev doctest-dev libsqlite3-dev sqlite3 libsodium-dev libpng-dev iproute2
+          libbenchmark-dev doctest-dev libsqlite3-dev sqlite3 libsodium-dev libpng-dev iproute2 ccache
           # The Python package (sdk/python) and its tests.
           pybind11-dev python3-dev python3-pytest python3-tqdm python3-build python3-setuptools
           python3-wheel python3-venv
