@@ -10,7 +10,9 @@ build_dir="${SPARECYCLES_ASAN_BUILD_DIR:-build-asan}"
 labels="${SPARECYCLES_SANITIZE_LABELS:-^(unit|integration|fuzz)$}"
 # idle_test measures reactions to machine load over minutes (434 s under ASan here, against the
 # others' 40 s together) and holds no decoding or memory handling of its own: the plain phase runs it.
-exclude="${SPARECYCLES_SANITIZE_EXCLUDE:-^integration\.idle_test$}"
+# The nemesis test is a timing-bound fault schedule over real processes (its settle bounds assume
+# unslowed binaries); the decoders it exercises are covered by the unit and fuzz tests here.
+exclude="${SPARECYCLES_SANITIZE_EXCLUDE:-^integration\.(idle_test|nemesis)$}"
 start=$(date +%s)
 
 launcher=()
