@@ -12,7 +12,7 @@ labels="${SPARECYCLES_SANITIZE_LABELS:-^(unit|integration|fuzz)$}"
 # others' 40 s together) and holds no decoding or memory handling of its own: the plain phase runs it.
 # The nemesis test is a timing-bound fault schedule over real processes (its settle bounds assume
 # unslowed binaries); the decoders it exercises are covered by the unit and fuzz tests here.
-exclude="${SPARECYCLES_SANITIZE_EXCLUDE:-^integration\.(idle_test|nemesis)$}"
+exclude="${SPARECYCLES_SANITIZE_EXCLUDE:-^integration\.(idle_test|idle_test_hog|nemesis)$}"
 start=$(date +%s)
 
 launcher=()
