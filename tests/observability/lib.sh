@@ -59,6 +59,7 @@ get() { curl -sf -m 10 "$@"; }
 
 # start_coordinator [FLAGS...]: sets PEERS, CLIENTS, HTTP_URL.
 start_coordinator() {
+  rm -f "$TMP/coordinator.endpoints"  # a second coordinator must not be found at the first one's address
   "$COORD" --peers tcp://127.0.0.1:0 --clients tcp://127.0.0.1:0 --http 127.0.0.1:0 --pool cluster \
     --endpoints-file "$TMP/coordinator.endpoints" "$@" >"$TMP/coordinator.log" 2>&1 &
   PIDS+=($!)
