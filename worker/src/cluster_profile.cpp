@@ -175,7 +175,9 @@ std::optional<double> ReadCgroupCpuLimit(const std::string& root) {
     if (v && (!best || *v < *best)) best = v;
   };
   // "HIERARCHY:CONTROLLERS:PATH"; v2 is "0::PATH".
-  for (auto line : Split(Slurp(root + "/proc/self/cgroup"), '\n')) {
+  // The text outlives the views Split() returns into it (a temporary would die before the loop).
+  const std::string cgroups = Slurp(root + "/proc/self/cgroup");
+  for (auto line : Split(cgroups, '\n')) {
     const auto first = line.find(':');
     const auto second = first == std::string_view::npos ? first : line.find(':', first + 1);
     if (second == std::string_view::npos) continue;
