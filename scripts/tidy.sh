@@ -17,12 +17,12 @@ scripts/install-deps.sh >/dev/null
 # clang's own driver flags, so the compile commands are what clang-tidy understands.
 CXX=clang++-14 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DSPARECYCLES_PYTHON=OFF --no-warn-unused-cli >/dev/null
-files="${1:-$root/(core|tasks|coordinator|worker|sdk|tests|bench)/}"
+files="${1:-$root/(core|tasks|coordinator|worker|sdk|package|tests|bench)/}"
 start=$(date +%s)
 log="$build_dir/tidy.log"
 rc=0
 run-clang-tidy-14 -p "$build_dir" -quiet -j"$(nproc)" -clang-tidy-binary clang-tidy-14 \
-  -header-filter="^$root/(core|tasks|coordinator|worker|sdk|tests)/" "$files" >"$log" 2>&1 || rc=$?
+  -header-filter="^$root/(core|tasks|coordinator|worker|sdk|package|tests)/" "$files" >"$log" 2>&1 || rc=$?
 # Findings are "file:line:col: warning|error: ... [check]"; count the distinct ones.
 findings=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^/.*: (warning|error): ' | sort -u || true)
 if [[ -n "$findings" || "$rc" -ne 0 ]]; then

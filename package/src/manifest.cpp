@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <set>
 
 #include "bytes.hpp"
@@ -583,7 +584,7 @@ Result<ManifestText> ParseManifestText(std::string_view text) {
       auto v = ParseSeconds(value);
       if (!v.ok() || *v < 1 || *v > kMaxExpectedSeconds)
         return err("expected-time must be between 1s and 7 days");
-      m.resources.expected_seconds = static_cast<std::uint32_t>(*v + 0.5);
+      m.resources.expected_seconds = static_cast<std::uint32_t>(std::lround(*v));
     } else if (key == "network") {
       if (value == "none")
         m.resources.network = false;

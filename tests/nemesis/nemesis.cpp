@@ -344,6 +344,7 @@ std::string CheckAnswer(const JobSpec& spec, const JobResult& r) {
     if (JsonU64(r.json, "distinct_words") != counts.size())
       return "wordfreq distinct_words differs";
     std::vector<std::uint64_t> sorted;
+    sorted.reserve(counts.size());
     for (const auto& [w, c] : counts) sorted.push_back(c);
     std::sort(sorted.rbegin(), sorted.rend());
     const std::regex entry(R"re(\{"word":"([^"]*)","count":(\d+)\})re");
