@@ -7,11 +7,13 @@
 #include <unordered_map>
 
 #include "http_server.hpp"  // HTTP side: metrics snapshots and the server
+#include "package_service.hpp"
 #include "peer_sessions.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/core/transport.hpp"
+#include "sparecycles/package/job.hpp"
 #include "store.hpp"
 
 namespace sparecycles::coordinator {
@@ -23,7 +25,16 @@ struct Coordinator::Impl {
       : config(std::move(c)),
         clock(*config.clock),
         registry(r),
-        scheduler(config.scheduler, r, InitialLeaseId()) {}
+        scheduler(WithPackages(config.scheduler, this), r, InitialLeaseId()) {}
+
+  // Package jobs resolve through the package service (opened in Start(), before any job).
+  static SchedulerConfig WithPackages(SchedulerConfig sc, Impl* impl) {
+    sc.resolve_package = [impl](const std::string& task) -> Result<ResolvedTask> {
+      if (!impl->packages) return FailedPrecondition("task packages are not open yet");
+      return impl->packages->Resolve(task);
+    };
+    return sc;
+  }
 
   static LeaseId InitialLeaseId() {
     // Lease ids stay unique across coordinator restarts: start from a random 32-bit epoch.
@@ -52,6 +63,7 @@ struct Coordinator::Impl {
   std::vector<std::pair<std::string, std::string>> client_out;       // replies held until commit
   std::vector<std::pair<std::string, std::string>> peer_out;  // peer messages held until commit
   std::unique_ptr<Store> store;
+  std::unique_ptr<PackageService> packages;
   std::optional<zmq::socket_t> monitor;  // disconnect events of the peer socket
   std::uint64_t bad_logged = 0;
 
@@ -185,6 +197,10 @@ struct Coordinator::Impl {
         return OnCheckpoint(in);
       case MsgType::kBye:
         return OnBye(in);
+      case MsgType::kPackageGet:
+        return OnPackageGet(in);
+      case MsgType::kPackageRefused:
+        return OnPackageRefused(in);
       default:
         ++peer_wire.bad_frames;
         BadFrame("peer", InvalidArgument(std::string(proto::MsgTypeName(*type)) +
@@ -253,6 +269,22 @@ struct Coordinator::Impl {
     sessions.Forget(in.peer);
   }
 
+  void OnPackageGet(const PeerIn& in) {
+    proto::PackageGet m;
+    if (DecodePeer(in.body, m)) SendPeer(in.identity, packages->OnGet(in.identity, m, in.now));
+  }
+
+  void OnPackageRefused(const PeerIn& in) {
+    proto::PackageRefused m;
+    if (!DecodePeer(in.body, m)) return;
+    Hash256 id{};
+    std::copy(m.package_id.begin(), m.package_id.end(), id.begin());
+    SC_LOG(Warn) << "peer " << PeerName(in.peer) << " refused package " << ToHex(id).substr(0, 16)
+                 << ": " << m.reason;
+    packages->NoteRefusal();
+    scheduler.RefusePackage(in.peer, package::PackageTaskName(id), m.lease_ids, m.reason, in.now);
+  }
+
   void OnResult(PeerHandle peer, const std::string& identity, const proto::ResultMsg& m,
                 TimePoint now, double wall) {
     if (metrics) metrics->ObserveResult(scheduler, m);  // HTTP side: unit run time by task
@@ -280,9 +312,13 @@ struct Coordinator::Impl {
     } catch (const zmq::error_t&) {
       hello.host = h.hostname;  // not TCP (inproc/ipc): fall back to the announced name
     }
-    for (const auto& t : h.tasks)
-      if (registry.Find(t.name, t.version) != nullptr)
+    for (const auto& t : h.tasks) {
+      const bool package_kind = t.version == package::kKindTaskVersion &&
+                                (t.name == package::KindTaskName(package::Kind::kNative) ||
+                                 t.name == package::KindTaskName(package::Kind::kCommand));
+      if (package_kind || registry.Find(t.name, t.version) != nullptr)
         hello.work_per_second[TaskKey(t.name, t.version)] = t.work_per_second;
+    }
     return hello;
   }
 
@@ -305,6 +341,7 @@ struct Coordinator::Impl {
     w.session = session;
     w.heartbeat_ms = static_cast<std::uint32_t>(ToMillis(config.heartbeat));
     w.peer_timeout_ms = static_cast<std::uint32_t>(ToMillis(config.scheduler.peer_timeout));
+    w.publishers = packages->PublisherKeys();
     SendPeer(f.identity, w);
   }
 
@@ -412,6 +449,10 @@ struct Coordinator::Impl {
         return OnListJobs(in);
       case MsgType::kListPeers:
         return OnListPeers(in);
+      case MsgType::kPackagePut:
+        return OnPackagePut(in);
+      case MsgType::kListPackages:
+        return OnListPackages(in);
       default:
         ++client_wire.bad_frames;
         Fail(in.identity, 0,
@@ -439,11 +480,23 @@ struct Coordinator::Impl {
     SendClient(in.identity, r);
   }
 
+  void OnPackagePut(const ClientIn& in) {
+    proto::PackagePut m;
+    if (DecodeClient(in, m)) SendClient(in.identity, packages->OnPut(m));
+  }
+
+  void OnListPackages(const ClientIn& in) {
+    proto::ListPackages m;
+    if (!DecodeClient(in, m)) return;
+    proto::PackageList r = packages->List();
+    r.request_id = m.request_id;
+    SendClient(in.identity, r);
+  }
+
   void WarnIfTooFewPeers(const Job& job) const {
-    const std::string key = TaskKey(job.task->Name(), job.task->Version());
     std::size_t able = 0;
     for (const auto& [h, p] : scheduler.peers())
-      able += p.hello.work_per_second.contains(key) ? 1 : 0;
+      able += p.hello.work_per_second.contains(job.peer_key) ? 1 : 0;
     if (able < job.policy.quorum)
       SC_LOG(Warn)
           << "job " << job.id << " needs " << job.policy.quorum
@@ -683,6 +736,15 @@ Coordinator::~Coordinator() = default;
 
 Status Coordinator::Start() {
   InitCrypto();
+  PackageServiceConfig pc;
+  if (!impl_->config.data_dir.empty()) pc.dir = impl_->config.data_dir + "/packages";
+  pc.publishers = impl_->config.publishers;
+  pc.allow_unsigned = impl_->config.allow_unsigned_packages;
+  pc.max_package_bytes = impl_->config.max_package_bytes;
+  pc.max_transfers = impl_->config.max_package_transfers;
+  auto packages = PackageService::Open(std::move(pc));
+  if (!packages.ok()) return packages.status();
+  impl_->packages = std::move(*packages);
   if (!impl_->config.data_dir.empty()) {
     auto store = Store::Open(impl_->config.data_dir);
     if (!store.ok()) return store.status();

@@ -88,6 +88,15 @@ int main(int argc, char** argv) {
   opt.Add(
       "http-admin-token-file", "",
       "File holding the token that allows writes (cancel) from the dashboard; empty = read-only.");
+  opt.Add(
+      "publishers", "",
+      "Package publishers whose signed task packages this coordinator accepts: comma-separated\n"
+      "      directories of *.pub files, public key files or 64-hex-digit keys. Empty = uploads\n"
+      "      are refused (docs/packages.md, \"Trust model\"). Workers are told these keys.");
+  opt.Add("max-package-size", "268435456",
+          "Largest task package accepted, in bytes (k, M, G = powers of 1000).");
+  opt.Add("package-transfers", "4",
+          "Peers fetching task packages at once; the others are asked to retry shortly.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -104,6 +113,18 @@ int main(int argc, char** argv) {
   cfg.peer_endpoint = opt.Get("peers");
   cfg.client_endpoint = opt.Get("clients");
   cfg.data_dir = opt.Get("data");
+  for (std::string_view rest = opt.Get("publishers"); !rest.empty();) {
+    const auto comma = rest.find(',');
+    const std::string one(rest.substr(0, comma));
+    if (!one.empty()) cfg.publishers.push_back(one);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  }
+  auto max_pkg = opt.GetInt("max-package-size", 1024, 1ll << 40);
+  if (!max_pkg.ok()) return Fail(max_pkg.status());
+  cfg.max_package_bytes = static_cast<std::uint64_t>(*max_pkg);
+  auto transfers = opt.GetInt("package-transfers", 1, 1024);
+  if (!transfers.ok()) return Fail(transfers.status());
+  cfg.max_package_transfers = static_cast<std::size_t>(*transfers);
   auto seconds = [&](const char* name) -> Result<Duration> {
     auto v = ParseSeconds(opt.Get(name));
     if (!v.ok()) return InvalidArgument(std::string("--") + name + ": " + v.status().message());

@@ -191,7 +191,7 @@ const Peer* Scheduler::FindPeer(PeerHandle peer) const {
 // ------------------------------------------------------------------------------------- jobs
 
 double Scheduler::RateFor(const Job& job, const Peer* peer) const {
-  const std::string key = TaskKey(job.task->Name(), job.task->Version());
+  const std::string& key = job.peer_key;
   if (peer != nullptr) {
     auto it = peer->hello.work_per_second.find(key);
     if (it != peer->hello.work_per_second.end() && it->second > 0) return it->second;
@@ -199,20 +199,57 @@ double Scheduler::RateFor(const Job& job, const Peer* peer) const {
   return job.task->DefaultWorkPerSecond();
 }
 
+Status Scheduler::ResolveTask(Job& job) const {
+  const std::string& name = job.spec.task;
+  if (name.starts_with(proto::kPackageTaskPrefix)) {
+    if (!config_.resolve_package)
+      return FailedPrecondition("this coordinator does not run task packages");
+    auto resolved = config_.resolve_package(name);
+    if (!resolved.ok()) return resolved.status();
+    job.owned_task = std::move(resolved->task);
+    job.task = job.owned_task.get();
+    job.peer_key = std::move(resolved->peer_key);  // the kind a peer must run, e.g. "@native/1"
+    return OkStatus();
+  }
+  job.task = registry_.Find(name, job.spec.task_version);
+  if (job.task == nullptr) {
+    std::string known;
+    for (const auto* t : registry_.All())
+      known += (known.empty() ? "" : ", ") + std::string(t->Name());
+    return NotFound("unknown task '" + name + "' (known: " + known + ")");
+  }
+  job.peer_key = TaskKey(job.task->Name(), job.task->Version());
+  return OkStatus();
+}
+
+bool Scheduler::PeerMayRun(const Job& job, const Peer& peer) const {
+  return peer.hello.work_per_second.contains(job.peer_key) &&
+         (job.refused_by.empty() || !job.refused_by.contains(peer.hello.peer_id));
+}
+
+void Scheduler::RefusePackage(PeerHandle peer, const std::string& task,
+                              const std::vector<LeaseId>& leases, const std::string& reason,
+                              TimePoint now) {
+  const Peer* p = FindPeer(peer);
+  if (p == nullptr) return;
+  for (auto& [id, job] : jobs_) {
+    if (job->spec.task != task || proto::IsFinal(job->state)) continue;
+    job->refused_by.insert(p->hello.peer_id);
+    if (job->refusal.empty()) job->refusal = reason;
+  }
+  // Handed back without penalty: the unit is not counted as run by this peer.
+  // (DropLease with requeue forgets that the peer had the unit.)
+  ReturnLeases(peer, leases, now);
+  work_added_ = true;
+}
+
 Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now) {
   if (!spec.client_token.empty()) {
     if (auto it = tokens_.find(spec.client_token); it != tokens_.end()) return it->second;
   }
-  const tasks::Task* task = registry_.Find(spec.task, spec.task_version);
-  if (task == nullptr) {
-    std::string known;
-    for (const auto* t : registry_.All())
-      known += (known.empty() ? "" : ", ") + std::string(t->Name());
-    return NotFound("unknown task '" + spec.task + "' (known: " + known + ")");
-  }
   auto job = std::make_unique<Job>();
-  job->task = task;
   job->spec = spec;
+  SC_RETURN_IF_ERROR(ResolveTask(*job));
   SC_RETURN_IF_ERROR(BuildUnits(*job, std::nullopt));
   job->id = next_job_++;
   job->seq = ++seq_;
@@ -253,7 +290,7 @@ Status Scheduler::BuildUnits(Job& job, std::optional<std::uint64_t> units) {
 
 std::uint64_t Scheduler::UnitCount(const Job& job, const tasks::JobPlan& plan) const {
   const tasks::Task* task = job.task;
-  const std::string key = TaskKey(task->Name(), task->Version());
+  const std::string& key = job.peer_key;
   const std::uint64_t max_units =
       std::max<std::uint64_t>(1, std::min(plan.max_units, config_.max_units_per_job));
   if (job.spec.units != 0) return std::clamp<std::uint64_t>(job.spec.units, 1, max_units);
@@ -332,13 +369,16 @@ proto::JobInfo Scheduler::Info(const Job& job) const {
 
 std::string Scheduler::WhyWaiting(const Job& job) const {
   if (proto::IsFinal(job.state) || (job.fresh.empty() && job.ready.empty())) return {};
-  const std::string key = TaskKey(job.task->Name(), job.task->Version());
   const std::string task = std::string(job.task->Name());
   std::vector<const Peer*> usable;
-  std::size_t able = 0, paused = 0;
+  std::size_t able = 0, paused = 0, refused = 0;
   std::string pause_reason;
   for (const auto& [h, p] : peers_) {
-    if (!p.hello.work_per_second.contains(key)) continue;
+    if (!p.hello.work_per_second.contains(job.peer_key)) continue;
+    if (job.refused_by.contains(p.hello.peer_id)) {
+      ++refused;
+      continue;
+    }
     ++able;
     if (const PeerRecord* r = Record(p.hello.peer_id); r && r->blacklisted) continue;
     if (p.state == proto::PeerState::kPaused) {
@@ -349,6 +389,9 @@ std::string Scheduler::WhyWaiting(const Job& job) const {
     usable.push_back(&p);
   }
   if (peers_.empty()) return "no peer is connected";
+  if (able == 0 && refused > 0)
+    return "every connected peer that runs packages refused this one (" + std::to_string(refused) +
+           " of " + std::to_string(peers_.size()) + "): " + job.refusal;
   if (able == 0)
     return "no connected peer runs task " + task + " (" + std::to_string(peers_.size()) +
            " connected)";
@@ -416,8 +459,7 @@ Scheduler::Pick Scheduler::PickJob(const Peer& peer, const Job* no_ready_for_pee
   for (auto& [id, jp] : jobs_) {
     Job& job = *jp;
     if (proto::IsFinal(job.state) || (job.ready.empty() && job.fresh.empty())) continue;
-    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
-      continue;
+    if (!PeerMayRun(job, peer)) continue;
     if (best.job != nullptr) {
       // Higher priority first; within a priority, the job with fewer units running (fair share);
       // then the older job.
@@ -526,8 +568,7 @@ bool Scheduler::IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>
     if (proto::IsFinal(job.state) || !job.ready.empty() || !job.fresh.empty() ||
         rec.unit >= job.units.size())
       continue;
-    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
-      continue;
+    if (!PeerMayRun(job, peer)) continue;
     Unit& unit = job.units[rec.unit];
     // One backup per unit beyond what its quorum needs, within max_replicas.
     if (unit.in_flight.size() > job.policy.replicas || unit.issued >= job.policy.max_replicas)
@@ -545,9 +586,8 @@ bool Scheduler::IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>
 }
 
 bool Scheduler::AnyEligiblePeer(const Job& job, const Unit& unit) const {
-  const std::string key = TaskKey(job.task->Name(), job.task->Version());
   for (const auto& [h, p] : peers_) {
-    if (p.state == proto::PeerState::kPaused || !p.hello.work_per_second.contains(key)) continue;
+    if (p.state == proto::PeerState::kPaused || !PeerMayRun(job, p)) continue;
     if (const PeerRecord* r = Record(p.hello.peer_id); r && r->blacklisted) continue;
     if (Eligible(unit, p)) return true;
   }
@@ -559,8 +599,7 @@ bool Scheduler::IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lea
     Job& job = *jp;
     if (!job.policy.adaptive || proto::IsFinal(job.state) || job.done == 0 || job.units.empty())
       continue;
-    if (!peer.hello.work_per_second.contains(TaskKey(job.task->Name(), job.task->Version())))
-      continue;
+    if (!PeerMayRun(job, peer)) continue;
     for (int attempt = 0; attempt < 8; ++attempt) {
       const auto ui = static_cast<std::uint32_t>(NextRandom() % job.units.size());
       Unit& unit = job.units[ui];
@@ -1155,7 +1194,7 @@ std::unique_ptr<Job> Scheduler::RestoreJob(RecoveredJob& rj) {
   job->id = rj.id;
   job->seq = ++seq_;
   job->spec = std::move(rj.spec);
-  job->task = registry_.Find(job->spec.task, job->spec.task_version);
+  const Status resolved = ResolveTask(*job);
   job->state = rj.state;
   job->submitted_wall = rj.submitted_wall;
   job->finished_wall = rj.finished_wall;
@@ -1171,7 +1210,7 @@ std::unique_ptr<Job> Scheduler::RestoreJob(RecoveredJob& rj) {
   }
   if (job->task == nullptr) {
     job->state = proto::JobState::kFailed;
-    job->error = "task " + job->spec.task + " is not known to this coordinator any more";
+    job->error = "task " + job->spec.task + " cannot run here any more: " + resolved.message();
     return job;
   }
   if (Status s = BuildUnits(*job, rj.units); !s.ok()) {

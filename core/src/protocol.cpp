@@ -21,64 +21,54 @@ Status CheckCount(std::string_view field, const V& v, std::size_t max) {
 
 }  // namespace
 
+namespace {
+constexpr MsgTypeInfo kMsgTypes[] = {
+    {MsgType::kHello, "Hello", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kWelcome, "Welcome", Endpoint::kPeer, Sender::kCoordinator},
+    {MsgType::kCapacity, "Capacity", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kRequestWork, "RequestWork", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kAssign, "Assign", Endpoint::kPeer, Sender::kCoordinator},
+    {MsgType::kResult, "Result", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kAck, "Ack", Endpoint::kPeer, Sender::kCoordinator},
+    {MsgType::kHeartbeat, "Heartbeat", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kCancelLeases, "CancelLeases", Endpoint::kPeer, Sender::kCoordinator},
+    {MsgType::kBye, "Bye", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kReject, "Reject", Endpoint::kPeer, Sender::kCoordinator},
+    {MsgType::kCheckpoint, "Checkpoint", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kResults, "Results", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kPackageGet, "PackageGet", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kPackageChunk, "PackageChunk", Endpoint::kPeer, Sender::kCoordinator},
+    {MsgType::kPackageRefused, "PackageRefused", Endpoint::kPeer, Sender::kPeer},
+    {MsgType::kSubmit, "Submit", Endpoint::kClient, Sender::kClient},
+    {MsgType::kSubmitReply, "SubmitReply", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kStatusRequest, "StatusRequest", Endpoint::kClient, Sender::kClient},
+    {MsgType::kJobStatus, "JobStatus", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kWatch, "Watch", Endpoint::kClient, Sender::kClient},
+    {MsgType::kProgress, "Progress", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kFetchResult, "FetchResult", Endpoint::kClient, Sender::kClient},
+    {MsgType::kJobResult, "JobResult", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kCancelJob, "CancelJob", Endpoint::kClient, Sender::kClient},
+    {MsgType::kListJobs, "ListJobs", Endpoint::kClient, Sender::kClient},
+    {MsgType::kJobList, "JobList", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kListPeers, "ListPeers", Endpoint::kClient, Sender::kClient},
+    {MsgType::kPeerList, "PeerList", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kErrorReply, "ErrorReply", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kPackagePut, "PackagePut", Endpoint::kClient, Sender::kClient},
+    {MsgType::kPackagePutReply, "PackagePutReply", Endpoint::kClient, Sender::kCoordinator},
+    {MsgType::kListPackages, "ListPackages", Endpoint::kClient, Sender::kClient},
+    {MsgType::kPackageList, "PackageList", Endpoint::kClient, Sender::kCoordinator},
+};
+}  // namespace
+
+const MsgTypeInfo* FindMsgType(std::uint16_t type) {
+  for (const auto& info : kMsgTypes)
+    if (static_cast<std::uint16_t>(info.type) == type) return &info;
+  return nullptr;
+}
+
 std::string_view MsgTypeName(MsgType t) {
-  switch (t) {
-    case MsgType::kHello:
-      return "Hello";
-    case MsgType::kWelcome:
-      return "Welcome";
-    case MsgType::kCapacity:
-      return "Capacity";
-    case MsgType::kRequestWork:
-      return "RequestWork";
-    case MsgType::kAssign:
-      return "Assign";
-    case MsgType::kResult:
-      return "Result";
-    case MsgType::kAck:
-      return "Ack";
-    case MsgType::kResults:
-      return "Results";
-    case MsgType::kHeartbeat:
-      return "Heartbeat";
-    case MsgType::kCancelLeases:
-      return "CancelLeases";
-    case MsgType::kBye:
-      return "Bye";
-    case MsgType::kReject:
-      return "Reject";
-    case MsgType::kCheckpoint:
-      return "Checkpoint";
-    case MsgType::kSubmit:
-      return "Submit";
-    case MsgType::kSubmitReply:
-      return "SubmitReply";
-    case MsgType::kStatusRequest:
-      return "StatusRequest";
-    case MsgType::kJobStatus:
-      return "JobStatus";
-    case MsgType::kWatch:
-      return "Watch";
-    case MsgType::kProgress:
-      return "Progress";
-    case MsgType::kFetchResult:
-      return "FetchResult";
-    case MsgType::kJobResult:
-      return "JobResult";
-    case MsgType::kCancelJob:
-      return "CancelJob";
-    case MsgType::kListJobs:
-      return "ListJobs";
-    case MsgType::kJobList:
-      return "JobList";
-    case MsgType::kListPeers:
-      return "ListPeers";
-    case MsgType::kPeerList:
-      return "PeerList";
-    case MsgType::kErrorReply:
-      return "ErrorReply";
-  }
-  return "Unknown";
+  const MsgTypeInfo* info = FindMsgType(static_cast<std::uint16_t>(t));
+  return info == nullptr ? "Unknown" : info->name;
 }
 
 std::string_view JobStateName(JobState s) {
@@ -109,8 +99,7 @@ Result<MsgType> ParseHeader(std::string_view frame, std::string_view& body) {
     return FailedPrecondition("protocol version " + std::to_string(version) +
                               " is not supported (this side speaks " +
                               std::to_string(kProtocolVersion) + ")");
-  const bool known = (type >= 1 && type <= 13) || (type >= 32 && type <= 45);
-  if (!known) return DataLoss("unknown message type " + std::to_string(type));
+  if (FindMsgType(type) == nullptr) return DataLoss("unknown message type " + std::to_string(type));
   body = frame.substr(kHeaderSize);
   return static_cast<MsgType>(type);
 }
@@ -223,6 +212,45 @@ Status JobSpecWire::Validate() const {
     return InvalidArgument("target_error must be in [0, 0.5)");
   if (replicas != 0 && max_replicas != 0 && replicas > max_replicas)
     return InvalidArgument("replicas cannot exceed max_replicas");
+  return OkStatus();
+}
+
+Status Welcome::Validate() const {
+  SC_RETURN_IF_ERROR(CheckCount("publishers", publishers, kMaxPublishers));
+  for (const auto& k : publishers)
+    if (k.size() != 32) return InvalidArgument("a publisher key is not 32 bytes");
+  return OkStatus();
+}
+
+namespace {
+Status CheckPackageId(const std::string& id) {
+  if (id.size() != kHashBytes) return InvalidArgument("package_id is not 32 bytes");
+  return OkStatus();
+}
+}  // namespace
+
+Status PackageGet::Validate() const { return CheckPackageId(package_id); }
+
+Status PackageChunk::Validate() const {
+  SC_RETURN_IF_ERROR(CheckPackageId(package_id));
+  SC_RETURN_IF_ERROR(CheckLen("message", message, kMaxTextBytes));
+  SC_RETURN_IF_ERROR(CheckLen("bytes", bytes, kMaxPackageChunkBytes));
+  if (offset > total_size || bytes.size() > total_size - offset)
+    return InvalidArgument("chunk lies outside the package");
+  return OkStatus();
+}
+
+Status PackageRefused::Validate() const {
+  SC_RETURN_IF_ERROR(CheckPackageId(package_id));
+  SC_RETURN_IF_ERROR(CheckCount("lease_ids", lease_ids, kMaxLeasesPerMessage));
+  return CheckLen("reason", reason, kMaxTextBytes);
+}
+
+Status PackagePut::Validate() const {
+  SC_RETURN_IF_ERROR(CheckPackageId(package_id));
+  SC_RETURN_IF_ERROR(CheckLen("bytes", bytes, kMaxPackageChunkBytes));
+  if (offset > total_size || bytes.size() > total_size - offset)
+    return InvalidArgument("chunk lies outside the package");
   return OkStatus();
 }
 

@@ -306,6 +306,13 @@ Result<Package> PackageStore::Load(const Hash256& id) {
   return Package::Decode(*bytes, d);
 }
 
+std::optional<std::uint64_t> PackageStore::Size(const Hash256& id) const {
+  std::lock_guard lock(mu_);
+  auto it = packages_.find(id);
+  if (it == packages_.end()) return std::nullopt;
+  return it->second.size;
+}
+
 Result<std::string> PackageStore::ReadChunk(const Hash256& id, std::uint64_t offset,
                                             std::uint64_t max) const {
   std::uint64_t size = 0;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "sparecycles/coordinator/scheduler.hpp"
 #include "sparecycles/core/clock.hpp"
@@ -25,6 +26,13 @@ struct CoordinatorConfig {
   // whose connection stays up but who stop talking. Default: 1 s
   Duration disconnect_grace = std::chrono::seconds(1);
   SchedulerConfig scheduler;
+  // Task packages (docs/packages.md): kept in DATA_DIR/packages (a temporary directory without a
+  // data directory). Uploads must be signed by one of `publishers` (directories of *.pub files,
+  // key files or hex keys) unless `allow_unsigned_packages` (the embedded local mode only).
+  std::vector<std::string> publishers;
+  bool allow_unsigned_packages = false;
+  std::uint64_t max_package_bytes = 256ull << 20;  // largest upload. Default: 256 MiB
+  std::size_t max_package_transfers = 4;           // peers fetching packages at once. Default: 4
   // HTTP side (/metrics, /healthz, /readyz, the dashboard; docs/operations.md): HOST:PORT to bind,
   // port 0 = any free one. Default: empty = no HTTP. Reads are open; writes need the admin token.
   std::string http_endpoint;

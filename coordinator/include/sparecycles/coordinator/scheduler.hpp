@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -60,6 +61,11 @@ struct PeerRecord {
   double cpu_seconds_validated = 0;
 };
 
+struct ResolvedTask {
+  std::shared_ptr<const tasks::Task> task;
+  std::string peer_key;
+};
+
 struct SchedulerConfig {
   Duration peer_timeout = std::chrono::seconds(60);  // silence before a peer is lost. Default: 60 s
   Duration lease_min = std::chrono::seconds(60);     // shortest lease. Default: 60 s
@@ -78,6 +84,10 @@ struct SchedulerConfig {
   CredibilityConfig credibility;
   std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries. Default: 10000
   double retain_finished_seconds = 7 * 86400.0;  // ...and for at most this long. Default: 7 days
+  // Resolves a task named "pkg:<id>" (a task package) to the task that stands in for it and the
+  // TaskKey a peer must announce to run it, or an error for the submitter. Unset = packages are
+  // refused. See coordinator/src/package_tasks.hpp.
+  std::function<Result<ResolvedTask>(const std::string& task)> resolve_package;
 };
 
 /// How a peer's task speeds are keyed: "name/version" (a peer only gets units of versions it runs).
@@ -144,6 +154,11 @@ struct Job {
   JobId id = 0;
   proto::JobSpecWire spec;
   const tasks::Task* task = nullptr;
+  std::shared_ptr<const tasks::Task> owned_task;  // a package's stand-in, kept alive by its jobs
+  std::string peer_key;  // what a peer must announce to be given its units (TaskKey)
+  // Peers (by peer_id) that refused the job's package, and the first reason given.
+  std::set<std::string> refused_by;
+  std::string refusal;
   tasks::JobParams params;
   ReplicationPolicy policy;
   std::vector<Unit> units;
@@ -304,6 +319,11 @@ class Scheduler {
   bool OnCheckpoint(PeerHandle peer, const proto::Checkpoint& cp, TimePoint now);
   /// Peers handed these leases back unfinished (graceful leave): requeue at once.
   void ReturnLeases(PeerHandle peer, const std::vector<LeaseId>& leases, TimePoint now);
+  /// A peer will not run the package `task` ("pkg:<id>"): its leases of it go back without
+  /// penalty and it is offered no more units of any job of that package. `reason` is shown to the
+  /// submitter in JobInfo.waiting when no peer is left that would run them.
+  void RefusePackage(PeerHandle peer, const std::string& task, const std::vector<LeaseId>& leases,
+                     const std::string& reason, TimePoint now);
   /// Declares silent peers lost, reissues leases past their deadline, and decides units that
   /// nothing else would decide any more (an undisputed quorum that no connected peer can add to).
   TickEffect Tick(TimePoint now, double wall_now = 0);
@@ -328,6 +348,10 @@ class Scheduler {
 
  private:
   bool Eligible(const Unit& unit, const Peer& peer) const;
+  /// The peer announces what the job needs and has not refused its package.
+  bool PeerMayRun(const Job& job, const Peer& peer) const;
+  /// Finds the task of job.spec (built-in, or a package's stand-in) and sets job.peer_key.
+  Status ResolveTask(Job& job) const;
   double RateFor(const Job& job, const Peer* peer) const;
   void Requeue(Job& job, std::uint32_t unit_index);
   void ForgetUnitPeer(Unit& unit, PeerHandle peer);

@@ -17,7 +17,7 @@
 namespace sparecycles::proto {
 
 inline constexpr std::uint32_t kMagic = 0x59435053;  // bytes "SPCY" read as a little-endian u32
-inline constexpr std::uint16_t kProtocolVersion = 1;
+inline constexpr std::uint16_t kProtocolVersion = 2;
 inline constexpr std::size_t kHeaderSize = 8;
 // ZMQ_MAXMSGSIZE on every network socket; a larger frame never reaches the decoder.
 inline constexpr std::int64_t kMaxFrameBytes = 80ll << 20;
@@ -35,6 +35,11 @@ inline constexpr std::size_t kMaxCheckpointBytes = 16ull << 20;  // one unit's s
 inline constexpr std::size_t kMaxLeasesPerMessage = 4096;
 inline constexpr std::size_t kMaxListEntries = 100000;
 inline constexpr std::size_t kHashBytes = 32;
+inline constexpr std::size_t kMaxPackageChunkBytes = 1ull << 20;  // one PackagePut/PackageChunk
+inline constexpr std::size_t kMaxPublishers = 1024;               // keys announced in Welcome
+inline constexpr std::size_t kMaxPackagesListed = 10000;
+/// A job names a task package as "pkg:" + the package id in 64 lower-case hex digits.
+inline constexpr std::string_view kPackageTaskPrefix = "pkg:";
 
 enum class MsgType : std::uint16_t {
   // peer (worker) <-> coordinator, on the coordinator's peer endpoint
@@ -51,6 +56,9 @@ enum class MsgType : std::uint16_t {
   kReject = 11,
   kCheckpoint = 12,
   kResults = 13,  // several Results in one frame
+  kPackageGet = 14,
+  kPackageChunk = 15,
+  kPackageRefused = 16,
   // SDK client <-> coordinator, on the coordinator's client endpoint
   kSubmit = 32,
   kSubmitReply = 33,
@@ -66,7 +74,24 @@ enum class MsgType : std::uint16_t {
   kListPeers = 43,
   kPeerList = 44,
   kErrorReply = 45,
+  kPackagePut = 46,
+  kPackagePutReply = 47,
+  kListPackages = 48,
+  kPackageList = 49,
 };
+
+/// Which endpoint a message type belongs to, and who sends it.
+enum class Endpoint : std::uint8_t { kPeer, kClient };
+enum class Sender : std::uint8_t { kPeer, kCoordinator, kClient };
+struct MsgTypeInfo {
+  MsgType type;
+  std::string_view name;
+  Endpoint endpoint;
+  Sender sender;
+};
+/// Every message type of this protocol version: the one list the header check, the names in
+/// logs and docs/protocol.md §2.1 agree with.
+const MsgTypeInfo* FindMsgType(std::uint16_t type);
 std::string_view MsgTypeName(MsgType t);
 
 // ---------------------------------------------------------------- peer messages
@@ -103,11 +128,14 @@ struct Welcome {
   std::string session;                // coordinator instance id
   std::uint32_t heartbeat_ms = 0;     // how often the peer should send a Heartbeat
   std::uint32_t peer_timeout_ms = 0;  // silence after which the peer is declared lost
+  /// Ed25519 public keys (32 bytes each) of the package publishers this coordinator accepts; a
+  /// worker may pin them as the publishers it trusts (docs/packages.md, "Trust model").
+  std::vector<std::string> publishers;
   template <class A>
   void serialize(A& a) {
-    a(session, heartbeat_ms, peer_timeout_ms);
+    a(session, heartbeat_ms, peer_timeout_ms, publishers);
   }
-  Status Validate() const { return OkStatus(); }
+  Status Validate() const;
 };
 
 enum class PeerState : std::uint8_t { kRunning = 0, kThrottled = 1, kPaused = 2 };
@@ -275,6 +303,49 @@ struct Reject {
   template <class A>
   void serialize(A& a) {
     a(code, message);
+  }
+  Status Validate() const;
+};
+
+// A worker fetching a task package it was leased a unit of (docs/protocol.md §6.7).
+struct PackageGet {
+  static constexpr MsgType kType = MsgType::kPackageGet;
+  std::string package_id;  // 32 bytes
+  std::uint64_t offset = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(package_id, offset);
+  }
+  Status Validate() const;
+};
+
+struct PackageChunk {
+  static constexpr MsgType kType = MsgType::kPackageChunk;
+  std::string package_id;
+  std::uint16_t code = 0;  // StatusCode: 0 = ok; UNAVAILABLE = busy, ask again after retry_ms
+  std::string message;
+  std::uint64_t total_size = 0;
+  std::uint64_t offset = 0;  // where `bytes` start
+  std::string bytes;         // at most kMaxPackageChunkBytes
+  std::uint32_t retry_ms = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(package_id, code, message, total_size, offset, bytes, retry_ms);
+  }
+  Status Validate() const;
+};
+
+// A worker that will not run a package (refused by its trust, platform or owner's choice, or a
+// required program is missing): its leases of that package are handed back without penalty and
+// the coordinator offers it no more units of that package.
+struct PackageRefused {
+  static constexpr MsgType kType = MsgType::kPackageRefused;
+  std::string package_id;
+  std::vector<std::uint64_t> lease_ids;
+  std::string reason;  // e.g. "unknown signer: ..."
+  template <class A>
+  void serialize(A& a) {
+    a(package_id, lease_ids, reason);
   }
   Status Validate() const;
 };
@@ -508,6 +579,70 @@ struct ErrorReply {
   template <class A>
   void serialize(A& a) {
     a(request_id, code, message);
+  }
+  Status Validate() const { return OkStatus(); }
+};
+
+// Uploads a task package in chunks, resumable (docs/protocol.md §7.1). A Put with no bytes asks
+// where to continue; the reply's next_offset == total_size and complete = the package is held.
+struct PackagePut {
+  static constexpr MsgType kType = MsgType::kPackagePut;
+  std::uint64_t request_id = 0;
+  std::string package_id;  // 32 bytes: BLAKE2b-256 of the whole package
+  std::uint64_t total_size = 0;
+  std::uint64_t offset = 0;
+  std::string bytes;  // at most kMaxPackageChunkBytes
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, package_id, total_size, offset, bytes);
+  }
+  Status Validate() const;
+};
+
+struct PackagePutReply {
+  static constexpr MsgType kType = MsgType::kPackagePutReply;
+  std::uint64_t request_id = 0;
+  std::uint16_t code = 0;
+  std::string message;
+  std::uint64_t next_offset = 0;
+  bool complete = false;  // the package is stored and verified
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, code, message, next_offset, complete);
+  }
+  Status Validate() const { return OkStatus(); }
+};
+
+struct ListPackages {
+  static constexpr MsgType kType = MsgType::kListPackages;
+  std::uint64_t request_id = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(request_id);
+  }
+  Status Validate() const { return OkStatus(); }
+};
+
+struct PackageInfo {
+  std::string package_id;  // 32 bytes
+  std::string name;
+  std::string version;
+  std::string kind;  // "native" or "command"
+  std::uint64_t size = 0;
+  std::string signer;  // hex public key; empty = unsigned (embedded local mode only)
+  template <class A>
+  void serialize(A& a) {
+    a(package_id, name, version, kind, size, signer);
+  }
+};
+
+struct PackageList {
+  static constexpr MsgType kType = MsgType::kPackageList;
+  std::uint64_t request_id = 0;
+  std::vector<PackageInfo> packages;
+  template <class A>
+  void serialize(A& a) {
+    a(request_id, packages);
   }
   Status Validate() const { return OkStatus(); }
 };

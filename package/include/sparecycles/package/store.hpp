@@ -49,6 +49,8 @@ class PackageStore {
                                                     std::size_t* dropped = nullptr);
 
   bool Has(const Hash256& id) const;
+  /// The size of a stored package, if held.
+  std::optional<std::uint64_t> Size(const Hash256& id) const;
   std::vector<StoredPackage> List() const;
   std::uint64_t TotalBytes() const;
 
