@@ -35,9 +35,9 @@ Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& de
 
 Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry,
                      LeaseId first_lease_id)
-    : config_(config),
+    : config_(std::move(config)),
       registry_(registry),
-      rng_(config.credibility.seed | 1),
+      rng_(config_.credibility.seed | 1),
       next_lease_(first_lease_id) {}
 
 std::uint64_t Scheduler::NextRandom() {  // xorshift64*: deterministic for a given seed
