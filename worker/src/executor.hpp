@@ -1,24 +1,36 @@
 // How the worker runs units, seen from its coordinator session: leases go in with their resume
 // state, finished results come out. InProcessExecutor (executor_in_process.hpp) runs them on a TBB
-// arena inside the worker; a sandboxed executor process is meant to implement the same interface.
+// arena inside the worker; ProcessExecutor (executor_process.hpp) runs each unit of a task package
+// in its own `sparecycles-executor` process; CompositeExecutor routes between the two.
 // Every method is called from the session's loop thread only; `on_finished` (given at
 // construction) may be called from any thread and must only wake that loop.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/protocol.hpp"
+#include "sparecycles/package/manifest.hpp"
 
 namespace sparecycles::worker {
+
+/// A verified task package, extracted on this machine.
+struct PackageRef {
+  Hash256 id{};     // BLAKE2b-256 of the .scpkg bytes
+  std::string dir;  // the extracted package, absolute
+  package::Manifest manifest;
+};
 
 /// A unit handed to the executor.
 struct UnitStart {
   proto::Lease lease;                 // its checkpoint bytes already moved into `resume`
   std::optional<std::string> resume;  // state to resume from (local or uploaded checkpoint)
   float resumed_from = -1;            // the stored fraction of `resume`; < 0 = unknown or none
+  std::shared_ptr<const PackageRef> package;  // null = a built-in task
 };
 
 /// A unit that stopped running (done, failed or cancelled), with what the session needs to settle
