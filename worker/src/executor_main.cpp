@@ -263,8 +263,8 @@ int Main(int argc, char** argv) {
   } else if (manifest->kind != start.kind) {
     done = Failed("the Start message and the manifest disagree on the package's kind");
   } else if (::chdir(start.work_dir.c_str()) != 0) {
-    done = Failed("cannot enter the unit's directory " + start.work_dir + ": " +
-                  std::strerror(errno));
+    done =
+        Failed("cannot enter the unit's directory " + start.work_dir + ": " + std::strerror(errno));
   } else if (Status s = PrepareForUserCode(); !s.ok()) {
     done = Failed("cannot prepare the executor: " + s.ToString());
   } else {

@@ -41,11 +41,11 @@ struct ProcessExecutor::Unit {
 
   Phase phase = Phase::kQueued;
   pid_t pid = -1;
-  int wake_fd = -1;           // eventfd the supervisor polls; written when a request changes
-  bool paused = false;        // wanted stopped (SIGSTOP) by the slot budget
-  bool cancel = false;        // Cancel() was called
+  int wake_fd = -1;     // eventfd the supervisor polls; written when a request changes
+  bool paused = false;  // wanted stopped (SIGSTOP) by the slot budget
+  bool cancel = false;  // Cancel() was called
   bool hand_back = false;
-  bool kill_now = false;      // shutdown: SIGKILL without grace
+  bool kill_now = false;  // shutdown: SIGKILL without grace
   std::string cancel_reason;
 
   float progress = 0, first_progress = -1;
@@ -126,8 +126,7 @@ int DupHigh(int fd) {
 }
 
 std::vector<std::string> ChildEnvironment(const std::string& dir) {
-  std::vector<std::string> env = {"PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=" + dir,
-                                  "TMPDIR=" + dir};
+  std::vector<std::string> env = {"PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=" + dir, "TMPDIR=" + dir};
   // Sanitizer settings reach an instrumented executor; nothing else of the worker's environment
   // (which may hold secrets) does.
   for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"})
@@ -440,8 +439,8 @@ void ProcessExecutor::Supervise(const std::shared_ptr<Unit>& unit) {
     posix_spawnattr_init(&attr);
     // It leads its own process group from its first instruction, so a stop or kill by group
     // never misses it.
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setpgroup(&attr, 0);
     sigset_t none, all;
     sigemptyset(&none);
@@ -733,8 +732,8 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
     why = "the executor ended without a result";
   }
   r.error = WithStderr(why, tail);
-  SC_LOG(Info) << "unit " << u.lease.job_id << "/" << u.lease.unit_index << " of package "
-               << m.name << ": " << why;
+  SC_LOG(Info) << "unit " << u.lease.job_id << "/" << u.lease.unit_index << " of package " << m.name
+               << ": " << why;
 }
 
 }  // namespace sparecycles::worker

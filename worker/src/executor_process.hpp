@@ -88,8 +88,8 @@ class ProcessExecutor final : public Executor {
   std::uint64_t next_seq_ = 0;
   unsigned allowed_;
   bool shutting_down_ = false;
-  bool notify_pending_ = false;  // a finished unit not yet announced by on_finished
-  std::vector<std::uint64_t> finished_;  // lease ids in the order they finished
+  bool notify_pending_ = false;              // a finished unit not yet announced by on_finished
+  std::vector<std::uint64_t> finished_;      // lease ids in the order they finished
   std::vector<std::thread> exited_threads_;  // supervisors that are done, to be joined
 };
 

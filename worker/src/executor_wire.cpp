@@ -35,7 +35,9 @@ struct Encoder {
         .Str(s.manifest)
         .Str(s.unit);
     PutOptional(w, s.resume);
-    w.Put<std::uint32_t>(s.checkpoint_interval_ms).Put<std::uint32_t>(s.time_limit_ms).Str(s.work_dir);
+    w.Put<std::uint32_t>(s.checkpoint_interval_ms)
+        .Put<std::uint32_t>(s.time_limit_ms)
+        .Str(s.work_dir);
   }
   void operator()(const Cancel& c) const {
     w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kCancel)).Str(c.reason);
@@ -57,9 +59,7 @@ struct Encoder {
   }
 };
 
-Status Malformed(const std::string& why) {
-  return DataLoss("malformed executor message: " + why);
-}
+Status Malformed(const std::string& why) { return DataLoss("malformed executor message: " + why); }
 
 Result<Message> DecodeStart(ByteReader& r) {
   Start s;
@@ -195,7 +195,8 @@ Status ReadExactly(int fd, char* out, std::size_t len, bool* eof_at_start) {
 
 std::uint32_t LengthOf(const char* p) {
   std::uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n |= static_cast<std::uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    n |= static_cast<std::uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
   return n;
 }
 
