@@ -412,6 +412,50 @@ TEST_CASE("a command unit returns the program's outputs and their canonical hash
   CHECK(fs::is_empty(f.tmp / "work"));
 }
 
+TEST_CASE("a command unit's program, in a process group of its own, is paused and killed too") {
+  InitCrypto();
+  Fixture f;
+  package::Manifest m;
+  m.name = "nap";
+  m.version = "1";
+  m.kind = package::Kind::kCommand;
+  m.arch = "any";
+  m.entry = "/usr/bin/sleep";
+  m.resources.expected_seconds = 60;
+  m.command.required_programs = {m.entry};
+  m.command.args = {"30"};
+  m.command.outputs = {"out.txt"};
+  m.command.stdout_file = "out.txt";
+  auto pkg = Extract(m, {}, f.tmp / "napkg");
+  package::CommandUnit cu;
+  UnitStart u = Unit(pkg, package::EncodeCommandUnit(cu));
+  const auto id = u.lease.lease_id;
+  f.exec->Start(std::move(u));
+  const pid_t pid = OnlyPid(*f.exec);
+  REQUIRE(pid > 0);
+  // The program the executor started (RunCommandUnit gives it a group of its own).
+  pid_t program = -1;
+  REQUIRE(WaitUntil([&] {
+    for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+      std::ifstream in(t.path() / "children");
+      long c = 0;
+      if (in >> c) program = static_cast<pid_t>(c);
+    }
+    return program > 0;
+  }));
+  CHECK(::getpgid(program) == program);
+  f.exec->SetSlots(0);
+  CHECK(WaitUntil([&] { return ProcState(pid) == 'T' && ProcState(program) == 'T'; }));
+  f.exec->SetSlots(1);
+  CHECK(WaitUntil([&] { return ProcState(program) == 'S'; }));
+  f.exec->Cancel(id, "no longer needed", false);
+  auto done = WaitFor(*f.exec, id);
+  REQUIRE(done);
+  CHECK(done->result.outcome == proto::UnitOutcome::kCancelled);
+  CHECK(WaitUntil([&] { return ProcState(program) == 0 || ProcState(program) == 'Z'; }, 2000ms));
+  CHECK(GroupGone(pid));
+}
+
 TEST_CASE("frames round-trip and garbage, truncated or oversized frames are refused") {
   wire::Start s;
   s.lease_id = 1;
