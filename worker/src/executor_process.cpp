@@ -579,16 +579,16 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
     }
     if (kill_now) kill_unit();
     if (cancel && !killed) {
-      if (stopped) {
-        // A paused unit uses no CPU and cannot read the Cancel: end it now.
+      // A paused unit uses no CPU and cannot read the Cancel: it ends at once; a running one
+      // gets the grace to stop at its next Progress().
+      const bool grace_over = cancel_sent && now - cancel_at >= config_.kill_grace;
+      if (stopped || grace_over) {
         kill_unit();
       } else if (!cancel_sent) {
         cancel_sent = true;
         cancel_at = now;
         if (auto f = wire::EncodeFrame(wire::Cancel{reason}); f.ok())
           (void)::send(sock, f->data(), f->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      } else if (now - cancel_at >= config_.kill_grace) {
-        kill_unit();
       }
     }
     const Duration ran = now - t0 - stopped_total - (stopped ? now - stopped_since : Duration{});
