@@ -51,8 +51,8 @@ class ExecutorProbe final : public Task {
       case kSegv: {
         std::fputs("probe: about to dereference a null pointer\n", stderr);
         std::fflush(stderr);
-        volatile std::uintptr_t address = 0;  // opaque to the compiler: a real SIGSEGV, no trap
-        *reinterpret_cast<volatile int*>(address) = 1;
+        volatile int* volatile null = nullptr;  // opaque to the compiler: a real SIGSEGV, not a trap
+        *null = 1;
         return InvalidArgument("unreachable");
       }
       case kHang:

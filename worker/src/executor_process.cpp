@@ -129,8 +129,14 @@ std::vector<std::string> ChildEnvironment(const std::string& dir) {
   std::vector<std::string> env = {"PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=" + dir, "TMPDIR=" + dir};
   // Sanitizer settings reach an instrumented executor; nothing else of the worker's environment
   // (which may hold secrets) does.
-  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"})
+  for (const char* name : {"UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"})
     if (const char* v = std::getenv(name)) env.push_back(std::string(name) + "=" + v);
+  // AddressSanitizer's own handlers would turn a crash of user code into exit status 1; leave
+  // fatal signals to the kernel so the unit fails with the signal's name. (No effect on an
+  // uninstrumented executor.)
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  env.push_back(std::string("ASAN_OPTIONS=") + (asan != nullptr ? std::string(asan) + ":" : "") +
+                "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0");
   return env;
 }
 
