@@ -527,6 +527,18 @@ TEST_CASE("frames round-trip and garbage, truncated or oversized frames are refu
   ::close(sv[1]);
 }
 
+TEST_CASE("a missing executor binary fails the unit with the reason") {
+  InitCrypto();
+  Fixture f(
+      1, [](ProcessExecutorConfig& c) { c.executor_path = "/nonexistent/sparecycles-executor"; });
+  const auto id = f.Start(ProbeUnit(kSum, 0, 1));
+  auto done = WaitFor(*f.exec, id);
+  REQUIRE(done);
+  CHECK(done->result.outcome == proto::UnitOutcome::kFailed);
+  CHECK_MESSAGE(done->result.error.find("cannot start /nonexistent/sparecycles-executor") == 0,
+                done->result.error);
+}
+
 TEST_CASE("an executor that sends garbage or exits without a result fails only its unit") {
   InitCrypto();
   TempDir scripts;

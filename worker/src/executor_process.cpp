@@ -535,7 +535,7 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
   bool sock_open = true, err_open = true, exited = false;
   bool stopped = false;  // SIGSTOP sent and not yet continued
   bool killed = false, time_killed = false, cancel_sent = false;
-  TimePoint cancel_at{}, stopped_since{};
+  TimePoint cancel_at{}, stopped_since{}, done_at{};
   Duration stopped_total{};
   char buf[64 * 1024];
 
@@ -557,6 +557,7 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
     } else if (auto* d = std::get_if<wire::Done>(&msg)) {
       if (done) malformed = "a second Done message";
       done = std::move(*d);
+      done_at = clock.Now();
     } else {
       malformed = "a message only the worker sends";
     }
@@ -597,6 +598,8 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
           (void)::send(sock, f->data(), f->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       }
     }
+    // An executor exits right after Done; one that lingers is ended after the grace.
+    if (done && !killed && now - done_at >= config_.kill_grace) kill_unit();
     const Duration ran = now - t0 - stopped_total - (stopped ? now - stopped_since : Duration{});
     if (!killed && ran > limit) {
       time_killed = true;
