@@ -1,6 +1,7 @@
 // TEST-ONLY task plugin for the executor process tests: each unit says what it does (sum a range,
 // segfault, abort, hang calling Progress, spin ignoring cancellation, echo its resume state), so
 // one library gives the well-behaved and the crashing units. Built like an outside author's.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -49,10 +50,13 @@ class ExecutorProbe final : public Task {
         return ByteWriter().Put<std::uint64_t>(sum).bytes();
       }
       case kSegv: {
-        std::fputs("probe: about to dereference a null pointer\n", stderr);
+        std::fputs("probe: about to write to an inaccessible page\n", stderr);
         std::fflush(stderr);
-        volatile int* volatile null = nullptr;  // opaque to the compiler: a real SIGSEGV, not a trap
-        *null = 1;
+        // A write to a page mapped without access: a real SIGSEGV, with no undefined behaviour a
+        // compiler or sanitizer could turn into something else.
+        void* page = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED) return Internal("mmap failed");
+        *static_cast<volatile int*>(page) = 1;
         return InvalidArgument("unreachable");
       }
       case kHang:
