@@ -176,6 +176,15 @@ Result<double> Options::GetDouble(const std::string& name, double min, double ma
   return v;
 }
 
+Result<double> Options::GetSeconds(const std::string& name) const {
+  return ParseOptionSeconds(name, Get(name));
+}
+
+Result<Duration> Options::GetDuration(const std::string& name) const {
+  SC_ASSIGN_OR_RETURN(double s, GetSeconds(name));
+  return FromSeconds(s);
+}
+
 Result<std::int64_t> ParseInt(std::string_view text) {
   std::string s(text);
   if (s.empty()) return InvalidArgument("empty number");
@@ -248,6 +257,12 @@ Result<double> ParseSeconds(std::string_view text) {
     return InvalidArgument("'" + std::string(text) +
                            "' is not a duration (e.g. 500ms, 30s, 2m, 12h, 7d)");
   return v * mult;
+}
+
+Result<double> ParseOptionSeconds(const std::string& name, std::string_view text) {
+  auto s = ParseSeconds(text);
+  if (!s.ok()) return InvalidArgument("--" + name + ": " + s.status().message());
+  return s;
 }
 
 }  // namespace sparecycles

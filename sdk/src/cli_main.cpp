@@ -106,8 +106,8 @@ std::string TaskHelp(const tasks::Task& t) {
 }
 
 Result<std::chrono::milliseconds> TimeoutOf(const Options& o, const char* name) {
-  auto s = ParseSeconds(o.Get(name));
-  if (!s.ok()) return InvalidArgument(std::string("--") + name + ": " + s.status().message());
+  auto s = o.GetSeconds(name);
+  if (!s.ok()) return s.status();
   return std::chrono::milliseconds(static_cast<std::int64_t>(*s * 1000));
 }
 
@@ -452,7 +452,7 @@ static int TopCommand(const std::vector<std::string>& args) {
     std::cout << o.Help();
     return 0;
   }
-  auto interval = ParseSeconds(o.Get("interval"));
+  auto interval = o.GetSeconds("interval");
   auto iterations = o.GetInt("iterations", 0, 1000000);
   if (!interval.ok() || *interval < 0.05) return Usage("--interval: at least 50ms");
   if (!iterations.ok()) return Usage(iterations.status().message());

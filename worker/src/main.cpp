@@ -84,9 +84,8 @@ Result<bool> OnOff(const Values& opt, const std::string& name, const char* yes, 
   return InvalidArgument("--" + name + ": expected " + yes + " or " + no);
 }
 Result<Duration> Time(const Values& opt, const std::string& name) {
-  auto s = ParseSeconds(opt.Get(name));
-  if (!s.ok()) return InvalidArgument("--" + name + ": " + s.status().message());
-  return FromSeconds(*s);
+  SC_ASSIGN_OR_RETURN(double s, ParseOptionSeconds(name, opt.Get(name)));
+  return FromSeconds(s);
 }
 
 // Asks the coordinator's client endpoint how many CPU-seconds of this peer it has validated.
@@ -146,8 +145,8 @@ int Leave(const Options& opt) {
   }
   auto s = worker::ParseStatusFile(*text);
   if (!s.ok()) return Fail(s.status());
-  auto grace = ParseSeconds(opt.Get("grace"));
-  if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
+  auto grace = opt.GetSeconds("grace");
+  if (!grace.ok()) return Fail(grace.status());
   const auto pid = static_cast<pid_t>(s->pid);
   // A stale status file may name a pid that now belongs to another program: signal only a worker.
   // (/proc files report size 0, so read them as a stream.)
@@ -281,9 +280,9 @@ int main(int argc, char** argv) {
   if (Status s = prefs.SetMaxCores(val.Get("cores")); !s.ok())
     return Fail(InvalidArgument("--cores: " + s.message()));
   auto prefetch = opt.GetInt("prefetch", 0, 64);
-  auto cal = ParseSeconds(opt.Get("calibrate"));
+  auto cal = opt.GetSeconds("calibrate");
   if (!prefetch.ok()) return Fail(prefetch.status());
-  if (!cal.ok()) return Fail(InvalidArgument("--calibrate: " + cal.status().message()));
+  if (!cal.ok()) return Fail(cal.status());
   cfg.cores = prefs.max_cores;  // 0 = all or a share, resolved by the worker
   cfg.prefetch = static_cast<std::uint32_t>(*prefetch);
   cfg.calibrate_seconds = *cal;
@@ -328,9 +327,9 @@ int main(int argc, char** argv) {
   cfg.checkpoint_interval = *checkpoint;
   cfg.preferences = std::move(prefs);
 
-  auto grace = ParseSeconds(opt.Get("grace"));
-  if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
-  cfg.leave_grace = FromSeconds(*grace);
+  auto grace = opt.GetDuration("grace");
+  if (!grace.ok()) return Fail(grace.status());
+  cfg.leave_grace = *grace;
   std::unique_ptr<worker::VolunteerPage> page;  // the volunteer page (HTTP side)
   if (!opt.Get("http").empty()) {
     worker::VolunteerPageConfig pc;
