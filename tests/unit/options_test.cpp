@@ -1,12 +1,15 @@
 // core/options.hpp's duration convention: ParseSeconds is the one parser (ms/s/m/h/d suffixes or
 // bare seconds, never negative) and GetSeconds/GetDuration/ParseOptionSeconds put the option's
-// name in front of its error the same way for every binary.
+// name in front of its error the same way for every binary; ParseInt is the integer syntax of
+// options and task parameters alike.
 #include "sparecycles/core/options.hpp"
 
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <string>
+
+#include "sparecycles/tasks/task.hpp"
 
 using namespace sparecycles;
 
@@ -48,4 +51,29 @@ TEST_CASE("Options::GetSeconds/GetDuration: the value as a duration, errors name
   CHECK(ParseOptionSeconds("idle-time", "-3").status().message() ==
         "--idle-time: '-3' is not a duration (e.g. 500ms, 30s, 2m, 12h, 7d)");
   CHECK(*ParseOptionSeconds("idle-time", "3m") == 180);
+}
+
+TEST_CASE("ParseInt is the one integer syntax: options and task parameters agree") {
+  CHECK(*ParseInt("123") == 123);
+  CHECK(*ParseInt("-7") == -7);
+  CHECK(*ParseInt("1e9") == 1'000'000'000);
+  CHECK(*ParseInt("2k") == 2000);
+  CHECK(*ParseInt("4M") == 4'000'000);
+  CHECK(*ParseInt("1G") == 1'000'000'000);
+  CHECK(*ParseInt("3T") == 3'000'000'000'000);
+  CHECK(ParseInt("").status().message() == "empty number");
+  CHECK(ParseInt("k").status().message() == "'k' is not a number");
+  CHECK(ParseInt("1.5").status().message() == "'1.5' is not an integer");
+  CHECK(ParseInt("x1").status().message() == "'x1' is not an integer");
+  CHECK(ParseInt("1e19").status().message() == "'1e19' is out of range");
+  for (const char* text : {"123", "-7", "2.5k", "4M", "", "1.5", "1e19", "99999999999999999999"}) {
+    INFO(text);
+    auto a = ParseInt(text);
+    auto b = tasks::JobParams::ParseIntText(text);
+    REQUIRE(a.ok() == b.ok());
+    if (a.ok())
+      CHECK(*a == *b);
+    else
+      CHECK(a.status().message() == b.status().message());
+  }
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sparecycles/core/clock.hpp"
+#include "sparecycles/core/parse_int.hpp"
 #include "sparecycles/core/status.hpp"
 
 namespace sparecycles {
@@ -67,8 +68,7 @@ class Options {
   bool help_ = false;
 };
 
-/// Parses "123", "1e9", "2k", "4M", "1G" (decimal multipliers) into an integer.
-Result<std::int64_t> ParseInt(std::string_view text);
+// ParseInt ("123", "1e9", "2k", "4M", "1G", "1T"): sparecycles/core/parse_int.hpp.
 /// Parses a duration such as "500ms", "30s", "2m", "1h", "7d" or a bare number of seconds (not
 /// negative): the one duration parser of every binary, config file and manifest.
 Result<double> ParseSeconds(std::string_view text);
