@@ -406,8 +406,7 @@ struct Coordinator::Impl {
   };
 
   void Fail(const std::string& identity, std::uint64_t request_id, const Status& s) {
-    SendClient(identity,
-               proto::ErrorReply{request_id, static_cast<std::uint16_t>(s.code()), s.message()});
+    SendClient(identity, proto::ErrorReply{request_id, proto::ToWireCode(s.code()), s.message()});
   }
 
   template <class M>
@@ -467,7 +466,7 @@ struct Coordinator::Impl {
     r.request_id = m.request_id;
     auto id = scheduler.Submit(m.spec, WallSeconds());
     if (!id.ok()) {
-      r.code = static_cast<std::uint16_t>(id.status().code());
+      r.code = proto::ToWireCode(id.status().code());
       r.message = id.status().message();
     } else {
       const Job* job = scheduler.FindJob(*id);
@@ -549,11 +548,11 @@ struct Coordinator::Impl {
     r.info = scheduler.Info(*job);
     r.failures = scheduler.Failures(*job);
     if (!proto::IsFinal(job->state)) {
-      r.code = static_cast<std::uint16_t>(StatusCode::kFailedPrecondition);
+      r.code = proto::ToWireCode(StatusCode::kFailedPrecondition);
       r.message = "job is still " + std::string(proto::JobStateName(job->state));
     } else if (job->state == proto::JobState::kDone &&
                job->result.size() > proto::kMaxResultBytes) {
-      r.code = static_cast<std::uint16_t>(StatusCode::kResourceExhausted);
+      r.code = proto::ToWireCode(StatusCode::kResourceExhausted);
       r.message = "the merged result is " + std::to_string(job->result.size()) +
                   " bytes, above the " + std::to_string(proto::kMaxResultBytes) +
                   "-byte limit of one message";

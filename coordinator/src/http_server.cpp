@@ -133,8 +133,7 @@ http::Response CoordinatorHttp::Cancel(const http::Request& req) {
     if (*type == proto::MsgType::kErrorReply) {
       proto::ErrorReply e;
       (void)proto::Decode(body, e);
-      return Text(e.code == static_cast<std::uint16_t>(StatusCode::kNotFound) ? 404 : 409,
-                  e.message + "\n");
+      return Text(e.code == proto::ToWireCode(StatusCode::kNotFound) ? 404 : 409, e.message + "\n");
     }
     SC_LOG(Info) << "job " << job << " cancelled from the dashboard";
     return Text(200, "cancelled job " + std::to_string(job) + "\n");

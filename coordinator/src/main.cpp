@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
   cfg.peer_endpoint = opt.Get("peers");
   cfg.client_endpoint = opt.Get("clients");
   cfg.data_dir = opt.Get("data");
-  for (std::string_view rest = opt.Get("publishers"); !rest.empty();) {
+  const std::string publishers = opt.Get("publishers");
+  for (std::string_view rest = publishers; !rest.empty();) {
     const auto comma = rest.find(',');
     const std::string one(rest.substr(0, comma));
     if (!one.empty()) cfg.publishers.push_back(one);
@@ -125,15 +126,10 @@ int main(int argc, char** argv) {
   auto transfers = opt.GetInt("package-transfers", 1, 1024);
   if (!transfers.ok()) return Fail(transfers.status());
   cfg.max_package_transfers = static_cast<std::size_t>(*transfers);
-  auto seconds = [&](const char* name) -> Result<Duration> {
-    auto v = ParseSeconds(opt.Get(name));
-    if (!v.ok()) return InvalidArgument(std::string("--") + name + ": " + v.status().message());
-    return FromSeconds(*v);
-  };
-  auto hb = seconds("heartbeat");
-  auto pt = seconds("peer-timeout");
-  auto lm = seconds("lease-min");
-  auto dg = seconds("disconnect-grace");
+  auto hb = opt.GetDuration("heartbeat");
+  auto pt = opt.GetDuration("peer-timeout");
+  auto lm = opt.GetDuration("lease-min");
+  auto dg = opt.GetDuration("disconnect-grace");
   if (!dg.ok()) return Fail(dg.status());
   cfg.disconnect_grace = *dg;
   if (!hb.ok()) return Fail(hb.status());
@@ -187,7 +183,7 @@ int main(int argc, char** argv) {
   cfg.scheduler.policy.max_errors = static_cast<std::uint32_t>(*me);
   cfg.scheduler.distinct_hosts = opt.Flag("distinct-hosts");
   auto keep_jobs = opt.GetInt("keep-jobs", 1, 100'000'000);
-  auto keep_for = seconds("keep-for");
+  auto keep_for = opt.GetDuration("keep-for");
   if (!keep_jobs.ok()) return Fail(keep_jobs.status());
   if (!keep_for.ok()) return Fail(keep_for.status());
   cfg.scheduler.max_jobs_kept = static_cast<std::size_t>(*keep_jobs);

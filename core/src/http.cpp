@@ -2,8 +2,6 @@
 
 #include <httplib.h>
 
-#include <cmath>
-#include <cstdio>
 #include <thread>
 #include <utility>
 
@@ -38,51 +36,6 @@ void Fill(const Response& in, httplib::Response& out) {
   out.set_content(in.body, in.content_type);
 }
 }  // namespace
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else if (c == '<') {
-          out += "\\u003c";  // never closes a <script> when embedded in HTML
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
-std::string JsonNumber(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  if (v == std::floor(v) && std::fabs(v) < 1e15)
-    std::snprintf(buf, sizeof(buf), "%.0f", v);
-  else
-    std::snprintf(buf, sizeof(buf), "%.12g", v);
-  return buf;
-}
 
 Status ParseHostPort(const std::string& text, std::string& host, int& port) {
   std::string h, p;

@@ -11,6 +11,7 @@
 
 #include "cli_package.hpp"
 #include "cli_views.hpp"  // terminal views: progress rate/ETA, top
+#include "sparecycles/core/json.hpp"
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/sdk/client.hpp"
 #include "sparecycles/tasks/task.hpp"
@@ -36,38 +37,6 @@ constexpr const char* kUsage =
     "Run `sparecycles COMMAND --help` for a command's options, `sparecycles run TASK --help`\n"
     "for a task's parameters. Example:\n"
     "  sparecycles run primes --from 0 --to 1000000000 --json\n";
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
-}
 
 std::string InfoJson(const JobInfo& i) {
   std::ostringstream o;
@@ -137,8 +106,8 @@ std::string TaskHelp(const tasks::Task& t) {
 }
 
 Result<std::chrono::milliseconds> TimeoutOf(const Options& o, const char* name) {
-  auto s = ParseSeconds(o.Get(name));
-  if (!s.ok()) return InvalidArgument(std::string("--") + name + ": " + s.status().message());
+  auto s = o.GetSeconds(name);
+  if (!s.ok()) return s.status();
   return std::chrono::milliseconds(static_cast<std::int64_t>(*s * 1000));
 }
 
@@ -483,7 +452,7 @@ static int TopCommand(const std::vector<std::string>& args) {
     std::cout << o.Help();
     return 0;
   }
-  auto interval = ParseSeconds(o.Get("interval"));
+  auto interval = o.GetSeconds("interval");
   auto iterations = o.GetInt("iterations", 0, 1000000);
   if (!interval.ok() || *interval < 0.05) return Usage("--interval: at least 50ms");
   if (!iterations.ok()) return Usage(iterations.status().message());

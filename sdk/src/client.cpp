@@ -234,7 +234,7 @@ struct ClientCore {
     if (r.type == proto::MsgType::kErrorReply) {
       proto::ErrorReply e;
       if (!proto::Decode(r.body(), e).ok()) return DataLoss("malformed error reply");
-      return Status(static_cast<StatusCode>(e.code <= 9 ? e.code : 9), e.message);
+      return proto::StatusFromWire(e.code, e.message);
     }
     if (r.type != Resp::kType)
       return DataLoss("expected " + std::string(proto::MsgTypeName(Resp::kType)) + ", got " +
@@ -286,7 +286,7 @@ Result<JobResult> Job::Wait(std::chrono::milliseconds timeout) {
   f.job_id = job_->id;
   auto r = client_->Call<proto::FetchResult, proto::JobResult>(f);
   if (!r.ok()) return r.status();
-  if (r->code != 0) return Status(static_cast<StatusCode>(r->code <= 9 ? r->code : 9), r->message);
+  if (r->code != 0) return proto::StatusFromWire(r->code, r->message);
   JobResult out;
   out.info = FromWire(r->info);
   out.bytes = std::move(r->result);
@@ -382,8 +382,7 @@ Result<Job> Client::Submit(const JobSpec& spec) {
     if (r.ok() || r.status().code() != StatusCode::kUnavailable) break;
   }
   if (!r.ok()) return r.status();
-  if (r->code != 0)
-    return sparecycles::Status(static_cast<StatusCode>(r->code <= 9 ? r->code : 9), r->message);
+  if (r->code != 0) return proto::StatusFromWire(r->code, r->message);
   std::shared_ptr<detail::JobCore> job;
   {
     std::lock_guard lock(core_->mu);

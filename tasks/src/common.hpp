@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "sparecycles/core/codec.hpp"
+#include "sparecycles/core/json.hpp"
 #include "sparecycles/core/status.hpp"
 #include "sparecycles/tasks/task.hpp"
 
@@ -299,49 +299,9 @@ class Stopwatch {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-/// A JSON string literal (quotes included); bytes >= 0x80 are passed through, control characters
-/// are escaped.
-inline std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          static constexpr char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
-/// Shortest round-trip decimal for a finite double ("null" otherwise, which JSON accepts).
-inline std::string JsonDouble(double v) {
-  if (!(v == v) || v > 1.7976931348623157e308 || v < -1.7976931348623157e308) return "null";
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  return std::string(buf, r.ptr);
-}
+// JSON output of ToJson()/Summarize(): core's one implementation (core/json.hpp).
+using sparecycles::JsonDouble;
+using sparecycles::JsonString;
 
 /// What Summarize()/ToJson() print for bytes that do not decode as a merged result.
 inline std::string BadMerged(std::string_view task, const Status& s) {

@@ -15,6 +15,9 @@ test -f "$tmp/prefix/include/sparecycles/sdk/export.hpp"
 for h in task.hpp plugin.hpp helpers.hpp bytes.hpp task_abi.h; do
   test -f "$tmp/prefix/include/sparecycles/tasks/$h"
 done
+for h in status.hpp parse_int.hpp; do
+  test -f "$tmp/prefix/include/sparecycles/core/$h"
+done
 if grep -rqE '#include.*(zmq|cereal)' "$tmp/prefix/include/sparecycles"; then
   echo "public headers mention zmq or cereal" >&2
   exit 1

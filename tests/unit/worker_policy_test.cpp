@@ -1,5 +1,6 @@
 // The donation policy (owner preferences -> slots and state) with injected readings and an
-// injected clock; the capacity probe against a fake /proc and /sys tree; the status file.
+// injected clock; the one parser of owner preferences (Preferences::Set); the capacity probe
+// against a fake /proc and /sys tree; the status file.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -225,6 +226,71 @@ TEST_CASE("the memory cap and low free memory pause the worker, with hysteresis"
   CHECK_FALSE(share.SetMaxMemory("lots").ok());
   CHECK(ParsePriority("idle").ok());
   CHECK_FALSE(ParsePriority("realtime").ok());
+}
+
+TEST_CASE("Preferences::Set parses every owner preference by its option name") {
+  Preferences p;
+  CHECK(p.Set("cores", "3").ok());
+  CHECK(p.max_cores == 3);
+  CHECK(p.Set("cores", "50%").ok());
+  CHECK(p.max_cores == 0);
+  CHECK(p.max_cores_percent == 50);
+  CHECK(p.Set("pause-above", "70%").ok());
+  CHECK(p.pause_above_percent == 70);
+  for (const char* off : {"off", "never", "none"}) {
+    CHECK(p.Set("pause-above", off).ok());
+    CHECK(p.pause_above_percent == 100);
+  }
+  CHECK(p.Set("resume-below", "20").ok());
+  CHECK(p.resume_below_percent == 20);
+  CHECK(p.Set("min-free-memory", "7.5%").ok());
+  CHECK(p.min_free_memory_percent == 7.5);
+  CHECK(p.Set("idle-time", "2m").ok());
+  CHECK(p.idle_time == 2min);
+  CHECK(p.Set("throttle", "off").ok());
+  CHECK_FALSE(p.throttle);
+  CHECK(p.Set("throttle", "yes").ok());
+  CHECK(p.throttle);
+  CHECK(p.Set("on-battery", "run").ok());
+  CHECK_FALSE(p.pause_on_battery);
+  CHECK(p.Set("on-battery", "pause").ok());
+  CHECK(p.pause_on_battery);
+  CHECK(p.Set("hours", "daily 22:00-06:00").ok());
+  CHECK(p.hours.text() == "daily 22:00-06:00");
+  CHECK(p.Set("max-memory", "512M").ok());
+  CHECK(p.max_memory_bytes == 512ull << 20);
+  // Every name the page and the options know is one Set knows.
+  CHECK(Preferences::OwnerNames().size() == 9);
+  for (const auto& name : Preferences::OwnerNames()) {
+    INFO(name);
+    Status s = Preferences().Set(name, "bad!");
+    CHECK(s.code() == StatusCode::kInvalidArgument);
+    CHECK(s.message().rfind(name + ": ", 0) == 0);
+  }
+}
+
+TEST_CASE("Preferences::Set: errors name the preference and leave it unchanged; Reconcile") {
+  Preferences p;
+  const Preferences before = p;
+  Status s = p.Set("pause-above", "150%");
+  CHECK(s.message() == "pause-above: expected a percentage 0..100% (got '150%')");
+  CHECK(p.Set("resume-below", "off").message() ==
+        "resume-below: expected a percentage 0..100% (got 'off')");
+  CHECK(p.Set("throttle", "maybe").message() == "throttle: expected on or off");
+  CHECK(p.Set("on-battery", "on-ish").message() == "on-battery: expected pause or run");
+  CHECK(p.Set("idle-time", "-1s").message() ==
+        "idle-time: '-1s' is not a duration (e.g. 500ms, 30s, 2m, 12h, 7d)");
+  CHECK(p.Set("coordinator", "tcp://x:1").message() == "unknown preference 'coordinator'");
+  CHECK(p.pause_above_percent == before.pause_above_percent);
+  CHECK(p.resume_below_percent == before.resume_below_percent);
+  CHECK(p.throttle == before.throttle);
+  CHECK(p.pause_on_battery == before.pause_on_battery);
+  CHECK(p.idle_time == before.idle_time);
+  // resume-below above pause-above is brought down to it.
+  REQUIRE(p.Set("pause-above", "30%").ok());
+  REQUIRE(p.Set("resume-below", "40%").ok());
+  p.Reconcile();
+  CHECK(p.resume_below_percent == 30);
 }
 
 TEST_CASE("the system probe reads other programs' CPU, memory and battery from /proc and /sys") {

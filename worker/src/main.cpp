@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -65,70 +66,38 @@ class Values {
   std::vector<std::pair<std::string, std::string>> defaults_;
 };
 
-// "50%", "50" or (when `off_value` >= 0) "off" -> a percentage.
-Result<double> Percent(const Values& opt, const std::string& name, double off_value = -1) {
-  std::string v = opt.Get(name);
-  if (off_value >= 0 && (v == "off" || v == "never" || v == "none")) return off_value;
-  if (!v.empty() && v.back() == '%') v.pop_back();
-  char* end = nullptr;
-  const double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !(d >= 0 && d <= 100))
-    return InvalidArgument("--" + name + ": expected a percentage 0..100% (got '" + opt.Get(name) +
-                           "')");
-  return d;
-}
-Result<bool> OnOff(const Values& opt, const std::string& name, const char* yes, const char* no) {
-  const std::string v = opt.Get(name);
-  if (v == yes || v == "on" || v == "true" || v == "yes" || v == "1") return true;
-  if (v == no || v == "off" || v == "false" || v == "no" || v == "0") return false;
-  return InvalidArgument("--" + name + ": expected " + yes + " or " + no);
-}
 Result<Duration> Time(const Values& opt, const std::string& name) {
-  auto s = ParseSeconds(opt.Get(name));
-  if (!s.ok()) return InvalidArgument("--" + name + ": " + s.status().message());
-  return FromSeconds(*s);
+  SC_ASSIGN_OR_RETURN(double s, ParseOptionSeconds(name, opt.Get(name)));
+  return FromSeconds(s);
 }
 
-// Asks the coordinator's client endpoint how many CPU-seconds of this peer it has validated.
-double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id) {
-  zmq::context_t ctx{1};
-  auto sock = net::ConnectDealer(ctx, clients);
-  if (!sock.ok()) return -1;
-  proto::ListPeers req;
-  req.request_id = 1;
-  net::SendDealer(*sock, proto::Encode(req), nullptr);
-  std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0}};
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  while (std::chrono::steady_clock::now() < deadline) {
-    net::Poll(items, std::chrono::milliseconds(100));
-    auto m = net::RecvDealer(*sock, nullptr);
-    if (!m) continue;
-    std::string_view body;
-    auto type = proto::ParseHeader({static_cast<const char*>(m->data()), m->size()}, body);
-    if (!type.ok() || *type != proto::MsgType::kPeerList) continue;
-    proto::PeerList list;
-    if (!proto::Decode(body, list).ok()) return -1;
-    for (const auto& p : list.peers)
-      if (p.peer_id == peer_id) return p.cpu_seconds;
-    return 0;
-  }
-  return -1;
-}
-
-int ShowStatus(const Options& opt) {
+// The status file of the worker using --state-dir; nullopt (with `rc` the exit code, after saying
+// why) when there is none or it does not parse.
+std::optional<worker::StatusSnapshot> StatusOf(const Options& opt, int& rc) {
   const std::string dir = opt.Get("state-dir");
   auto text = ReadFile(dir + "/status", 1 << 20);
   if (!text.ok()) {
     std::fprintf(stderr,
                  "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
                  dir.c_str(), dir.c_str());
-    return 1;
+    rc = 1;
+    return std::nullopt;
   }
   auto s = worker::ParseStatusFile(*text);
-  if (!s.ok()) return Fail(s.status());
+  if (!s.ok()) {
+    rc = Fail(s.status());
+    return std::nullopt;
+  }
+  return std::move(*s);
+}
+
+int ShowStatus(const Options& opt) {
+  int rc = 0;
+  auto s = StatusOf(opt, rc);
+  if (!s) return rc;
   const bool alive = s->pid > 0 && ::kill(static_cast<pid_t>(s->pid), 0) == 0;
   const double validated =
-      opt.Get("clients").empty() ? -1 : ValidatedCpuSeconds(opt.Get("clients"), s->peer_id);
+      opt.Get("clients").empty() ? -1 : worker::ValidatedCpuSeconds(opt.Get("clients"), s->peer_id);
   std::cout << worker::RenderStatus(*s, WallSeconds(), alive, validated);
   return alive ? 0 : 3;
 }
@@ -136,18 +105,11 @@ int ShowStatus(const Options& opt) {
 // `leave`: asks the worker using --state-dir to leave (SIGTERM: units handed back) and waits until
 // it has exited, so a Kubernetes preStop hook or an ExecStop= returns only once the leave is done.
 int Leave(const Options& opt) {
-  const std::string dir = opt.Get("state-dir");
-  auto text = ReadFile(dir + "/status", 1 << 20);
-  if (!text.ok()) {
-    std::fprintf(stderr,
-                 "sparecycles-worker: no status in %s (is a worker running with --state-dir %s?)\n",
-                 dir.c_str(), dir.c_str());
-    return 1;
-  }
-  auto s = worker::ParseStatusFile(*text);
-  if (!s.ok()) return Fail(s.status());
-  auto grace = ParseSeconds(opt.Get("grace"));
-  if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
+  int rc = 0;
+  auto s = StatusOf(opt, rc);
+  if (!s) return rc;
+  auto grace = opt.GetSeconds("grace");
+  if (!grace.ok()) return Fail(grace.status());
   const auto pid = static_cast<pid_t>(s->pid);
   // A stale status file may name a pid that now belongs to another program: signal only a worker.
   // (/proc files report size 0, so read them as a stream.)
@@ -319,13 +281,15 @@ int main(int argc, char** argv) {
 
   worker::WorkerConfig cfg;
   cfg.coordinator = opt.Get("coordinator");
-  worker::Preferences prefs;
-  if (Status s = prefs.SetMaxCores(val.Get("cores")); !s.ok())
-    return Fail(InvalidArgument("--cores: " + s.message()));
+  worker::Preferences prefs;  // parsed as the volunteer page and the config file are
+  for (const auto& name : worker::Preferences::OwnerNames())
+    if (Status s = prefs.Set(name, val.Get(name)); !s.ok())
+      return Fail(InvalidArgument("--" + s.message()));
+  prefs.Reconcile();
   auto prefetch = opt.GetInt("prefetch", 0, 64);
-  auto cal = ParseSeconds(opt.Get("calibrate"));
+  auto cal = opt.GetSeconds("calibrate");
   if (!prefetch.ok()) return Fail(prefetch.status());
-  if (!cal.ok()) return Fail(InvalidArgument("--calibrate: " + cal.status().message()));
+  if (!cal.ok()) return Fail(cal.status());
   cfg.cores = prefs.max_cores;  // 0 = all or a share, resolved by the worker
   cfg.prefetch = static_cast<std::uint32_t>(*prefetch);
   cfg.calibrate_seconds = *cal;
@@ -337,32 +301,13 @@ int main(int argc, char** argv) {
     if (!t.empty()) cfg.only_tasks.push_back(t);
   if (Status s = PackageOptions(opt, cfg); !s.ok()) return Fail(s);
 
-  auto pause_above = Percent(val, "pause-above", 100);
-  auto resume_below = Percent(val, "resume-below");
-  auto idle_time = Time(val, "idle-time");
-  auto throttle = OnOff(val, "throttle", "on", "off");
-  auto hours = worker::TimeWindows::Parse(val.Get("hours"));
-  auto min_free = Percent(val, "min-free-memory");
-  auto on_battery = OnOff(val, "on-battery", "pause", "run");
   auto priority = worker::ParsePriority(val.Get("priority"));
   auto sample = Time(val, "sample-interval");
   auto pause_limit = Time(val, "pause-limit");
   auto checkpoint = Time(val, "checkpoint-interval");
-  for (const Status* s :
-       {&pause_above.status(), &resume_below.status(), &idle_time.status(), &throttle.status(),
-        &hours.status(), &min_free.status(), &on_battery.status(), &sample.status(),
-        &pause_limit.status(), &checkpoint.status()})
+  for (const Status* s : {&sample.status(), &pause_limit.status(), &checkpoint.status()})
     if (!s->ok()) return Fail(*s);
   if (!priority.ok()) return Fail(InvalidArgument("--priority: " + priority.status().message()));
-  if (Status s = prefs.SetMaxMemory(val.Get("max-memory")); !s.ok())
-    return Fail(InvalidArgument("--max-memory: " + s.message()));
-  prefs.pause_above_percent = *pause_above;
-  prefs.resume_below_percent = std::min(*resume_below, *pause_above);
-  prefs.idle_time = *idle_time;
-  prefs.throttle = *throttle;
-  prefs.hours = std::move(*hours);
-  prefs.min_free_memory_percent = *min_free;
-  prefs.pause_on_battery = *on_battery;
   prefs.priority = *priority;
   if (*sample < std::chrono::milliseconds(10))
     return Fail(InvalidArgument("--sample-interval: at least 10ms"));
@@ -371,9 +316,9 @@ int main(int argc, char** argv) {
   cfg.checkpoint_interval = *checkpoint;
   cfg.preferences = std::move(prefs);
 
-  auto grace = ParseSeconds(opt.Get("grace"));
-  if (!grace.ok()) return Fail(InvalidArgument("--grace: " + grace.status().message()));
-  cfg.leave_grace = FromSeconds(*grace);
+  auto grace = opt.GetDuration("grace");
+  if (!grace.ok()) return Fail(grace.status());
+  cfg.leave_grace = *grace;
   std::unique_ptr<worker::VolunteerPage> page;  // the volunteer page (HTTP side)
   if (!opt.Get("http").empty()) {
     worker::VolunteerPageConfig pc;
@@ -381,9 +326,7 @@ int main(int argc, char** argv) {
     pc.config_file = opt.Get("config");
     pc.clients_endpoint = opt.Get("clients");
     pc.preferences = *cfg.preferences;
-    for (const char* name : {"cores", "pause-above", "resume-below", "idle-time", "throttle",
-                             "hours", "on-battery", "max-memory", "min-free-memory"})
-      pc.values[name] = opt.Get(name);
+    for (const auto& name : worker::Preferences::OwnerNames()) pc.values[name] = opt.Get(name);
     cfg.control = std::make_shared<worker::OwnerControl>();
     page = std::make_unique<worker::VolunteerPage>(std::move(pc), cfg.control);
     if (Status s = page->Start(); !s.ok()) return Fail(s);

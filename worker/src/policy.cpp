@@ -233,6 +233,66 @@ Status Preferences::SetMaxMemory(std::string_view text) {
   return OkStatus();
 }
 
+namespace {
+
+// "50%", "50" or (with `allow_off`) "off"/"never"/"none" = 100 -> a percentage of 0..100.
+Result<double> OwnerPercent(std::string_view name, std::string_view text, bool allow_off) {
+  std::string v(text);
+  if (allow_off && (v == "off" || v == "never" || v == "none")) return 100.0;
+  if (!v.empty() && v.back() == '%') v.pop_back();
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !(d >= 0 && d <= 100))
+    return InvalidArgument(std::string(name) + ": expected a percentage 0..100% (got '" +
+                           std::string(text) + "')");
+  return d;
+}
+Result<bool> OwnerOnOff(std::string_view name, std::string_view v, const char* yes,
+                        const char* no) {
+  if (v == yes || v == "on" || v == "true" || v == "yes" || v == "1") return true;
+  if (v == no || v == "off" || v == "false" || v == "no" || v == "0") return false;
+  return InvalidArgument(std::string(name) + ": expected " + yes + " or " + no);
+}
+Status Named(std::string_view name, const Status& s) {
+  return s.ok() ? s : InvalidArgument(std::string(name) + ": " + s.message());
+}
+
+}  // namespace
+
+const std::vector<std::string>& Preferences::OwnerNames() {
+  static const std::vector<std::string> names = {"cores",      "pause-above", "resume-below",
+                                                 "idle-time",  "throttle",    "hours",
+                                                 "on-battery", "max-memory",  "min-free-memory"};
+  return names;
+}
+
+Status Preferences::Set(std::string_view name, std::string_view text) {
+  if (name == "cores") return Named(name, SetMaxCores(text));
+  if (name == "max-memory") return Named(name, SetMaxMemory(text));
+  if (name == "pause-above") {
+    SC_ASSIGN_OR_RETURN(pause_above_percent, OwnerPercent(name, text, /*allow_off=*/true));
+  } else if (name == "resume-below") {
+    SC_ASSIGN_OR_RETURN(resume_below_percent, OwnerPercent(name, text, false));
+  } else if (name == "min-free-memory") {
+    SC_ASSIGN_OR_RETURN(min_free_memory_percent, OwnerPercent(name, text, false));
+  } else if (name == "idle-time") {
+    auto s = ParseSeconds(text);
+    if (!s.ok()) return Named(name, s.status());
+    idle_time = FromSeconds(*s);
+  } else if (name == "throttle") {
+    SC_ASSIGN_OR_RETURN(throttle, OwnerOnOff(name, text, "on", "off"));
+  } else if (name == "on-battery") {
+    SC_ASSIGN_OR_RETURN(pause_on_battery, OwnerOnOff(name, text, "pause", "run"));
+  } else if (name == "hours") {
+    auto h = TimeWindows::Parse(text);
+    if (!h.ok()) return Named(name, h.status());
+    hours = std::move(*h);
+  } else {
+    return InvalidArgument("unknown preference '" + std::string(name) + "'");
+  }
+  return OkStatus();
+}
+
 Policy::Policy(Preferences prefs, unsigned max_slots)
     : prefs_(std::move(prefs)), max_slots_(std::max(1u, max_slots)) {}
 

@@ -1,5 +1,6 @@
 #include "volunteer_page.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <set>
@@ -19,12 +20,7 @@ using http::JsonNumber;
 using http::JsonString;
 
 // The preferences the page may change, in the order it shows them (names as the options').
-const std::vector<std::string>& EditableNames() {
-  static const std::vector<std::string> names = {"cores",      "pause-above", "resume-below",
-                                                 "idle-time",  "throttle",    "hours",
-                                                 "on-battery", "max-memory",  "min-free-memory"};
-  return names;
-}
+const std::vector<std::string>& EditableNames() { return Preferences::OwnerNames(); }
 
 http::Response Text(int status, std::string body) {
   http::Response r;
@@ -33,24 +29,14 @@ http::Response Text(int status, std::string body) {
   return r;
 }
 
-Result<double> ParsePercent(const std::string& name, std::string v, bool allow_off) {
-  if (allow_off && (v == "off" || v == "never" || v == "none")) return 100.0;
-  if (!v.empty() && v.back() == '%') v.pop_back();
-  char* end = nullptr;
-  const double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !(d >= 0 && d <= 100))
-    return InvalidArgument(name + ": expected a percentage 0..100%");
-  return d;
+std::string HostOnly(const std::string& host_header) {
+  if (!host_header.empty() && host_header.front() == '[')
+    return host_header.substr(1, host_header.find(']') - 1);
+  return host_header.substr(0, host_header.rfind(':'));
 }
-Result<bool> ParseOnOff(const std::string& name, const std::string& v, const char* yes,
-                        const char* no) {
-  if (v == yes || v == "on" || v == "true" || v == "yes" || v == "1") return true;
-  if (v == no || v == "off" || v == "false" || v == "no" || v == "0") return false;
-  return InvalidArgument(name + ": expected " + yes + " or " + no);
-}
+}  // namespace
 
-// CPU-seconds the coordinator validated for `peer_id`, through its client endpoint; < 0 = unknown.
-double QueryValidated(const std::string& clients, const std::string& peer_id) {
+double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id) {
   zmq::context_t ctx{1};
   auto sock = net::ConnectDealer(ctx, clients);
   if (!sock.ok()) return -1;
@@ -75,13 +61,6 @@ double QueryValidated(const std::string& clients, const std::string& peer_id) {
   }
   return -1;
 }
-
-std::string HostOnly(const std::string& host_header) {
-  if (!host_header.empty() && host_header.front() == '[')
-    return host_header.substr(1, host_header.find(']') - 1);
-  return host_header.substr(0, host_header.rfind(':'));
-}
-}  // namespace
 
 VolunteerPage::VolunteerPage(VolunteerPageConfig config, std::shared_ptr<OwnerControl> control)
     : config_(std::move(config)), control_(std::move(control)) {
@@ -145,7 +124,7 @@ void VolunteerPage::PollValidated() {
     lock.unlock();
     double v = -1;
     if (auto view = control_->Latest(); view && !view->status.peer_id.empty())
-      v = QueryValidated(config_.clients_endpoint, view->status.peer_id);
+      v = ValidatedCpuSeconds(config_.clients_endpoint, view->status.peer_id);
     lock.lock();
     if (v >= 0) validated_ = v;
     stop_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return stopping_; });
@@ -170,9 +149,10 @@ bool VolunteerPage::FromPage(const http::Request& req, http::Response& refuse) c
 Status VolunteerPage::ApplyFields(const std::map<std::string, std::string>& fields,
                                   Preferences& prefs) {
   Preferences p = prefs;
-  const std::set<std::string> known(EditableNames().begin(), EditableNames().end());
   for (const auto& [name, raw] : fields) {
-    if (!known.contains(name)) return InvalidArgument("unknown preference '" + name + "'");
+    const auto& names = EditableNames();
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      return InvalidArgument("unknown preference '" + name + "'");
     if (raw.size() > 256) return InvalidArgument(name + ": too long");
     for (char c : raw)  // values go into the config file as one line each
       if (static_cast<unsigned char>(c) < 0x20 || c == '#')
@@ -180,42 +160,9 @@ Status VolunteerPage::ApplyFields(const std::map<std::string, std::string>& fiel
     std::string v = raw;
     while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
     while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
-    if (name == "cores") {
-      if (Status s = p.SetMaxCores(v); !s.ok()) return InvalidArgument("cores: " + s.message());
-    } else if (name == "pause-above") {
-      auto d = ParsePercent(name, v, true);
-      if (!d.ok()) return d.status();
-      p.pause_above_percent = *d;
-    } else if (name == "resume-below") {
-      auto d = ParsePercent(name, v, false);
-      if (!d.ok()) return d.status();
-      p.resume_below_percent = *d;
-    } else if (name == "min-free-memory") {
-      auto d = ParsePercent(name, v, false);
-      if (!d.ok()) return d.status();
-      p.min_free_memory_percent = *d;
-    } else if (name == "idle-time") {
-      auto d = ParseSeconds(v);
-      if (!d.ok()) return InvalidArgument("idle-time: " + d.status().message());
-      p.idle_time = FromSeconds(*d);
-    } else if (name == "throttle") {
-      auto b = ParseOnOff(name, v, "on", "off");
-      if (!b.ok()) return b.status();
-      p.throttle = *b;
-    } else if (name == "on-battery") {
-      auto b = ParseOnOff(name, v, "pause", "run");
-      if (!b.ok()) return b.status();
-      p.pause_on_battery = *b;
-    } else if (name == "hours") {
-      auto h = TimeWindows::Parse(v);
-      if (!h.ok()) return InvalidArgument("hours: " + h.status().message());
-      p.hours = std::move(*h);
-    } else if (name == "max-memory") {
-      if (Status s = p.SetMaxMemory(v); !s.ok())
-        return InvalidArgument("max-memory: " + s.message());
-    }
+    if (Status s = p.Set(name, v); !s.ok()) return s;
   }
-  p.resume_below_percent = std::min(p.resume_below_percent, p.pause_above_percent);
+  p.Reconcile();
   prefs = std::move(p);
   return OkStatus();
 }

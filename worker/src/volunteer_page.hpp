@@ -28,6 +28,10 @@ struct VolunteerPageConfig {
       values;  // the option texts the preferences came from (for the form)
 };
 
+/// CPU-seconds the coordinator at `clients` (its client endpoint) validated for `peer_id`: 0 when
+/// it does not know the peer, < 0 when it cannot be asked (no answer within 3 s). Blocking.
+double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id);
+
 class VolunteerPage {
  public:
   VolunteerPage(VolunteerPageConfig config, std::shared_ptr<OwnerControl> control);

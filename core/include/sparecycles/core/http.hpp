@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "sparecycles/core/json.hpp"
 #include "sparecycles/core/status.hpp"
 
 namespace sparecycles::http {
@@ -33,10 +34,12 @@ struct Response {
 
 using Handler = std::function<Response(const Request&)>;
 
-/// A JSON string literal (quoted, escaped; control characters as \u00XX) and a JSON number
-/// (non-finite values become null).
-std::string JsonString(std::string_view s);
-std::string JsonNumber(double v);
+/// The JSON of pages and their APIs: strings HTML-safe (core/json.hpp, JsonStyle::kHtmlSafe),
+/// numbers as JsonNumber.
+inline std::string JsonString(std::string_view s) {
+  return sparecycles::JsonString(s, JsonStyle::kHtmlSafe);
+}
+using sparecycles::JsonNumber;
 
 /// "127.0.0.1:8080", "[::1]:0", "localhost:0" -> host and port. Errors: InvalidArgument.
 Status ParseHostPort(const std::string& text, std::string& host, int& port);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "sparecycles/core/clock.hpp"
+#include "sparecycles/core/parse_int.hpp"
 #include "sparecycles/core/status.hpp"
 
 namespace sparecycles {
@@ -37,6 +39,10 @@ class Options {
   bool Flag(const std::string& name) const;
   Result<std::int64_t> GetInt(const std::string& name, std::int64_t min, std::int64_t max) const;
   Result<double> GetDouble(const std::string& name, double min, double max) const;
+  /// A duration option (ParseSeconds: "500ms", "30s", "2m", "1h", "7d", bare seconds), in seconds
+  /// or as a Duration. Errors: InvalidArgument "--NAME: ...".
+  Result<double> GetSeconds(const std::string& name) const;
+  Result<Duration> GetDuration(const std::string& name) const;
   const std::vector<std::string>& Positional() const { return positional_; }
 
   /// Options given after "--"-less unknown names are collected here when allowed (task params).
@@ -62,9 +68,12 @@ class Options {
   bool help_ = false;
 };
 
-/// Parses "123", "1e9", "2k", "4M", "1G" (decimal multipliers) into an integer.
-Result<std::int64_t> ParseInt(std::string_view text);
-/// Parses a duration such as "500ms", "30s", "2m", "1h" or a bare number of seconds.
+// ParseInt ("123", "1e9", "2k", "4M", "1G", "1T"): sparecycles/core/parse_int.hpp.
+/// Parses a duration such as "500ms", "30s", "2m", "1h", "7d" or a bare number of seconds (not
+/// negative): the one duration parser of every binary, config file and manifest.
 Result<double> ParseSeconds(std::string_view text);
+/// ParseSeconds for the value of option `name` taken from elsewhere than an Options (e.g. with a
+/// profile's default in place of the built-in one); errors as Options::GetSeconds gives them.
+Result<double> ParseOptionSeconds(const std::string& name, std::string_view text);
 
 }  // namespace sparecycles

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sparecycles/core/codec.hpp"
@@ -646,6 +647,16 @@ struct PackageList {
   }
   Status Validate() const { return OkStatus(); }
 };
+
+/// The `code` of SubmitReply, JobStatus, JobResult and ErrorReply is StatusCode's number
+/// (docs/protocol.md). The one pair of conversions: a code this build does not know reads back as
+/// kInternal, with the message kept.
+inline std::uint16_t ToWireCode(StatusCode code) { return static_cast<std::uint16_t>(code); }
+inline Status StatusFromWire(std::uint16_t code, std::string message) {
+  const auto known = static_cast<std::uint16_t>(StatusCode::kInternal);
+  return Status(code <= known ? static_cast<StatusCode>(code) : StatusCode::kInternal,
+                std::move(message));
+}
 
 // ---------------------------------------------------------------- framing
 struct Header {

@@ -5,6 +5,7 @@
 // Documented for owners in deploy/worker.conf and docs/architecture.md.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -78,6 +79,18 @@ struct Preferences {
   Status SetMaxCores(std::string_view text);
   /// Parses "2G", "512M", "1073741824" or "50%" into max_memory_bytes / max_memory_percent.
   Status SetMaxMemory(std::string_view text);
+
+  /// The preferences an owner sets by name (the worker's option names, as on the volunteer page
+  /// and in deploy/worker.conf), in the order the page shows them.
+  static const std::vector<std::string>& OwnerNames();
+  /// Sets one of OwnerNames() from its text: cores, pause-above (a percentage or off/never/none),
+  /// resume-below, idle-time (a duration), throttle (on/off), hours (TimeWindows), on-battery
+  /// (pause/run), max-memory, min-free-memory. The one parser of the command line, the config
+  /// file and the volunteer page. Errors: InvalidArgument "NAME: why" or "unknown preference
+  /// 'NAME'", leaving the field unchanged. Call Reconcile() once all are set.
+  Status Set(std::string_view name, std::string_view text);
+  /// Keeps resume-below at most pause-above (after Set()).
+  void Reconcile() { resume_below_percent = std::min(resume_below_percent, pause_above_percent); }
 };
 
 /// The worker's decision for now.
