@@ -441,9 +441,10 @@ TEST_CASE("a command unit's program, in a process group of its own, is paused an
       long c = 0;
       if (in >> c) program = static_cast<pid_t>(c);
     }
-    return program > 0;
+    // Past posix_spawn: the program runs (not the executor's copy before exec) in its own group.
+    return program > 0 && ::getpgid(program) == program &&
+           ReadAll("/proc/" + std::to_string(program) + "/comm") == "sleep\n";
   }));
-  CHECK(::getpgid(program) == program);
   f.exec->SetSlots(0);
   CHECK(WaitUntil([&] { return ProcState(pid) == 'T' && ProcState(program) == 'T'; }));
   f.exec->SetSlots(1);
