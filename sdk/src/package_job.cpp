@@ -30,16 +30,16 @@ Result<std::shared_ptr<const LoadedPackage>> LoadedPackage::Open(const std::stri
 
 Result<std::shared_ptr<const LoadedPackage>> LoadedPackage::FromPackage(package::Package pkg) {
   std::shared_ptr<LoadedPackage> out(new LoadedPackage());
-  const package::Manifest& m = pkg.manifest();
+  out->pkg_ = std::move(pkg);
+  const package::Manifest& m = out->pkg_.manifest();
   package::VerifyOptions vo;
-  vo.require_signature = false;             // the researcher's own package
+  vo.require_signature = false;                 // the researcher's own package
   vo.check_platform = m.kind == Kind::kNative;  // its code runs here
-  if (package::Verdict v = pkg.Verify(vo); !v.ok())
+  if (package::Verdict v = out->pkg_.Verify(vo); !v.ok())
     return FailedPrecondition("package " + m.name + " " + m.version + " refused here: " +
                               v.ToString());
-  out->bytes_ = pkg.Encode();
+  out->bytes_ = out->pkg_.Encode();
   out->id_ = Blake2b256(out->bytes_);
-  out->pkg_ = std::move(pkg);
   if (m.kind != Kind::kNative) return std::shared_ptr<const LoadedPackage>(std::move(out));
   // The manifest's ABI claim is checked before any of the library's code runs.
   if (m.abi_version != package::HostTaskAbiVersion())
