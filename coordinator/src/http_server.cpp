@@ -38,7 +38,7 @@ std::string LocalEndpoint(const std::string& ep) {
 }  // namespace
 
 CoordinatorHttp::CoordinatorHttp(LoopMetrics& metrics, std::string admin_token,
-                                 std::string client_endpoint)
+                                 const std::string& client_endpoint)
     : metrics_(metrics),
       admin_token_(std::move(admin_token)),
       client_endpoint_(LocalEndpoint(client_endpoint)) {

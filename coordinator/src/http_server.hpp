@@ -16,7 +16,8 @@ namespace sparecycles::coordinator {
 class CoordinatorHttp {
  public:
   /// `admin_token` empty = writes disabled. `client_endpoint`: where cancels are sent.
-  CoordinatorHttp(LoopMetrics& metrics, std::string admin_token, std::string client_endpoint);
+  CoordinatorHttp(LoopMetrics& metrics, std::string admin_token,
+                  const std::string& client_endpoint);
   ~CoordinatorHttp();
   Status Start(const std::string& host_port);
   void Stop();

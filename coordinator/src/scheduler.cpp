@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "credibility.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
 
@@ -34,9 +35,9 @@ Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& de
 
 Scheduler::Scheduler(SchedulerConfig config, const tasks::Registry& registry,
                      LeaseId first_lease_id)
-    : config_(config),
+    : config_(std::move(config)),
       registry_(registry),
-      rng_(config.credibility.seed | 1),
+      rng_(config_.credibility.seed | 1),
       next_lease_(first_lease_id) {}
 
 std::uint64_t Scheduler::NextRandom() {  // xorshift64*: deterministic for a given seed
@@ -57,8 +58,8 @@ void Scheduler::FlushRecords() {
   dirty_records_.clear();
 }
 
-void Scheduler::RestoreRecords(std::vector<std::pair<std::string, PeerRecord>> records) {
-  for (auto& [id, r] : records) records_[id] = r;
+void Scheduler::RestoreRecords(const std::vector<std::pair<std::string, PeerRecord>>& records) {
+  for (const auto& [id, r] : records) records_[id] = r;
 }
 
 const PeerRecord* Scheduler::Record(const std::string& peer_id) const {
@@ -67,11 +68,7 @@ const PeerRecord* Scheduler::Record(const std::string& peer_id) const {
 }
 
 double Scheduler::Credibility(const std::string& peer_id) const {
-  const double f = config_.credibility.saboteur_fraction;
-  const PeerRecord* r = Record(peer_id);
-  if (r == nullptr || r->checks_passed == 0) return r && r->blacklisted ? 0.0 : 1.0 - f;
-  if (r->blacklisted) return 0.0;
-  return 1.0 - f / (static_cast<double>(r->checks_passed) * std::exp(1.0));
+  return PeerCredibility(config_.credibility, Record(peer_id));
 }
 
 double Scheduler::GroupError(const Unit& unit, const std::string& hash,
@@ -307,7 +304,8 @@ std::uint64_t Scheduler::UnitCount(const Job& job, const tasks::JobPlan& plan) c
   }
   double rate = task->DefaultWorkPerSecond();
   if (!rates.empty()) {
-    std::nth_element(rates.begin(), rates.begin() + rates.size() / 2, rates.end());
+    std::nth_element(rates.begin(), rates.begin() + static_cast<std::ptrdiff_t>(rates.size() / 2),
+                     rates.end());
     rate = rates[rates.size() / 2];
   }
   const double seconds = job.spec.unit_seconds > 0 ? job.spec.unit_seconds : config_.unit_seconds;
@@ -513,10 +511,7 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     // Now and then, test the peer with a unit whose answer is already known. It cannot tell a
     // spot-check from real work.
     {
-      const PeerRecord* rec = Record(peer.hello.peer_id);
-      const double q = (rec == nullptr || rec->checks_passed < 5)
-                           ? config_.credibility.spot_check_rate_new
-                           : config_.credibility.spot_check_rate;
+      const double q = SpotCheckRate(config_.credibility, Record(peer.hello.peer_id));
       const double draw = static_cast<double>(NextRandom() >> 11) * 0x1.0p-53;
       if (draw < q && IssueSpotCheck(peer, now, out)) continue;
     }
@@ -980,7 +975,7 @@ void Scheduler::CreditVoters(Job& job, std::uint32_t ui, const std::string& hash
     // Agreeing with an answer that the other voters alone make very likely right is as good as
     // passing a spot-check: the peer could not know its answer would be compared.
     if (job.policy.adaptive &&
-        GroupError(unit, hash, rr.peer_id) <= config_.credibility.agreement_check)
+        AgreementIsCheck(config_.credibility, GroupError(unit, hash, rr.peer_id)))
       ++record.checks_passed;
     accepted_by_[rr.peer_id].emplace_back(job.id, ui);
     if (p != peers_.end()) {
@@ -1016,12 +1011,8 @@ void Scheduler::DecideStalled(TimePoint now, double wall_now, TickEffect& tick) 
 
 void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_now) {
   PeerRecord& rec = MutableRecord(peer_id);
-  ++rec.offences;
   ++stats_.offences;
-  rec.checks_passed = 0;  // its credibility starts again from nothing
-  if (config_.credibility.blacklist_after > 0 &&
-      rec.offences >= config_.credibility.blacklist_after && !rec.blacklisted) {
-    rec.blacklisted = true;
+  if (RecordOffence(config_.credibility, rec)) {
     ++stats_.blacklisted;
     SC_LOG(Warn) << "peer " << peer_id << " blacklisted after " << rec.offences << " wrong answers";
     for (auto& [h, p] : peers_) {
@@ -1169,7 +1160,7 @@ std::optional<TimePoint> Scheduler::NextDeadline() const {
   return deadlines_.begin()->first;
 }
 
-Status Scheduler::Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredLease> leases,
+Status Scheduler::Restore(std::vector<RecoveredJob> jobs, const std::vector<RecoveredLease>& leases,
                           JobId next_job, TimePoint now) {
   next_job_ = std::max(next_job_, next_job);
   for (auto& rj : jobs) {

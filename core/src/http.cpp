@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <thread>
+#include <utility>
 
 #include "sparecycles/core/log.hpp"
 
@@ -126,21 +127,22 @@ Server::Server() : impl_(std::make_unique<Impl>()) {
   s.set_read_timeout(5, 0);
   s.set_write_timeout(5, 0);
   s.set_keep_alive_max_count(100);
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    res.status = 500;
-    res.set_content("internal error\n", "text/plain");
-  });
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, const std::exception_ptr&) {
+        res.status = 500;
+        res.set_content("internal error\n", "text/plain");
+      });
 }
 
 Server::~Server() { Stop(); }
 
 void Server::Get(const std::string& path, Handler h) {
-  impl_->server.Get(path, [h](const httplib::Request& req, httplib::Response& res) {
+  impl_->server.Get(path, [h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
     Fill(h(Convert(req)), res);
   });
 }
 void Server::Post(const std::string& path, Handler h) {
-  impl_->server.Post(path, [h](const httplib::Request& req, httplib::Response& res) {
+  impl_->server.Post(path, [h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
     Fill(h(Convert(req)), res);
   });
 }

@@ -98,7 +98,7 @@ Status Options::LoadConfigFile(const std::string& path) {
   if (!in) return NotFound("cannot open config file " + path);
   std::string line;
   int lineno = 0;
-  auto trim = [](std::string s) {
+  auto trim = [](const std::string& s) {
     auto b = s.find_first_not_of(" \t\r");
     auto e = s.find_last_not_of(" \t\r");
     return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);

@@ -306,6 +306,13 @@ Result<Package> PackageStore::Load(const Hash256& id) {
   return Package::Decode(*bytes, d);
 }
 
+std::optional<std::uint64_t> PackageStore::PartialHeld(const Hash256& id) const {
+  std::lock_guard lock(mu_);
+  auto it = partial_.find(id);
+  if (it == partial_.end()) return std::nullopt;
+  return it->second.held;
+}
+
 std::optional<std::uint64_t> PackageStore::Size(const Hash256& id) const {
   std::lock_guard lock(mu_);
   auto it = packages_.find(id);

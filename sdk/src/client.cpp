@@ -394,7 +394,7 @@ Result<Client> Client::Connect(const std::string& endpoint, ClientOptions option
   return Client(std::move(core));
 }
 
-Result<Client> Client::Local(LocalOptions options) {
+Result<Client> Client::Local(const LocalOptions& options) {
   InitCrypto();
   if (!options.verbose) SetLogLevel(LogLevel::kWarn);
   auto core = std::make_shared<detail::ClientCore>();

@@ -143,7 +143,8 @@ class HashSearchTask final : public Task {
 
   Result<JobPlan> Plan(const JobParams& params) const override {
     SC_ASSIGN_OR_RETURN(Config c, ParseConfig(params));
-    const double expected = static_cast<double>(c.to - c.from) / std::ldexp(1.0, c.bits);
+    const double expected =
+        static_cast<double>(c.to - c.from) / std::ldexp(1.0, static_cast<int>(c.bits));
     if (expected > static_cast<double>(kMaxHits) / 2)
       return InvalidArgument("hashsearch: about " +
                              std::to_string(static_cast<std::uint64_t>(expected)) +

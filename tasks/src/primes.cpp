@@ -178,7 +178,8 @@ std::vector<std::uint32_t> SievingPrimes(std::uint64_t limit) {
     if (composite[i / 2]) continue;
     for (std::uint64_t j = i * i; j <= limit; j += 2 * i) composite[j / 2] = 1;
   }
-  primes.reserve(static_cast<std::size_t>(1.3 * limit / std::log(static_cast<double>(limit))));
+  primes.reserve(static_cast<std::size_t>(1.3 * static_cast<double>(limit) /
+                                          std::log(static_cast<double>(limit))));
   for (std::uint64_t n = kFirstSievingPrime; n <= limit; n += 2) {
     if (!composite[n / 2]) primes.push_back(static_cast<std::uint32_t>(n));
   }

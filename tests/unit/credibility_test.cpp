@@ -1,8 +1,11 @@
-// The credibility bound and blacklisting of docs/cross-checking.md, asserted directly through the
-// public Scheduler API (Credibility, Record, stats): 1 - f with no check, 1 - f/(k e) after k
+// The credibility bound and blacklisting of docs/cross-checking.md, asserted directly on the pure
+// functions of coordinator/src/credibility.hpp and through the public Scheduler API (Credibility,
+// Record, stats): 1 - f with no check, 1 - f/(k e) after k
 // passed spot-checks, back to 1 - f after an offence, 0 once blacklisted after `blacklist_after`
 // offences; a blacklisted peer loses its leases and gets no more; backtracking reopens units whose
 // accepted group no longer meets the bound. Fake clock, fake task, no sockets, no sleeps.
+#include "../../coordinator/src/credibility.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -123,6 +126,69 @@ struct CredFixture {
 double Bound(double f, std::uint32_t k) { return k == 0 ? 1 - f : 1 - f / (k * kE); }
 
 }  // namespace
+
+TEST_CASE("PeerCredibility: 1 - f without a passed check, 1 - f/(k e) after k, 0 if blacklisted") {
+  for (double f : {0.2, 0.05, 0.4}) {
+    INFO("f = " << f);
+    CredibilityConfig config;
+    config.saboteur_fraction = f;
+    CHECK(PeerCredibility(config, nullptr) == doctest::Approx(1 - f));
+    PeerRecord r;
+    CHECK(PeerCredibility(config, &r) == doctest::Approx(1 - f));
+    for (std::uint32_t k : {1u, 2u, 5u, 100u}) {
+      r.checks_passed = k;
+      CHECK(PeerCredibility(config, &r) == doctest::Approx(Bound(f, k)).epsilon(1e-12));
+    }
+    r.blacklisted = true;  // with or without checks passed
+    CHECK(PeerCredibility(config, &r) == 0.0);
+    r.checks_passed = 0;
+    CHECK(PeerCredibility(config, &r) == 0.0);
+  }
+}
+
+TEST_CASE("SpotCheckRate: the new-peer rate below kNewPeerChecks passed checks, then the other") {
+  CredibilityConfig config;
+  config.spot_check_rate = 0.1;
+  config.spot_check_rate_new = 0.5;
+  CHECK(SpotCheckRate(config, nullptr) == 0.5);
+  PeerRecord r;
+  for (std::uint32_t k = 0; k < kNewPeerChecks; ++k) {
+    r.checks_passed = k;
+    CHECK(SpotCheckRate(config, &r) == 0.5);
+  }
+  r.checks_passed = kNewPeerChecks;
+  CHECK(SpotCheckRate(config, &r) == 0.1);
+}
+
+TEST_CASE("AgreementIsCheck: agreeing counts when the others leave at most agreement_check") {
+  CredibilityConfig config;
+  config.agreement_check = 0.05;
+  CHECK(AgreementIsCheck(config, 0.0));
+  CHECK(AgreementIsCheck(config, 0.05));
+  CHECK_FALSE(AgreementIsCheck(config, 0.0500001));
+  CHECK_FALSE(AgreementIsCheck(config, 1.0));
+}
+
+TEST_CASE("RecordOffence: counts, resets the checks, blacklists once at blacklist_after") {
+  for (std::uint32_t blacklist_after : {0u, 1u, 3u}) {
+    INFO("blacklist_after = " << blacklist_after);
+    CredibilityConfig config;
+    config.blacklist_after = blacklist_after;
+    PeerRecord r;
+    int newly_blacklisted = 0;
+    for (std::uint32_t offence = 1; offence <= 5; ++offence) {
+      r.checks_passed = 7;
+      const bool now = RecordOffence(config, r);
+      newly_blacklisted += now ? 1 : 0;
+      CHECK(r.offences == offence);
+      CHECK(r.checks_passed == 0);
+      const bool expect = blacklist_after > 0 && offence >= blacklist_after;
+      CHECK(r.blacklisted == expect);
+      CHECK(now == (blacklist_after > 0 && offence == blacklist_after));
+    }
+    CHECK(newly_blacklisted == (blacklist_after > 0 ? 1 : 0));
+  }
+}
 
 TEST_CASE("a peer with no passed check has credibility 1 - f, known or not") {
   for (double f : {0.2, 0.05, 0.4}) {

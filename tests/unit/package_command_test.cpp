@@ -31,7 +31,7 @@ struct TempDir {
   }
 };
 
-Manifest Command(std::string entry, std::vector<std::string> args, SplitMode mode) {
+Manifest Command(const std::string& entry, std::vector<std::string> args, SplitMode mode) {
   Manifest m;
   m.name = "cmd";
   m.version = "1";

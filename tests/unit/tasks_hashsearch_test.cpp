@@ -98,7 +98,7 @@ TEST_CASE("the answer does not depend on the unit count, and the best hit is rep
 }
 
 TEST_CASE("plan explains bad parameters") {
-  auto rejects = [](JobParams p, const std::string& needle) {
+  auto rejects = [](const JobParams& p, const std::string& needle) {
     auto plan = HashSearch().Plan(p);
     REQUIRE_FALSE(plan.ok());
     CHECK(plan.status().code() == StatusCode::kInvalidArgument);

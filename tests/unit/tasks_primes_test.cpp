@@ -208,7 +208,7 @@ TEST_CASE("split covers the range exactly once for any unit count") {
 }
 
 TEST_CASE("plan explains bad parameters") {
-  auto check = [](JobParams p, const std::string& needle) {
+  auto check = [](const JobParams& p, const std::string& needle) {
     auto plan = Primes().Plan(p);
     REQUIRE_FALSE(plan.ok());
     CHECK(plan.status().code() == StatusCode::kInvalidArgument);

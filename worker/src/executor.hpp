@@ -6,19 +6,30 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/protocol.hpp"
+#include "sparecycles/package/manifest.hpp"
 
 namespace sparecycles::worker {
+
+/// A verified, extracted task package (the worker's package cache owns the directory).
+struct PackageRef {
+  Hash256 id{};
+  std::string dir;  // the extracted package, absolute
+  package::Manifest manifest;
+};
 
 /// A unit handed to the executor.
 struct UnitStart {
   proto::Lease lease;                 // its checkpoint bytes already moved into `resume`
   std::optional<std::string> resume;  // state to resume from (local or uploaded checkpoint)
   float resumed_from = -1;            // the stored fraction of `resume`; < 0 = unknown or none
+  std::shared_ptr<const PackageRef> package;  // null = a built-in task
 };
 
 /// A unit that stopped running (done, failed or cancelled), with what the session needs to settle

@@ -175,6 +175,33 @@ int Leave(const Options& opt) {
   return 0;
 }
 
+// --packages, --accept, --trust, --trust-only, --package-cache, --executor.
+Status PackageOptions(const Options& opt, worker::WorkerConfig& cfg) {
+  const std::string packages = opt.Get("packages");
+  if (packages != "on" && packages != "off")
+    return InvalidArgument("--packages: expected on or off, not '" + packages + "'");
+  cfg.packages = packages == "on";
+  cfg.accept_native = cfg.accept_command = false;
+  std::stringstream kinds(opt.Get("accept"));
+  for (std::string k; std::getline(kinds, k, ',');) {
+    if (k == "native")
+      cfg.accept_native = true;
+    else if (k == "command")
+      cfg.accept_command = true;
+    else if (!k.empty())
+      return InvalidArgument("--accept: unknown kind '" + k + "' (native, command)");
+  }
+  std::stringstream keys(opt.Get("trust"));
+  for (std::string k; std::getline(keys, k, ',');)
+    if (!k.empty()) cfg.trust.push_back(k);
+  cfg.trust_only = opt.Flag("trust-only");
+  auto cache = opt.GetInt("package-cache", 1 << 20, 1ll << 42);
+  if (!cache.ok()) return cache.status();
+  cfg.package_cache_bytes = static_cast<std::uint64_t>(*cache);
+  cfg.executor_path = opt.Get("executor");
+  return OkStatus();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,6 +271,21 @@ int main(int argc, char** argv) {
       "      --config, and /metrics; port 0 = any free one; empty = off.");
   opt.Add("endpoints-file", "",
           "With --http: write the page's address here once bound (for scripts and tests).");
+  opt.Add("packages", "on",
+          "on = run task packages (other people's code, in a separate executor process) signed\n"
+          "      by a publisher this worker trusts; off = built-in tasks only.");
+  opt.Add("accept", "native,command",
+          "Kinds of task package to run: native (shared libraries), command (programs).");
+  opt.Add(
+      "trust", "",
+      "Publisher keys to trust besides the coordinator's (pinned at first contact in\n"
+      "      --state-dir/publishers.pinned): comma-separated directories of *.pub, key files or\n"
+      "      64-hex-digit keys.");
+  opt.AddFlag("trust-only", "Trust only the --trust keys, never the coordinator's publishers.");
+  opt.Add("package-cache", "2G",
+          "Bytes of fetched packages kept in --state-dir (least recently used go first).");
+  opt.Add("executor", "",
+          "The sparecycles-executor binary; empty = beside this program, else the installed one.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -293,6 +335,7 @@ int main(int argc, char** argv) {
   std::stringstream list(opt.Get("tasks"));
   for (std::string t; std::getline(list, t, ',');)
     if (!t.empty()) cfg.only_tasks.push_back(t);
+  if (Status s = PackageOptions(opt, cfg); !s.ok()) return Fail(s);
 
   auto pause_above = Percent(val, "pause-above", 100);
   auto resume_below = Percent(val, "resume-below");

@@ -17,12 +17,14 @@
 
 #include "checkpoint_store.hpp"
 #include "executor_in_process.hpp"
+#include "package_cache.hpp"
 #include "policy_driver.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/core/transport.hpp"
+#include "sparecycles/package/job.hpp"
 #include "spool.hpp"
 #include "status_writer.hpp"
 
@@ -87,8 +89,10 @@ struct Worker::Impl {
   std::optional<StatusWriter> status_writer;
   std::unique_ptr<Executor> executor;  // after `store` and `wake`, which its units use
 
-  std::deque<proto::Lease> waiting;  // prefetched, not started
-  double unit_seconds_avg = -1;      // moving average of units' wall time
+  std::deque<proto::Lease> waiting;        // prefetched, not started
+  std::unique_ptr<PackageCache> packages;  // null = this worker runs no task packages
+  std::map<Hash256, std::vector<proto::Lease>> awaiting;  // leases of packages being fetched
+  double unit_seconds_avg = -1;                           // moving average of units' wall time
   // Units shorter than this run back to back: the loop thread queues several per slot in the
   // executor, so its threads never wait for the loop thread between two of them, and their
   // CPU time is not measured one by one (two getrusage calls would cost more than the unit).
@@ -152,6 +156,8 @@ struct Worker::Impl {
     hello.running_leases.clear();
     for (const auto& u : executor->Units()) hello.running_leases.push_back(u.lease_id);
     for (const auto& l : waiting) hello.running_leases.push_back(l.lease_id);
+    for (const auto& [pkg, leases] : awaiting)
+      for (const auto& l : leases) hello.running_leases.push_back(l.lease_id);
     for (const auto& [id, r] : unacked) hello.running_leases.push_back(id);
     if (hello.running_leases.size() > proto::kMaxLeasesPerMessage)
       hello.running_leases.resize(proto::kMaxLeasesPerMessage);
@@ -194,6 +200,8 @@ struct Worker::Impl {
         return OnAck(body);
       case MsgType::kCancelLeases:
         return OnCancelLeases(body);
+      case MsgType::kPackageChunk:
+        return OnPackageChunk(body, now);
       default:
         ++wire.bad_frames;
         SC_LOG(Warn) << "unexpected " << proto::MsgTypeName(*type) << " from the coordinator";
@@ -207,6 +215,10 @@ struct Worker::Impl {
     welcomed = true;
     heartbeat = std::chrono::milliseconds(std::clamp<std::uint32_t>(w.heartbeat_ms, 50, 600000));
     if (first) SC_LOG(Info) << "connected to coordinator session " << w.session;
+    if (packages) {
+      packages->OnPublishers(w.publishers);
+      packages->ResendAll();  // a fetch cut by a reconnect asks again
+    }
     // Everything not yet acknowledged goes again: the coordinator may have restarted.
     std::vector<const proto::ResultMsg*> again;
     for (const auto& [id, r] : unacked) again.push_back(&r);
@@ -250,18 +262,89 @@ struct Worker::Impl {
       auto it = std::find_if(waiting.begin(), waiting.end(),
                              [&](const auto& l) { return l.lease_id == id; });
       if (it != waiting.end()) waiting.erase(it);
+      for (auto& [pkg, leases] : awaiting)
+        std::erase_if(leases, [&](const auto& l) { return l.lease_id == id; });
       executor->Cancel(id, c.reason, /*hand_back=*/false);
+    }
+  }
+
+  // ------------------------------------------------------------------ task packages
+  Status OpenPackages() {
+    PackageCacheConfig pc;
+    if (!config.state_dir.empty()) {
+      pc.dir = config.state_dir + "/packages";
+      pc.pin_file = config.state_dir + "/publishers.pinned";
+    }
+    pc.capacity_bytes = config.package_cache_bytes;
+    pc.accept_native = config.accept_native;
+    pc.accept_command = config.accept_command;
+    pc.allow_unsigned = config.allow_unsigned;
+    pc.trust = config.trust;
+    pc.trust_only = config.trust_only;
+    auto cache = PackageCache::Open(std::move(pc));
+    if (!cache.ok()) return cache.status();
+    packages = std::move(*cache);
+    return OkStatus();
+  }
+
+  void OnPackageChunk(std::string_view body, TimePoint now) {
+    proto::PackageChunk c;
+    if (!packages || !Decode(MsgType::kPackageChunk, body, c)) return;
+    const auto changed = packages->OnChunk(c, now);
+    if (!changed) return;
+    // Ready or refused: its leases go back to the front of the queue, where StartUnits decides.
+    auto it = awaiting.find(*changed);
+    if (it == awaiting.end()) return;
+    for (auto l = it->second.rbegin(); l != it->second.rend(); ++l)
+      waiting.push_front(std::move(*l));
+    awaiting.erase(it);
+  }
+
+  void RequestPackages(TimePoint now) {
+    if (!packages || !welcomed) return;
+    for (const auto& get : packages->DueRequests(now)) Send(get);
+  }
+
+  // Where a lease of a task package goes: to the executor with its package, to the leases waiting
+  // for a fetch, or back to the coordinator with the reason it is refused. True = start it now.
+  bool RoutePackageLease(UnitStart& u, const Hash256& id, TimePoint now,
+                         std::map<Hash256, std::vector<std::uint64_t>>& refused) {
+    const PackageCache::State state =
+        packages ? packages->Want(id, now) : PackageCache::State::kRefused;
+    if (state == PackageCache::State::kReady) {
+      u.package = packages->Ready(id);
+      return true;
+    }
+    if (state == PackageCache::State::kFetching)
+      awaiting[id].push_back(std::move(u.lease));
+    else
+      refused[id].push_back(u.lease.lease_id);
+    return false;
+  }
+
+  void SendRefusals(const std::map<Hash256, std::vector<std::uint64_t>>& refused) {
+    for (const auto& [id, leases] : refused) {
+      proto::PackageRefused r;
+      r.package_id = std::string(reinterpret_cast<const char*>(id.data()), id.size());
+      r.lease_ids = leases;
+      r.reason = packages ? packages->Refusal(id).value_or("refused")
+                          : "this worker does not run task packages (--packages off)";
+      r.reason.resize(std::min(r.reason.size(), proto::kMaxTextBytes));
+      Send(r);
     }
   }
 
   // ------------------------------------------------------------------ units
   // Moves prefetched leases into the executor: one per free slot, and for short units a queue of
   // up to the prefetch depth per slot, which the executor works through without the loop.
-  void StartUnits() {
+  void StartUnits(TimePoint now) {
     const std::size_t ahead = short_units ? EffectivePrefetch() : 0;
+    std::map<Hash256, std::vector<std::uint64_t>> refused;
     while (!waiting.empty() && executor->running() < decision().slots + ahead) {
-      UnitStart u{std::move(waiting.front()), std::nullopt, -1};
+      UnitStart u{std::move(waiting.front()), std::nullopt, -1, nullptr};
       waiting.pop_front();
+      if (auto pkg = package::ParsePackageTaskName(u.lease.task))
+        if (!RoutePackageLease(u, *pkg, now, refused)) continue;
       proto::Lease& lease = u.lease;
       // A local checkpoint is this worker's own and at least as new as what it uploaded; one that
       // came with the lease was uploaded by a peer that held the unit before.
@@ -285,6 +368,7 @@ struct Worker::Impl {
       }
       executor->Start(std::move(u));
     }
+    SendRefusals(refused);
   }
 
   void SendCheckpoint(std::optional<proto::Checkpoint>& cp, std::uint64_t saved) {
@@ -387,7 +471,27 @@ struct Worker::Impl {
     }
     SendResults(outgoing);
     waiting.clear();
+    ReturnAwaiting();
     last_request = UINT32_MAX;
+  }
+
+  // Leases waiting for a package fetch go back as not started.
+  void ReturnAwaiting() {
+    std::vector<const proto::ResultMsg*> outgoing;
+    for (auto& [pkg, leases] : awaiting) {
+      for (const auto& l : leases) {
+        proto::ResultMsg r;
+        r.lease_id = l.lease_id;
+        r.job_id = l.job_id;
+        r.unit_index = l.unit_index;
+        r.outcome = proto::UnitOutcome::kCancelled;
+        r.error = "handed back before its package arrived";
+        const std::uint64_t id = r.lease_id;
+        outgoing.push_back(&(unacked[id] = std::move(r)));
+      }
+    }
+    awaiting.clear();
+    SendResults(outgoing);
   }
 
   // ------------------------------------------------------------------ owner's preferences
@@ -432,7 +536,9 @@ struct Worker::Impl {
       last_capacity_sent = now;
       capacity_sent = true;
     }
-    const std::size_t held = running + waiting.size();
+    std::size_t fetching = 0;
+    for (const auto& [pkg, leases] : awaiting) fetching += leases.size();
+    const std::size_t held = running + waiting.size() + fetching;
     const std::size_t cap_units =
         d.state == proto::PeerState::kPaused ? 0 : d.slots + EffectivePrefetch();
     const auto want = static_cast<std::uint32_t>(cap_units > held ? cap_units - held : 0);
@@ -519,7 +625,8 @@ struct Worker::Impl {
       Sample(now, /*force=*/config.control &&
                       config.control->TakeChanged());  // volunteer page: act at once
       DrainCompletions();
-      StartUnits();
+      StartUnits(now);
+      RequestPackages(now);
       if (!welcomed && now - hello_sent >= config.hello_retry) SendHello(now);
       Announce(now);
       UpdateStats();
@@ -551,6 +658,9 @@ struct Worker::Impl {
       FinishWithinGrace();
     proto::Bye bye;
     for (const auto& l : waiting) bye.returned_leases.push_back(l.lease_id);
+    for (const auto& [pkg, leases] : awaiting)
+      for (const auto& l : leases) bye.returned_leases.push_back(l.lease_id);
+    awaiting.clear();
     for (const auto& u : executor->Units()) bye.returned_leases.push_back(u.lease_id);
     executor->CancelAll("the worker is stopping", /*hand_back=*/false);
     waiting.clear();
@@ -653,6 +763,16 @@ Status Worker::Start() {
     info.work_per_second = m.config.calibrate_seconds > 0 ? t->Calibrate(m.config.calibrate_seconds)
                                                           : t->DefaultWorkPerSecond();
     m.hello.tasks.push_back(std::move(info));
+  }
+  if (m.config.packages && (m.config.accept_native || m.config.accept_command)) {
+    SC_RETURN_IF_ERROR(m.OpenPackages());
+    for (auto kind : {package::Kind::kNative, package::Kind::kCommand}) {
+      if (!(kind == package::Kind::kNative ? m.config.accept_native : m.config.accept_command))
+        continue;
+      // Units of packages are sized in the manifest's expected seconds: one per second per core.
+      m.hello.tasks.push_back(proto::TaskInfo{std::string(package::KindTaskName(kind)),
+                                              package::kKindTaskVersion, 1.0});
+    }
   }
   net::SocketConfig sc;
   auto sock = net::ConnectDealer(m.ctx, m.config.coordinator, sc);

@@ -276,11 +276,11 @@ class Scheduler {
   void SetListener(SchedulerListener* listener) { listener_ = listener; }
   /// Rebuilds state after a restart: unfinished jobs continue without recomputing validated
   /// units; leases still running on peers stay honoured until their deadlines.
-  Status Restore(std::vector<RecoveredJob> jobs, std::vector<RecoveredLease> leases, JobId next_job,
-                 TimePoint now);
+  Status Restore(std::vector<RecoveredJob> jobs, const std::vector<RecoveredLease>& leases,
+                 JobId next_job, TimePoint now);
   JobId next_job_id() const { return next_job_; }
   /// Peers' records as they were before a restart (credibility survives it). Before Restore().
-  void RestoreRecords(std::vector<std::pair<std::string, PeerRecord>> records);
+  void RestoreRecords(const std::vector<std::pair<std::string, PeerRecord>>& records);
 
   // ---- peers
   PeerHandle AddPeer(PeerHello hello, TimePoint now);

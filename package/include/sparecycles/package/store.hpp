@@ -49,6 +49,8 @@ class PackageStore {
                                                     std::size_t* dropped = nullptr);
 
   bool Has(const Hash256& id) const;
+  /// Bytes already held of a transfer in progress (after a restart too), if there is one.
+  std::optional<std::uint64_t> PartialHeld(const Hash256& id) const;
   /// The size of a stored package, if held.
   std::optional<std::uint64_t> Size(const Hash256& id) const;
   std::vector<StoredPackage> List() const;

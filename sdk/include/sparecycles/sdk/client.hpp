@@ -182,7 +182,7 @@ class SPARECYCLES_EXPORT Client {
   /// made lazily; a dead endpoint shows up as Unavailable on the first request.
   static Result<Client> Connect(const std::string& endpoint, ClientOptions options = {});
   /// Starts a coordinator and a worker inside this process, on 127.0.0.1 with OS-chosen ports.
-  static Result<Client> Local(LocalOptions options = {});
+  static Result<Client> Local(const LocalOptions& options = {});
 
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;

@@ -59,12 +59,12 @@ struct WorkerConfig {
   // Task packages (docs/packages.md, "Trust model"). A package runs only when it verifies here,
   // signed by a publisher this worker trusts: the keys its coordinator announces (pinned on first
   // use in <state_dir>/publishers.pinned) plus `trust`, or only `trust` with `trust_only`.
-  bool packages = true;             // run task packages at all. Default: on
-  bool accept_native = true;        // the owner's choice of kinds. Default: both
+  bool packages = true;       // run task packages at all. Default: on
+  bool accept_native = true;  // the owner's choice of kinds. Default: both
   bool accept_command = true;
-  std::vector<std::string> trust;   // extra publisher keys: directories, key files or hex keys
-  bool trust_only = false;          // ignore the keys the coordinator announces
-  bool allow_unsigned = false;      // the embedded local mode: the researcher's own packages
+  std::vector<std::string> trust;  // extra publisher keys: directories, key files or hex keys
+  bool trust_only = false;         // ignore the keys the coordinator announces
+  bool allow_unsigned = false;     // the embedded local mode: the researcher's own packages
   std::uint64_t package_cache_bytes = 2ull << 30;  // fetched packages kept. Default: 2 GiB
   // The executor binary that runs package units in their own processes. Empty = found:
   // $SPARECYCLES_EXECUTOR, then beside the running program, then the installed libexec path.
