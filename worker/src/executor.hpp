@@ -1,6 +1,7 @@
 // How the worker runs units, seen from its coordinator session: leases go in with their resume
 // state, finished results come out. InProcessExecutor (executor_in_process.hpp) runs them on a TBB
-// arena inside the worker; a sandboxed executor process is meant to implement the same interface.
+// arena inside the worker; ProcessExecutor (executor_process.hpp) runs each unit of a task package
+// in its own `sparecycles-executor` process; CompositeExecutor routes between the two.
 // Every method is called from the session's loop thread only; `on_finished` (given at
 // construction) may be called from any thread and must only wake that loop.
 #pragma once
@@ -17,9 +18,9 @@
 
 namespace sparecycles::worker {
 
-/// A verified, extracted task package (the worker's package cache owns the directory).
+/// A verified task package, extracted on this machine.
 struct PackageRef {
-  Hash256 id{};
+  Hash256 id{};     // BLAKE2b-256 of the .scpkg bytes
   std::string dir;  // the extracted package, absolute
   package::Manifest manifest;
 };

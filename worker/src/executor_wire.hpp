@@ -1,0 +1,102 @@
+// The messages between the worker and a `sparecycles-executor` process over their socketpair:
+// Start (worker -> executor, once), Cancel (worker -> executor), Progress, Checkpoint and Done
+// (executor -> worker). A frame is a u32 little-endian body length, then the body; bodies are
+// tasks::ByteWriter layouts (docs/architecture.md, "Executor process"). Decoding is bounded both
+// ways and never throws. Free functions; a FrameReader belongs to one thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "sparecycles/core/protocol.hpp"
+#include "sparecycles/core/status.hpp"
+#include "sparecycles/package/manifest.hpp"
+
+namespace sparecycles::worker::wire {
+
+inline constexpr std::uint32_t kMaxFrameBytes = 80u << 20;  // one frame's body, checked first
+inline constexpr std::size_t kMaxPathBytes = 4096;          // package and work directory
+inline constexpr std::size_t kMaxErrorBytes = 16u << 10;    // Done's error text
+inline constexpr std::size_t kMaxReasonBytes = 4096;        // Cancel's reason
+
+enum class MsgType : std::uint8_t {
+  kStart = 1,
+  kCancel = 2,
+  kProgress = 3,
+  kCheckpoint = 4,
+  kDone = 5,
+};
+
+/// The unit to run; the first and only frame the worker sends before any Cancel.
+struct Start {
+  std::uint64_t lease_id = 0, job_id = 0, unit_index = 0;
+  package::Kind kind = package::Kind::kNative;
+  std::string package_dir;  // the extracted package, absolute
+  std::string manifest;     // package::EncodeManifest bytes
+  std::string unit;         // the lease's unit bytes
+  std::optional<std::string> resume;
+  std::uint32_t checkpoint_interval_ms = 0;  // 0 = never due
+  std::uint32_t time_limit_ms = 0;           // enforced by the worker; informative here
+  std::string work_dir;                      // the unit's own directory, absolute
+  bool operator==(const Start&) const = default;
+};
+
+struct Cancel {
+  std::string reason;
+  bool operator==(const Cancel&) const = default;
+};
+
+struct Progress {
+  float fraction = 0;  // 0..1
+  bool operator==(const Progress&) const = default;
+};
+
+struct Checkpoint {
+  float fraction = 0;
+  std::string state;  // at most proto::kMaxCheckpointBytes
+  bool operator==(const Checkpoint&) const = default;
+};
+
+struct Done {
+  proto::UnitOutcome outcome = proto::UnitOutcome::kOk;
+  std::string payload;  // ok: the canonical result, at most proto::kMaxResultBytes
+  std::string hash;     // ok: BLAKE2b-256 of the canonical result (32 bytes); else empty
+  std::string error;    // failed or cancelled: why
+  bool operator==(const Done&) const = default;
+};
+
+using Message = std::variant<Start, Cancel, Progress, Checkpoint, Done>;
+
+/// The body of a frame (no length prefix).
+std::string EncodeBody(const Message& m);
+/// Decodes one body from untrusted bytes: every length is checked against its limit and the bytes
+/// that remain; unknown types, bad values and trailing bytes are errors.
+Result<Message> DecodeBody(std::string_view body);
+/// Length prefix + body. Fails when the body is above kMaxFrameBytes.
+Result<std::string> EncodeFrame(const Message& m);
+
+/// Writes a whole frame to `fd` (blocking, retried on EINTR, no SIGPIPE on a socket).
+Status WriteFrame(int fd, const Message& m);
+/// Reads one frame from a blocking `fd`. nullopt = the other side closed at a frame boundary.
+Result<std::optional<Message>> ReadFrame(int fd);
+
+/// Splits a byte stream into frames as bytes arrive (for a non-blocking reader).
+class FrameReader {
+ public:
+  /// Adds bytes read from the stream.
+  void Append(std::string_view bytes) { buf_.append(bytes); }
+  /// The next complete message, nullopt when more bytes are needed, an error when the stream is
+  /// malformed (after which the stream is useless).
+  Result<std::optional<Message>> Next();
+  /// True when bytes of an incomplete frame are waiting.
+  bool partial() const { return buf_.size() > pos_; }
+
+ private:
+  std::string buf_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace sparecycles::worker::wire
