@@ -57,9 +57,11 @@ Result<std::unique_ptr<PackageCache>> PackageCache::Open(PackageCacheConfig conf
   if (dropped > 0) SC_LOG(Warn) << dropped << " cached packages were damaged and removed";
   // Extracted copies are remade from verified packages in each run.
   std::error_code ec;
-  fs::remove_all(c->config_.dir + "/extracted", ec);
-  fs::create_directories(c->config_.dir + "/extracted", ec);
-  if (ec) return Unavailable("cannot create " + c->config_.dir + "/extracted: " + ec.message());
+  for (const char* sub : {"/extracted", "/units"}) {
+    fs::remove_all(c->config_.dir + sub, ec);
+    fs::create_directories(c->config_.dir + sub, ec);
+    if (ec) return Unavailable("cannot create " + c->config_.dir + sub + ": " + ec.message());
+  }
   c->pinned_ = ReadPins(c->config_.pin_file);
   c->RebuildTrust();
   return c;

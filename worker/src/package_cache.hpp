@@ -59,6 +59,8 @@ class PackageCache {
   std::optional<Hash256> OnChunk(const proto::PackageChunk& c, TimePoint now);
 
   const PackageCacheStats& stats() const { return stats_; }
+  /// Where package units get their working directories (created by Open, emptied each run).
+  std::string units_dir() const { return config_.dir + "/units"; }
   std::vector<std::pair<Hash256, std::string>> refusals() const;
   std::size_t fetching() const { return fetches_.size(); }
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -16,7 +17,9 @@
 #include <unordered_map>
 
 #include "checkpoint_store.hpp"
+#include "executor_composite.hpp"
 #include "executor_in_process.hpp"
+#include "executor_process.hpp"
 #include "package_cache.hpp"
 #include "policy_driver.hpp"
 #include "sparecycles/core/daemon.hpp"
@@ -269,7 +272,25 @@ struct Worker::Impl {
   }
 
   // ------------------------------------------------------------------ task packages
+  // The executor binary: --executor, $SPARECYCLES_EXECUTOR, beside this program or installed,
+  // and last the build tree's (tests and the SDK's embedded worker run from there).
+  std::string ExecutorPath() const {
+    if (!config.executor_path.empty()) return config.executor_path;
+    if (const char* env = std::getenv("SPARECYCLES_EXECUTOR"); env && *env) return env;
+    std::string path = DefaultExecutorPath();
+#ifdef SPARECYCLES_EXECUTOR_BUILD
+    if (::access(path.c_str(), X_OK) != 0) path = SPARECYCLES_EXECUTOR_BUILD;
+#endif
+    return path;
+  }
+
   Status OpenPackages() {
+    if (const std::string exe = ExecutorPath(); ::access(exe.c_str(), X_OK) != 0) {
+      SC_LOG(Warn) << "no executor at " << exe
+                   << " (install sparecycles-worker fully, or give --executor): task packages "
+                      "are off";
+      return OkStatus();
+    }
     PackageCacheConfig pc;
     if (!config.state_dir.empty()) {
       pc.dir = config.state_dir + "/packages";
@@ -742,7 +763,24 @@ Status Worker::Start() {
   ec.checkpoint_interval = m.config.checkpoint_interval;
   ec.store = m.store.enabled() ? &m.store : nullptr;
   ec.clock = m.config.clock;
-  m.executor = std::make_unique<InProcessExecutor>(ec, m.registry, [&m] { m.wake.Wake(); });
+  auto in_process = std::make_unique<InProcessExecutor>(ec, m.registry, [&m] { m.wake.Wake(); });
+  if (m.config.packages && (m.config.accept_native || m.config.accept_command))
+    SC_RETURN_IF_ERROR(m.OpenPackages());
+  if (m.packages) {
+    ProcessExecutorConfig pc;
+    pc.slots = m.slots;
+    pc.executor_path = m.ExecutorPath();
+    pc.work_root = m.packages->units_dir();
+    pc.checkpoint_interval = m.config.checkpoint_interval;
+    pc.store = ec.store;
+    pc.clock = m.config.clock;
+    SC_LOG(Info) << "task packages run in " << pc.executor_path;
+    m.executor = std::make_unique<CompositeExecutor>(
+        std::move(in_process),
+        std::make_unique<ProcessExecutor>(std::move(pc), [&m] { m.wake.Wake(); }), m.slots);
+  } else {
+    m.executor = std::move(in_process);
+  }
 
   m.hello.peer_id = m.peer_id;
   char host[256] = {};
@@ -764,8 +802,7 @@ Status Worker::Start() {
                                                           : t->DefaultWorkPerSecond();
     m.hello.tasks.push_back(std::move(info));
   }
-  if (m.config.packages && (m.config.accept_native || m.config.accept_command)) {
-    SC_RETURN_IF_ERROR(m.OpenPackages());
+  if (m.packages) {
     for (auto kind : {package::Kind::kNative, package::Kind::kCommand}) {
       if (!(kind == package::Kind::kNative ? m.config.accept_native : m.config.accept_command))
         continue;
