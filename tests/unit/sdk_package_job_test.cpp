@@ -425,3 +425,81 @@ TEST_CASE("Client::Local runs an in-process task against the real scheduler") {
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.status().message().find("name its .scpkg file") != std::string::npos);
 }
+
+TEST_CASE("Client::Local runs unsigned native and command packages with no keys") {
+  TempDir d;
+  const std::string native_path = d.path + "/sumsq.scpkg";
+  REQUIRE(WriteFileAtomic(native_path, NativePackage().Encode()).ok());
+  package::Manifest m = CommandManifest();
+  m.command.args = {"n=%s\\n", "{n}"};
+  m.command.split.mode = package::SplitMode::kSweep;
+  package::SweepParam n;
+  n.name = "n";
+  n.from = 1;
+  n.to = 30;
+  m.command.split.sweep = {n};
+  const std::string command_path = d.path + "/echoer.scpkg";
+  REQUIRE(WriteFileAtomic(command_path, CommandPackage(m).Encode()).ok());
+
+  LocalOptions lo;
+  lo.cores = 2;
+  lo.tasks = {"@packages-only"};
+  auto client = Client::Local(lo);
+  REQUIRE_MESSAGE(client.ok(), client.status().ToString());
+
+  JobSpec native;
+  native.package = native_path;
+  native.params = {{"to", "200000"}};
+  native.units = 5;
+  auto job = client->Submit(native);
+  REQUIRE_MESSAGE(job.ok(), job.status().ToString());
+  auto r = job->Wait(std::chrono::seconds(120));
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  REQUIRE_MESSAGE(r->info.state == JobState::kDone, r->info.error);
+  std::uint64_t expect = 0;
+  for (std::uint64_t i = 0; i < 200000; ++i) expect += i * i;
+  CHECK(r->summary == std::to_string(expect));
+  CHECK(r->info.units_total == 5);
+
+  JobSpec command;
+  command.package = command_path;
+  auto cjob = client->Submit(command);
+  REQUIRE_MESSAGE(cjob.ok(), cjob.status().ToString());
+  auto cr = cjob->Wait(std::chrono::seconds(120));
+  REQUIRE_MESSAGE(cr.ok(), cr.status().ToString());
+  REQUIRE_MESSAGE(cr->info.state == JobState::kDone, cr->info.error);
+  REQUIRE(cr->files.size() == 30);
+  for (std::size_t i = 0; i < 30; ++i)
+    CHECK(cr->files[i].second == "n=" + std::to_string(i + 1) + "\n");
+
+  // The coordinator holds both, unsigned (only the local mode accepts that).
+  auto pkgs = client->Packages();
+  REQUIRE(pkgs.ok());
+  CHECK(pkgs->size() == 2);
+  for (const auto& p : *pkgs) CHECK(p.signer.empty());
+
+  // Another Client attaches with the package and merges; without it the result stays raw.
+  auto attached = client->Attach(job->id(), native_path);
+  REQUIRE(attached.ok());
+  auto again = attached->Wait(std::chrono::seconds(30));
+  REQUIRE(again.ok());
+  CHECK(again->summary == std::to_string(expect));
+  auto other = Client::Connect(client->endpoint());
+  REQUIRE(other.ok());
+  auto raw_job = other->Attach(job->id());
+  REQUIRE(raw_job.ok());
+  auto raw = raw_job->Wait(std::chrono::seconds(30));
+  REQUIRE(raw.ok());
+  CHECK(raw->media_type == sdk::kUnitResultsMediaType);
+  CHECK(raw->summary.find("not merged") != std::string::npos);
+  CHECK(package::DecodeList(raw->bytes, 100)->size() == 5);
+  // A package id this client read before names it.
+  JobSpec by_id;
+  by_id.package = ToHex(Blake2b256(ReadFile(native_path, 64 << 20).value()));
+  by_id.params = {{"to", "10"}};
+  auto id_job = client->Submit(by_id);
+  REQUIRE_MESSAGE(id_job.ok(), id_job.status().ToString());
+  auto id_result = id_job->Wait(std::chrono::seconds(60));
+  REQUIRE(id_result.ok());
+  CHECK(id_result->summary == "285");
+}
