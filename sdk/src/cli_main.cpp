@@ -426,9 +426,9 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
             : cmd == "peers"    ? "Lists the peers connected to the coordinator."
             : cmd == "packages" ? "Lists the task packages the coordinator holds: id, name, "
                                   "version, kind, size\nand the publisher key that signed it."
-            : cmd == "status" ? "Shows a job's progress."
-            : cmd == "wait"   ? "Waits for a job to end and prints its result."
-                              : "Cancels a job; its running units stop on the peers.",
+            : cmd == "status"   ? "Shows a job's progress."
+            : cmd == "wait"     ? "Waits for a job to end and prints its result."
+                                : "Cancels a job; its running units stop on the peers.",
             "SPARECYCLES_");
   AddConnectionOptions(o);
   if (cmd == "wait") {
@@ -436,10 +436,11 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
           "Where to write the result (-o): a file for the merged bytes; for a command package\n"
           "      a new directory receiving the outputs as unit-NNNNNN/NAME (default: "
           "JOB-outputs).");
-    o.Add("package", "",
-          "The job's task package (.scpkg), which merges its result here; --PARAM VALUE give the\n"
-          "      job's parameters again if its Merge needs them. Without it a package job's result\n"
-          "      is the raw list of unit results.");
+    o.Add(
+        "package", "",
+        "The job's task package (.scpkg), which merges its result here; --PARAM VALUE give the\n"
+        "      job's parameters again if its Merge needs them. Without it a package job's result\n"
+        "      is the raw list of unit results.");
     o.AllowExtra(true);
   }
   if (Status s = o.Parse(NormalizeArgs(args)); !s.ok()) return Usage(s.message());

@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "package_job.hpp"
 #include "sparecycles/coordinator/coordinator.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
@@ -22,7 +23,6 @@
 #include "sparecycles/core/transport.hpp"
 #include "sparecycles/package/job.hpp"
 #include "sparecycles/worker/worker.hpp"
-#include "package_job.hpp"
 
 namespace sparecycles {
 
@@ -510,8 +510,7 @@ Result<Job> Client::Submit(const JobSpec& spec) {
     if (!cut.ok()) return cut.status();
     s.spec.task = pkg->task_name();
     s.spec.input = std::move(cut->input);
-    if (s.spec.name.empty())
-      s.spec.name = pkg->manifest().name + " " + pkg->manifest().version;
+    if (s.spec.name.empty()) s.spec.name = pkg->manifest().name + " " + pkg->manifest().version;
   } else if (!spec.input_dir.empty()) {
     return InvalidArgument("input_dir is for command packages (JobSpec::package)");
   }

@@ -36,8 +36,8 @@ Result<std::shared_ptr<const LoadedPackage>> LoadedPackage::FromPackage(package:
   vo.require_signature = false;                 // the researcher's own package
   vo.check_platform = m.kind == Kind::kNative;  // its code runs here
   if (package::Verdict v = out->pkg_.Verify(vo); !v.ok())
-    return FailedPrecondition("package " + m.name + " " + m.version + " refused here: " +
-                              v.ToString());
+    return FailedPrecondition("package " + m.name + " " + m.version +
+                              " refused here: " + v.ToString());
   out->bytes_ = out->pkg_.Encode();
   out->id_ = Blake2b256(out->bytes_);
   if (m.kind != Kind::kNative) return std::shared_ptr<const LoadedPackage>(std::move(out));
@@ -55,8 +55,7 @@ Result<std::shared_ptr<const LoadedPackage>> LoadedPackage::FromPackage(package:
   const std::string root = tmpl + "/pkg";
   SC_RETURN_IF_ERROR(out->pkg_.Extract(root));
   auto task = package::LoadTaskPlugin(root + "/" + m.entry);
-  if (!task.ok())
-    return Status(task.status().code(), m.name + ": " + task.status().message());
+  if (!task.ok()) return Status(task.status().code(), m.name + ": " + task.status().message());
   out->task_ = std::move(task).value();
   return std::shared_ptr<const LoadedPackage>(std::move(out));
 }
@@ -92,7 +91,8 @@ Result<std::vector<std::string>> CutNative(const tasks::Task& t, const CutReques
   for (const auto& [k, v] : req.params) {
     bool known = false;
     for (const auto& p : t.Params()) known |= p.name == k;
-    if (!known) return InvalidArgument("task " + std::string(t.Name()) + " has no parameter '" + k + "'");
+    if (!known)
+      return InvalidArgument("task " + std::string(t.Name()) + " has no parameter '" + k + "'");
     params.values[k] = v;
   }
   params.input = req.input;
@@ -130,8 +130,7 @@ Result<std::vector<std::string>> CutCommand(const package::Manifest& m, const Cu
       break;
     case SplitMode::kFiles:
       if (req.input_dir.empty())
-        return InvalidArgument(m.name +
-                               " makes one unit per input file: give the input directory");
+        return InvalidArgument(m.name + " makes one unit per input file: give the input directory");
       units = package::SplitFiles(m, req.input_dir, proto::kMaxInputBytes);
       break;
     case SplitMode::kSweep:
@@ -144,8 +143,7 @@ Result<std::vector<std::string>> CutCommand(const package::Manifest& m, const Cu
   if (!units.ok()) return units.status();
   if (units->size() > package::kMaxJobUnits)
     return InvalidArgument("a package job has at most " + std::to_string(package::kMaxJobUnits) +
-                           " units; " + m.name + "'s split makes " +
-                           std::to_string(units->size()));
+                           " units; " + m.name + "'s split makes " + std::to_string(units->size()));
   std::vector<std::string> out;
   out.reserve(units->size());
   for (const auto& u : *units) out.push_back(package::EncodeCommandUnit(u));
@@ -225,8 +223,8 @@ Result<Merged> Merge(const LoadedPackage& pkg, const std::map<std::string, std::
   }
   out.summary = std::to_string(results->size()) + " units, " + std::to_string(files) + " files, " +
                 std::to_string(bytes) + " bytes";
-  out.json = "{\"units\":" + std::to_string(results->size()) + ",\"files\":" +
-             std::to_string(files) + "}";
+  out.json =
+      "{\"units\":" + std::to_string(results->size()) + ",\"files\":" + std::to_string(files) + "}";
   out.media_type = "inode/directory";
   return out;
 }
@@ -279,8 +277,9 @@ Status WriteFiles(const std::vector<std::pair<std::string, std::string>>& files,
 }
 
 bool IsPackageId(std::string_view text) {
-  return text.size() == 64 &&
-         std::all_of(text.begin(), text.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+         });
 }
 
 }  // namespace sparecycles::sdk

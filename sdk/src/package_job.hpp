@@ -60,8 +60,8 @@ class LoadedPackage {
 /// What the submitter asked for (from JobSpec).
 struct CutRequest {
   std::map<std::string, std::string> params;
-  std::string input;      // native: JobParams.input; command split = lines: the file's bytes
-  std::string input_dir;  // command split = files
+  std::string input;        // native: JobParams.input; command split = lines: the file's bytes
+  std::string input_dir;    // command split = files
   std::uint64_t units = 0;  // native: exact count; 0 = from the plan
   double unit_seconds = 0;  // native: target seconds per unit; 0 = 1 s
 };

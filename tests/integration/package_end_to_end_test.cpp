@@ -104,8 +104,9 @@ JobResult RunToEnd(Client& client, const JobSpec& spec) {
   REQUIRE_MESSAGE(job.ok(), job.status().ToString());
   auto r = job->Wait(300s);
   REQUIRE_MESSAGE(r.ok(), (r.status().ToString() + "\n" + SharedCluster().Logs()));
-  REQUIRE_MESSAGE(r->info.state == JobState::kDone,
-                  std::string(r->info.error + "\n" + r->info.waiting + "\n" + SharedCluster().Logs()));
+  REQUIRE_MESSAGE(
+      r->info.state == JobState::kDone,
+      std::string(r->info.error + "\n" + r->info.waiting + "\n" + SharedCluster().Logs()));
   return std::move(*r);
 }
 
@@ -194,10 +195,10 @@ TEST_CASE("a command package wraps factor over a 120-value sweep, byte-identical
   }
   SUBCASE("through the CLI, written as a directory") {
     const std::string out = (SharedPublisher().root() / "factor-out").string();
-    auto [code, text] = RunCommand({SPARECYCLES_CLI_BIN, "submit", "--package", path, "-o", out,
-                                    "--coordinator", SharedCluster().client_endpoint(),
-                                    "--no-progress"},
-                                   (SharedPublisher().root() / "cli-submit").string(), 300s);
+    auto [code, text] =
+        RunCommand({SPARECYCLES_CLI_BIN, "submit", "--package", path, "-o", out, "--coordinator",
+                    SharedCluster().client_endpoint(), "--no-progress"},
+                   (SharedPublisher().root() / "cli-submit").string(), 300s);
     REQUIRE_MESSAGE(code == 0, text);
     CHECK(text.find("120 units, 120 files") != std::string::npos);
     for (int i : {0, 57, 119}) {
@@ -233,9 +234,9 @@ TEST_CASE("a command package runs sha256sum once per input file, byte-identical 
   JobResult r = RunToEnd(client, spec);
   REQUIRE(r.files.size() == names.size());
   for (std::size_t i = 0; i < names.size(); ++i)
-    CHECK(r.files[i].second == ByHand({"/bin/sh", "-c", "cd " + inputs.string() +
-                                                           " && /usr/bin/sha256sum " + names[i]},
-                                      "sha"));
+    CHECK(r.files[i].second ==
+          ByHand({"/bin/sh", "-c", "cd " + inputs.string() + " && /usr/bin/sha256sum " + names[i]},
+                 "sha"));
 }
 
 TEST_CASE("unsigned and untrusted packages are refused by the coordinator, reason to the caller") {

@@ -123,11 +123,11 @@ TEST_CASE("a native package is cut by its own Split and merged by its own Merge"
 
 TEST_CASE("a native job's unit count follows the plan, the unit time and the task's speed") {
   tasks::JobPlan plan{1e6, 1000, false};
-  CHECK(sdk::NativeUnitCount(plan, 1e5, 0, 0) == 10);      // 1 s units
-  CHECK(sdk::NativeUnitCount(plan, 1e5, 0, 2.5) == 4);     // ceil(1e6 / 2.5e5)
-  CHECK(sdk::NativeUnitCount(plan, 1e5, 0, 1e-6) == 1000); // clamped to max_units
-  CHECK(sdk::NativeUnitCount(plan, 1e9, 0, 1) == 1);       // at least one
-  CHECK(sdk::NativeUnitCount(plan, 1e5, 17, 0) == 17);     // asked for
+  CHECK(sdk::NativeUnitCount(plan, 1e5, 0, 0) == 10);                       // 1 s units
+  CHECK(sdk::NativeUnitCount(plan, 1e5, 0, 2.5) == 4);                      // ceil(1e6 / 2.5e5)
+  CHECK(sdk::NativeUnitCount(plan, 1e5, 0, 1e-6) == 1000);                  // clamped to max_units
+  CHECK(sdk::NativeUnitCount(plan, 1e9, 0, 1) == 1);                        // at least one
+  CHECK(sdk::NativeUnitCount(plan, 1e5, 17, 0) == 17);                      // asked for
   CHECK(sdk::NativeUnitCount(tasks::JobPlan{5, 12, true}, 1, 0, 0) == 12);  // fixed units
   CHECK(sdk::NativeUnitCount(tasks::JobPlan{0, 0, false}, 1, 0, 0) == 1);
 

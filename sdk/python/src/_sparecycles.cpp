@@ -318,7 +318,7 @@ class PyClient {
     return PyJob(box_, Value(std::move(job)));
   }
   PyJob Attach(std::uint64_t id, const std::string& package,
-              const std::map<std::string, std::string>& params) {
+               const std::map<std::string, std::string>& params) {
     auto client = box_->Get();
     Result<Job> job = Unavailable("not attached");
     {

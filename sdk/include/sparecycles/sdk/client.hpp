@@ -128,7 +128,7 @@ struct JobResult {
 
 /// A task package the coordinator holds (`sparecycles packages`).
 struct PackageInfo {
-  std::string id;  // 64 hex digits
+  std::string id;                   // 64 hex digits
   std::string name, version, kind;  // kind: "native" or "command"
   std::uint64_t size = 0;           // bytes of the .scpkg file
   std::string signer;               // the publisher's public key in hex; empty = unsigned
