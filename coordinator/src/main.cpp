@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   cfg.peer_endpoint = opt.Get("peers");
   cfg.client_endpoint = opt.Get("clients");
   cfg.data_dir = opt.Get("data");
-  const std::string publishers = opt.Get("publishers");
+  const std::string publishers = opt.Get("publishers");  // outlives the views into it
   for (std::string_view rest = publishers; !rest.empty();) {
     const auto comma = rest.find(',');
     const std::string one(rest.substr(0, comma));

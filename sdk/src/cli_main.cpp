@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <sstream>
@@ -24,19 +25,23 @@ constexpr const char* kUsage =
     "Usage: sparecycles COMMAND [options]\n\n"
     "Commands:\n"
     "  run TASK [--PARAM VALUE ...]     run a job here, on an embedded coordinator and worker\n"
+    "  run --package PKG [...]          run a task package's job here (no keys needed)\n"
     "  submit TASK [--PARAM VALUE ...]  submit a job to a coordinator and wait for its result\n"
+    "  submit --package PKG [...]       upload a task package if needed and submit a job of it\n"
     "  status JOB                       show a job's progress\n"
-    "  wait JOB                         wait for a job and print its result\n"
+    "  wait JOB [--package PKG]         wait for a job and print (merge) its result\n"
     "  cancel JOB                       cancel a job (its running units stop on the peers)\n"
     "  jobs                             list the coordinator's jobs\n"
     "  peers                            list the connected peers\n"
+    "  packages                         list the task packages the coordinator holds\n"
     "  top                              jobs and peers, live (--once for watch)\n"
     "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n"
     "  key new                          create a publisher key for signing task packages\n"
     "  package build|sign|verify|inspect|test  make, check and try task packages (.scpkg)\n\n"
     "Run `sparecycles COMMAND --help` for a command's options, `sparecycles run TASK --help`\n"
     "for a task's parameters. Example:\n"
-    "  sparecycles run primes --from 0 --to 1000000000 --json\n";
+    "  sparecycles run primes --from 0 --to 1000000000 --json\n"
+    "  sparecycles submit --package mytask.scpkg --n 1000 -o result.bin\n";
 
 std::string InfoJson(const JobInfo& i) {
   std::ostringstream o;
@@ -65,9 +70,33 @@ void AddConnectionOptions(Options& o) {
   o.AddFlag("json", "Print JSON for scripts instead of text.");
 }
 
+// "-o X" is accepted as "--output X" (Options knows long names only).
+std::vector<std::string> NormalizeArgs(std::vector<std::string> args) {
+  for (auto& a : args)
+    if (a == "-o") a = "--output";
+  return args;
+}
+
 void AddJobOptions(Options& o, bool embedded) {
-  o.Add("input", "", "Input file for data tasks (wordfreq); sent to the peers in chunks.");
-  o.Add("output", "", "Where to write the result bytes (default for images: TASK-JOB.png).");
+  o.Add("package", "",
+        "A task package (.scpkg) to run instead of a built-in TASK (docs/packages.md): this\n"
+        "      client verifies it, cuts the job (a native package's Plan and Split run here),\n"
+        "      " +
+            std::string(embedded ? "runs it on the embedded coordinator and worker (no keys\n"
+                                   "      needed)"
+                                 : "uploads it in 1 MiB chunks if the coordinator lacks it (it\n"
+                                   "      must be signed by a key in the coordinator's "
+                                   "--publishers)") +
+            ", and merges the result here. --PARAM VALUE are the\n      package's parameters; "
+            "--units and --unit-seconds shape a native package's split.");
+  o.Add("input", "",
+        "Input file: for data tasks (wordfreq), or for a command package that splits by lines.");
+  o.Add("input-dir", "",
+        "Input directory for a command package that makes one unit per file (split = files).");
+  o.Add("output", "",
+        "Where to write the result (-o): a file for the merged bytes (default for images:\n"
+        "      TASK-JOB.png); for a command package, a new directory receiving each unit's\n"
+        "      outputs as unit-NNNNNN/NAME (default: JOB-outputs).");
   o.Add("name", "", "A name for the job, shown by `jobs`.");
   o.Add("units", "0",
         "Exact number of units; 0 = chosen from the job's size and the peers' speed.");
@@ -169,13 +198,45 @@ class ProgressBar {
   cli::RateMeter meter_;
 };
 
+// Draws "uploading 12.0/50.0 MiB" on stderr for packages over a few MiB, when it is a terminal.
+class UploadMeter {
+ public:
+  void Update(std::uint64_t done, std::uint64_t total) {
+    if (total < kShowAbove || !isatty(STDERR_FILENO)) return;
+    std::fprintf(stderr, "\ruploading the package: %.1f/%.1f MiB", Mib(done), Mib(total));
+    drawn_ = true;
+  }
+  void Finish() {
+    if (drawn_) std::fprintf(stderr, "\n");
+    drawn_ = false;
+  }
+
+ private:
+  static constexpr std::uint64_t kShowAbove = 4ull << 20;
+  static double Mib(std::uint64_t n) { return static_cast<double>(n) / (1 << 20); }
+  bool drawn_ = false;
+};
+
+// A command package's outputs go to a new (or empty) directory.
+Status WriteOutputDir(const JobResult& r, const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec))
+    return FailedPrecondition(dir + " exists and is not empty; name a new directory with -o");
+  return r.WriteFiles(dir);
+}
+
 int PrintResult(const Options& o, const JobResult& r, double seconds) {
   std::string output = o.Get("output");
+  const bool outputs_dir = r.media_type == "inode/directory";
+  if (outputs_dir && r.info.state == JobState::kDone) {
+    if (output.empty()) output = std::to_string(r.info.id) + "-outputs";
+    if (Status s = WriteOutputDir(r, output); !s.ok()) return Report(s);
+  }
   const bool image = r.media_type.rfind("image/", 0) == 0;
   if (output.empty() && image && r.info.state == JobState::kDone)
     output = r.info.task + "-" + std::to_string(r.info.id) +
              (r.media_type == "image/png" ? ".png" : ".pgm");
-  if (!output.empty() && r.info.state == JobState::kDone) {
+  if (!outputs_dir && !output.empty() && r.info.state == JobState::kDone) {
     if (Status s = r.WriteTo(output); !s.ok()) return Report(s);
   }
   if (o.Flag("json")) {
@@ -196,7 +257,10 @@ int PrintResult(const Options& o, const JobResult& r, double seconds) {
     std::cout << j.str() << std::endl;
   } else if (r.info.state == JobState::kDone) {
     std::cout << r.summary << std::endl;
-    if (!output.empty()) std::cerr << "wrote " << output << " (" << r.bytes.size() << " bytes)\n";
+    if (outputs_dir)
+      std::cerr << "wrote " << r.files.size() << " files to " << output << "/\n";
+    else if (!output.empty())
+      std::cerr << "wrote " << output << " (" << r.bytes.size() << " bytes)\n";
     std::cerr << "job " << r.info.id << ": " << r.info.units_total << " units in " << seconds
               << " s\n";
   } else {
@@ -208,15 +272,15 @@ int PrintResult(const Options& o, const JobResult& r, double seconds) {
 }
 
 int RunJob(const std::vector<std::string>& args, bool embedded) {
-  Options o(embedded ? "sparecycles run TASK [--PARAM VALUE ...] [options]"
-                     : "sparecycles submit TASK [--PARAM VALUE ...] [options]",
+  Options o(embedded ? "sparecycles run TASK|--package PKG [--PARAM VALUE ...] [options]"
+                     : "sparecycles submit TASK|--package PKG [--PARAM VALUE ...] [options]",
             embedded
                 ? "Runs a job on a coordinator and worker embedded in this process (no set-up)."
                 : "Submits a job to a coordinator and waits for its result (unless --no-wait).",
             "SPARECYCLES_");
   AddJobOptions(o, embedded);
   o.AllowExtra(true);
-  if (Status s = o.Parse(args); !s.ok()) return Usage(s.message());
+  if (Status s = o.Parse(NormalizeArgs(args)); !s.ok()) return Usage(s.message());
   const tasks::Task* task =
       o.Positional().empty() ? nullptr : tasks::Registry::BuiltIn().Find(o.Positional()[0]);
   if (o.HelpRequested()) {
@@ -224,9 +288,17 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
     if (task) std::cout << "\n" << TaskHelp(*task);
     return 0;
   }
-  if (o.Positional().size() != 1) return Usage("name one task (see `sparecycles tasks`)");
-  const std::string task_name = o.Positional()[0];
+  const bool is_package = !o.Get("package").empty();
+  if (is_package && !o.Positional().empty())
+    return Usage("name either a task or --package, not both");
+  if (!is_package && o.Positional().size() != 1)
+    return Usage("name one task (see `sparecycles tasks`) or a task package with --package");
+  if (!is_package && !o.Get("input-dir").empty())
+    return Usage("--input-dir is for command packages (--package)");
+  const std::string task_name = is_package ? std::string() : o.Positional()[0];
   JobSpec spec(task_name);
+  spec.package = o.Get("package");
+  spec.input_dir = o.Get("input-dir");
   if (task != nullptr) {
     for (const auto& [k, v] : o.Extra()) {
       bool known = false;
@@ -277,14 +349,22 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
     if (!cores.ok()) return Usage(cores.status().message());
     LocalOptions lo;
     lo.cores = static_cast<unsigned>(*cores);
-    lo.tasks = {task_name};
+    // A package job needs no built-in task: a name no built-in has keeps the worker from
+    // calibrating them all (it announces the package kinds anyway).
+    lo.tasks = {is_package ? std::string("@packages-only") : task_name};
     lo.verbose = o.Flag("verbose");
     client = Client::Local(lo);
   } else {
     client = ConnectFrom(o);
   }
   if (!client.ok()) return Report(client.status());
+  UploadMeter upload;
+  if (is_package && !o.Flag("json") && !o.Flag("no-progress"))
+    spec.on_upload = [&upload](std::uint64_t done, std::uint64_t total) {
+      upload.Update(done, total);
+    };
   auto job = client->Submit(spec);
+  upload.Finish();
   if (!job.ok()) return Report(job.status());
   if (!embedded && o.Flag("no-wait")) {
     if (o.Flag("json"))
@@ -308,21 +388,36 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
 }
 
 int Simple(const std::string& cmd, const std::vector<std::string>& args) {
-  Options o("sparecycles " + cmd + (cmd == "jobs" || cmd == "peers" ? "" : " JOB") + " [options]",
-            cmd == "jobs"     ? "Lists the coordinator's jobs."
-            : cmd == "peers"  ? "Lists the peers connected to the coordinator."
-            : cmd == "status" ? "Shows a job's progress."
-            : cmd == "wait"   ? "Waits for a job to end and prints its result."
-                              : "Cancels a job; its running units stop on the peers.",
+  const bool listing = cmd == "jobs" || cmd == "peers" || cmd == "packages";
+  Options o("sparecycles " + cmd + (listing ? "" : " JOB") +
+                (cmd == "wait" ? " [--package PKG [--PARAM VALUE ...]]" : "") + " [options]",
+            cmd == "jobs"       ? "Lists the coordinator's jobs."
+            : cmd == "peers"    ? "Lists the peers connected to the coordinator."
+            : cmd == "packages" ? "Lists the task packages the coordinator holds: id, name, "
+                                  "version, kind, size\nand the publisher key that signed it."
+            : cmd == "status"   ? "Shows a job's progress."
+            : cmd == "wait"     ? "Waits for a job to end and prints its result."
+                                : "Cancels a job; its running units stop on the peers.",
             "SPARECYCLES_");
   AddConnectionOptions(o);
-  if (cmd == "wait") o.Add("output", "", "Where to write the result bytes.");
-  if (Status s = o.Parse(args); !s.ok()) return Usage(s.message());
+  if (cmd == "wait") {
+    o.Add("output", "",
+          "Where to write the result (-o): a file for the merged bytes; for a command package\n"
+          "      a new directory receiving the outputs as unit-NNNNNN/NAME (default: "
+          "JOB-outputs).");
+    o.Add(
+        "package", "",
+        "The job's task package (.scpkg), which merges its result here; --PARAM VALUE give the\n"
+        "      job's parameters again if its Merge needs them. Without it a package job's result\n"
+        "      is the raw list of unit results.");
+    o.AllowExtra(true);
+  }
+  if (Status s = o.Parse(NormalizeArgs(args)); !s.ok()) return Usage(s.message());
   if (o.HelpRequested()) {
     std::cout << o.Help();
     return 0;
   }
-  const bool needs_job = cmd != "jobs" && cmd != "peers";
+  const bool needs_job = !listing;
   if (o.Positional().size() != (needs_job ? 1u : 0u))
     return Usage(needs_job ? "name one job id" : "no arguments expected");
   std::uint64_t job_id = 0;
@@ -384,6 +479,29 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
     }
     return 0;
   }
+  if (cmd == "packages") {
+    auto pkgs = client->Packages();
+    if (!pkgs.ok()) return Report(pkgs.status());
+    if (json) {
+      std::cout << "[";
+      for (std::size_t i = 0; i < pkgs->size(); ++i) {
+        const auto& p = (*pkgs)[i];
+        std::cout << (i ? "," : "") << "{\"id\":" << JsonString(p.id)
+                  << ",\"name\":" << JsonString(p.name) << ",\"version\":" << JsonString(p.version)
+                  << ",\"kind\":" << JsonString(p.kind) << ",\"size\":" << p.size
+                  << ",\"signer\":" << JsonString(p.signer) << "}";
+      }
+      std::cout << "]" << std::endl;
+    } else {
+      std::printf("%-64s  %-20s %-10s %-8s %12s  %s\n", "ID", "NAME", "VERSION", "KIND", "BYTES",
+                  "SIGNER");
+      for (const auto& p : *pkgs)
+        std::printf("%-64s  %-20s %-10s %-8s %12llu  %s\n", p.id.c_str(), p.name.c_str(),
+                    p.version.c_str(), p.kind.c_str(), static_cast<unsigned long long>(p.size),
+                    p.signer.empty() ? "(unsigned)" : p.signer.c_str());
+    }
+    return 0;
+  }
   if (cmd == "status") {
     auto info = client->Status(job_id);
     if (!info.ok()) return Report(info.status());
@@ -411,7 +529,9 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
   }
   // wait
   const auto start = std::chrono::steady_clock::now();
-  auto job = client->Attach(job_id);
+  if (o.Get("package").empty() && !o.Extra().empty())
+    return Usage("--" + o.Extra().begin()->first + ": job parameters go with --package");
+  auto job = client->Attach(job_id, o.Get("package"), o.Extra());
   if (!job.ok()) return Report(job.status());
   auto result = job->Wait();
   if (!result.ok()) return Report(result.status());
@@ -479,7 +599,8 @@ int main(int argc, char** argv) {
   if (cmd == "key") return cli::KeyCommand(args);
   if (cmd == "package") return cli::PackageCommand(args);
   if (cmd == "top") return TopCommand(args);  // terminal views
-  if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers")
+  if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers" ||
+      cmd == "packages")
     return Simple(cmd, args);
   return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
 }

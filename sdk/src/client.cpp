@@ -3,6 +3,7 @@
 // every reply body); Progress pushes update the matching JobCore.
 #include "sparecycles/sdk/client.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -13,12 +14,14 @@
 #include <thread>
 #include <unordered_map>
 
+#include "package_job.hpp"
 #include "sparecycles/coordinator/coordinator.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/core/transport.hpp"
+#include "sparecycles/package/job.hpp"
 #include "sparecycles/worker/worker.hpp"
 
 namespace sparecycles {
@@ -35,6 +38,8 @@ Status JobSpec::LoadInput(const std::string& path) {
 }
 
 Status JobResult::WriteTo(const std::string& path) const { return WriteFileAtomic(path, bytes); }
+
+Status JobResult::WriteFiles(const std::string& dir) const { return sdk::WriteFiles(files, dir); }
 
 namespace {
 
@@ -73,6 +78,20 @@ struct JobCore {
   std::condition_variable cv;
   JobInfo info;
   std::vector<std::function<void(const JobInfo&)>> callbacks;
+  // A job of a task package: the package that merges its result (kept loaded for as long as the
+  // job is followed), with the parameters and input it was cut from. Set before the Job is
+  // handed out, read-only afterwards.
+  std::shared_ptr<const sdk::LoadedPackage> package;
+  std::map<std::string, std::string> params;
+  std::string input;
+
+  void SetPackage(std::shared_ptr<const sdk::LoadedPackage> p,
+                  const std::map<std::string, std::string>& job_params, const std::string& in) {
+    std::lock_guard lock(mu);
+    package = std::move(p);
+    params = job_params;
+    input = in;
+  }
 
   void Update(const JobInfo& next) {
     std::vector<std::function<void(const JobInfo&)>> cbs;
@@ -104,7 +123,13 @@ struct ClientCore {
   std::unordered_map<std::uint64_t, std::shared_ptr<JobCore>> jobs;
   std::atomic<std::uint64_t> next_request{1};
 
-  // Embedded mode: a coordinator and a worker running on threads of this process.
+  // Packages read by Submit or Attach, by package id in hex, so a later job may name one by id.
+  std::mutex packages_mu;
+  std::map<std::string, std::shared_ptr<const sdk::LoadedPackage>> packages;
+
+  // Embedded mode: a coordinator and a worker running on threads of this process, and the
+  // registry they share (built-ins plus in-process tasks), which outlives them.
+  std::unique_ptr<tasks::Registry> registry;
   std::unique_ptr<coordinator::Coordinator> coord;
   std::unique_ptr<worker::Worker> worker;
   std::thread coord_thread, worker_thread;
@@ -133,6 +158,29 @@ struct ClientCore {
     sock.emplace(std::move(*s));
     io = std::thread([this] { Loop(); });
     return OkStatus();
+  }
+
+  // A package named by path (read, verified, loaded, remembered by id) or by the id of one read
+  // before.
+  Result<std::shared_ptr<const sdk::LoadedPackage>> ResolvePackage(const std::string& name) {
+    std::lock_guard lock(packages_mu);
+    if (sdk::IsPackageId(name)) {
+      std::string hex = name;
+      std::transform(hex.begin(), hex.end(), hex.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      auto it = packages.find(hex);
+      if (it != packages.end()) return it->second;
+      return FailedPrecondition(
+          "package " + hex +
+          ": a package job is cut and merged by the submitting client (a native package's Plan, "
+          "Split and Merge run on this machine), so the client needs the package itself; name "
+          "its .scpkg file (a coordinator that holds it already is not sent it again)");
+    }
+    auto loaded = sdk::LoadedPackage::Open(name);
+    if (!loaded.ok()) return loaded.status();
+    const std::string hex = ToHex((*loaded)->id());
+    auto [it, inserted] = packages.emplace(hex, *loaded);
+    return it->second;  // the first one loaded of the same bytes is kept
   }
 
   std::shared_ptr<JobCore> JobFor(std::uint64_t id) {  // mu held
@@ -295,6 +343,32 @@ Result<JobResult> Job::Wait(std::chrono::milliseconds timeout) {
   out.media_type = std::move(r->media_type);
   for (auto& u : r->failures)
     out.failures.push_back(UnitFailure{u.unit_index, std::move(u.reason)});
+  if (out.info.state == JobState::kDone && package::ParsePackageTaskName(out.info.task)) {
+    std::shared_ptr<const sdk::LoadedPackage> pkg;
+    std::map<std::string, std::string> params;
+    std::string input;
+    {
+      std::lock_guard lock(job_->mu);
+      pkg = job_->package;
+      params = job_->params;
+      input = job_->input;
+    }
+    if (pkg && pkg->task_name() == out.info.task) {
+      auto merged = sdk::Merge(*pkg, params, input, out.bytes);
+      if (!merged.ok()) return merged.status();
+      out.bytes = std::move(merged->bytes);
+      out.summary = std::move(merged->summary);
+      out.json = std::move(merged->json);
+      out.media_type = std::move(merged->media_type);
+      out.files = std::move(merged->files);
+    } else {
+      auto raw = sdk::Unmerged(out.info.task, std::move(out.bytes));
+      out.bytes = std::move(raw.bytes);
+      out.summary = std::move(raw.summary);
+      out.json = std::move(raw.json);
+      out.media_type = std::move(raw.media_type);
+    }
+  }
   return out;
 }
 
@@ -330,7 +404,15 @@ Result<Client> Client::Local(const LocalOptions& options) {
   cc.heartbeat = std::chrono::seconds(1);
   cc.scheduler.peer_timeout = std::chrono::seconds(10);
   if (options.unit_seconds > 0) cc.scheduler.unit_seconds = options.unit_seconds;
-  core->coord = std::make_unique<coordinator::Coordinator>(cc, tasks::Registry::BuiltIn());
+  // The researcher's own packages need no keys here (a signature that is present is still
+  // checked).
+  cc.allow_unsigned_packages = true;
+  core->registry = std::make_unique<tasks::Registry>(tasks::Registry::BuiltIn());
+  for (const auto& t : options.in_process_tasks) {
+    if (!t) return InvalidArgument("LocalOptions.in_process_tasks holds a null task");
+    core->registry->AddShared(t);
+  }
+  core->coord = std::make_unique<coordinator::Coordinator>(cc, *core->registry);
   SC_RETURN_IF_ERROR(core->coord->Start());
   core->coord_thread = std::thread([c = core->coord.get()] { c->Run(); });
 
@@ -340,7 +422,8 @@ Result<Client> Client::Local(const LocalOptions& options) {
   wc.peer_id = "local-" + RandomId("");
   wc.only_tasks = options.tasks;
   wc.prefetch = 1;
-  core->worker = std::make_unique<worker::Worker>(wc, tasks::Registry::BuiltIn());
+  wc.allow_unsigned = true;
+  core->worker = std::make_unique<worker::Worker>(wc, *core->registry);
   SC_RETURN_IF_ERROR(core->worker->Start());
   core->worker_thread = std::thread([w = core->worker.get()] { w->Run(); });
 
@@ -356,12 +439,81 @@ Result<Client> Client::Local(const LocalOptions& options) {
   return Client(std::move(core));
 }
 
+namespace {
+
+Status FromCode(std::uint16_t code, const std::string& message) {
+  return Status(static_cast<StatusCode>(code <= 9 ? code : 9), message);
+}
+
+// Uploads a package the coordinator lacks (docs/protocol.md §7.1): asks where to continue, then
+// sends chunks of at most 1 MiB at the offset the coordinator last named. A refusal's message
+// (e.g. "unknown signer: ...") is returned as it came.
+Status Upload(detail::ClientCore& core, const sdk::LoadedPackage& pkg,
+              const std::function<void(std::uint64_t, std::uint64_t)>& on_upload) {
+  const std::string& bytes = pkg.bytes();
+  proto::PackagePut put;
+  put.package_id.assign(reinterpret_cast<const char*>(pkg.id().data()), pkg.id().size());
+  put.total_size = bytes.size();
+  put.offset = 0;
+  std::uint64_t sent_at = 0;
+  int unanswered = 0, stalled = 0;
+  while (true) {
+    auto r = core.Call<proto::PackagePut, proto::PackagePutReply>(put);
+    if (!r.ok()) {
+      // An unanswered chunk is asked about again (empty PackagePut): the upload resumes.
+      if (r.status().code() != StatusCode::kUnavailable || ++unanswered > 3) return r.status();
+      put.bytes.clear();
+      continue;
+    }
+    unanswered = 0;
+    if (r->code != 0) return FromCode(r->code, r->message);
+    if (r->complete) {
+      if (on_upload) on_upload(bytes.size(), bytes.size());
+      return OkStatus();
+    }
+    if (r->next_offset >= bytes.size())
+      return DataLoss("the coordinator asked for the package's bytes at " +
+                      std::to_string(r->next_offset) + " of " + std::to_string(bytes.size()) +
+                      " but did not take it");
+    // A coordinator that keeps asking for the same offset is not taking the bytes.
+    if (!put.bytes.empty() && r->next_offset <= sent_at && ++stalled > 3)
+      return DataLoss("the coordinator does not advance the upload past byte " +
+                      std::to_string(r->next_offset));
+    if (on_upload) on_upload(r->next_offset, bytes.size());
+    put.offset = r->next_offset;
+    sent_at = put.offset;
+    put.bytes = bytes.substr(put.offset, std::min<std::uint64_t>(proto::kMaxPackageChunkBytes,
+                                                                 bytes.size() - put.offset));
+  }
+}
+
+}  // namespace
+
 Result<Job> Client::Submit(const JobSpec& spec) {
   proto::Submit s;
+  std::shared_ptr<const sdk::LoadedPackage> pkg;
   s.spec.task = spec.task;
   s.spec.name = spec.name;
   s.spec.params = spec.params;
   s.spec.input = spec.input;
+  if (!spec.package.empty()) {
+    auto loaded = core_->ResolvePackage(spec.package);
+    if (!loaded.ok()) return loaded.status();
+    pkg = std::move(loaded).value();
+    sdk::CutRequest cr;
+    cr.params = spec.params;
+    cr.input = spec.input;
+    cr.input_dir = spec.input_dir;
+    cr.units = spec.units;
+    cr.unit_seconds = spec.unit_seconds;
+    auto cut = sdk::Cut(*pkg, cr);
+    if (!cut.ok()) return cut.status();
+    s.spec.task = pkg->task_name();
+    s.spec.input = std::move(cut->input);
+    if (s.spec.name.empty()) s.spec.name = pkg->manifest().name + " " + pkg->manifest().version;
+  } else if (!spec.input_dir.empty()) {
+    return InvalidArgument("input_dir is for command packages (JobSpec::package)");
+  }
   s.spec.priority = spec.priority;
   s.spec.unit_seconds = spec.unit_seconds;
   s.spec.units = spec.units;
@@ -375,6 +527,7 @@ Result<Job> Client::Submit(const JobSpec& spec) {
   s.spec.target_error = spec.replication.target_error;
   s.spec.client_token = spec.client_token.empty() ? RandomId("tok-") : spec.client_token;
   SC_RETURN_IF_ERROR(s.spec.Validate());
+  if (pkg) SC_RETURN_IF_ERROR(Upload(*core_, *pkg, spec.on_upload));
   // A retry with the same token can never create a second job, so an unanswered submit is retried.
   Result<proto::SubmitReply> r = Unavailable("not sent");
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -388,20 +541,52 @@ Result<Job> Client::Submit(const JobSpec& spec) {
     std::lock_guard lock(core_->mu);
     job = core_->JobFor(r->info.job_id);
   }
+  if (pkg) {
+    const bool native = pkg->task() != nullptr;  // only a native Merge reads the input
+    job->SetPackage(std::move(pkg), spec.params, native ? spec.input : std::string());
+  }
   return Job(core_, job);
 }
 
-Result<Job> Client::Attach(std::uint64_t job_id) {
+Result<Job> Client::Attach(std::uint64_t job_id, const std::string& package_path,
+                           const std::map<std::string, std::string>& params) {
+  std::shared_ptr<const sdk::LoadedPackage> pkg;
+  if (!package_path.empty()) {
+    auto loaded = core_->ResolvePackage(package_path);
+    if (!loaded.ok()) return loaded.status();
+    pkg = std::move(loaded).value();
+  }
   proto::Watch w;
   w.job_id = job_id;
   auto r = core_->Call<proto::Watch, proto::JobStatus>(w);
   if (!r.ok()) return r.status();
+  if (pkg && r->info.task != pkg->task_name())
+    return InvalidArgument("job " + std::to_string(job_id) + " runs " + r->info.task + ", not " +
+                           package_path + " (" + pkg->task_name() + ")");
   std::shared_ptr<detail::JobCore> job;
   {
     std::lock_guard lock(core_->mu);
     job = core_->JobFor(job_id);
   }
+  if (pkg) job->SetPackage(std::move(pkg), params, "");
   return Job(core_, job);
+}
+
+Result<std::vector<PackageInfo>> Client::Packages() {
+  auto r = core_->Call<proto::ListPackages, proto::PackageList>(proto::ListPackages{});
+  if (!r.ok()) return r.status();
+  std::vector<PackageInfo> out;
+  for (const auto& p : r->packages) {
+    PackageInfo i;
+    i.id = ToHex(p.package_id);
+    i.name = p.name;
+    i.version = p.version;
+    i.kind = p.kind;
+    i.size = p.size;
+    i.signer = p.signer;
+    out.push_back(std::move(i));
+  }
+  return out;
 }
 
 Result<JobInfo> Client::Status(std::uint64_t job_id) {

@@ -10,6 +10,10 @@ namespace sparecycles::tasks {
 
 void Registry::Add(std::unique_ptr<Task> task) { tasks_.push_back(std::move(task)); }
 
+void Registry::AddShared(std::shared_ptr<const Task> task) {
+  if (task) tasks_.push_back(std::move(task));
+}
+
 const Task* Registry::Find(std::string_view name, std::uint32_t version) const {
   const Task* best = nullptr;
   for (const auto& t : tasks_) {

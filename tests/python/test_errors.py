@@ -97,12 +97,16 @@ def test_a_failed_job_raises_job_failed_with_its_result(local, monkeypatch):
     assert e.value.result.failures == [(1, "worker crashed")] and e.value.result.info.units_failed == 1
 
 
-def test_package_and_key_are_not_in_the_sdk_yet(local, cluster):
-    with pytest.raises(sparecycles.Unimplemented, match="package") as e:
-        local.submit("primes", to=10, package="some-package")
-    assert isinstance(e.value, NotImplementedError)
-    with pytest.raises(sparecycles.Unimplemented, match="key"):
+def test_key_is_not_in_the_sdk_yet_and_package_mistakes_are_named(local, cluster):
+    with pytest.raises(sparecycles.Unimplemented, match="key") as e:
         sparecycles.Client.connect(cluster.client_endpoint, key="secret")
+    assert isinstance(e.value, NotImplementedError)
+    # Packages are in (tests/python/test_packages.py); a task and a package at once is a mistake,
+    # and a package file that is not there is named in the error.
+    with pytest.raises(sparecycles.InvalidArgument, match="not both"):
+        local.submit("primes", to=10, package="some-package.scpkg")
+    with pytest.raises(sparecycles.SpareCyclesError, match="some-package.scpkg"):
+        local.submit(package="some-package.scpkg")
 
 
 def test_an_unreachable_coordinator_is_unavailable():

@@ -219,6 +219,8 @@ class Result:
     media_type: str
     failures: List[Tuple[int, str]]  # (unit, reason) for failed units
     path: Optional[str] = None
+    # A command package's outputs, in unit order: "unit-000042/NAME" -> bytes.
+    files: Dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def id(self) -> int:
@@ -232,6 +234,24 @@ class Result:
             f.write(self.bytes)
         os.replace(tmp, path)
         return path
+
+    def save_files(self, directory: Union[str, os.PathLike]) -> str:
+        """Writes ``files`` under ``directory`` (created if missing) as unit-NNNNNN/NAME. A name
+        that would leave the directory (absolute, "..") is refused with InvalidArgument."""
+        root = os.path.realpath(os.fspath(directory))
+        for name, data in self.files.items():
+            parts = name.split("/")
+            if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+                raise InvalidArgument(f"refusing to write {name!r} outside {root}")
+            path = os.path.join(root, *parts)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if os.path.realpath(os.path.dirname(path)) != os.path.dirname(path):
+                raise InvalidArgument(f"refusing to write {name!r} through a symbolic link")
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return root
 
     def __bytes__(self) -> bytes:
         return self.bytes
@@ -255,7 +275,8 @@ def _result(d: Dict[str, Any]) -> Result:
     except ValueError as e:
         raise DataLoss(f"the job's JSON answer does not parse: {e}") from None
     return Result(info=_info(d["info"]), bytes=d["bytes"], answer=answer, json=d["json"],
-                  summary=d["summary"], media_type=d["media_type"], failures=list(d["failures"]))
+                  summary=d["summary"], media_type=d["media_type"], failures=list(d["failures"]),
+                  files=dict(d.get("files", [])))
 
 
 # -------------------------------------------------------------------------- progress callbacks
@@ -421,7 +442,9 @@ class Job:
             default) does in a notebook or when stderr is a terminal. Without tqdm: no bar.
         output: where to write the result bytes. None (default) does what the `sparecycles` CLI
             does: an image result is written to TASK-JOB.png (or .pgm) in the current directory,
-            other results are not written; a path writes there; False writes nothing.
+            other results are not written; a path writes there; False writes nothing. For a
+            command package's outputs (``Result.files``) the path is a directory (True:
+            JOB-outputs), and None writes nothing.
 
         Raises JobFailed (with ``.result``) when the job failed, Cancelled when it was
         cancelled, DeadlineExceeded on timeout, Unavailable when the coordinator cannot be reached.
@@ -460,6 +483,11 @@ class Job:
     def _write(self, r: Result, output: Union[None, bool, str, os.PathLike]) -> Result:
         if output is False:
             return r
+        if r.files:  # a command package's outputs: a directory
+            if output is None:
+                return r
+            where = f"{r.id}-outputs" if output is True else os.fspath(output)
+            return dataclasses.replace(r, path=r.save_files(where))
         if output is None or output is True:
             if not r.media_type.startswith("image/"):
                 return r if output is None else self._write(r, f"{r.info.task}-{r.id}.bin")
@@ -614,10 +642,13 @@ class Client:
     def closed(self) -> bool:
         return self._core.closed
 
-    def submit(self, task: str, input: Union[None, bytes, bytearray, memoryview, str, os.PathLike] = None,
-               package: Optional[Any] = None, replicas: Optional[int] = None, *,
+    def submit(self, task: Optional[str] = None,
+               input: Union[None, bytes, bytearray, memoryview, str, os.PathLike] = None,
+               package: Union[None, str, os.PathLike] = None, replicas: Optional[int] = None, *,
+               input_dir: Union[None, str, os.PathLike] = None,
                params: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Job:
-        """Submits a job of ``task`` (see ``sparecycles tasks``) and returns its ``Job``.
+        """Submits a job of ``task`` (see ``sparecycles tasks``) or of a task ``package`` and
+        returns its ``Job``.
 
         input: input data for data tasks (wordfreq): bytes, or a str / path naming a file
             (at most 64 MiB).
@@ -626,13 +657,25 @@ class Client:
         options instead: name (shown in listings), priority (higher first), unit_seconds (target
         seconds per unit), unit_count (exact number of units), quorum, max_replicas, max_errors.
         A task parameter with one of those names goes in ``params={...}``.
-        package: command packages are not in this SDK yet; passing one raises Unimplemented.
+        package: a task package (a ``.scpkg`` path, docs/packages.md) to run instead of ``task``.
+            This client verifies it, cuts the job (a native package's Plan and Split run here),
+            uploads it if the coordinator lacks it and merges the result here; a command
+            package's outputs come back in ``Result.files``. A local client needs no keys; a
+            coordinator accepts only packages signed by one of its ``--publishers``.
+        input_dir: a directory, for a command package that makes one unit per file in it.
         """
+        pkg = ""
         if package is not None:
-            raise Unimplemented("submit(package=...): the C++ SDK has no task packages yet "
-                                "(JobSpec has no package field); submit a built-in task")
-        if not isinstance(task, str) or not task:
+            if task is not None:
+                raise InvalidArgument("name either a task or a package, not both")
+            if not isinstance(package, (str, os.PathLike)) or not os.fspath(package):
+                raise InvalidArgument("package must be the path of a .scpkg file")
+            pkg = os.fspath(package)
+            task = ""
+        elif not isinstance(task, str) or not task:
             raise InvalidArgument("task must be a task name such as 'primes'")
+        if input_dir is not None and not pkg:
+            raise InvalidArgument("input_dir is for command packages (package=...)")
         opts = {k: kwargs.pop(k) for k in _SPEC_KEYWORDS if k in kwargs}
         all_params = dict(kwargs)
         all_params.update(params or {})
@@ -655,12 +698,19 @@ class Client:
             task, text, data, path, str(opts.get("name", "")), priority, float(unit_seconds),
             _count("unit_count", opts.get("unit_count"), 2**63 - 1), _count("replicas", replicas),
             _count("quorum", opts.get("quorum")), _count("max_replicas", opts.get("max_replicas")),
-            _count("max_errors", opts.get("max_errors")))
+            _count("max_errors", opts.get("max_errors")), pkg,
+            os.fspath(input_dir) if input_dir is not None else "")
         return self._track(Job(self, core))
 
-    def job(self, job_id: int) -> Job:
-        """Follows a job that already exists (for example one submitted by another process)."""
-        return self._track(Job(self, self._core.attach(_count("job_id", job_id, 2**64 - 1))))
+    def job(self, job_id: int, package: Union[None, str, os.PathLike] = None,
+            **params: Any) -> Job:
+        """Follows a job that already exists (for example one submitted by another process).
+        A job of a task package is merged here when ``package`` names its .scpkg file (with
+        the job's parameters again if its Merge needs them); without it its result is the raw
+        list of unit results."""
+        text = {str(k): _param_text(str(k), v) for k, v in params.items()}
+        return self._track(Job(self, self._core.attach(
+            _count("job_id", job_id, 2**64 - 1), os.fspath(package) if package else "", text)))
 
     def status(self, job_id: int) -> JobInfo:
         """Asks the coordinator for one job's state."""

@@ -240,9 +240,11 @@ class PyJob {
     JobResult res = Value(std::move(r));
     py::list failures;
     for (const auto& f : res.failures) failures.append(py::make_tuple(f.unit, f.reason));
+    py::list files;  // a command package's outputs, in unit order
+    for (const auto& [name, data] : res.files) files.append(py::make_tuple(name, py::bytes(data)));
     return py::dict("info"_a = InfoDict(res.info), "bytes"_a = py::bytes(res.bytes),
                     "summary"_a = res.summary, "json"_a = res.json, "media_type"_a = res.media_type,
-                    "failures"_a = failures);
+                    "failures"_a = failures, "files"_a = files);
   }
   // Drops this job's hold on the client (Client.close()), so the client can shut down.
   void Release() {
@@ -291,8 +293,10 @@ class PyClient {
                std::optional<py::bytes> input, std::optional<std::string> input_path,
                const std::string& name, int priority, double unit_seconds, std::uint64_t units,
                std::uint32_t replicas, std::uint32_t quorum, std::uint32_t max_replicas,
-               std::uint32_t max_errors) {
+               std::uint32_t max_errors, const std::string& package, const std::string& input_dir) {
     JobSpec spec(task);
+    spec.package = package;
+    spec.input_dir = input_dir;
     spec.params = params;
     spec.name = name;
     spec.priority = priority;
@@ -313,12 +317,13 @@ class PyClient {
     }
     return PyJob(box_, Value(std::move(job)));
   }
-  PyJob Attach(std::uint64_t id) {
+  PyJob Attach(std::uint64_t id, const std::string& package,
+               const std::map<std::string, std::string>& params) {
     auto client = box_->Get();
     Result<Job> job = Unavailable("not attached");
     {
       py::gil_scoped_release release;
-      job = client->Attach(id);
+      job = client->Attach(id, package, params);
     }
     return PyJob(box_, Value(std::move(job)));
   }
@@ -507,8 +512,9 @@ PYBIND11_MODULE(_sparecycles, m) {
       .def("submit", &PyClient::Submit, py::arg("task"), py::arg("params"), py::arg("input"),
            py::arg("input_path"), py::arg("name"), py::arg("priority"), py::arg("unit_seconds"),
            py::arg("units"), py::arg("replicas"), py::arg("quorum"), py::arg("max_replicas"),
-           py::arg("max_errors"))
-      .def("attach", &PyClient::Attach)
+           py::arg("max_errors"), py::arg("package"), py::arg("input_dir"))
+      .def("attach", &PyClient::Attach, py::arg("id"), py::arg("package") = std::string(),
+           py::arg("params") = std::map<std::string, std::string>())
       .def("status", &PyClient::Status)
       .def("jobs", &PyClient::Jobs)
       .def("peers", &PyClient::Peers)

@@ -4,6 +4,10 @@
 //   auto job = client->Submit(sparecycles::JobSpec("primes").Set("to", "1000000000"));
 //   auto result = job->Wait();                               // result->summary == "50847534"
 //
+// A job of a task package (docs/packages.md): JobSpec::package names the .scpkg file; the client
+// verifies it, cuts the job (a native package's Plan and Split run here), uploads the package if
+// the coordinator lacks it, and Wait() merges the units' results (Merge runs here too).
+//
 // Thread-safety: Client and Job are thread-safe; progress callbacks run on the client's I/O
 // thread and must not block. No ZeroMQ or cereal type appears here; SPARECYCLES_EXPORT marks what
 // libsparecycles.so exports (export.hpp).
@@ -16,10 +20,15 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sparecycles/core/status.hpp"
 #include "sparecycles/sdk/export.hpp"
+
+namespace sparecycles::tasks {
+class Task;  // sparecycles/tasks/task.hpp (SpareCycles::tasks)
+}  // namespace sparecycles::tasks
 
 namespace sparecycles {
 
@@ -53,6 +62,16 @@ struct JobSpec {
   std::uint64_t units = 0;  // exact number of units. 0 = chosen by the coordinator
   Replication replication;
   std::string client_token;  // retry-safe submit; empty = a fresh random token
+
+  /// A task package to run instead of `task` (which is then ignored): the path of a .scpkg file,
+  /// or the package id (64 hex digits) of one this Client already read in an earlier Submit or
+  /// Attach. Its job's parameters are `params`; a command package's input is `input` (split =
+  /// lines) or `input_dir` (split = files), or its manifest's sweep.
+  std::string package;
+  std::string input_dir;  // command packages with split = files: one unit per file in it
+  /// Called while the package is uploaded: bytes sent so far and the package's size. Default:
+  /// none. Runs on the submitting thread.
+  std::function<void(std::uint64_t done, std::uint64_t total)> on_upload;
 
   /// Sets a parameter; returns *this for chaining.
   JobSpec& Set(const std::string& key, const std::string& value) {
@@ -98,8 +117,21 @@ struct JobResult {
   std::string json;                   // the answer as a JSON value
   std::string media_type;             // e.g. "image/png"
   std::vector<UnitFailure> failures;  // why units failed, when info.state == kFailed
+  /// A command package's outputs, in unit order: "unit-000042/NAME" -> bytes.
+  std::vector<std::pair<std::string, std::string>> files;
   /// Writes `bytes` to a file.
   SPARECYCLES_EXPORT Status WriteTo(const std::string& path) const;
+  /// Writes `files` under `dir` (created if missing). Refuses a name that would leave `dir`
+  /// ("..", an absolute path, a symbolic link on the way).
+  SPARECYCLES_EXPORT Status WriteFiles(const std::string& dir) const;
+};
+
+/// A task package the coordinator holds (`sparecycles packages`).
+struct PackageInfo {
+  std::string id;                   // 64 hex digits
+  std::string name, version, kind;  // kind: "native" or "command"
+  std::uint64_t size = 0;           // bytes of the .scpkg file
+  std::string signer;               // the publisher's public key in hex; empty = unsigned
 };
 
 namespace detail {
@@ -138,6 +170,10 @@ struct LocalOptions {
   double unit_seconds = 0;         // target seconds per unit; 0 = 1 s
   std::vector<std::string> tasks;  // tasks the embedded worker calibrates; empty = all
   bool verbose = false;            // log the embedded coordinator and worker to stderr
+  /// Tasks of this process added to the embedded coordinator's and worker's registry beside the
+  /// built-ins, so a task author runs their Task against the real scheduler (e.g. in a unit
+  /// test). They must be thread-safe (the Task API requires it). Default: none.
+  std::vector<std::shared_ptr<const sparecycles::tasks::Task>> in_process_tasks;
 };
 
 class SPARECYCLES_EXPORT Client {
@@ -152,10 +188,16 @@ class SPARECYCLES_EXPORT Client {
   Client& operator=(Client&&) noexcept;
   ~Client();
 
-  /// Submits a job. Errors: InvalidArgument / NotFound for a bad spec or unknown task.
+  /// Submits a job. Errors: InvalidArgument / NotFound for a bad spec or unknown task; for a
+  /// package, the reason it was refused here or by the coordinator (e.g. "unknown signer: ...").
   Result<Job> Submit(const JobSpec& spec);
-  /// Follows a job that already exists (e.g. submitted by another process).
-  Result<Job> Attach(std::uint64_t job_id);
+  /// Follows a job that already exists (e.g. submitted by another process). A job of a package
+  /// is merged by Wait() when `package_path` names its .scpkg file (with the job's `params`, which
+  /// the coordinator does not return); without it the result is the raw list of unit results.
+  Result<Job> Attach(std::uint64_t job_id, const std::string& package_path = "",
+                     const std::map<std::string, std::string>& params = {});
+  /// The task packages the coordinator holds.
+  Result<std::vector<PackageInfo>> Packages();
   Result<JobInfo> Status(std::uint64_t job_id);
   Result<std::vector<JobInfo>> Jobs();
   Result<std::vector<PeerInfo>> Peers();

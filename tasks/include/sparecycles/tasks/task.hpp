@@ -161,18 +161,22 @@ class Task {
 
 /// The tasks a process knows, by name and version. Thread-safe after construction. Part of the
 /// daemons, not of the plugin API: a plugin never needs it (its definitions are not installed).
+/// A copy shares the Task objects (they are stateless), so `Registry r = Registry::BuiltIn();
+/// r.AddShared(mine);` extends the built-ins without touching them.
 class Registry {
  public:
   /// A registry with every built-in task.
   static const Registry& BuiltIn();
 
   void Add(std::unique_ptr<Task> task);
+  /// Adds a task the caller may keep using too (e.g. an in-process task of Client::Local).
+  void AddShared(std::shared_ptr<const Task> task);
   /// version 0 = the newest of that name.
   const Task* Find(std::string_view name, std::uint32_t version = 0) const;
   std::vector<const Task*> All() const;
 
  private:
-  std::vector<std::unique_ptr<Task>> tasks_;
+  std::vector<std::shared_ptr<const Task>> tasks_;
 };
 
 }  // namespace sparecycles::tasks
