@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "temp_dir.hpp"
+
 extern char** environ;
 
 namespace sparecycles::testing {
@@ -30,23 +32,6 @@ inline std::string ReadAll(const std::string& path) {
 }
 
 /// A temporary directory removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/sparecycles-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
 class Process {
  public:
   /// Starts `argv` with stdout and stderr redirected to files `<log_prefix>.out` / `.err`.

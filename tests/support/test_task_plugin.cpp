@@ -1,6 +1,7 @@
 // TEST-ONLY task plugin: sums i*i over [from, to), built as a shared library against the
 // header-only task API exactly as an outside author would. Parameter `mode` makes a unit fail
 // on purpose (error, throw) so the tests can check how failures cross the ABI.
+#include <csignal>
 #include <stdexcept>
 
 #include "sparecycles/tasks/bytes.hpp"
@@ -20,7 +21,7 @@ class SumSquares final : public Task {
   std::vector<ParamSpec> Params() const override {
     return {{"from", "0", "first number"},
             {"to", "", "one past the last number"},
-            {"mode", "ok", "ok | error | throw"}};
+            {"mode", "ok", "ok | error | throw | crash (the unit holding 0 segfaults)"}};
   }
   std::string_view WorkName() const override { return "numbers"; }
   Result<JobPlan> Plan(const JobParams& p) const override {
@@ -38,7 +39,7 @@ class SumSquares final : public Task {
     if (!plan.ok()) return plan.status();
     if (Status s = CheckUnitCount("sumsq", units, plan->max_units); !s.ok()) return s;
     const std::string mode = p.Text("mode", "ok");
-    const std::uint8_t m = mode == "error" ? 1 : mode == "throw" ? 2 : 0;
+    const std::uint8_t m = mode == "error" ? 1 : mode == "throw" ? 2 : mode == "crash" ? 3 : 0;
     std::vector<std::string> out;
     for (auto [lo, hi] : SplitRange(static_cast<std::uint64_t>(*p.Int("from", 0)),
                                     static_cast<std::uint64_t>(*p.Int("to", 0)), units))
@@ -54,6 +55,7 @@ class SumSquares final : public Task {
     if (hi < lo || hi > 2'000'000) return InvalidArgument("sumsq unit out of range");
     if (mode == 1) return FailedPrecondition("sumsq was asked to fail");
     if (mode == 2) throw std::runtime_error("sumsq threw on purpose");
+    if (mode == 3 && lo == 0) std::raise(SIGSEGV);  // user code that crashes its process
     std::uint64_t next = lo, sum = 0;
     if (auto state = ctx.ResumeState()) {
       ByteReader s(*state, "sumsq checkpoint");

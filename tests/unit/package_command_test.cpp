@@ -11,6 +11,7 @@
 #include <random>
 
 #include "sparecycles/package/command.hpp"
+#include "temp_dir.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::package;
@@ -18,18 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/sc-cmd-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using sparecycles::testing::TempDir;
 
 Manifest Command(const std::string& entry, std::vector<std::string> args, SplitMode mode) {
   Manifest m;
@@ -73,8 +63,8 @@ std::string Sha256Hex(std::string_view data) {
 
 RunOptions Options(const TempDir& t) {
   RunOptions o;
-  o.package_dir = (t.path / "pkg").string();
-  o.work_dir = t.path.string();
+  o.package_dir = (fs::path(t.path()) / "pkg").string();
+  o.work_dir = fs::path(t.path()).string();
   fs::create_directories(o.package_dir);
   return o;
 }
@@ -110,19 +100,19 @@ TEST_CASE("a sweep is the product of its parameters, the first varying slowest")
 
 TEST_CASE("a file split makes one unit per regular file in name order and refuses links") {
   TempDir t;
-  fs::create_directories(t.path / "in");
-  std::ofstream(t.path / "in/b.txt") << "bee";
-  std::ofstream(t.path / "in/a.txt") << "ay";
-  fs::create_directories(t.path / "in/subdir");
+  fs::create_directories(fs::path(t.path()) / "in");
+  std::ofstream(fs::path(t.path()) / "in/b.txt") << "bee";
+  std::ofstream(fs::path(t.path()) / "in/a.txt") << "ay";
+  fs::create_directories(fs::path(t.path()) / "in/subdir");
   Manifest m = Command("/usr/bin/sha256sum", {"{input_name}"}, SplitMode::kFiles);
-  auto units = SplitFiles(m, (t.path / "in").string());
+  auto units = SplitFiles(m, (fs::path(t.path()) / "in").string());
   REQUIRE_MESSAGE(units.ok(), units.status().ToString());
   REQUIRE(units->size() == 2);
   CHECK((*units)[0].input_name == "a.txt");
   CHECK((*units)[1].input == "bee");
-  CHECK_FALSE(SplitFiles(m, (t.path / "in").string(), 3).ok());  // over the byte limit
-  fs::create_symlink("/etc/passwd", t.path / "in/c.txt");
-  CHECK_FALSE(SplitFiles(m, (t.path / "in").string()).ok());
+  CHECK_FALSE(SplitFiles(m, (fs::path(t.path()) / "in").string(), 3).ok());  // over the byte limit
+  fs::create_symlink("/etc/passwd", fs::path(t.path()) / "in/c.txt");
+  CHECK_FALSE(SplitFiles(m, (fs::path(t.path()) / "in").string()).ok());
 }
 
 TEST_CASE("unit and output bytes round-trip and malformed ones are refused") {
@@ -192,7 +182,7 @@ TEST_CASE("sha256sum over 120 line units gives exactly what the hash of each lin
   }
   // Each unit's directory is removed afterwards.
   std::size_t left = 0;
-  for (const auto& e : fs::directory_iterator(t.path))
+  for (const auto& e : fs::directory_iterator(fs::path(t.path())))
     left += e.path().filename().string().rfind("unit-", 0) == 0;
   CHECK(left == 0);
 }

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "sparecycles/package/package.hpp"
+#include "temp_dir.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::package;
@@ -105,18 +106,7 @@ std::string RawPackage(std::string_view manifest, std::string_view tail = {}) {
   return out;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/sc-pkg-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using sparecycles::testing::TempDir;
 
 void WriteText(const fs::path& p, std::string_view text) {
   fs::create_directories(p.parent_path());
@@ -417,7 +407,7 @@ TEST_CASE("the manifest text format fills in defaults and names the line of an e
 TEST_CASE("extraction writes every file inside a fresh directory and refuses an existing one") {
   TempDir tmp;
   Package p = MakeNative();
-  const fs::path out = tmp.path / "pkg";
+  const fs::path out = fs::path(tmp.path()) / "pkg";
   REQUIRE_MESSAGE(p.Extract(out.string()).ok(), "extract");
   std::ifstream in(out / "README");
   std::string text((std::istreambuf_iterator<char>(in)), {});
@@ -432,7 +422,7 @@ TEST_CASE("extraction writes every file inside a fresh directory and refuses an 
 
 TEST_CASE("building from a directory includes its files and refuses a link that escapes it") {
   TempDir tmp;
-  const fs::path dir = tmp.path / "src";
+  const fs::path dir = fs::path(tmp.path()) / "src";
   WriteText(dir / "package.manifest",
             "name = cat\nversion = 1\nkind = command\nentry = bin/run.sh\nsplit = lines 2\narg = "
             "{input}\n"
@@ -451,8 +441,8 @@ TEST_CASE("building from a directory includes its files and refuses a link that 
   CHECK(p->file_data(2) == "alpha\n");
   CHECK(p->manifest().command.split.lines_per_unit == 2);
 
-  WriteText(tmp.path / "secret.txt", "not for the package\n");
-  fs::create_symlink(tmp.path / "secret.txt", dir / "data/escape.txt");
+  WriteText(fs::path(tmp.path()) / "secret.txt", "not for the package\n");
+  fs::create_symlink(fs::path(tmp.path()) / "secret.txt", dir / "data/escape.txt");
   auto escaped = BuildFromPath(dir.string());
   REQUIRE_FALSE(escaped.ok());
   CHECK(escaped.status().message().find("escapes") != std::string::npos);

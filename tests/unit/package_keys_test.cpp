@@ -7,30 +7,20 @@
 #include <fstream>
 
 #include "sparecycles/package/keys.hpp"
+#include "temp_dir.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::package;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/sc-key-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using sparecycles::testing::TempDir;
 }  // namespace
 
 TEST_CASE("a new key pair is written 0600 / 0644 and reads back the same") {
   TempDir tmp;
   const SecretKey key = GenerateKey();
-  const std::string path = (tmp.path / "cfg/publisher.key").string();
+  const std::string path = (fs::path(tmp.path()) / "cfg/publisher.key").string();
   REQUIRE(WriteKeyPair(path, key).ok());
   struct stat st {};
   REQUIRE(::stat(path.c_str(), &st) == 0);
@@ -59,7 +49,7 @@ TEST_CASE("a new key pair is written 0600 / 0644 and reads back the same") {
 
 TEST_CASE("a secret key that others may read is refused with the fix in the message") {
   TempDir tmp;
-  const std::string path = (tmp.path / "k").string();
+  const std::string path = (fs::path(tmp.path()) / "k").string();
   REQUIRE(WriteKeyPair(path, GenerateKey()).ok());
   REQUIRE(::chmod(path.c_str(), 0644) == 0);
   auto k = ReadSecretKey(path);
@@ -91,23 +81,23 @@ TEST_CASE("malformed key files are refused") {
 TEST_CASE("a trust set takes a directory of .pub files, a file, or a hex key") {
   TempDir tmp;
   const SecretKey a = GenerateKey(), b = GenerateKey(), c = GenerateKey();
-  fs::create_directories(tmp.path / "trusted");
-  REQUIRE(WriteKeyPair((tmp.path / "trusted/a").string(), a).ok());
-  REQUIRE(WriteKeyPair((tmp.path / "trusted/b").string(), b).ok());
+  fs::create_directories(fs::path(tmp.path()) / "trusted");
+  REQUIRE(WriteKeyPair((fs::path(tmp.path()) / "trusted/a").string(), a).ok());
+  REQUIRE(WriteKeyPair((fs::path(tmp.path()) / "trusted/b").string(), b).ok());
   TrustSet dir;
-  REQUIRE(dir.AddFrom((tmp.path / "trusted").string()).ok());
+  REQUIRE(dir.AddFrom((fs::path(tmp.path()) / "trusted").string()).ok());
   CHECK(dir.keys().size() == 2);  // the secret files are not read as public keys
   CHECK(dir.Contains(a.public_key));
   CHECK(dir.Contains(b.public_key));
   CHECK_FALSE(dir.Contains(c.public_key));
   TrustSet one;
-  REQUIRE(one.AddFrom((tmp.path / "trusted/a.pub").string()).ok());
+  REQUIRE(one.AddFrom((fs::path(tmp.path()) / "trusted/a.pub").string()).ok());
   CHECK(one.keys().size() == 1);
   REQUIRE(one.AddFrom(c.public_key.Hex()).ok());
   CHECK(one.Contains(c.public_key));
   CHECK_FALSE(one.AddFrom("/no/such/file").ok());
-  std::ofstream(tmp.path / "trusted/bad.pub") << "garbage\n";
-  CHECK_FALSE(TrustSet().AddFrom((tmp.path / "trusted").string()).ok());
+  std::ofstream(fs::path(tmp.path()) / "trusted/bad.pub") << "garbage\n";
+  CHECK_FALSE(TrustSet().AddFrom((fs::path(tmp.path()) / "trusted").string()).ok());
 }
 
 TEST_CASE("the default key path follows XDG_CONFIG_HOME, then HOME") {

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "sparecycles/package/store.hpp"
+#include "temp_dir.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::package;
@@ -16,18 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/sc-store-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using sparecycles::testing::TempDir;
 
 SecretKey Key() {
   std::array<std::uint8_t, 32> seed{};
@@ -72,7 +62,7 @@ TEST_CASE("a stored package survives reopening the store and is served in chunks
   const std::string bytes = MakePackage("alpha", 3 * kMaxChunkBytes + 123);
   Hash256 id{};
   {
-    auto store = PackageStore::Open(t.path.string());
+    auto store = PackageStore::Open(fs::path(t.path()).string());
     REQUIRE(store.ok());
     auto put = (*store)->Put(bytes, trust.options);
     REQUIRE_MESSAGE(put.ok(), put.status().ToString());
@@ -80,7 +70,7 @@ TEST_CASE("a stored package survives reopening the store and is served in chunks
     CHECK(id == Blake2b256(bytes));
   }
   std::size_t dropped = 99;
-  auto store = PackageStore::Open(t.path.string(), {}, &dropped);
+  auto store = PackageStore::Open(fs::path(t.path()).string(), {}, &dropped);
   REQUIRE(store.ok());
   CHECK(dropped == 0);
   CHECK((*store)->Has(id));
@@ -108,12 +98,12 @@ TEST_CASE("an upload interrupted by a restart resumes from the bytes already hel
   const std::string bytes = MakePackage("beta", 2 * kMaxChunkBytes + 5);
   const Hash256 id = Blake2b256(bytes);
   {
-    auto store = PackageStore::Open(t.path.string());
+    auto store = PackageStore::Open(fs::path(t.path()).string());
     REQUIRE(store.ok());
     REQUIRE(*(*store)->Begin(id, bytes.size()) == 0);
     REQUIRE((*store)->Append(id, 0, std::string_view(bytes).substr(0, kMaxChunkBytes)).ok());
   }  // the "process" ends mid-upload
-  auto store = PackageStore::Open(t.path.string());
+  auto store = PackageStore::Open(fs::path(t.path()).string());
   REQUIRE(store.ok());
   CHECK_FALSE((*store)->Has(id));
   auto resume = (*store)->Begin(id, bytes.size());
@@ -130,7 +120,7 @@ TEST_CASE("an upload interrupted by a restart resumes from the bytes already hel
   REQUIRE_MESSAGE(done.ok(), done.status().ToString());
   CHECK((*store)->Has(id));
   CHECK(*(*store)->Begin(id, bytes.size()) == bytes.size());  // already held: nothing to send
-  CHECK(fs::is_empty(t.path / "partial"));
+  CHECK(fs::is_empty(fs::path(t.path()) / "partial"));
 }
 
 TEST_CASE(
@@ -140,7 +130,7 @@ TEST_CASE(
   StoreOptions o;
   o.max_package_bytes = 1 << 20;
   o.max_partial = 2;
-  auto store = PackageStore::Open(t.path.string(), o);
+  auto store = PackageStore::Open(fs::path(t.path()).string(), o);
   REQUIRE(store.ok());
   const std::string bytes = MakePackage("gamma", 1000);
 
@@ -175,7 +165,7 @@ TEST_CASE(
   (*store)->Abort(a);
   CHECK((*store)->Begin(c, 10).ok());
   CHECK_FALSE((*store)->Append(c, 0, std::string(kMaxChunkBytes + 1, 'x')).ok());
-  CHECK(fs::is_empty(t.path / "packages"));
+  CHECK(fs::is_empty(fs::path(t.path()) / "packages"));
 }
 
 TEST_CASE("a stored file changed on disk is dropped when the store opens or loads it") {
@@ -184,22 +174,22 @@ TEST_CASE("a stored file changed on disk is dropped when the store opens or load
   const std::string bytes = MakePackage("delta", 5000);
   Hash256 id{};
   {
-    auto store = PackageStore::Open(t.path.string());
+    auto store = PackageStore::Open(fs::path(t.path()).string());
     id = *(*store)->Put(bytes, trust.options);
   }
-  const fs::path file = t.path / "packages" / (ToHex(id) + ".scpkg");
+  const fs::path file = fs::path(t.path()) / "packages" / (ToHex(id) + ".scpkg");
   {
     std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(100);
     f.put('!');
   }
-  std::ofstream(t.path / "packages" / "junk.tmp") << "left over";
+  std::ofstream(fs::path(t.path()) / "packages" / "junk.tmp") << "left over";
   std::size_t dropped = 0;
-  auto store = PackageStore::Open(t.path.string(), {}, &dropped);
+  auto store = PackageStore::Open(fs::path(t.path()).string(), {}, &dropped);
   REQUIRE(store.ok());
   CHECK(dropped == 1);
   CHECK_FALSE((*store)->Has(id));
-  CHECK(fs::is_empty(t.path / "packages"));
+  CHECK(fs::is_empty(fs::path(t.path()) / "packages"));
   // Without the check on open, Load() catches it.
   REQUIRE((*store)->Put(bytes, trust.options).ok());
   {
@@ -209,7 +199,7 @@ TEST_CASE("a stored file changed on disk is dropped when the store opens or load
   }
   StoreOptions lazy;
   lazy.verify_on_open = false;
-  auto again = PackageStore::Open(t.path.string(), lazy);
+  auto again = PackageStore::Open(fs::path(t.path()).string(), lazy);
   REQUIRE((*again)->Has(id));
   auto load = (*again)->Load(id);
   REQUIRE_FALSE(load.ok());
@@ -224,7 +214,7 @@ TEST_CASE("a capped cache evicts the least recently used package first") {
                     p3 = MakePackage("three", 40'000);
   StoreOptions o;
   o.capacity_bytes = p1.size() + p2.size() + 1000;  // room for two
-  auto store = PackageStore::Open(t.path.string(), o);
+  auto store = PackageStore::Open(fs::path(t.path()).string(), o);
   REQUIRE(store.ok());
   const Hash256 id1 = *(*store)->Put(p1, trust.options);
   const Hash256 id2 = *(*store)->Put(p2, trust.options);
@@ -236,7 +226,7 @@ TEST_CASE("a capped cache evicts the least recently used package first") {
   REQUIRE((*store)->evicted().size() == 1);
   CHECK((*store)->evicted()[0] == id2);
   CHECK((*store)->TotalBytes() <= o.capacity_bytes);
-  CHECK_FALSE(fs::exists(t.path / "packages" / (ToHex(id2) + ".scpkg")));
+  CHECK_FALSE(fs::exists(fs::path(t.path()) / "packages" / (ToHex(id2) + ".scpkg")));
   CHECK(ParseId(ToHex(id3)) == std::optional<Hash256>(id3));
   CHECK_FALSE(ParseId("xyz").has_value());
 }

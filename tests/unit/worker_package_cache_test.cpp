@@ -73,8 +73,8 @@ struct Setup {
   FakeClock clock;
   PackageCacheConfig config;
   Setup() {
-    config.dir = dir.str() + "/packages";
-    config.pin_file = dir.str() + "/publishers.pinned";
+    config.dir = dir.path() + "/packages";
+    config.pin_file = dir.path() + "/publishers.pinned";
   }
   std::unique_ptr<PackageCache> Open() {
     auto c = PackageCache::Open(config);

@@ -1,0 +1,292 @@
+// Task packages, measured with real processes on 127.0.0.1 (docs/benchmarks.md, "Task packages"):
+//  1. native_package_efficiency: the built-in primes kernel compiled into a signed native
+//     package, against the same job of the built-in task, same cluster, same run
+//     (T(built-in) / T(package), goal >= 0.97).
+//  2. package_fanout: a 50 MiB package reaching 20 peers (each must run the job's one unit, so
+//     each fetches it): seconds from submit to done, and the coordinator's request round trip
+//     (a client asking for the job's status every 5 ms) meanwhile against the same before.
+//  3. command_package_overhead: a command package running xz -9 over inputs of about a second
+//     each, against GNU parallel running the same program over the same inputs with as many
+//     jobs as cores (T(parallel) / T(package), goal: within 5 %). Skipped with a message when GNU
+//     parallel is not installed (apt-get install parallel).
+#include <filesystem>
+
+#include "bench_common.hpp"
+#include "sparecycles/core/daemon.hpp"
+#include "sparecycles/core/hash.hpp"
+#include "sparecycles/package/keys.hpp"
+#include "sparecycles/package/package.hpp"
+#include "sparecycles/package/plugin_loader.hpp"
+
+using namespace sparecycles;
+using namespace sparecycles::bench;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Publisher {
+  TempDir dir;
+  package::SecretKey key = package::GenerateKey();
+  std::string keys_dir() const { return dir / "publishers"; }
+  Publisher() {
+    fs::create_directories(keys_dir());
+    if (!package::WriteKeyPair(dir / "publisher.key", key).ok()) Die("cannot write a key");
+    fs::copy_file(dir / "publisher.key.pub", keys_dir() + "/publisher.pub");
+  }
+  std::string Write(package::Package pkg, const std::string& name) {
+    pkg.Sign(key);
+    const std::string path = dir / name;
+    if (!package::WriteFileAtomic(path, pkg.Encode()).ok()) Die("cannot write " + path);
+    return path;
+  }
+};
+
+package::Package NativePrimes() {
+  auto lib = ReadFile(SC_PRIMES_PACKAGE_PLUGIN, 256 << 20);
+  if (!lib.ok()) Die(lib.status().ToString());
+  package::Manifest m;
+  m.name = "primes-package";
+  m.version = "1.0";
+  m.kind = package::Kind::kNative;
+  m.arch = std::string(package::HostArch());
+  m.entry = "primes.so";
+  m.abi_version = package::HostTaskAbiVersion();
+  m.resources.expected_seconds = 1;
+  m.files.push_back(package::FileEntry{"primes.so", 0, {}, true});
+  auto pkg = package::Package::Create(m, {*lib});
+  if (!pkg.ok()) Die(pkg.status().ToString());
+  return std::move(pkg).value();
+}
+
+// A command package of one `expr 1 + 1` unit carrying `ballast` bytes of incompressible data.
+package::Package Ballast(std::size_t ballast) {
+  package::Manifest m;
+  m.name = "ballast";
+  m.version = "1.0";
+  m.kind = package::Kind::kCommand;
+  m.arch = "any";
+  m.entry = "/usr/bin/expr";
+  m.command.required_programs = {"/usr/bin/expr"};
+  m.command.args = {"1", "+", "1"};
+  m.command.outputs = {"out.txt"};
+  m.command.stdout_file = "out.txt";
+  m.files.push_back(package::FileEntry{"ballast.bin", 0, {}, false});
+  std::string data(ballast, '\0');
+  std::uint64_t x = 88172645463325252ull;
+  for (std::size_t i = 0; i < ballast; i += 8) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    std::memcpy(data.data() + i, &x, std::min<std::size_t>(8, ballast - i));
+  }
+  auto pkg = package::Package::Create(m, {data});
+  if (!pkg.ok()) Die(pkg.status().ToString());
+  return std::move(pkg).value();
+}
+
+void NativeEfficiency(const Args& args, Publisher& pub) {
+  const auto to = static_cast<std::uint64_t>(args.Num("to", 8e10, 4e9));
+  const auto units = static_cast<std::uint64_t>(args.Num("units", 16, 8));
+  const int repeats = static_cast<int>(args.Num("repeats", 3, 1));
+  const std::string path = pub.Write(NativePrimes(), "primes.scpkg");
+  auto cluster = StartCluster(2, {"--publishers", pub.keys_dir()});
+  Client client = ConnectWhenReady(*cluster, 2);
+  JobSpec builtin("primes");
+  builtin.Set("from", "0").Set("to", std::to_string(to));
+  builtin.units = units;
+  JobSpec pkg = builtin;
+  pkg.task.clear();
+  pkg.package = path;
+  JobResult r;
+  TimeJob(client, pkg, &r);  // uploads it and lets both workers fetch it once
+  double t_builtin = 1e300, t_package = 1e300;
+  std::string a, b;
+  for (int i = 0; i < repeats; ++i) {  // interleaved, so drift of the machine hits both
+    t_builtin = std::min(t_builtin, TimeJob(client, builtin, &r));
+    a = r.summary;
+    t_package = std::min(t_package, TimeJob(client, pkg, &r));
+    b = r.summary;
+  }
+  if (a != b) Die("the package counted " + b + ", the built-in task " + a);
+  Figure f;
+  f.figure = "native_package_efficiency";
+  f.case_name = "primes below " + std::to_string(to) + " in " + std::to_string(units) +
+                " units, 2 workers x 1 core";
+  f.unit = "T(built-in)/T(package)";
+  f.value = t_builtin / t_package;
+  f.baseline = 1.0;
+  f.baseline_name = "the same job of the built-in primes task";
+  f.goal = ">= 0.97";
+  f.extra = {{"builtin_s", t_builtin}, {"package_s", t_package}};
+  Emit(f, args);
+}
+
+void Fanout(const Args& args, Publisher& pub) {
+  const auto mib = static_cast<std::size_t>(args.Num("fanout-mib", 50, 4));
+  const int peers = static_cast<int>(args.Num("peers", 20, 3));
+  const std::string path = pub.Write(Ballast(mib << 20), "ballast.scpkg");
+  auto cluster = StartCluster(peers, {"--publishers", pub.keys_dir()});
+  Client client = ConnectWhenReady(*cluster, static_cast<std::size_t>(peers), 60);
+  auto probe = Client::Connect(cluster->client_endpoint());
+  if (!probe.ok()) Die(probe.status().ToString());
+  // Round trips of a status request every 5 ms while `busy` runs.
+  auto round_trips = [&](std::uint64_t job_id, const std::function<bool()>& until) {
+    std::vector<double> rtt;
+    while (!until()) {
+      const double t0 = Now();
+      auto s = probe->Status(job_id);
+      if (s.ok() || s.status().code() == StatusCode::kNotFound) rtt.push_back(Now() - t0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return rtt;
+  };
+  const double quiet_until = Now() + 2;
+  const std::vector<double> before = round_trips(0, [&] { return Now() > quiet_until; });
+  JobSpec spec;
+  spec.package = path;
+  spec.replication.replicas = static_cast<std::uint32_t>(peers);
+  spec.replication.quorum = static_cast<std::uint32_t>(peers);
+  spec.replication.max_replicas = static_cast<std::uint32_t>(peers);
+  spec.replication.adaptive = 1;
+  const double t_upload0 = Now();
+  auto job = client.Submit(spec);  // uploads first
+  if (!job.ok()) Die(job.status().ToString());
+  const double t_submitted = Now();
+  std::atomic<bool> done{false};
+  std::vector<double> during;
+  std::thread watcher([&] { during = round_trips(job->id(), [&] { return done.load(); }); });
+  auto r = job->Wait(std::chrono::minutes(10));
+  const double t_done = Now();
+  done = true;
+  watcher.join();
+  if (!r.ok() || r->info.state != JobState::kDone)
+    Die("the fan-out job did not finish: " + (r.ok() ? r->info.error : r.status().ToString()));
+  Figure f;
+  f.figure = "package_fanout_seconds";
+  f.case_name = std::to_string(mib) + " MiB package to " + std::to_string(peers) + " peers";
+  f.unit = "s from submit to done";
+  f.value = t_done - t_submitted;
+  f.higher_is_better = false;
+  f.baseline = t_submitted - t_upload0;
+  f.baseline_name = "the client's upload of the same package";
+  f.extra = {{"rtt_p50_ms_before", Percentile(before, 50) * 1e3},
+             {"rtt_p99_ms_before", Percentile(before, 99) * 1e3},
+             {"rtt_p50_ms_during", Percentile(during, 50) * 1e3},
+             {"rtt_p99_ms_during", Percentile(during, 99) * 1e3},
+             {"rtt_max_ms_during", *std::max_element(during.begin(), during.end()) * 1e3},
+             {"requests_during", static_cast<double>(during.size())}};
+  Emit(f, args);
+  Figure l;
+  l.figure = "coordinator_rtt_during_fanout";
+  l.case_name = f.case_name;
+  l.unit = "ms p99 status round trip";
+  l.value = Percentile(during, 99) * 1e3;
+  l.higher_is_better = false;
+  l.baseline = Percentile(before, 99) * 1e3;
+  l.baseline_name = "the same requests in the 2 s before, peers idle";
+  Emit(l, args);
+}
+
+void CommandOverhead(const Args& args, Publisher& pub) {
+  if (::access("/usr/bin/parallel", X_OK) != 0) {
+    std::cerr << "  command_package_overhead: SKIPPED, GNU parallel is not installed "
+                 "(apt-get install parallel)\n";
+    return;
+  }
+  const int inputs = static_cast<int>(args.Num("inputs", 24, 4));
+  const auto kib = static_cast<std::size_t>(args.Num("input-kib", 3072, 256));
+  TempDir dir;
+  const std::string in = dir / "in", out_pkg = dir / "out-pkg", out_par = dir / "out-par";
+  fs::create_directories(in);
+  fs::create_directories(out_par);
+  std::uint64_t x = 1;
+  for (int i = 0; i < inputs; ++i) {  // text-like data xz works hard on
+    std::string data;
+    data.reserve(kib << 10);
+    while (data.size() < (kib << 10)) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      data += "word" + std::to_string((x >> 33) % 5000) + ((x >> 20) % 9 == 0 ? "\n" : " ");
+    }
+    char name[32];
+    std::snprintf(name, sizeof(name), "in-%03d.txt", i);
+    if (!WriteFileAtomic(in + "/" + name, data).ok()) Die("cannot write inputs");
+  }
+  package::Manifest m;
+  m.name = "xz";
+  m.version = "1.0";
+  m.kind = package::Kind::kCommand;
+  m.arch = "any";
+  m.entry = "/usr/bin/xz";
+  m.command.required_programs = {"/usr/bin/xz"};
+  m.command.args = {"-9", "-T1", "-c", "{input_name}"};
+  m.command.outputs = {"out.xz"};
+  m.command.stdout_file = "out.xz";
+  m.command.split.mode = package::SplitMode::kFiles;
+  m.resources.expected_seconds = 2;
+  auto pkg = package::Package::Create(m, {});
+  if (!pkg.ok()) Die(pkg.status().ToString());
+  const std::string path = pub.Write(*pkg, "xz.scpkg");
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  auto cluster = StartCluster(static_cast<int>(cores), {"--publishers", pub.keys_dir()});
+  Client client = ConnectWhenReady(*cluster, cores);
+  JobSpec spec;
+  spec.package = path;
+  spec.input_dir = in;
+  JobResult r;
+  const int repeats = static_cast<int>(args.Num("repeats", 2, 1));
+  double t_pkg = 1e300, t_par = 1e300;
+  for (int i = 0; i < repeats; ++i) {
+    t_pkg = std::min(t_pkg, TimeJob(client, spec, &r));
+    std::vector<std::string> argv = {"/usr/bin/parallel", "-j", std::to_string(cores),
+                                     "/usr/bin/xz -9 -T1 -c {} > " + out_par + "/{/}.xz", ":::"};
+    for (int k = 0; k < inputs; ++k) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "/in-%03d.txt", k);
+      argv.push_back(in + name);
+    }
+    const double t1 = Now();
+    auto [pcode, ptext] = testing::RunCommand(argv, dir / "parallel", std::chrono::minutes(10));
+    if (pcode != 0) Die("parallel failed: " + ptext);
+    t_par = std::min(t_par, Now() - t1);
+  }
+  if (r.files.size() != static_cast<std::size_t>(inputs)) Die("the package gave too few outputs");
+  for (int k = 0; k < inputs; ++k) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "/in-%03d.txt.xz", k);
+    if (r.files[static_cast<std::size_t>(k)].second != testing::ReadAll(out_par + name))
+      Die("output " + std::to_string(k) + " differs from GNU parallel's");
+  }
+  Figure f;
+  f.figure = "command_package_overhead";
+  f.case_name = std::to_string(inputs) + " files of " + std::to_string(kib) +
+                " KiB through xz -9, " + std::to_string(cores) + " workers x 1 core";
+  f.unit = "T(parallel)/T(package)";
+  f.value = t_par / t_pkg;
+  f.baseline = 1.0;
+  f.baseline_name = "GNU parallel -j " + std::to_string(cores) + " on the same inputs";
+  f.goal = ">= 0.95";
+  f.extra = {
+      {"package_s", t_pkg}, {"parallel_s", t_par}, {"seconds_per_unit", t_par * cores / inputs}};
+  Emit(f, args);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return Guarded([&] {
+    Args args(argc, argv);
+    if (args.help()) {
+      std::cout << "Usage: bench_packages [--quick] [--only native|fanout|command] [--to N]\n"
+                   "  [--units N] [--fanout-mib N] [--peers N] [--inputs N] [--input-kib N]\n"
+                   "  [--repeats N]\n"
+                   "Task packages: native efficiency, fan-out of a big package, command overhead\n"
+                   "against GNU parallel. JSON lines on stdout.\n";
+      return 0;
+    }
+    InitCrypto();
+    Publisher pub;
+    const std::string only = args.Str("only", "");
+    if (only.empty() || only == "native") NativeEfficiency(args, pub);
+    if (only.empty() || only == "fanout") Fanout(args, pub);
+    if (only.empty() || only == "command") CommandOverhead(args, pub);
+    return 0;
+  });
+}
