@@ -167,10 +167,10 @@ void Fanout(const Args& args, Publisher& pub) {
   f.higher_is_better = false;
   f.baseline = t_submitted - t_upload0;
   f.baseline_name = "the client's upload of the same package";
-  f.extra = {{"rtt_p50_ms_before", Percentile(before, 50) * 1e3},
-             {"rtt_p99_ms_before", Percentile(before, 99) * 1e3},
-             {"rtt_p50_ms_during", Percentile(during, 50) * 1e3},
-             {"rtt_p99_ms_during", Percentile(during, 99) * 1e3},
+  f.extra = {{"rtt_p50_ms_before", Percentile(before, 0.5) * 1e3},
+             {"rtt_p99_ms_before", Percentile(before, 0.99) * 1e3},
+             {"rtt_p50_ms_during", Percentile(during, 0.5) * 1e3},
+             {"rtt_p99_ms_during", Percentile(during, 0.99) * 1e3},
              {"rtt_max_ms_during", *std::max_element(during.begin(), during.end()) * 1e3},
              {"requests_during", static_cast<double>(during.size())}};
   Emit(f, args);
@@ -178,9 +178,9 @@ void Fanout(const Args& args, Publisher& pub) {
   l.figure = "coordinator_rtt_during_fanout";
   l.case_name = f.case_name;
   l.unit = "ms p99 status round trip";
-  l.value = Percentile(during, 99) * 1e3;
+  l.value = Percentile(during, 0.99) * 1e3;
   l.higher_is_better = false;
-  l.baseline = Percentile(before, 99) * 1e3;
+  l.baseline = Percentile(before, 0.99) * 1e3;
   l.baseline_name = "the same requests in the 2 s before, peers idle";
   Emit(l, args);
 }
