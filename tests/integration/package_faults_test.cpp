@@ -7,8 +7,8 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -245,6 +245,16 @@ TEST_CASE("a worker refuses a tampered or untrusted package, the job says why, n
     CHECK_MESSAGE(info.waiting.find("unknown signer") != std::string::npos, info.waiting);
     CHECK(info.units_done == 0);
     CHECK(w.Stderr().find("unknown signer") != std::string::npos);
+    // The owner sees it too (the status file is rewritten every second).
+    std::string shown;
+    for (int i = 0; i < 50 && shown.find("refused:") == std::string::npos; ++i) {
+      std::this_thread::sleep_for(100ms);
+      shown = RunCommand({SPARECYCLES_WORKER_BIN, "status", "--state-dir", c.dir() / "strict"},
+                         c.dir() / "status")
+                  .second;
+    }
+    CHECK_MESSAGE(shown.find("refused:     package") != std::string::npos, shown);
+    CHECK(shown.find("unknown signer") != std::string::npos);
     // A worker that trusts the coordinator's publishers takes the units.
     c.StartWorker("trusting", 1);
     CheckExprOutputs(WaitDone(*job, c), 3);

@@ -54,6 +54,8 @@ std::string FormatStatusFile(const StatusSnapshot& s) {
   for (const auto& u : s.units)
     o << "unit=" << u.job << " " << u.unit << " " << Fixed(u.progress, 4) << " "
       << Fixed(u.resumed_from, 4) << " " << (u.waiting ? 1 : 0) << " " << OneLine(u.task) << "\n";
+  for (const auto& [id, why] : s.refused_packages)
+    o << "refused=" << OneLine(id) << " " << OneLine(why) << "\n";
   return o.str();
 }
 
@@ -107,7 +109,11 @@ Result<StatusSnapshot> ParseStatusFile(std::string_view text) {
       s.resumed_work = dbl();
     else if (k == "updated_at")
       s.updated_at = dbl();
-    else if (k == "unit") {
+    else if (k == "refused") {
+      const auto space = v.find(' ');
+      if (space != std::string::npos && s.refused_packages.size() < 1000)
+        s.refused_packages.emplace_back(v.substr(0, space), v.substr(space + 1));
+    } else if (k == "unit") {
       UnitStatus u;
       std::istringstream f(v);
       int waiting = 0;
@@ -150,6 +156,8 @@ std::string RenderStatus(const StatusSnapshot& s, double now, bool alive,
     << " units done, " << s.units_failed << " failed, " << s.units_returned << " handed back, "
     << s.units_resumed << " resumed from checkpoints (" << Fixed(s.resumed_work, 2)
     << " units of work not redone)\n";
+  for (const auto& [id, why] : s.refused_packages)
+    o << "refused:     package " << id.substr(0, 16) << ": " << why << "\n";
   o << "validated:   ";
   if (validated_cpu_seconds >= 0)
     o << Fixed(validated_cpu_seconds, 1) << " CPU-seconds (from the coordinator)\n";

@@ -614,6 +614,9 @@ struct Worker::Impl {
       return std::tie(a.job, a.unit) < std::tie(b.job, b.unit);
     });
     s.prefetched = waiting.size() + queued;
+    if (packages)
+      for (const auto& [id, why] : packages->refusals())
+        s.refused_packages.emplace_back(ToHex(id), why);
     {
       std::lock_guard lock(stats_mu);
       s.units_done = stats.units_done;

@@ -34,6 +34,8 @@ struct StatusSnapshot {
   double cpu_seconds = 0;   // contributed, over every run with this state directory
   double resumed_work = 0;  // sum of resumed_from over resumed units (work not redone)
   double updated_at = 0;    // wall-clock seconds since the epoch
+  // Task packages this worker refused: (package id in hex, reason).
+  std::vector<std::pair<std::string, std::string>> refused_packages;
 };
 
 std::string FormatStatusFile(const StatusSnapshot& s);
