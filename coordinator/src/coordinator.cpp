@@ -690,12 +690,12 @@ Status Coordinator::Start() {
     auto loaded = impl_->store->Load(
         WallSeconds(), Store::Retention{sc.max_jobs_kept, sc.retain_finished_seconds});
     if (!loaded.ok()) return loaded.status();
-    impl_->scheduler.RestoreRecords(std::move(loaded->records));
+    impl_->scheduler.RestoreRecords(loaded->records);
     std::size_t unfinished = 0;
     for (const auto& j : loaded->jobs) unfinished += proto::IsFinal(j.state) ? 0 : 1;
     const std::size_t jobs = loaded->jobs.size(), leases = loaded->leases.size();
     impl_->scheduler.SetListener(impl_->store.get());
-    SC_RETURN_IF_ERROR(impl_->scheduler.Restore(std::move(loaded->jobs), std::move(loaded->leases),
+    SC_RETURN_IF_ERROR(impl_->scheduler.Restore(std::move(loaded->jobs), loaded->leases,
                                                 loaded->next_job, impl_->clock.Now()));
     SC_RETURN_IF_ERROR(impl_->store->Commit());
     if (jobs > 0)

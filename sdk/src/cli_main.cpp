@@ -13,6 +13,7 @@
 #include "cli_views.hpp"  // terminal views: progress rate/ETA, top
 #include "sparecycles/core/json.hpp"
 #include "sparecycles/core/options.hpp"
+#include "sparecycles/core/protocol.hpp"
 #include "sparecycles/sdk/client.hpp"
 #include "sparecycles/tasks/task.hpp"
 
@@ -244,13 +245,13 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   spec.name = o.Get("name");
   if (!o.Get("input").empty())
     if (Status s = spec.LoadInput(o.Get("input")); !s.ok()) return Report(s);
-  auto units = o.GetInt("units", 0, 10'000'000);
-  auto us = o.GetDouble("unit-seconds", 0, 86400);
+  auto units = o.GetInt("units", 0, proto::kMaxUnitsPerJob);
+  auto us = o.GetDouble("unit-seconds", 0, proto::kMaxUnitSeconds);
   auto pri = o.GetInt("priority", -1000000, 1000000);
-  auto rep = o.GetInt("replicas", 0, 16);
-  auto quo = o.GetInt("quorum", 0, 16);
-  auto mr = o.GetInt("max-replicas", 0, 64);
-  auto me = o.GetInt("max-errors", 0, 64);
+  auto rep = o.GetInt("replicas", 0, proto::kMaxReplicas);
+  auto quo = o.GetInt("quorum", 0, proto::kMaxReplicas);
+  auto mr = o.GetInt("max-replicas", 0, proto::kMaxReplicasCeiling);
+  auto me = o.GetInt("max-errors", 0, proto::kMaxReplicasCeiling);
   auto wt = TimeoutOf(o, "wait-timeout");
   for (const Status* s : {&units.status(), &us.status(), &pri.status(), &rep.status(),
                           &quo.status(), &mr.status(), &me.status(), &wt.status()})
@@ -273,7 +274,7 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   const auto start = std::chrono::steady_clock::now();
   Result<Client> client = Unavailable("unset");
   if (embedded) {
-    auto cores = o.GetInt("cores", 0, 4096);
+    auto cores = o.GetInt("cores", 0, proto::kMaxCores);
     if (!cores.ok()) return Usage(cores.status().message());
     LocalOptions lo;
     lo.cores = static_cast<unsigned>(*cores);

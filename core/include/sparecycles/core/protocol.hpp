@@ -36,6 +36,13 @@ inline constexpr std::size_t kMaxCheckpointBytes = 16ull << 20;  // one unit's s
 inline constexpr std::size_t kMaxLeasesPerMessage = 4096;
 inline constexpr std::size_t kMaxListEntries = 100000;
 inline constexpr std::size_t kHashBytes = 32;
+// Job and peer limits (Validate() of JobSpecWire, Hello and Capacity); the options of the CLI, the
+// worker and the coordinator take the same bounds from here.
+inline constexpr std::uint32_t kMaxCores = 4096;              // a peer's cores and slots
+inline constexpr std::uint32_t kMaxUnitsPerJob = 10'000'000;  // JobSpecWire.units
+inline constexpr double kMaxUnitSeconds = 86400;              // JobSpecWire.unit_seconds
+inline constexpr std::uint32_t kMaxReplicas = 16;             // replicas and quorum
+inline constexpr std::uint32_t kMaxReplicasCeiling = 64;      // max_replicas and max_errors
 
 enum class MsgType : std::uint16_t {
   // peer (worker) <-> coordinator, on the coordinator's peer endpoint
