@@ -232,9 +232,11 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
     for (const auto& [k, v] : o.Extra()) {
       bool known = false;
       for (const auto& p : task->Params()) known |= p.name == k;
-      if (!known)
-        return Usage("task " + task_name + " has no parameter --" + k + " (see `sparecycles run " +
-                     task_name + " --help`)");
+      if (known) continue;
+      std::string msg = "task " + task_name;
+      msg.append(" has no parameter --").append(k).append(" (see `sparecycles run ");
+      msg.append(task_name).append(" --help`)");
+      return Usage(msg);
     }
   }
   spec.params = o.Extra();
@@ -466,7 +468,8 @@ static int TopCommand(const std::vector<std::string>& args) {
   return cli::Top(*client, t);
 }
 
-int main(int argc, char** argv) {
+namespace {
+int Main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {
     std::cout << kUsage;
@@ -483,4 +486,15 @@ int main(int argc, char** argv) {
   if (cmd == "status" || cmd == "wait" || cmd == "cancel" || cmd == "jobs" || cmd == "peers")
     return Simple(cmd, args);
   return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {  // a bug or out of memory: say so rather than abort
+    return Report(Internal(std::string("unexpected exception: ") + e.what()));
+  } catch (...) {
+    return Report(Internal("unexpected exception"));
+  }
 }
