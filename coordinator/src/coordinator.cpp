@@ -757,8 +757,8 @@ Status Coordinator::Start() {
     for (const auto& j : loaded->jobs) unfinished += proto::IsFinal(j.state) ? 0 : 1;
     const std::size_t jobs = loaded->jobs.size(), leases = loaded->leases.size();
     impl_->scheduler.SetListener(impl_->store.get());
-    SC_RETURN_IF_ERROR(impl_->scheduler.Restore(loaded->jobs, loaded->leases, loaded->next_job,
-                                                impl_->clock.Now()));
+    SC_RETURN_IF_ERROR(impl_->scheduler.Restore(std::move(loaded->jobs), loaded->leases,
+                                                loaded->next_job, impl_->clock.Now()));
     SC_RETURN_IF_ERROR(impl_->store->Commit());
     if (jobs > 0)
       SC_LOG(Info) << "recovered " << jobs << " jobs (" << unfinished << " unfinished) and "

@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
   cfg.scheduler.peer_timeout = *pt;
   cfg.scheduler.lease_min = *lm;
   auto lf = opt.GetDouble("lease-factor", 1, 1000);
-  auto us = opt.GetDouble("unit-seconds", 0.001, 86400);
+  auto us = opt.GetDouble("unit-seconds", 0.001, proto::kMaxUnitSeconds);
   auto pf = opt.GetInt("prefetch", 0, 4096);
   auto pfs = opt.GetDouble("prefetch-seconds", 0, 3600);
   const std::string pool = opt.Get("pool");
@@ -160,16 +160,18 @@ int main(int argc, char** argv) {
   auto ba = opt.GetInt("blacklist-after", 0, 1000);
   for (const Status* st : {&te.status(), &sf.status(), &scr.status(), &ba.status()})
     if (!st->ok()) return Fail(*st);
-  if (rep.ok() && (*rep < 1 || *rep > 16)) return Fail(InvalidArgument("--replicas must be 1..16"));
-  if (quo.ok() && (*quo < 1 || *quo > 16)) return Fail(InvalidArgument("--quorum must be 1..16"));
+  if (rep.ok() && (*rep < 1 || *rep > proto::kMaxReplicas))
+    return Fail(InvalidArgument("--replicas must be 1..16"));
+  if (quo.ok() && (*quo < 1 || *quo > proto::kMaxReplicas))
+    return Fail(InvalidArgument("--quorum must be 1..16"));
   cfg.scheduler.policy.adaptive = adaptive == "on";
   cfg.scheduler.policy.target_error = *te;
   cfg.scheduler.credibility.saboteur_fraction = *sf;
   cfg.scheduler.credibility.spot_check_rate = *scr;
   cfg.scheduler.credibility.spot_check_rate_new = std::max(*scr, std::min(0.5, 5 * *scr));
   cfg.scheduler.credibility.blacklist_after = static_cast<std::uint32_t>(*ba);
-  auto mr = opt.GetInt("max-replicas", 1, 64);
-  auto me = opt.GetInt("max-errors", 1, 64);
+  auto mr = opt.GetInt("max-replicas", 1, proto::kMaxReplicasCeiling);
+  auto me = opt.GetInt("max-errors", 1, proto::kMaxReplicasCeiling);
   for (const Status* s : {&lf.status(), &us.status(), &pf.status(), &pfs.status(), &rep.status(),
                           &quo.status(), &mr.status(), &me.status()})
     if (!s->ok()) return Fail(*s);

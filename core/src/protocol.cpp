@@ -112,7 +112,7 @@ Status Hello::Validate() const {
   SC_RETURN_IF_ERROR(CheckLen("software", software, kMaxNameBytes));
   SC_RETURN_IF_ERROR(CheckCount("tasks", tasks, kMaxTasks));
   SC_RETURN_IF_ERROR(CheckCount("running_leases", running_leases, kMaxLeasesPerMessage));
-  if (cores == 0 || cores > 4096) return InvalidArgument("cores must be 1..4096");
+  if (cores == 0 || cores > kMaxCores) return InvalidArgument("cores must be 1..4096");
   for (const auto& t : tasks) {
     SC_RETURN_IF_ERROR(CheckLen("task name", t.name, kMaxNameBytes));
     if (!(t.work_per_second >= 0) || t.work_per_second > 1e18)
@@ -122,7 +122,7 @@ Status Hello::Validate() const {
 }
 
 Status Capacity::Validate() const {
-  if (slots > 4096 || idle_slots > slots) return InvalidArgument("bad slot counts");
+  if (slots > kMaxCores || idle_slots > slots) return InvalidArgument("bad slot counts");
   if (static_cast<std::uint8_t>(state) > 2) return InvalidArgument("unknown peer state");
   return CheckLen("reason", reason, kMaxTextBytes);
 }
@@ -200,10 +200,11 @@ Status JobSpecWire::Validate() const {
   }
   SC_RETURN_IF_ERROR(CheckLen("input", input, kMaxInputBytes));
   SC_RETURN_IF_ERROR(CheckLen("client_token", client_token, kMaxIdBytes));
-  if (!(unit_seconds >= 0 && unit_seconds <= 86400))
+  if (!(unit_seconds >= 0 && unit_seconds <= kMaxUnitSeconds))
     return InvalidArgument("unit_seconds must be 0..86400");
-  if (units > 10'000'000) return InvalidArgument("units above 10,000,000");
-  if (replicas > 16 || quorum > 16 || max_replicas > 64 || max_errors > 64)
+  if (units > kMaxUnitsPerJob) return InvalidArgument("units above 10,000,000");
+  if (replicas > kMaxReplicas || quorum > kMaxReplicas || max_replicas > kMaxReplicasCeiling ||
+      max_errors > kMaxReplicasCeiling)
     return InvalidArgument("replication settings above their limits (replicas/quorum 16, max 64)");
   if (quorum != 0 && max_replicas != 0 && quorum > max_replicas)
     return InvalidArgument("quorum cannot exceed max_replicas");

@@ -14,6 +14,7 @@
 #include "cli_views.hpp"  // terminal views: progress rate/ETA, top
 #include "sparecycles/core/json.hpp"
 #include "sparecycles/core/options.hpp"
+#include "sparecycles/core/protocol.hpp"
 #include "sparecycles/sdk/client.hpp"
 #include "sparecycles/tasks/task.hpp"
 
@@ -303,9 +304,11 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
     for (const auto& [k, v] : o.Extra()) {
       bool known = false;
       for (const auto& p : task->Params()) known |= p.name == k;
-      if (!known)
-        return Usage("task " + task_name + " has no parameter --" + k + " (see `sparecycles run " +
-                     task_name + " --help`)");
+      if (known) continue;
+      std::string msg = "task " + task_name;
+      msg.append(" has no parameter --").append(k).append(" (see `sparecycles run ");
+      msg.append(task_name).append(" --help`)");
+      return Usage(msg);
     }
   }
   spec.params = o.Extra();
@@ -316,13 +319,13 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   spec.name = o.Get("name");
   if (!o.Get("input").empty())
     if (Status s = spec.LoadInput(o.Get("input")); !s.ok()) return Report(s);
-  auto units = o.GetInt("units", 0, 10'000'000);
-  auto us = o.GetDouble("unit-seconds", 0, 86400);
+  auto units = o.GetInt("units", 0, proto::kMaxUnitsPerJob);
+  auto us = o.GetDouble("unit-seconds", 0, proto::kMaxUnitSeconds);
   auto pri = o.GetInt("priority", -1000000, 1000000);
-  auto rep = o.GetInt("replicas", 0, 16);
-  auto quo = o.GetInt("quorum", 0, 16);
-  auto mr = o.GetInt("max-replicas", 0, 64);
-  auto me = o.GetInt("max-errors", 0, 64);
+  auto rep = o.GetInt("replicas", 0, proto::kMaxReplicas);
+  auto quo = o.GetInt("quorum", 0, proto::kMaxReplicas);
+  auto mr = o.GetInt("max-replicas", 0, proto::kMaxReplicasCeiling);
+  auto me = o.GetInt("max-errors", 0, proto::kMaxReplicasCeiling);
   auto wt = TimeoutOf(o, "wait-timeout");
   for (const Status* s : {&units.status(), &us.status(), &pri.status(), &rep.status(),
                           &quo.status(), &mr.status(), &me.status(), &wt.status()})
@@ -345,7 +348,7 @@ int RunJob(const std::vector<std::string>& args, bool embedded) {
   const auto start = std::chrono::steady_clock::now();
   Result<Client> client = Unavailable("unset");
   if (embedded) {
-    auto cores = o.GetInt("cores", 0, 4096);
+    auto cores = o.GetInt("cores", 0, proto::kMaxCores);
     if (!cores.ok()) return Usage(cores.status().message());
     LocalOptions lo;
     lo.cores = static_cast<unsigned>(*cores);
@@ -585,7 +588,8 @@ static int TopCommand(const std::vector<std::string>& args) {
   return cli::Top(*client, t);
 }
 
-int main(int argc, char** argv) {
+namespace {
+int Main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {
     std::cout << kUsage;
@@ -603,4 +607,15 @@ int main(int argc, char** argv) {
       cmd == "packages")
     return Simple(cmd, args);
   return Usage("unknown command '" + cmd + "'\n\n" + kUsage);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {  // a bug or out of memory: say so rather than abort
+    return Report(Internal(std::string("unexpected exception: ") + e.what()));
+  } catch (...) {
+    return Report(Internal("unexpected exception"));
+  }
 }

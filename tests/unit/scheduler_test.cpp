@@ -548,7 +548,7 @@ TEST_CASE(
   jobs.push_back(RunningJob(1, 1));
   std::vector<RecoveredLease> leases;
   leases.push_back(RecoveredLease{7, 1, 0, "A", std::chrono::seconds(30)});
-  REQUIRE(f.s->Restore(std::move(jobs), std::move(leases), 2, f.clock.Now()).ok());
+  REQUIRE(f.s->Restore(std::move(jobs), leases, 2, f.clock.Now()).ok());
 
   const PeerHandle b = f.Peer("B");
   auto lb = f.s->Lease(b, 1, f.clock.Now());

@@ -34,9 +34,8 @@ struct Node {  // one "life" of a coordinator: store + scheduler
     auto loaded =
         store->Load(WallSeconds(), Store::Retention{c.max_jobs_kept, c.retain_finished_seconds});
     REQUIRE(loaded.ok());
-    s->RestoreRecords(std::move(loaded->records));
-    REQUIRE(
-        s->Restore(std::move(loaded->jobs), std::move(loaded->leases), loaded->next_job, now).ok());
+    s->RestoreRecords(loaded->records);
+    REQUIRE(s->Restore(std::move(loaded->jobs), loaded->leases, loaded->next_job, now).ok());
     REQUIRE(store->Commit().ok());
   }
   PeerHandle Peer(const std::string& id, TimePoint now) {

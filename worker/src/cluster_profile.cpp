@@ -148,7 +148,7 @@ AllottedCores ResolveAllottedCores(const CoreSources& s) {
     a.source += ", capped by the CPU affinity mask (" + std::to_string(s.affinity_cpus) + " CPUs)";
   }
   // Far more threads than any machine has is a misconfiguration, not an allotment.
-  a.cores = static_cast<unsigned>(std::clamp(cores, 1LL, 4096LL));
+  a.cores = static_cast<unsigned>(std::clamp(cores, 1LL, static_cast<long long>(proto::kMaxCores)));
   return a;
 }
 

@@ -188,7 +188,7 @@ Status Preferences::SetMaxCores(std::string_view text) {
     return OkStatus();
   }
   auto n = ParseInt(text);
-  if (!n.ok() || *n < 0 || *n > 4096)
+  if (!n.ok() || *n < 0 || *n > proto::kMaxCores)
     return InvalidArgument("cores must be a count 0..4096 or a percentage like 50%");
   max_cores = static_cast<unsigned>(*n);
   max_cores_percent = 100;

@@ -749,7 +749,7 @@ Status Worker::Start() {
     m.slots = m.config.preferences->MaxSlots(HardwareCores());
   else
     m.slots = HardwareCores();
-  if (m.slots > 4096) return InvalidArgument("--cores above 4096");
+  if (m.slots > proto::kMaxCores) return InvalidArgument("--cores above 4096");
   const TimePoint probe_created = m.clock.Now();
   if (m.config.preferences) {
     // Before any thread is started (TBB's, ZeroMQ's): they inherit the nice value.

@@ -41,6 +41,13 @@ inline constexpr std::size_t kMaxPublishers = 1024;               // keys announ
 inline constexpr std::size_t kMaxPackagesListed = 10000;
 /// A job names a task package as "pkg:" + the package id in 64 lower-case hex digits.
 inline constexpr std::string_view kPackageTaskPrefix = "pkg:";
+// Job and peer limits (Validate() of JobSpecWire, Hello and Capacity); the options of the CLI, the
+// worker and the coordinator take the same bounds from here.
+inline constexpr std::uint32_t kMaxCores = 4096;              // a peer's cores and slots
+inline constexpr std::uint32_t kMaxUnitsPerJob = 10'000'000;  // JobSpecWire.units
+inline constexpr double kMaxUnitSeconds = 86400;              // JobSpecWire.unit_seconds
+inline constexpr std::uint32_t kMaxReplicas = 16;             // replicas and quorum
+inline constexpr std::uint32_t kMaxReplicasCeiling = 64;      // max_replicas and max_errors
 
 enum class MsgType : std::uint16_t {
   // peer (worker) <-> coordinator, on the coordinator's peer endpoint
