@@ -2,8 +2,9 @@
 //  1. native_package_efficiency: the built-in primes kernel compiled into a signed native
 //     package, against the same job of the built-in task, same cluster, same run
 //     (T(built-in) / T(package), goal >= 0.97).
-//  2. package_fanout: a 50 MiB package reaching 20 peers (each must run the job's one unit, so
-//     each fetches it): seconds from submit to done, and the coordinator's request round trip
+//  2. package_fanout: a 50 MiB package reaching 20 peers (20 units of `sleep 1`; long units are
+//     never prefetched, so each peer takes one and fetches the package first): seconds from
+//     submit to done (so 1 s of it is the units' own), and the coordinator's request round trip
 //     (a client asking for the job's status every 5 ms) meanwhile against the same before.
 //  3. command_package_overhead: a command package running xz -9 over inputs of about a second
 //     each, against GNU parallel running the same program over the same inputs with as many
@@ -58,18 +59,26 @@ package::Package NativePrimes() {
   return std::move(pkg).value();
 }
 
-// A command package of one `expr 1 + 1` unit carrying `ballast` bytes of incompressible data.
-package::Package Ballast(std::size_t ballast) {
+// A command package of `units` units that each sleep a second (so every idle peer takes one and
+// must fetch the package first), carrying `ballast` bytes of incompressible data.
+package::Package Ballast(std::size_t ballast, int units) {
   package::Manifest m;
   m.name = "ballast";
   m.version = "1.0";
   m.kind = package::Kind::kCommand;
   m.arch = "any";
-  m.entry = "/usr/bin/expr";
-  m.command.required_programs = {"/usr/bin/expr"};
-  m.command.args = {"1", "+", "1"};
+  m.entry = "/usr/bin/sleep";
+  m.command.required_programs = {"/usr/bin/sleep"};
+  m.command.args = {"1"};
   m.command.outputs = {"out.txt"};
   m.command.stdout_file = "out.txt";
+  m.command.split.mode = package::SplitMode::kSweep;
+  package::SweepParam n;
+  n.name = "n";
+  n.from = 1;
+  n.to = units;
+  m.command.split.sweep = {n};
+  m.resources.expected_seconds = 1;
   m.files.push_back(package::FileEntry{"ballast.bin", 0, {}, false});
   std::string data(ballast, '\0');
   std::uint64_t x = 88172645463325252ull;
@@ -122,7 +131,7 @@ void NativeEfficiency(const Args& args, Publisher& pub) {
 void Fanout(const Args& args, Publisher& pub) {
   const auto mib = static_cast<std::size_t>(args.Num("fanout-mib", 50, 4));
   const int peers = static_cast<int>(args.Num("peers", 20, 3));
-  const std::string path = pub.Write(Ballast(mib << 20), "ballast.scpkg");
+  const std::string path = pub.Write(Ballast(mib << 20, peers), "ballast.scpkg");
   auto cluster = StartCluster(peers, {"--publishers", pub.keys_dir()});
   Client client = ConnectWhenReady(*cluster, static_cast<std::size_t>(peers), 60);
   auto probe = Client::Connect(cluster->client_endpoint());
@@ -140,12 +149,8 @@ void Fanout(const Args& args, Publisher& pub) {
   };
   const double quiet_until = Now() + 2;
   const std::vector<double> before = round_trips(0, [&] { return Now() > quiet_until; });
-  JobSpec spec;
+  JobSpec spec;  // one unit per peer: long units are never prefetched, so each peer takes one
   spec.package = path;
-  spec.replication.replicas = static_cast<std::uint32_t>(peers);
-  spec.replication.quorum = static_cast<std::uint32_t>(peers);
-  spec.replication.max_replicas = static_cast<std::uint32_t>(peers);
-  spec.replication.adaptive = 1;
   const double t_upload0 = Now();
   auto job = client.Submit(spec);  // uploads first
   if (!job.ok()) Die(job.status().ToString());

@@ -445,7 +445,7 @@ int Simple(const std::string& cmd, const std::vector<std::string>& args) {
                   "UNITS DONE/TOTAL (FAILED)");
       for (const auto& j : *jobs)
         std::printf("%-6llu %-11s %-10s %-9d %llu/%llu (%llu)\n",
-                    static_cast<unsigned long long>(j.id), j.task.c_str(),
+                    static_cast<unsigned long long>(j.id), cli::ShownTask(j).c_str(),
                     std::string(JobStateName(j.state)).c_str(), j.priority,
                     static_cast<unsigned long long>(j.units_done),
                     static_cast<unsigned long long>(j.units_total),

@@ -31,6 +31,12 @@ double RateMeter::Eta(std::uint64_t total) const {
   return done >= total ? 0 : static_cast<double>(total - done) / r;
 }
 
+std::string ShownTask(const JobInfo& info) {
+  if (info.task.rfind("pkg:", 0) != 0) return info.task;
+  if (!info.name.empty()) return info.name.substr(0, info.name.find(' '));
+  return info.task.substr(0, 12);
+}
+
 std::string FormatDuration(double s) {
   char buf[32];
   if (s < 0) return "?";
@@ -123,7 +129,7 @@ int Top(Client& client, const TopOptions& opt) {
         rate = static_cast<double>(j.units_done) / (j.finished_at - j.submitted_at);
       const std::string units = Thousands(j.units_done) + "/" + Thousands(j.units_total);
       std::snprintf(line, sizeof(line), "%-6llu %-11.11s %-10s %6.1f%% %21s %8llu %10s %9s\n",
-                    static_cast<unsigned long long>(j.id), j.task.c_str(),
+                    static_cast<unsigned long long>(j.id), ShownTask(j).c_str(),
                     std::string(JobStateName(j.state)).c_str(), pct, units.c_str(),
                     static_cast<unsigned long long>(j.units_running), Rate(rate).c_str(),
                     final(j) ? "-" : FormatDuration(m.Eta(j.units_total)).c_str());

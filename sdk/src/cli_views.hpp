@@ -29,6 +29,9 @@ class RateMeter {
 
 /// "12 s", "3.5 min", "2.1 h"; "?" when unknown (< 0).
 std::string FormatDuration(double seconds);
+/// The task column of job listings: a built-in task's name, or for a package job the package's
+/// name (the job's name, which the client sets to "NAME VERSION") else "pkg:" + 8 hex digits.
+std::string ShownTask(const JobInfo& info);
 /// "1,234/10,000 units  123.4 units/s  ETA 1.2 min" (the part after the bar).
 std::string ProgressText(const JobInfo& info, const RateMeter& meter, double elapsed_seconds);
 

@@ -3,12 +3,20 @@
 # public API, builds examples/ against it with find_package, and runs an example to a correct
 # answer (pi(10^7) = 664579). The native package example is built
 # against the installed header-only SpareCycles::tasks, packed, signed, verified and run with the
-# installed CLI, and its integral of sin over [0, pi] checked against the exact value 2.
+# installed CLI, and its integral of sin over [0, pi] checked against the exact value 2. Then an
+# installed coordinator that accepts only that publisher and two installed workers that have
+# never seen the package run it as a job: integrals checked against their closed forms.
 set -euo pipefail
 build_dir=$1
 src_dir=$2
 tmp=$(mktemp -d /tmp/sparecycles-install-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 cmake --install "$build_dir" --prefix "$tmp/prefix" >/dev/null
 test -f "$tmp/prefix/include/sparecycles/sdk/client.hpp"
 test -f "$tmp/prefix/include/sparecycles/sdk/export.hpp"
@@ -68,3 +76,35 @@ cli="$tmp/prefix/bin/sparecycles"
 integral=$("$cli" package test "$tmp/integrate.scpkg" --function sin --a 0 --b 3.141592653589793 --units 8 2>/dev/null)
 echo "integrate sin over [0, pi] -> $integral"
 awk -v v="$integral" 'BEGIN { d = v - 2; if (d < 0) d = -d; exit !(d < 1e-9) }'
+
+# The package as a job: an installed coordinator (accepting this publisher only) and two installed
+# workers, each with its own state directory, on 127.0.0.1 with ports the OS picks.
+prefix="$tmp/prefix"
+executor=$(find "$prefix" -name sparecycles-executor -type f | head -n 1)
+[[ -x "$executor" ]] || { echo "sparecycles-executor not installed" >&2; exit 1; }
+"$prefix/bin/sparecycles-coordinator" --peers 'tcp://127.0.0.1:*' --clients 'tcp://127.0.0.1:*' \
+  --endpoints-file "$tmp/endpoints" --pool cluster --publishers "$tmp/keys" \
+  --log-level warn 2>"$tmp/coordinator.log" &
+pids+=($!)
+for _ in $(seq 100); do [[ -s "$tmp/endpoints" ]] && break; sleep 0.1; done
+peers=$(awk '$1 == "peers" {print $2}' "$tmp/endpoints")
+clients=$(awk '$1 == "clients" {print $2}' "$tmp/endpoints")
+for w in 1 2; do
+  "$prefix/bin/sparecycles-worker" --coordinator "$peers" --cores 1 --state-dir "$tmp/worker$w" \
+    --executor "$executor" --pause-above off --throttle off --priority normal \
+    --log-level warn 2>"$tmp/worker$w.log" &
+  pids+=($!)
+done
+job() {
+  LD_LIBRARY_PATH="$prefix/lib:${LD_LIBRARY_PATH:-}" "$cli" submit --package "$tmp/integrate.scpkg" \
+    --coordinator "$clients" --no-progress --units 8 "$@" 2>"$tmp/submit.log" ||
+    { cat "$tmp/submit.log" "$tmp"/*.log >&2; exit 1; }
+}
+sin_job=$(job --function sin --a 0 --b 3.141592653589793)
+echo "job: integrate sin over [0, pi] on 2 workers -> $sin_job"
+awk -v v="$sin_job" 'BEGIN { d = v - 2; if (d < 0) d = -d; exit !(d < 1e-9) }'
+runge_job=$(job --function runge --a -1 --b 1)
+echo "job: integrate 1/(1+25x^2) over [-1, 1] on 2 workers -> $runge_job (exact: 0.4 atan 5)"
+awk -v v="$runge_job" 'BEGIN { d = v - 0.4 * atan2(5, 1); if (d < 0) d = -d; exit !(d < 1e-9) }'
+grep -q "refused package" "$tmp"/worker*.log && { echo "a worker refused the package" >&2; exit 1; }
+echo "the installed coordinator and workers ran the package"
