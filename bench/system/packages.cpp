@@ -197,7 +197,7 @@ void CommandOverhead(const Args& args, Publisher& pub) {
     return;
   }
   const int inputs = static_cast<int>(args.Num("inputs", 24, 4));
-  const auto kib = static_cast<std::size_t>(args.Num("input-kib", 3072, 256));
+  const auto kib = static_cast<std::size_t>(args.Num("input-kib", 2048, 256));
   TempDir dir;
   const std::string in = dir / "in", out_pkg = dir / "out-pkg", out_par = dir / "out-par";
   fs::create_directories(in);

@@ -17,26 +17,32 @@ CompositeExecutor::~CompositeExecutor() {
 }
 
 void CompositeExecutor::Rebalance() {
+  // Called for every unit: only a changed budget reaches the executors (their SetSlots take locks
+  // and wake threads, which trivial built-in units cannot afford per unit).
   const auto held = static_cast<unsigned>(std::min<std::size_t>(in_process_->running(), slots_));
-  in_process_->SetSlots(slots_);
-  process_->SetSlots(slots_ - held);
+  if (slots_ != in_process_slots_) {
+    in_process_slots_ = slots_;
+    in_process_->SetSlots(slots_);
+  }
+  if (slots_ - held != process_slots_) {
+    process_slots_ = slots_ - held;
+    process_->SetSlots(process_slots_);
+  }
 }
 
 void CompositeExecutor::Start(UnitStart unit) {
   if (unit.package != nullptr) {
     process_->Start(std::move(unit));
   } else {
-    in_process_leases_.insert(unit.lease.lease_id);
     in_process_->Start(std::move(unit));
   }
   Rebalance();
 }
 
 void CompositeExecutor::Cancel(std::uint64_t lease_id, const std::string& why, bool hand_back) {
-  if (in_process_leases_.count(lease_id) != 0)
-    in_process_->Cancel(lease_id, why, hand_back);
-  else
-    process_->Cancel(lease_id, why, hand_back);
+  // Each executor ignores ids it does not run (executor.hpp).
+  in_process_->Cancel(lease_id, why, hand_back);
+  process_->Cancel(lease_id, why, hand_back);
 }
 
 void CompositeExecutor::CancelAll(const std::string& why, bool hand_back) {
@@ -74,7 +80,6 @@ std::vector<proto::Checkpoint> CompositeExecutor::TakeCheckpoints(std::uint64_t*
 
 std::vector<FinishedUnit> CompositeExecutor::TakeFinished() {
   std::vector<FinishedUnit> out = in_process_->TakeFinished();
-  for (const auto& f : out) in_process_leases_.erase(f.result.lease_id);
   std::vector<FinishedUnit> more = process_->TakeFinished();
   out.insert(out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
   Rebalance();

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <memory>
-#include <unordered_set>
 
 #include "executor.hpp"
 #include "executor_in_process.hpp"
@@ -43,7 +42,7 @@ class CompositeExecutor final : public Executor {
   std::unique_ptr<InProcessExecutor> in_process_;
   std::unique_ptr<ProcessExecutor> process_;
   unsigned slots_;
-  std::unordered_set<std::uint64_t> in_process_leases_;  // routing of Cancel
+  unsigned in_process_slots_ = ~0u, process_slots_ = ~0u;  // what each was told last
 };
 
 }  // namespace sparecycles::worker

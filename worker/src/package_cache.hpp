@@ -68,8 +68,8 @@ class PackageCache {
   explicit PackageCache(PackageCacheConfig c) : config_(std::move(c)) {}
   package::VerifyOptions Verification() const;
   void Refuse(const Hash256& id, std::string reason);
-  /// Verifies a complete package and extracts it for the executor.
-  void Prepare(const Hash256& id, const package::Package& pkg);
+  /// Verifies a complete package (unless the store's Finish just did) and extracts it.
+  void Prepare(const Hash256& id, const package::Package& pkg, bool verified);
   void RebuildTrust();
 
   struct Fetch {
