@@ -50,6 +50,7 @@ sandbox::Spec SpecOf(const wire::Start& start) {
   spec.uid = start.sandbox_uid;
   spec.gid = start.sandbox_gid;
   spec.disable_layer_for_test = start.disable_layer_for_test;
+  spec.allow_exec = start.kind == package::Kind::kCommand;
   return spec;
 }
 

@@ -138,7 +138,8 @@ Status ApplyLandlock(const Spec& s, int abi, std::string* detail) {
   Fd rs(static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, size, 0)));
   if (rs.get() < 0) return Unavailable(Errno("landlock_create_ruleset"));
   const std::uint64_t read = kFsReadFile | kFsReadDir;
-  const std::uint64_t read_exec = read | kFsExecute;
+  // Mapping a library needs only read; execute is execve(), which only command packages need.
+  const std::uint64_t read_exec = read | (s.allow_exec ? kFsExecute : 0);
   const std::uint64_t all = fs_all;
   struct Rule {
     const char* path;

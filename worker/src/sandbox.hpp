@@ -29,6 +29,7 @@ struct Spec {
   Limits limits;
   std::uint32_t uid = 65534, gid = 65534;  // taken only when running as root
   std::string disable_layer_for_test;      // a layer name reported unavailable (tests only)
+  bool allow_exec = true;                  // false (native packages): no program may be run
 };
 
 struct LayerReport {
