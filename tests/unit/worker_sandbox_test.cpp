@@ -116,6 +116,7 @@ struct Fixture {
     const proto::ResultMsg r = Run(std::move(unit));
     CAPTURE(r.payload);
     CAPTURE(r.error);
+    MESSAGE(what << " -> " << (r.outcome == proto::UnitOutcome::kOk ? r.payload : r.error));
     if (r.outcome == proto::UnitOutcome::kOk) {
       CHECK(r.payload.rfind("blocked: ", 0) == 0);
     } else {
