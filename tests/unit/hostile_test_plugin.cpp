@@ -89,10 +89,10 @@ std::string Attempt(std::uint8_t attack, const std::string& arg) {
       a.sin_family = AF_INET;
       a.sin_port = htons(static_cast<std::uint16_t>(std::atoi(arg.c_str())));
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);  // loopback only, never any other address
-      const int rc = attack == kTcp ? ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a))
-                                    : static_cast<int>(::sendto(s, "x", 1, 0,
-                                                                reinterpret_cast<sockaddr*>(&a),
-                                                                sizeof(a)));
+      const int rc = attack == kTcp
+                         ? ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a))
+                         : static_cast<int>(
+                               ::sendto(s, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)));
       const int e = errno;
       ::close(s);
       errno = e;

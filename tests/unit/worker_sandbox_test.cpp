@@ -36,9 +36,22 @@ using sparecycles::testing::TempDir;
 namespace {
 
 enum Attack : std::uint8_t {
-  kHonest = 0, kRead = 1, kWrite = 2, kListDir = 3, kTcp = 4, kUdp = 5, kUnix = 6,
-  kForkBomb = 7, kExecShell = 8, kAllocate = 9, kSpin = 10, kBigFile = 11, kSignal = 12,
-  kPtrace = 13, kRaiseLimit = 14, kSymlinkOut = 15,
+  kHonest = 0,
+  kRead = 1,
+  kWrite = 2,
+  kListDir = 3,
+  kTcp = 4,
+  kUdp = 5,
+  kUnix = 6,
+  kForkBomb = 7,
+  kExecShell = 8,
+  kAllocate = 9,
+  kSpin = 10,
+  kBigFile = 11,
+  kSignal = 12,
+  kPtrace = 13,
+  kRaiseLimit = 14,
+  kSymlinkOut = 15,
 };
 
 std::string HostileUnit(Attack a, const std::string& arg = "") {

@@ -528,8 +528,7 @@ std::string ProcessExecutor::ShareWithSandboxUser(const std::string& unit_dir,
   for (auto it = fs::recursive_directory_iterator(package_dir, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
     if (!share(it->path())) return "cannot share the package with the sandbox user";
-  for (fs::path p = fs::path(package_dir).parent_path(); p.has_relative_path();
-       p = p.parent_path())
+  for (fs::path p = fs::path(package_dir).parent_path(); p.has_relative_path(); p = p.parent_path())
     fs::permissions(p, fs::perms::others_exec, fs::perm_options::add, ec);
   for (fs::path p = fs::path(unit_dir).parent_path(); p.has_relative_path(); p = p.parent_path())
     fs::permissions(p, fs::perms::others_exec, fs::perm_options::add, ec);
@@ -786,8 +785,8 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
   } else if (!malformed.empty()) {
     why = "the executor sent a malformed frame: " + malformed;
   } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
-    why = "the unit exceeded its CPU time limit of " + std::to_string(start.cpu_limit_seconds) +
-          " s";
+    why =
+        "the unit exceeded its CPU time limit of " + std::to_string(start.cpu_limit_seconds) + " s";
   } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) {
     why = "the unit exceeded its file size limit (" + SignalText(SIGXFSZ) + ")";
   } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {

@@ -46,8 +46,8 @@ struct Start {
   std::string work_dir;                      // the unit's own directory, absolute
   // Confinement (docs/sandbox.md). kRequired: every layer or the unit fails; kOff: none.
   SandboxMode sandbox = SandboxMode::kRequired;
-  std::uint64_t memory_limit_bytes = 256ull << 20;  // RLIMIT_AS (plus a margin)
-  std::uint32_t cpu_limit_seconds = 600;            // RLIMIT_CPU
+  std::uint64_t memory_limit_bytes = 256ull << 20;         // RLIMIT_AS (plus a margin)
+  std::uint32_t cpu_limit_seconds = 600;                   // RLIMIT_CPU
   std::uint32_t sandbox_uid = 65534, sandbox_gid = 65534;  // taken only by a root executor
   std::string disable_layer_for_test;  // a layer reported unavailable; tests only
   bool operator==(const Start&) const = default;

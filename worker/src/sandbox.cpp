@@ -13,9 +13,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
-#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -29,12 +29,11 @@ std::string Errno(const char* what) { return std::string(what) + ": " + std::str
 constexpr std::uint32_t kLlCreateVersion = 1u << 0;
 constexpr int kLlRulePathBeneath = 1, kLlRuleNetPort = 2;
 constexpr std::uint64_t kFsExecute = 1ull << 0, kFsWriteFile = 1ull << 1, kFsReadFile = 1ull << 2,
-                        kFsReadDir = 1ull << 3, kFsRemoveDir = 1ull << 4,
-                        kFsRemoveFile = 1ull << 5, kFsMakeChar = 1ull << 6,
-                        kFsMakeDir = 1ull << 7, kFsMakeReg = 1ull << 8, kFsMakeSock = 1ull << 9,
-                        kFsMakeFifo = 1ull << 10, kFsMakeBlock = 1ull << 11,
-                        kFsMakeSym = 1ull << 12, kFsRefer = 1ull << 13, kFsTruncate = 1ull << 14,
-                        kFsIoctlDev = 1ull << 15;
+                        kFsReadDir = 1ull << 3, kFsRemoveDir = 1ull << 4, kFsRemoveFile = 1ull << 5,
+                        kFsMakeChar = 1ull << 6, kFsMakeDir = 1ull << 7, kFsMakeReg = 1ull << 8,
+                        kFsMakeSock = 1ull << 9, kFsMakeFifo = 1ull << 10,
+                        kFsMakeBlock = 1ull << 11, kFsMakeSym = 1ull << 12, kFsRefer = 1ull << 13,
+                        kFsTruncate = 1ull << 14, kFsIoctlDev = 1ull << 15;
 constexpr std::uint64_t kNetBindTcp = 1ull << 0, kNetConnectTcp = 1ull << 1;
 constexpr std::uint64_t kScopeAbstractUnix = 1ull << 0, kScopeSignal = 1ull << 1;
 
@@ -107,7 +106,7 @@ Status AddPath(int ruleset, const char* path, std::uint64_t access, std::uint64_
     if (!must_exist && errno == ENOENT) return OkStatus();
     return Unavailable(Errno(path));
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Unavailable(Errno(path));
   // Rights that only make sense on a directory are refused by the kernel on a file.
   if (!S_ISDIR(st.st_mode))
@@ -168,8 +167,8 @@ Status ApplyLandlock(const Spec& s, int abi, std::string* detail) {
       {"/dev/urandom", kFsReadFile, false},
       {"/dev/random", kFsReadFile, false},
   };
-  for (const Rule& r : rules) SC_RETURN_IF_ERROR(AddPath(rs.get(), r.path, r.access, fs_all,
-                                                         r.must_exist));
+  for (const Rule& r : rules)
+    SC_RETURN_IF_ERROR(AddPath(rs.get(), r.path, r.access, fs_all, r.must_exist));
   if (::syscall(SYS_landlock_restrict_self, rs.get(), 0) != 0)
     return Unavailable(Errno("landlock_restrict_self"));
   *detail = "ABI " + std::to_string(abi) + (abi >= 4 ? ", TCP bind/connect denied" : "") +
@@ -203,8 +202,8 @@ Status ApplyLimits(const Limits& l, std::string* detail) {
   SC_RETURN_IF_ERROR(SetLimit(RLIMIT_CORE, "RLIMIT_CORE", 0, 0));
   *detail += "memory " + std::to_string(l.memory_bytes >> 20) + " MiB, CPU " +
              std::to_string(l.cpu_seconds) + " s, file " + std::to_string(l.file_bytes >> 20) +
-             " MiB, " + std::to_string(l.open_files) + " files, " +
-             std::to_string(l.processes) + " tasks";
+             " MiB, " + std::to_string(l.open_files) + " files, " + std::to_string(l.processes) +
+             " tasks";
   return OkStatus();
 }
 
@@ -218,18 +217,49 @@ Status ApplySeccomp() {
   return Unavailable("no seccomp filter for this architecture");
 #endif
   const std::vector<long> denied = {
-    SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_mount, SYS_umount2,
-    SYS_pivot_root, SYS_kexec_load, SYS_kexec_file_load, SYS_bpf, SYS_keyctl, SYS_add_key,
-    SYS_request_key, SYS_perf_event_open, SYS_personality, SYS_unshare, SYS_setns,
-    SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_reboot, SYS_swapon, SYS_swapoff,
+    SYS_ptrace,
+    SYS_process_vm_readv,
+    SYS_process_vm_writev,
+    SYS_mount,
+    SYS_umount2,
+    SYS_pivot_root,
+    SYS_kexec_load,
+    SYS_kexec_file_load,
+    SYS_bpf,
+    SYS_keyctl,
+    SYS_add_key,
+    SYS_request_key,
+    SYS_perf_event_open,
+    SYS_personality,
+    SYS_unshare,
+    SYS_setns,
+    SYS_init_module,
+    SYS_finit_module,
+    SYS_delete_module,
+    SYS_reboot,
+    SYS_swapon,
+    SYS_swapoff,
     // No new sockets at all: the executor's channel is inherited.
     SYS_socket,
     // io_uring could open sockets and files behind seccomp's back.
-    SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register, SYS_userfaultfd,
-    SYS_open_by_handle_at, SYS_name_to_handle_at, SYS_fsopen, SYS_fsmount, SYS_move_mount,
-    SYS_open_tree, SYS_chroot, SYS_acct, SYS_settimeofday, SYS_clock_settime,
+    SYS_io_uring_setup,
+    SYS_io_uring_enter,
+    SYS_io_uring_register,
+    SYS_userfaultfd,
+    SYS_open_by_handle_at,
+    SYS_name_to_handle_at,
+    SYS_fsopen,
+    SYS_fsmount,
+    SYS_move_mount,
+    SYS_open_tree,
+    SYS_chroot,
+    SYS_acct,
+    SYS_settimeofday,
+    SYS_clock_settime,
 #if defined(__x86_64__)
-    SYS_iopl, SYS_ioperm, SYS_uselib,
+    SYS_iopl,
+    SYS_ioperm,
+    SYS_uselib,
 #endif
   };
   constexpr std::uint32_t kEperm = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
@@ -237,9 +267,7 @@ Status ApplySeccomp() {
   constexpr std::uint32_t kNsFlags = CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID |
                                      CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
   std::vector<sock_filter> f;
-  auto stmt = [&](std::uint16_t code, std::uint32_t k) {
-    f.push_back(sock_filter{code, 0, 0, k});
-  };
+  auto stmt = [&](std::uint16_t code, std::uint32_t k) { f.push_back(sock_filter{code, 0, 0, k}); };
   auto jump = [&](std::uint16_t code, std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
     f.push_back(sock_filter{code, jt, jf, k});
   };
