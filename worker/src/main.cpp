@@ -192,6 +192,7 @@ int SandboxCheck(const Options& opt) {
   if (const char* d = std::getenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER"))
     args.insert(args.end(), {"--disable-layer-for-test", d});
   std::vector<char*> cargv;
+  cargv.reserve(args.size() + 1);
   for (auto& a : args) cargv.push_back(a.data());
   cargv.push_back(nullptr);
   pid_t pid = -1;
