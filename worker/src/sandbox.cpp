@@ -338,7 +338,13 @@ std::vector<LayerReport> ApplyAll(const Spec& spec) {
     run("user", [&](std::string* d) {
       SC_RETURN_IF_ERROR(DropUser(spec));
       *d = "uid " + std::to_string(spec.uid) + ", gid " + std::to_string(spec.gid);
-      if (!NewUserAndNetNamespace().ok()) *d += " (no user namespace: NPROC counts per uid)";
+      // setresuid left the process undumpable, so its /proc/self files are root's: dumpable
+      // again to write its own id maps (ptrace stays refused by seccomp and Landlock).
+      (void)::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+      if (Status ns = NewUserAndNetNamespace(); !ns.ok())
+        *d += " (no user namespace: NPROC counts per uid: " + ns.message() + ")";
+      else
+        *d += ", own user namespace";
       return OkStatus();
     });
   } else {
