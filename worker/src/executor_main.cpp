@@ -4,6 +4,7 @@
 // Checkpoint frames, sends Done and exits. Wire: executor_wire.hpp; shape: docs/architecture.md.
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,10 +14,12 @@
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 
 #include "executor_wire.hpp"
+#include "sandbox.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/package/command.hpp"
@@ -29,17 +32,67 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kProgressEvery = std::chrono::milliseconds(100);
 
-// Everything done to this process before any user code is loaded or run. Today: die with the
-// worker, and never gain privileges through exec (setuid binaries, file capabilities). The
-// confinement layers (Landlock, seccomp, rlimits, namespaces) belong here too.
-Status PrepareForUserCode() {
+// Dies with the worker: the first thing done, before the Start message is read.
+Status DieWithWorker() {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
     return Internal("prctl(PR_SET_PDEATHSIG) failed: " + std::string(std::strerror(errno)));
   // The worker may have died before the line above: then this process was reparented already.
   if (::getppid() == 1) return Unavailable("the worker is gone");
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return Internal("prctl(PR_SET_NO_NEW_PRIVS) failed: " + std::string(std::strerror(errno)));
   return OkStatus();
+}
+
+sandbox::Spec SpecOf(const wire::Start& start) {
+  sandbox::Spec spec;
+  spec.package_dir = start.package_dir;
+  spec.work_dir = start.work_dir;
+  spec.limits.memory_bytes = start.memory_limit_bytes;
+  spec.limits.cpu_seconds = std::max<std::uint32_t>(1, start.cpu_limit_seconds);
+  spec.uid = start.sandbox_uid;
+  spec.gid = start.sandbox_gid;
+  spec.disable_layer_for_test = start.disable_layer_for_test;
+  spec.allow_exec = start.kind == package::Kind::kCommand;
+  return spec;
+}
+
+// Everything done to this process before any user code is loaded or run: no new privileges, and
+// (sandbox required) every confinement layer of sandbox.hpp; a layer this machine lacks fails the
+// unit with the layer named.
+Status PrepareForUserCode(const wire::Start& start) {
+  SC_RETURN_IF_ERROR(DieWithWorker());
+  if (start.sandbox == wire::SandboxMode::kOff) {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+      return Internal("prctl(PR_SET_NO_NEW_PRIVS) failed: " + std::string(std::strerror(errno)));
+    return OkStatus();
+  }
+  for (const auto& layer : sandbox::ApplyAll(SpecOf(start)))
+    if (!layer.status.ok())
+      return FailedPrecondition("sandbox layer " + layer.name +
+                                " unavailable: " + layer.status.message());
+  return OkStatus();
+}
+
+// `--probe DIR`: applies every layer with DIR as both package and unit directory and prints one
+// line per layer; exit 0 when all are active.
+int Probe(const std::string& dir, const std::string& disable) {
+  std::cout << "landlock ABI: " << sandbox::LandlockAbi() << "\n";
+  sandbox::Spec spec;
+  spec.package_dir = dir;
+  spec.work_dir = dir;
+  spec.disable_layer_for_test = disable;
+  bool all = true;
+  for (const auto& layer : sandbox::ApplyAll(spec)) {
+    all = all && layer.status.ok();
+    std::cout << layer.name << ": "
+              << (layer.status.ok() ? "active" : "unavailable: " + layer.status.message())
+              << (layer.detail.empty() ? "" : " (" + layer.detail + ")") << "\n";
+  }
+  // What a confined process sees, checked from inside.
+  const bool socket_refused = ::socket(AF_INET, SOCK_STREAM, 0) < 0;
+  std::cout << "check socket(AF_INET): " << (socket_refused ? "refused" : "ALLOWED") << "\n";
+  const bool read_refused = ::open("/etc/hostname", O_RDONLY | O_CLOEXEC) < 0;
+  std::cout << "check read /etc/hostname: " << (read_refused ? "refused" : "ALLOWED") << "\n";
+  std::cout.flush();
+  return all && socket_refused && read_refused ? 0 : 1;
 }
 
 // The channel to the worker: writes from any thread (kernels report from TBB threads), one
@@ -184,6 +237,9 @@ wire::Done RunNative(Channel& ch, const wire::Start& start, const package::Manif
                     " bytes, above the limit of " + std::to_string(proto::kMaxResultBytes));
     const Hash256 h = Blake2b256(canonical);
     return Ok(std::move(canonical), h);
+  } catch (const std::bad_alloc&) {
+    return Failed("memory limit of " + std::to_string(start.memory_limit_bytes >> 20) +
+                  " MiB exceeded (an allocation failed)");
   } catch (const tasks::UnitCancelled& c) {
     wire::Done d;
     d.outcome = proto::UnitOutcome::kCancelled;
@@ -232,6 +288,10 @@ int Main(int argc, char** argv) {
                "to be run by hand.",
                "SPARECYCLES_EXECUTOR_");
   opts.Add("fd", "3", "the file descriptor of the worker's end of the channel (a socketpair)");
+  opts.Add("probe", "",
+           "applies every sandbox layer with this directory as package and unit directory, "
+           "prints one line per layer and exits (sparecycles-worker sandbox-check)");
+  opts.Add("disable-layer-for-test", "", "with --probe: reports this layer unavailable");
   if (Status s = opts.Parse(argc, argv); !s.ok()) {
     std::cerr << "sparecycles-executor: " << s.ToString() << "\n";
     return 2;
@@ -240,6 +300,8 @@ int Main(int argc, char** argv) {
     std::cout << opts.Help();
     return 0;
   }
+  if (const std::string probe = opts.Get("probe"); !probe.empty())
+    return Probe(probe, opts.Get("disable-layer-for-test"));
   auto fd = opts.GetInt("fd", 3, 1 << 20);
   if (!fd.ok() || ::fcntl(static_cast<int>(*fd), F_GETFD) < 0) {
     std::cerr << "sparecycles-executor: --fd does not name an open descriptor\n";
@@ -265,7 +327,7 @@ int Main(int argc, char** argv) {
   } else if (::chdir(start.work_dir.c_str()) != 0) {
     done =
         Failed("cannot enter the unit's directory " + start.work_dir + ": " + std::strerror(errno));
-  } else if (Status s = PrepareForUserCode(); !s.ok()) {
+  } else if (Status s = PrepareForUserCode(start); !s.ok()) {
     done = Failed("cannot prepare the executor: " + s.ToString());
   } else {
     ch.StartReader();

@@ -431,6 +431,9 @@ void ProcessExecutor::Supervise(const std::shared_ptr<Unit>& unit) {
     spawn_error = std::string("cannot make the executor's channel: ") + std::strerror(errno);
   } else {
     fs::permissions(dir, fs::perms::owner_all, ec);
+    if (std::string e = ShareWithSandboxUser(dir, u.package->dir); !e.empty()) spawn_error = e;
+  }
+  if (spawn_error.empty()) {
     // Above 3, so the dup2s below never overwrite one another.
     sv[1] = DupHigh(sv[1]);
     errp[1] = DupHigh(errp[1]);
@@ -498,6 +501,42 @@ void ProcessExecutor::Supervise(const std::shared_ptr<Unit>& unit) {
   if (notify) on_finished_();
 }
 
+std::string ProcessExecutor::ShareWithSandboxUser(const std::string& unit_dir,
+                                                  const std::string& package_dir) {
+  if (!config_.sandbox || ::geteuid() != 0) return "";
+  if (::chown(unit_dir.c_str(), config_.sandbox_uid, config_.sandbox_gid) != 0)
+    return "cannot give the unit's directory to the sandbox user: " +
+           std::string(std::strerror(errno));
+  {
+    std::lock_guard lock(mu_);
+    if (shared_packages_.count(package_dir) != 0) return "";
+  }
+  // The package's files: group = the sandbox group, group may read (and enter, and run what is
+  // executable); never write. Its ancestors: others may pass through (not list).
+  std::error_code ec;
+  auto share = [&](const fs::path& p) {
+    if (::lchown(p.c_str(), static_cast<uid_t>(-1), config_.sandbox_gid) != 0) return false;
+    const fs::file_status st = fs::symlink_status(p, ec);
+    if (fs::is_symlink(st)) return true;
+    fs::perms add = fs::perms::group_read;
+    if (fs::is_directory(st) || (st.permissions() & fs::perms::owner_exec) != fs::perms::none)
+      add |= fs::perms::group_exec;
+    fs::permissions(p, add, fs::perm_options::add, ec);
+    return !ec;
+  };
+  if (!share(package_dir)) return "cannot share the package with the sandbox user";
+  for (auto it = fs::recursive_directory_iterator(package_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+    if (!share(it->path())) return "cannot share the package with the sandbox user";
+  for (fs::path p = fs::path(package_dir).parent_path(); p.has_relative_path(); p = p.parent_path())
+    fs::permissions(p, fs::perms::others_exec, fs::perm_options::add, ec);
+  for (fs::path p = fs::path(unit_dir).parent_path(); p.has_relative_path(); p = p.parent_path())
+    fs::permissions(p, fs::perms::others_exec, fs::perm_options::add, ec);
+  std::lock_guard lock(mu_);
+  shared_packages_.insert(package_dir);
+  return "";
+}
+
 // Talks to a running executor until it has exited, then reaps it and fills in `r`.
 void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) {
   const Clock& clock = *config_.clock;
@@ -522,6 +561,19 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
   start.time_limit_ms =
       static_cast<std::uint32_t>(std::clamp<double>(limit_s * 1000, 0, UINT32_MAX));
   start.work_dir = config_.work_root + "/unit-" + std::to_string(u.lease.lease_id);
+  start.sandbox = config_.sandbox ? wire::SandboxMode::kRequired : wire::SandboxMode::kOff;
+  start.memory_limit_bytes = m.resources.memory_bytes;
+  if (config_.memory_cap_bytes != 0)
+    start.memory_limit_bytes = std::min(start.memory_limit_bytes, config_.memory_cap_bytes);
+  const double cpu_factor =
+      config_.cpu_limit_factor > 0
+          ? config_.cpu_limit_factor
+          : config_.time_limit_factor * std::max(1u, std::thread::hardware_concurrency());
+  start.cpu_limit_seconds = static_cast<std::uint32_t>(std::clamp<double>(
+      std::ceil(cpu_factor * std::max<double>(1, m.resources.expected_seconds)), 1, UINT32_MAX));
+  start.sandbox_uid = config_.sandbox_uid;
+  start.sandbox_gid = config_.sandbox_gid;
+  start.disable_layer_for_test = config_.disable_layer_for_test;
   std::string malformed, start_error;
   // A unit too large to send fails; an unavailable channel means the executor died (its exit
   // status says why).
@@ -732,6 +784,13 @@ void ProcessExecutor::Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r) 
           std::to_string(static_cast<long long>(std::llround(limit_s))) + " s";
   } else if (!malformed.empty()) {
     why = "the executor sent a malformed frame: " + malformed;
+  } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
+    why =
+        "the unit exceeded its CPU time limit of " + std::to_string(start.cpu_limit_seconds) + " s";
+  } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) {
+    why = "the unit exceeded its file size limit (" + SignalText(SIGXFSZ) + ")";
+  } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+    why = "the unit made a system call the sandbox forbids (" + SignalText(SIGSYS) + ")";
   } else if (WIFSIGNALED(status)) {
     why = "user code crashed: " + SignalText(WTERMSIG(status));
   } else if (WIFEXITED(status)) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,17 @@ struct ProcessExecutorConfig {
   /// A unit is killed after this many times its manifest's expected_seconds of running (paused
   /// time does not count). Default: 10.
   double time_limit_factor = 10;
+  /// Confinement of every unit (docs/sandbox.md). false = none (trusted clusters only).
+  bool sandbox = true;
+  /// The unprivileged user and group a root worker's executors switch to. Default: nobody.
+  std::uint32_t sandbox_uid = 65534, sandbox_gid = 65534;
+  /// RLIMIT_CPU = this many times the manifest's expected_seconds (CPU time of all threads).
+  /// Default (0): time_limit_factor times the machine's cores.
+  double cpu_limit_factor = 0;
+  /// The most memory a unit may have whatever its manifest says. 0 = no cap.
+  std::uint64_t memory_cap_bytes = 0;
+  /// Tests only: the executor reports this layer unavailable (the refusal path).
+  std::string disable_layer_for_test;
 };
 
 /// Where the worker looks for `sparecycles-executor`: beside its own binary (a build tree), else
@@ -78,6 +90,9 @@ class ProcessExecutor final : public Executor {
 
   void Supervise(const std::shared_ptr<Unit>& u);  // a supervisor thread; never throws
   void Serve(Unit& u, int sock, int err_fd, proto::ResultMsg& r);
+  // Root worker, sandbox on: the unit directory becomes the sandbox user's and the package's
+  // files readable by its group. Empty = done.
+  std::string ShareWithSandboxUser(const std::string& unit_dir, const std::string& package_dir);
 
   const ProcessExecutorConfig config_;
   const std::function<void()> on_finished_;
@@ -91,6 +106,7 @@ class ProcessExecutor final : public Executor {
   bool notify_pending_ = false;              // a finished unit not yet announced by on_finished
   std::vector<std::uint64_t> finished_;      // lease ids in the order they finished
   std::vector<std::thread> exited_threads_;  // supervisors that are done, to be joined
+  std::set<std::string> shared_packages_;    // package dirs ShareWithSandboxUser prepared
 };
 
 }  // namespace sparecycles::worker

@@ -37,7 +37,13 @@ struct Encoder {
     PutOptional(w, s.resume);
     w.Put<std::uint32_t>(s.checkpoint_interval_ms)
         .Put<std::uint32_t>(s.time_limit_ms)
-        .Str(s.work_dir);
+        .Str(s.work_dir)
+        .Put<std::uint8_t>(static_cast<std::uint8_t>(s.sandbox))
+        .Put<std::uint64_t>(s.memory_limit_bytes)
+        .Put<std::uint32_t>(s.cpu_limit_seconds)
+        .Put<std::uint32_t>(s.sandbox_uid)
+        .Put<std::uint32_t>(s.sandbox_gid)
+        .Str(s.disable_layer_for_test);
   }
   void operator()(const Cancel& c) const {
     w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kCancel)).Str(c.reason);
@@ -76,7 +82,16 @@ Result<Message> DecodeStart(ByteReader& r) {
   s.checkpoint_interval_ms = r.Get<std::uint32_t>();
   s.time_limit_ms = r.Get<std::uint32_t>();
   s.work_dir = r.Str(kMaxPathBytes);
+  const auto sandbox = r.Get<std::uint8_t>();
+  s.memory_limit_bytes = r.Get<std::uint64_t>();
+  s.cpu_limit_seconds = r.Get<std::uint32_t>();
+  s.sandbox_uid = r.Get<std::uint32_t>();
+  s.sandbox_gid = r.Get<std::uint32_t>();
+  s.disable_layer_for_test = r.Str(kMaxLayerNameBytes);
   SC_RETURN_IF_ERROR(r.Finish());
+  if (sandbox > static_cast<std::uint8_t>(SandboxMode::kOff))
+    return Malformed("unknown sandbox mode " + std::to_string(sandbox));
+  s.sandbox = static_cast<SandboxMode>(sandbox);
   if (kind != static_cast<std::uint8_t>(package::Kind::kNative) &&
       kind != static_cast<std::uint8_t>(package::Kind::kCommand))
     return Malformed("unknown package kind " + std::to_string(kind));

@@ -30,6 +30,9 @@ enum class MsgType : std::uint8_t {
   kDone = 5,
 };
 
+enum class SandboxMode : std::uint8_t { kRequired = 0, kOff = 1 };
+inline constexpr std::size_t kMaxLayerNameBytes = 64;
+
 /// The unit to run; the first and only frame the worker sends before any Cancel.
 struct Start {
   std::uint64_t lease_id = 0, job_id = 0, unit_index = 0;
@@ -41,6 +44,12 @@ struct Start {
   std::uint32_t checkpoint_interval_ms = 0;  // 0 = never due
   std::uint32_t time_limit_ms = 0;           // enforced by the worker; informative here
   std::string work_dir;                      // the unit's own directory, absolute
+  // Confinement (docs/sandbox.md). kRequired: every layer or the unit fails; kOff: none.
+  SandboxMode sandbox = SandboxMode::kRequired;
+  std::uint64_t memory_limit_bytes = 256ull << 20;         // RLIMIT_AS (plus a margin)
+  std::uint32_t cpu_limit_seconds = 600;                   // RLIMIT_CPU
+  std::uint32_t sandbox_uid = 65534, sandbox_gid = 65534;  // taken only by a root executor
+  std::string disable_layer_for_test;  // a layer reported unavailable; tests only
   bool operator==(const Start&) const = default;
 };
 

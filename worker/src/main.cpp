@@ -1,9 +1,16 @@
 // sparecycles-worker: parses options and donates this machine's idle cores until SIGINT/SIGTERM;
 // `sparecycles-worker status` shows what a running worker does (from its state directory).
 #include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -14,6 +21,7 @@
 #include <vector>
 
 #include "cluster_profile.hpp"
+#include "executor_process.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/options.hpp"
@@ -161,7 +169,46 @@ Status PackageOptions(const Options& opt, worker::WorkerConfig& cfg) {
   if (!cache.ok()) return cache.status();
   cfg.package_cache_bytes = static_cast<std::uint64_t>(*cache);
   cfg.executor_path = opt.Get("executor");
+  const std::string sandbox = opt.Get("sandbox");
+  if (sandbox != "on" && sandbox != "off")
+    return InvalidArgument("--sandbox: expected on or off, not '" + sandbox + "'");
+  cfg.sandbox = sandbox == "on";
   return OkStatus();
+}
+
+// `sandbox-check`: the executor applies every layer to itself in a scratch directory and prints
+// one line per layer; the exit status is the executor's (0 = all active).
+int SandboxCheck(const Options& opt) {
+  std::string exe = opt.Get("executor");
+  if (exe.empty()) exe = worker::DefaultExecutorPath();
+  char tmpl[] = "/tmp/sparecycles-sandbox-check-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return Fail(Internal("cannot make a scratch directory"));
+  const std::string dir = tmpl;
+  (void)::chmod(dir.c_str(), 0755);
+  if (::geteuid() == 0) (void)::chown(dir.c_str(), 65534, 65534);
+  std::cout << "executor: " << exe << "\n";
+  std::cout.flush();
+  std::vector<std::string> args = {exe, "--probe", dir};
+  if (const char* d = std::getenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER"))
+    args.insert(args.end(), {"--disable-layer-for-test", d});
+  std::vector<char*> cargv;
+  cargv.reserve(args.size() + 1);
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, cargv.data(), environ);
+  int status = 1;
+  if (rc == 0) {
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  (void)::rmdir(dir.c_str());
+  if (rc != 0) return Fail(Unavailable("cannot start " + exe + ": " + std::strerror(rc)));
+  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  std::cout << (ok ? "sandbox: every layer active\n"
+                   : "sandbox: NOT every layer is active; package units would be refused "
+                     "(or run with --sandbox off on a trusted cluster)\n");
+  return ok ? 0 : 1;
 }
 
 }  // namespace
@@ -248,6 +295,9 @@ int main(int argc, char** argv) {
           "Bytes of fetched packages kept in --state-dir (least recently used go first).");
   opt.Add("executor", "",
           "The sparecycles-executor binary; empty = beside this program, else the installed one.");
+  opt.Add("sandbox", "on",
+          "on: every package unit runs confined (docs/sandbox.md); off: no confinement, for\n"
+          "      trusted clusters only (logged loudly).");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -257,8 +307,10 @@ int main(int argc, char** argv) {
   if (!opt.Positional().empty()) {
     if (opt.Positional()[0] == "status" && opt.Positional().size() == 1) return ShowStatus(opt);
     if (opt.Positional()[0] == "leave" && opt.Positional().size() == 1) return Leave(opt);
+    if (opt.Positional()[0] == "sandbox-check" && opt.Positional().size() == 1)
+      return SandboxCheck(opt);
     return Fail(InvalidArgument("unknown command '" + opt.Positional()[0] +
-                                "' (the commands are 'status' and 'leave')"));
+                                "' (the commands are 'status', 'leave' and 'sandbox-check')"));
   }
   SetLogComponent("worker");
   LogLevel level;

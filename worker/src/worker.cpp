@@ -777,7 +777,11 @@ Status Worker::Start() {
     pc.checkpoint_interval = m.config.checkpoint_interval;
     pc.store = ec.store;
     pc.clock = m.config.clock;
+    pc.sandbox = m.config.sandbox;
     SC_LOG(Info) << "task packages run in " << pc.executor_path;
+    if (!pc.sandbox)
+      SC_LOG(Warn) << "SANDBOX OFF (--sandbox off): package code runs with this worker's rights, "
+                      "its files and its network; meant only for trusted clusters";
     m.executor = std::make_unique<CompositeExecutor>(
         std::move(in_process),
         std::make_unique<ProcessExecutor>(std::move(pc), [&m] { m.wake.Wake(); }), m.slots);

@@ -69,6 +69,9 @@ struct WorkerConfig {
   // The executor binary that runs package units in their own processes. Empty = found:
   // $SPARECYCLES_EXECUTOR, then beside the running program, then the installed libexec path.
   std::string executor_path;
+  // Package units run confined by the kernel (docs/sandbox.md). false = `--sandbox off`: no
+  // confinement, for trusted clusters only (logged loudly at start).
+  bool sandbox = true;
 };
 
 struct WorkerStats {
