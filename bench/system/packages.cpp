@@ -36,7 +36,7 @@ struct Publisher {
   }
   std::string Write(package::Package pkg, const std::string& name) {
     pkg.Sign(key);
-    const std::string path = dir / name;
+    std::string path = dir / name;
     if (!package::WriteFileAtomic(path, pkg.Encode()).ok()) Die("cannot write " + path);
     return path;
   }

@@ -57,7 +57,7 @@ Client Connect() {
 
 std::string WritePackage(package::Package pkg, const std::string& name, bool sign = true) {
   if (sign) pkg.Sign(SharedPublisher().key);
-  const std::string path = (SharedPublisher().root() / name).string();
+  std::string path = (SharedPublisher().root() / name).string();
   REQUIRE(package::WriteFileAtomic(path, pkg.Encode()).ok());
   return path;
 }
@@ -195,12 +195,14 @@ TEST_CASE("a command package wraps factor over a 120-value sweep, byte-identical
   }
   SUBCASE("through the CLI, written as a directory") {
     const std::string out = (SharedPublisher().root() / "factor-out").string();
-    auto [code, text] =
+    const auto [code, text] =
         RunCommand({SPARECYCLES_CLI_BIN, "submit", "--package", path, "-o", out, "--coordinator",
                     SharedCluster().client_endpoint(), "--no-progress"},
                    (SharedPublisher().root() / "cli-submit").string(), 300s);
-    REQUIRE_MESSAGE(code == 0, text);
-    CHECK(text.find("120 units, 120 files") != std::string::npos);
+    const std::string shown = text;  // a copy the assertion macros may capture
+    const bool ok = code == 0;
+    REQUIRE_MESSAGE(ok, shown);
+    CHECK(shown.find("120 units, 120 files") != std::string::npos);
     for (int i : {0, 57, 119}) {
       char name[32];
       std::snprintf(name, sizeof(name), "/unit-%06d/out.txt", i);

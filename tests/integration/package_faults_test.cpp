@@ -38,7 +38,7 @@ struct Keys {
   }
   std::string Write(package::Package pkg, const std::string& name) {
     pkg.Sign(key);
-    const std::string path = dir.path() + "/" + name;
+    std::string path = dir.path() + "/" + name;
     REQUIRE(package::WriteFileAtomic(path, pkg.Encode()).ok());
     return path;
   }

@@ -22,7 +22,7 @@ struct Fixture {
 
   // The fake task's units are about a second of work at the fake peers' rate (1 work unit/s);
   // tests treat them as short enough to prefetch unless they test prefetch_seconds themselves.
-  explicit Fixture(SchedulerConfig c = {}, bool prefetch_any_unit = true) : config(c) {
+  explicit Fixture(SchedulerConfig c = {}, bool prefetch_any_unit = true) : config(std::move(c)) {
     if (prefetch_any_unit) config.prefetch_seconds = 1e9;
     registry.Add(std::make_unique<SquaresTask>());
     config.peer_timeout = std::chrono::seconds(10);

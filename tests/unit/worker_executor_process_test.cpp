@@ -100,7 +100,8 @@ struct Fixture {
   std::atomic<int> wakes{0};
   std::unique_ptr<ProcessExecutor> exec;
 
-  explicit Fixture(unsigned slots = 1, std::function<void(ProcessExecutorConfig&)> tune = {}) {
+  explicit Fixture(unsigned slots = 1,
+                   const std::function<void(ProcessExecutorConfig&)>& tune = {}) {
     fs::create_directories(tmp / "work");
     probe = ProbePackage(tmp / "pkg");
     ProcessExecutorConfig c;
