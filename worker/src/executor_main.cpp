@@ -3,6 +3,7 @@
 // one end of a socketpair (--fd N); it reads one Start frame, runs the unit, streams Progress and
 // Checkpoint frames, sends Done and exits. Wire: executor_wire.hpp; shape: docs/architecture.md.
 #include <fcntl.h>
+#include <oneapi/tbb/global_control.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,7 +13,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -222,6 +225,15 @@ wire::Done Ok(std::string payload, const Hash256& h) {
 }
 
 wire::Done RunNative(Channel& ch, const wire::Start& start, const package::Manifest& m) {
+  // TBB inside the unit uses its share of the donated cores (the plugin binds to this process's
+  // libtbb), not every core of the machine.
+  std::unique_ptr<tbb::global_control> threads;
+  if (const char* t = std::getenv("SPARECYCLES_UNIT_THREADS")) {
+    const long n = std::strtol(t, nullptr, 10);
+    if (n >= 1 && n <= 4096)
+      threads = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                      static_cast<std::size_t>(n));
+  }
   auto task = package::LoadTaskPlugin(start.package_dir + "/" + m.entry);
   if (!task.ok()) return Failed("cannot load the package's task: " + task.status().ToString());
   ExecutorContext ctx(ch, start);

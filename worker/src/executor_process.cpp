@@ -37,6 +37,7 @@ struct ProcessExecutor::Unit {
   std::shared_ptr<const PackageRef> package;
   std::optional<std::string> resume;
   float resumed_from = -1;
+  unsigned threads = 1;  // TBB threads of a native unit: its share of the slots when it was queued
   std::uint64_t seq = 0;
 
   Phase phase = Phase::kQueued;
@@ -192,6 +193,10 @@ void ProcessExecutor::Start(UnitStart unit) {
       return;
     }
     units_.emplace(id, u);
+    // Units that run side by side share the slots, as built-in units share the worker's arena.
+    const auto sharing =
+        static_cast<unsigned>(std::clamp<std::size_t>(units_.size(), 1, config_.slots));
+    u->threads = std::max(1u, config_.slots / std::max(1u, sharing));
     if (u->package == nullptr) {
       proto::ResultMsg r;
       r.outcome = proto::UnitOutcome::kFailed;
@@ -458,6 +463,7 @@ void ProcessExecutor::Supervise(const std::shared_ptr<Unit>& unit) {
     posix_spawnattr_setsigdefault(&attr, &all);
     std::vector<std::string> args = {exe, "--fd", "3"};
     std::vector<std::string> env = ChildEnvironment(dir);
+    env.push_back("SPARECYCLES_UNIT_THREADS=" + std::to_string(u.threads));
     std::vector<char*> cargv, cenv;
     for (auto& a : args) cargv.push_back(a.data());
     cargv.push_back(nullptr);
