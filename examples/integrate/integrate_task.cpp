@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <sparecycles/tasks/bytes.hpp>
 #include <sparecycles/tasks/helpers.hpp>
@@ -136,13 +137,16 @@ class Integrate final : public Task {
     return ByteWriter().Put(total.value).Put(total.evals).bytes();
   }
   // TBB may sum a unit's pieces in any order: the last bits differ between honest runs, so
-  // replicas compare the value rounded to 12 significant digits.
+  // replicas compare the value rounded to 12 significant digits. The canonical form is itself a
+  // valid result (a package's Merge receives canonical results: docs/packages.md).
   std::string Canonicalize(std::string_view result) const override {
-    ByteReader r(result);
+    ByteReader r(result, "integrate result");
     const double v = r.Get<double>();
+    const auto evals = r.Get<std::uint64_t>();
+    if (!r.Finish().ok()) return std::string(result);
     char buf[64];
     std::snprintf(buf, sizeof(buf), "%.12g", v);
-    return buf;
+    return ByteWriter().Put(std::strtod(buf, nullptr)).Put(evals).bytes();
   }
   std::string Summarize(std::string_view merged) const override {
     ByteReader r(merged);
