@@ -4,10 +4,13 @@
 #include <doctest/doctest.h>
 
 #include "fake_task.hpp"
+#include "package_service.hpp"
 #include "package_tasks.hpp"
 #include "sparecycles/coordinator/scheduler.hpp"
 #include "sparecycles/package/command.hpp"
 #include "sparecycles/package/job.hpp"
+#include "sparecycles/package/keys.hpp"
+#include "temp_dir.hpp"
 
 using namespace sparecycles;
 using namespace sparecycles::coordinator;
@@ -159,4 +162,88 @@ TEST_CASE("package units go only to peers that run the kind and have not refused
   REQUIRE(results->size() == 2);
   CHECK(*package::DecodeOutputs((*results)[1]) ==
         package::OutputFiles{{"out", "result of unit-1"}});
+}
+
+namespace {
+
+// Uploads `bytes` in 1 MiB chunks the way the client does; returns the last reply.
+proto::PackagePutReply Upload(PackageService& s, const std::string& bytes) {
+  const Hash256 id = Blake2b256(bytes);
+  proto::PackagePut put;
+  put.request_id = 1;
+  put.package_id.assign(reinterpret_cast<const char*>(id.data()), id.size());
+  put.total_size = bytes.size();
+  proto::PackagePutReply r = s.OnPut(put);  // where to continue
+  while (r.code == 0 && !r.complete && r.next_offset < bytes.size()) {
+    put.offset = r.next_offset;
+    put.bytes = bytes.substr(put.offset, proto::kMaxPackageChunkBytes);
+    r = s.OnPut(put);
+  }
+  return r;
+}
+
+package::Package SignedCommand(const package::SecretKey& key, const std::string& name) {
+  package::Manifest m = CommandManifest();
+  m.name = name;
+  m.files = {{"data.bin", 0, {}, false}};
+  m.command.required_programs = {"/usr/bin/true"};
+  m.command.outputs = {"out.txt"};
+  auto p = package::Package::Create(m, {std::string(3u << 20, 'x')});  // three chunks
+  REQUIRE_MESSAGE(p.ok(), p.status().ToString());
+  p->Sign(key);
+  return *p;
+}
+
+}  // namespace
+
+TEST_CASE("the coordinator stores only packages that verify against its publishers") {
+  sparecycles::testing::TempDir dir("sc-pkgservice");
+  const package::SecretKey publisher = package::GenerateKey(), stranger = package::GenerateKey();
+  const std::string key_file = dir.path() + "/publisher.pub";
+  REQUIRE(
+      package::WriteFileAtomic(key_file, package::FormatPublicKeyFile(publisher.public_key)).ok());
+  PackageServiceConfig config;
+  config.dir = dir.path() + "/packages";
+  config.publishers = {key_file};
+  auto service = PackageService::Open(config);
+  REQUIRE(service.ok());
+  PackageService& s = **service;
+  CHECK(s.PublisherKeys().size() == 1);
+
+  // Tampered after signing: a byte of a file changed, so its hash no longer matches the manifest.
+  std::string tampered = SignedCommand(publisher, "tampered").Encode();
+  tampered[tampered.size() - 1000] ^= 0x5a;
+  proto::PackagePutReply r = Upload(s, tampered);
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.message.find("hash mismatch") != std::string::npos, r.message);
+  package::Package plain = SignedCommand(publisher, "unsigned");
+  plain.Unsign();
+  r = Upload(s, plain.Encode());
+  CHECK_MESSAGE(r.message.find("unsigned") != std::string::npos, r.message);
+  r = Upload(s, SignedCommand(stranger, "stranger").Encode());
+  CHECK_MESSAGE(r.message.find("unknown signer") != std::string::npos, r.message);
+  CHECK(s.List().packages.empty());  // nothing refused was kept
+  CHECK(s.stats().uploads_refused == 3);
+
+  const package::Package good = SignedCommand(publisher, "good");
+  r = Upload(s, good.Encode());
+  REQUIRE_MESSAGE(r.code == 0, r.message);
+  CHECK(r.complete);
+  auto resolved = s.Resolve(package::PackageTaskName(good.Id()));
+  REQUIRE(resolved.ok());
+  CHECK(resolved->peer_key == "@command/1");
+
+  // Reopened (a restart): still there, and served in chunks to a peer.
+  service->reset();
+  auto again = PackageService::Open(config);
+  REQUIRE(again.ok());
+  REQUIRE((*again)->List().packages.size() == 1);
+  CHECK((*again)->List().packages[0].name == "good");
+  proto::PackageGet get;
+  const Hash256 id = good.Id();
+  get.package_id.assign(reinterpret_cast<const char*>(id.data()), id.size());
+  const proto::PackageChunk c = (*again)->OnGet("peer-a", get, TimePoint{});
+  CHECK(c.code == 0);
+  CHECK(c.total_size == good.Encode().size());
+  CHECK(c.bytes == good.Encode().substr(0, proto::kMaxPackageChunkBytes));
 }
