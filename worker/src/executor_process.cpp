@@ -137,7 +137,10 @@ std::vector<std::string> ChildEnvironment(const std::string& dir) {
   // uninstrumented executor.)
   const char* asan = std::getenv("ASAN_OPTIONS");
   env.push_back(std::string("ASAN_OPTIONS=") + (asan != nullptr ? std::string(asan) + ":" : "") +
-                "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0");
+                "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0:"
+                // ...and a huge allocation fails as it does uninstrumented (the memory limit), not
+                // by aborting the executor.
+                "allocator_may_return_null=1");
   return env;
 }
 
