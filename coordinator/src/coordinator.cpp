@@ -277,9 +277,8 @@ struct Coordinator::Impl {
   void OnPackageRefused(const PeerIn& in) {
     proto::PackageRefused m;
     if (!DecodePeer(in.body, m)) return;
-    Hash256 id{};
-    std::copy(m.package_id.begin(), m.package_id.end(), id.begin());
-    SC_LOG(Warn) << "peer " << PeerName(in.peer) << " refused package " << ToHex(id).substr(0, 16)
+    const Hash256 id = package::PackageIdFromBytes(m.package_id);
+    SC_LOG(Warn) << "peer " << PeerName(in.peer) << " refused package " << package::ShortId(id)
                  << ": " << m.reason;
     packages->NoteRefusal();
     scheduler.RefusePackage(in.peer, package::PackageTaskName(id), m.lease_ids, m.reason, in.now);

@@ -9,21 +9,7 @@
 namespace sparecycles::coordinator {
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string Short(const Hash256& id) { return ToHex(id).substr(0, 16); }
-
-Hash256 IdOf(const std::string& bytes) {
-  Hash256 id{};
-  std::copy(bytes.begin(), bytes.end(), id.begin());  // Validate() checked: 32 bytes
-  return id;
-}
-
-std::string IdBytes(const Hash256& id) {
-  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<std::unique_ptr<PackageService>> PackageService::Open(PackageServiceConfig config) {
   std::unique_ptr<PackageService> s(new PackageService(std::move(config)));
@@ -80,12 +66,13 @@ Result<ResolvedTask> PackageService::Resolve(const std::string& task) {
   auto it = tasks_.find(*id);
   if (it == tasks_.end()) {
     if (!store_->Has(*id))
-      return NotFound("package " + Short(*id) +
+      return NotFound("package " + package::ShortId(*id) +
                       " is not on this coordinator; upload it first (submit --package does)");
     auto pkg = store_->Load(*id);
     if (!pkg.ok()) return pkg.status();
     const package::Verdict v = pkg->Verify(Verification());
-    if (!v.ok()) return FailedPrecondition("package " + Short(*id) + " refused: " + v.ToString());
+    if (!v.ok())
+      return FailedPrecondition("package " + package::ShortId(*id) + " refused: " + v.ToString());
     it = tasks_.emplace(*id, std::make_shared<PackageTask>(*id, pkg->manifest())).first;
   }
   return ResolvedTask{it->second, it->second->PeerKey()};
@@ -94,7 +81,7 @@ Result<ResolvedTask> PackageService::Resolve(const std::string& task) {
 proto::PackagePutReply PackageService::OnPut(const proto::PackagePut& m) {
   proto::PackagePutReply r;
   r.request_id = m.request_id;
-  const Hash256 id = IdOf(m.package_id);
+  const Hash256 id = package::PackageIdFromBytes(m.package_id);
   auto fail = [&](const Status& s) {
     r.code = static_cast<std::uint16_t>(s.code());
     r.message = s.message();
@@ -133,14 +120,15 @@ proto::PackagePutReply PackageService::OnPut(const proto::PackagePut& m) {
   auto pkg = store_->Finish(id, Verification());
   if (!pkg.ok()) {
     ++stats_.uploads_refused;
-    SC_LOG(Warn) << "refused package " << Short(id) << ": " << pkg.status().message();
+    SC_LOG(Warn) << "refused package " << package::ShortId(id) << ": " << pkg.status().message();
     r.next_offset = 0;
     return fail(pkg.status());
   }
   ++stats_.uploads_done;
   const auto& man = pkg->manifest();
-  SC_LOG(Info) << "stored package " << Short(id) << " (" << man.name << " " << man.version << ", "
-               << package::KindName(man.kind) << ", " << m.total_size << " bytes, signed by "
+  SC_LOG(Info) << "stored package " << package::ShortId(id) << " (" << man.name << " "
+               << man.version << ", " << package::KindName(man.kind) << ", " << m.total_size
+               << " bytes, signed by "
                << (pkg->signature() ? pkg->signature()->signer.ShortId() : "nobody") << ")";
   r.complete = true;
   return r;
@@ -150,17 +138,25 @@ proto::PackageList PackageService::List() const {
   proto::PackageList out;
   for (const auto& sp : store_->List()) {
     if (out.packages.size() >= proto::kMaxPackagesListed) break;
-    proto::PackageInfo info;
-    info.package_id = IdBytes(sp.id);
-    info.size = sp.size;
-    auto pkg = store_->Load(sp.id);
-    if (pkg.ok()) {
-      info.name = pkg->manifest().name;
-      info.version = pkg->manifest().version;
-      info.kind = std::string(package::KindName(pkg->manifest().kind));
-      if (pkg->signature()) info.signer = pkg->signature()->signer.Hex();
+    auto it = listed_.find(sp.id);
+    if (it == listed_.end()) {  // read (and hash) a stored package once, not at every listing
+      proto::PackageInfo info;
+      info.package_id = package::PackageIdBytes(sp.id);
+      info.size = sp.size;
+      auto pkg = store_->Load(sp.id);
+      if (pkg.ok()) {
+        info.name = pkg->manifest().name;
+        info.version = pkg->manifest().version;
+        info.kind = std::string(package::KindName(pkg->manifest().kind));
+        if (pkg->signature()) info.signer = pkg->signature()->signer.Hex();
+      }
+      if (!pkg.ok()) {  // shown by id and size only, and read again next time
+        out.packages.push_back(std::move(info));
+        continue;
+      }
+      it = listed_.emplace(sp.id, std::move(info)).first;
     }
-    out.packages.push_back(std::move(info));
+    out.packages.push_back(it->second);
   }
   return out;
 }
@@ -170,11 +166,11 @@ proto::PackageChunk PackageService::OnGet(const std::string& peer_identity,
   proto::PackageChunk c;
   c.package_id = m.package_id;
   c.offset = m.offset;
-  const Hash256 id = IdOf(m.package_id);
+  const Hash256 id = package::PackageIdFromBytes(m.package_id);
   auto size = store_->Size(id);
   if (!size) {
     c.code = static_cast<std::uint16_t>(StatusCode::kNotFound);
-    c.message = "package " + Short(id) + " is not on this coordinator";
+    c.message = "package " + package::ShortId(id) + " is not on this coordinator";
     return c;
   }
   c.total_size = *size;

@@ -58,7 +58,8 @@ class PackageService {
   package::TrustSet trust_;
   std::unique_ptr<package::PackageStore> store_;
   std::map<Hash256, std::shared_ptr<const PackageTask>> tasks_;  // decoded manifests, by id
-  std::map<std::string, TimePoint> fetchers_;                    // peer identity -> last chunk
+  mutable std::map<Hash256, proto::PackageInfo> listed_;  // what List() shows, read once per id
+  std::map<std::string, TimePoint> fetchers_;             // peer identity -> last chunk
   PackageStats stats_;
 };
 

@@ -1,5 +1,7 @@
 #include "sparecycles/package/job.hpp"
 
+#include <algorithm>
+
 #include "sparecycles/package/store.hpp"
 #include "sparecycles/tasks/bytes.hpp"
 
@@ -11,6 +13,18 @@ std::optional<Hash256> ParsePackageTaskName(std::string_view task) {
   if (!task.starts_with("pkg:")) return std::nullopt;
   return ParseId(task.substr(4));
 }
+
+std::string PackageIdBytes(const Hash256& id) {
+  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
+}
+
+Hash256 PackageIdFromBytes(std::string_view bytes) {
+  Hash256 id{};
+  std::copy_n(bytes.begin(), std::min(bytes.size(), id.size()), id.begin());
+  return id;
+}
+
+std::string ShortId(const Hash256& id) { return ToHex(id).substr(0, 16); }
 
 std::string_view KindTaskName(Kind kind) { return kind == Kind::kNative ? "@native" : "@command"; }
 

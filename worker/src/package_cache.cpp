@@ -7,17 +7,12 @@
 #include <fstream>
 
 #include "sparecycles/core/log.hpp"
+#include "sparecycles/package/job.hpp"
 
 namespace sparecycles::worker {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string Short(const Hash256& id) { return ToHex(id).substr(0, 16); }
-
-std::string IdBytes(const Hash256& id) {
-  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
-}
 
 std::optional<std::set<package::PublicKey>> ReadPins(const std::string& path) {
   if (path.empty()) return std::nullopt;
@@ -120,7 +115,7 @@ package::VerifyOptions PackageCache::Verification() const {
 }
 
 void PackageCache::Refuse(const Hash256& id, std::string reason) {
-  SC_LOG(Warn) << "refused package " << Short(id) << ": " << reason;
+  SC_LOG(Warn) << "refused package " << package::ShortId(id) << ": " << reason;
   fetches_.erase(id);
   refused_[id] = std::move(reason);
   ++stats_.refused;
@@ -145,7 +140,7 @@ void PackageCache::Prepare(const Hash256& id, const package::Package& pkg, bool 
   ref->manifest = m;
   ready_[id] = std::move(ref);
   fetches_.erase(id);
-  SC_LOG(Info) << "package " << Short(id) << " (" << m.name << " " << m.version << ", "
+  SC_LOG(Info) << "package " << package::ShortId(id) << " (" << m.name << " " << m.version << ", "
                << package::KindName(m.kind) << ") is ready";
 }
 
@@ -165,7 +160,8 @@ PackageCache::State PackageCache::Want(const Hash256& id, TimePoint now) {
   f.due = now;
   fetches_[id] = f;
   if (f.offset > 0)
-    SC_LOG(Info) << "resuming the fetch of package " << Short(id) << " at byte " << f.offset;
+    SC_LOG(Info) << "resuming the fetch of package " << package::ShortId(id) << " at byte "
+                 << f.offset;
   return State::kFetching;
 }
 
@@ -192,7 +188,7 @@ std::vector<proto::PackageGet> PackageCache::DueRequests(TimePoint now) {
       ++stats_.retries;
     }
     if (f.in_flight || now < f.due) continue;
-    out.push_back(proto::PackageGet{IdBytes(id), f.offset});
+    out.push_back(proto::PackageGet{package::PackageIdBytes(id), f.offset});
     f.in_flight = true;
     f.sent = now;
   }
@@ -207,8 +203,7 @@ void PackageCache::ResendAll() {
 }
 
 std::optional<Hash256> PackageCache::OnChunk(const proto::PackageChunk& c, TimePoint now) {
-  Hash256 id{};
-  std::copy(c.package_id.begin(), c.package_id.end(), id.begin());
+  const Hash256 id = package::PackageIdFromBytes(c.package_id);
   auto it = fetches_.find(id);
   if (it == fetches_.end()) return std::nullopt;  // not asked for (any more)
   Fetch& f = it->second;

@@ -346,7 +346,7 @@ struct Worker::Impl {
   void SendRefusals(const std::map<Hash256, std::vector<std::uint64_t>>& refused) {
     for (const auto& [id, leases] : refused) {
       proto::PackageRefused r;
-      r.package_id = std::string(reinterpret_cast<const char*>(id.data()), id.size());
+      r.package_id = package::PackageIdBytes(id);
       r.lease_ids = leases;
       r.reason = packages ? packages->Refusal(id).value_or("refused")
                           : "this worker does not run task packages (--packages off)";

@@ -21,6 +21,12 @@ std::string PackageTaskName(const Hash256& id);
 /// The id a task name refers to; nullopt when `task` does not name a package.
 std::optional<Hash256> ParsePackageTaskName(std::string_view task);
 
+/// A package id as it travels in messages (32 raw bytes) and back; `bytes` must be 32 bytes long
+/// (the messages' Validate() checks it). ShortId: the first 16 hex digits, how logs name it.
+std::string PackageIdBytes(const Hash256& id);
+Hash256 PackageIdFromBytes(std::string_view bytes);
+std::string ShortId(const Hash256& id);
+
 /// What a worker announces in Hello (TaskInfo name, version kKindTaskVersion) to say that it runs
 /// packages of a kind: "@native" or "@command". Its speed is in expected-seconds per second.
 std::string_view KindTaskName(Kind kind);
