@@ -80,16 +80,16 @@ std::vector<std::string> NormalizeArgs(std::vector<std::string> args) {
 
 void AddJobOptions(Options& o, bool embedded) {
   o.Add("package", "",
-        "A task package (.scpkg) to run instead of a built-in TASK (docs/packages.md): this\n"
-        "      client verifies it, cuts the job (a native package's Plan and Split run here),\n"
-        "      " +
-            std::string(embedded ? "runs it on the embedded coordinator and worker (no keys\n"
-                                   "      needed)"
-                                 : "uploads it in 1 MiB chunks if the coordinator lacks it (it\n"
-                                   "      must be signed by a key in the coordinator's "
-                                   "--publishers)") +
-            ", and merges the result here. --PARAM VALUE are the\n      package's parameters; "
-            "--units and --unit-seconds shape a native package's split.");
+        std::string("A task package (.scpkg) to run instead of a built-in TASK "
+                    "(docs/packages.md): this\n"
+                    "      client verifies it, cuts the job (a native package's Plan and Split "
+                    "run here),\n") +
+            (embedded ? "      runs it on the embedded coordinator and worker (no keys needed),\n"
+                      : "      uploads it in 1 MiB chunks if the coordinator lacks it (it must "
+                        "be signed by a\n"
+                        "      key in the coordinator's --publishers),\n") +
+            "      and merges the result here. --PARAM VALUE are the package's parameters;\n"
+            "      --units and --unit-seconds shape a native package's split.");
   o.Add("input", "",
         "Input file: for data tasks (wordfreq), or for a command package that splits by lines.");
   o.Add("input-dir", "",

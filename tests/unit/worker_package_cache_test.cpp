@@ -208,3 +208,27 @@ TEST_CASE("a package failing a check here is refused with its reason and never e
   trusting.Pump(*t, fs2);
   CHECK(t->Want(fs2.id, trusting.clock.Now()) == PackageCache::State::kReady);
 }
+
+TEST_CASE("a relative cache directory gives the executor absolute paths") {
+  Setup s;
+  const fs::path before = fs::current_path();
+  fs::current_path(s.dir.path());
+  s.config.dir = "state/packages";  // as `--state-dir state` makes it
+  auto opened = PackageCache::Open(s.config);
+  fs::current_path(before);
+  REQUIRE(opened.ok());
+  auto& cache = *opened;
+  CHECK(fs::path(cache->units_dir()).is_absolute());
+  CHECK(fs::equivalent(cache->units_dir(), s.dir.path() + "/state/packages/units"));
+  const auto key = Key(1);
+  cache->OnPublishers({KeyBytes(key)});
+  auto pkg = MakePackage(1000);
+  pkg.Sign(key);
+  FakeCoordinator fc(pkg);
+  REQUIRE(cache->Want(fc.id, s.clock.Now()) == PackageCache::State::kFetching);
+  s.Pump(*cache, fc);
+  REQUIRE(cache->Want(fc.id, s.clock.Now()) == PackageCache::State::kReady);
+  auto ref = cache->Ready(fc.id);
+  REQUIRE(ref != nullptr);
+  CHECK(fs::path(ref->dir).is_absolute());
+}

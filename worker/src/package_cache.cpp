@@ -39,6 +39,15 @@ Result<std::unique_ptr<PackageCache>> PackageCache::Open(PackageCacheConfig conf
     c->config_.dir = tmpl;
     c->temporary_dir_ = true;
   }
+  // The executor runs in the unit's directory: every path it is given must be absolute, whatever
+  // the worker's own working directory (`--state-dir ws` is a natural thing to type).
+  {
+    std::error_code ec;
+    fs::path abs = fs::absolute(c->config_.dir, ec);
+    if (ec) return Unavailable("cannot resolve " + c->config_.dir + ": " + ec.message());
+    c->config_.dir = abs.lexically_normal().string();
+    if (c->config_.dir.size() > 1 && c->config_.dir.back() == '/') c->config_.dir.pop_back();
+  }
   for (const auto& spec : c->config_.trust) {
     Status s = c->configured_.AddFrom(spec);
     if (!s.ok()) return InvalidArgument("--trust " + spec + ": " + s.message());
