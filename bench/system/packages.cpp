@@ -2,10 +2,10 @@
 //  1. native_package_efficiency: the built-in primes kernel compiled into a signed native
 //     package, against the same job of the built-in task, same cluster, same run
 //     (T(built-in) / T(package), goal >= 0.97).
-//  2. package_fanout: a 50 MiB package reaching 20 peers (20 units of `sleep 1`; long units are
-//     never prefetched, so each peer takes one and fetches the package first): seconds from
-//     submit to done (so 1 s of it is the units' own), and the coordinator's request round trip
-//     (a client asking for the job's status every 5 ms) meanwhile against the same before.
+//  2. package_fanout: a 50 MiB package reaching 20 peers (20 units of `sleep 1`; long units of a
+//     job this small are not prefetched, so each peer takes one and fetches the package): seconds
+//     from submit to done (so 1 s of it is the units' own), and the coordinator's request round
+//     trip (a client asking for the job's status every 5 ms) meanwhile against the same before.
 //  3. command_package_overhead: a command package running xz -9 over inputs of about a second
 //     each, against GNU parallel running the same program over the same inputs with as many
 //     jobs as cores (T(parallel) / T(package), goal: within 5 %). Skipped with a message when GNU
@@ -149,7 +149,7 @@ void Fanout(const Args& args, Publisher& pub) {
   };
   const double quiet_until = Now() + 2;
   const std::vector<double> before = round_trips(0, [&] { return Now() > quiet_until; });
-  JobSpec spec;  // one unit per peer: long units are never prefetched, so each peer takes one
+  JobSpec spec;  // one unit per peer: as many long units as slots are not prefetched
   spec.package = path;
   const double t_upload0 = Now();
   auto job = client.Submit(spec);  // uploads first

@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
           "short).");
   opt.Add(
       "prefetch-seconds", "0.05",
-      "Expected work per slot a peer may hold beyond its slots; longer units are not prefetched.");
+      "Expected work per slot a peer may hold beyond its slots; of longer units it holds one per\n"
+      "slot beyond them, and only while the job has fresh units for every slot of the pool twice.");
   opt.Add("unit-seconds", "1", "Target run time of one unit on a median peer, in seconds.");
   opt.Add(
       "pool", "volunteer",

@@ -108,6 +108,7 @@ PeerHandle Scheduler::AddPeer(PeerHello hello, TimePoint now) {
   p.slots = p.idle_slots = hello.cores;
   p.hello = std::move(hello);
   p.connected_at = p.last_seen = now;
+  pool_slots_ += p.slots;
   const PeerHandle h = p.handle;
   auto orphans = orphan_leases_.find(p.hello.peer_id);
   if (orphans != orphan_leases_.end()) {
@@ -152,7 +153,8 @@ void Scheduler::RemovePeer(PeerHandle peer, TimePoint now) {
     orphan_leases_[peer_id].push_back(id);
   }
   (void)now;
-  peers_.erase(peer);
+  pool_slots_ -= it->second.slots;
+  peers_.erase(it);
 }
 
 void Scheduler::Touch(PeerHandle peer, TimePoint now) {
@@ -162,6 +164,7 @@ void Scheduler::Touch(PeerHandle peer, TimePoint now) {
 void Scheduler::SetCapacity(PeerHandle peer, const proto::Capacity& cap, TimePoint now) {
   auto it = peers_.find(peer);
   if (it == peers_.end()) return;
+  pool_slots_ = pool_slots_ - it->second.slots + cap.slots;
   it->second.slots = cap.slots;
   it->second.idle_slots = cap.idle_slots;
   it->second.state = cap.state;
@@ -518,13 +521,18 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     const Pick pick = PickJob(peer, no_ready);
     Job* job = pick.job;
     if (job == nullptr) break;
-    // Beyond its slots a peer only prefetches short units, up to prefetch_seconds of expected
-    // work per slot: a job of a few long units goes one unit per peer, not all to the first
-    // peer that asks.
+    // Beyond its slots a peer prefetches short units, up to prefetch_seconds of expected work per
+    // slot: a job of a few long units goes one unit per peer, not all to the first peer that
+    // asks. A long unit is prefetched too, one per slot, while the job's fresh units could fill
+    // every slot of the pool twice: its input is then here when the unit before it ends (no
+    // round trip between units), and no other peer can be left without work by it.
     if (peer.leases.size() >= peer.slots) {
       const double expected = job->unit_work / std::max(1e-12, RateFor(*job, &peer));
-      const double beyond = static_cast<double>(peer.leases.size() + 1 - peer.slots);
-      if (expected * beyond > config_.prefetch_seconds * std::max(1u, peer.slots)) break;
+      const std::uint64_t beyond = peer.leases.size() + 1 - peer.slots;
+      const bool short_units = expected * static_cast<double>(beyond) <=
+                               config_.prefetch_seconds * std::max(1u, peer.slots);
+      const bool plenty = beyond <= peer.slots && job->fresh.size() >= 2 * pool_slots_;
+      if (!short_units && !plenty) break;
     }
     // Further copies of units already out come first (they finish units); then fresh units. What
     // this peer cannot take in `ready` stays so during this call (only its own units are added),

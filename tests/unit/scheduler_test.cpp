@@ -141,6 +141,40 @@ TEST_CASE("long units are not prefetched, so a small job spreads over the idle p
   CHECK(leased.size() == 1 + static_cast<std::size_t>(10.5 / unit_s));
 }
 
+TEST_CASE("a long unit is prefetched one per slot while the job could fill the pool twice") {
+  SchedulerConfig c;
+  c.prefetch = 64;
+  c.prefetch_seconds = 0.05;
+  Fixture f(c, /*prefetch_any_unit=*/false);
+  const PeerHandle a = f.Peer("a"), b = f.Peer("b");  // a pool of 2 slots
+  const JobId id = f.Submit(7);                       // units of about a second each
+  // 7 fresh units >= 2 x 2 slots: the next unit waits at the peer, one per slot and no more.
+  auto at_a = f.s->Lease(a, 65, f.clock.Now());
+  CHECK(at_a.size() == 2);
+  // 5 fresh units left: still plenty for b.
+  auto at_b = f.s->Lease(b, 65, f.clock.Now());
+  CHECK(at_b.size() == 2);
+  // 3 fresh units < 4: a finishes one and its prefetched unit takes the slot; nothing beyond.
+  f.Deliver(a, f.Honest(at_a[0]));
+  CHECK(f.s->Lease(a, 65, f.clock.Now()).empty());
+  // b finishes both and gets one for its slot only.
+  f.Deliver(b, f.Honest(at_b[0]));
+  f.Deliver(b, f.Honest(at_b[1]));
+  const auto next_b = f.s->Lease(b, 65, f.clock.Now());
+  REQUIRE(next_b.size() == 1);
+  // A new peer joins a pool of 3 slots with 2 fresh units: it gets exactly one, and so does a
+  // when it is free: the last units spread, one per idle slot.
+  const PeerHandle p = f.Peer("c");
+  const auto at_c = f.s->Lease(p, 65, f.clock.Now());
+  REQUIRE(at_c.size() == 1);
+  f.Deliver(a, f.Honest(at_a[1]));
+  const auto last = f.s->Lease(a, 65, f.clock.Now());
+  REQUIRE(last.size() == 1);
+  for (const auto& [peer, lease] : {std::pair{b, next_b[0]}, {p, at_c[0]}, {a, last[0]}})
+    f.Deliver(peer, f.Honest(lease));
+  CHECK(f.s->FindJob(id)->state == proto::JobState::kDone);
+}
+
 TEST_CASE("the unit count follows the job size and the peers' measured speed") {
   Fixture f;
   PeerHello h;

@@ -418,6 +418,7 @@ class Scheduler {
   SchedulerConfig config_;
   const tasks::Registry& registry_;
   std::unordered_map<PeerHandle, Peer> peers_;
+  std::uint64_t pool_slots_ = 0;  // sum of the slots of every peer in peers_
   std::map<JobId, std::unique_ptr<Job>> jobs_;
   std::unordered_map<LeaseId, LeaseRecord> leases_;
   std::set<std::pair<TimePoint, LeaseId>> deadlines_;
