@@ -33,7 +33,7 @@ cmake --build "$build_dir" -j"$(nproc)" --target fuzz_harnesses >/dev/null
 export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0:abort_on_error=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 harnesses="${SPARECYCLES_FUZZ_ONLY:-header peer_frame client_frame spool checkpoint config
-  task_primes task_pi task_mandelbrot task_hashsearch task_wordfreq task_spin}"
+  package executor_frame task_primes task_pi task_mandelbrot task_hashsearch task_wordfreq task_spin}"
 total=0
 failed=()
 start=$(date +%s)

@@ -8,11 +8,16 @@
 #include <vector>
 
 #include "../../worker/src/checkpoint_store.hpp"
+#include "../../worker/src/executor_wire.hpp"
 #include "fuzz_support.hpp"
 #include "sparecycles/core/codec.hpp"
 #include "sparecycles/core/daemon.hpp"
+#include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/protocol.hpp"
+#include "sparecycles/package/command.hpp"
+#include "sparecycles/package/job.hpp"
+#include "sparecycles/package/package.hpp"
 #include "task_fuzz.hpp"
 
 namespace {
@@ -227,6 +232,83 @@ void Tasks() {
   }
 }
 
+// package_fuzz: the first byte picks the decoder (0 container, 1 manifest, 2 manifest text,
+// 3 command unit, 4 outputs, 5 list).
+void Packages() {
+  package::Manifest m;
+  m.name = "sha-sweep";
+  m.version = "1.0";
+  m.kind = package::Kind::kCommand;
+  m.arch = "any";
+  m.entry = "run.sh";
+  m.command.args = {"{pkg}/data/seed-{seed}.txt"};
+  m.command.outputs = {"out.txt"};
+  m.command.stdout_file = "out.txt";
+  m.command.split.mode = package::SplitMode::kSweep;
+  package::SweepParam sweep;
+  sweep.name = "seed";
+  sweep.from = 1;
+  sweep.to = 4;
+  m.command.split.sweep = {sweep};
+  m.resources.expected_seconds = 2;
+  m.files.push_back(package::FileEntry{"run.sh", 0, {}, true});
+  m.files.push_back(package::FileEntry{"data/seed-1.txt", 0, {}, false});
+  auto pkg = package::Package::Create(m, {"#!/bin/sh\ncat \"$1\"\n", "one\n"});
+  if (!pkg.ok()) fuzz::Fail("the seed package is not valid");
+  Seed("package", "container_unsigned", std::string(1, '\0') + pkg->Encode());
+  std::array<std::uint8_t, 32> seed_bytes{};
+  seed_bytes.fill(7);  // a fixed key: the same seed file at every regeneration
+  pkg->Sign(package::KeyFromSeed(seed_bytes));
+  Seed("package", "container_signed", std::string(1, '\0') + pkg->Encode());
+  Seed("package", "manifest", std::string(1, '\1') + pkg->manifest_bytes());
+  Seed("package", "manifest_text",
+       std::string(1, '\2') +
+           "name = sha-sweep\nversion = 1.0\nkind = command\nentry = /usr/bin/sha256sum\n"
+           "require = /usr/bin/sha256sum\narg = {pkg}/data/seed-{seed}.txt\n"
+           "sweep = seed 1..100\nstdout = sums.txt\nexpected-time = 1s\n");
+  package::CommandUnit u;
+  u.index = 3;
+  u.values = {{"seed", "3"}};
+  u.has_input = true;
+  u.input_name = "in-003.txt";
+  u.input = "some words\n";
+  Seed("package", "command_unit", std::string(1, '\3') + package::EncodeCommandUnit(u));
+  Seed("package", "outputs",
+       std::string(1, '\4') + package::EncodeOutputs({{"out.txt", "1\n"}, {"log", ""}}));
+  Seed("package", "list", std::string(1, '\5') + package::EncodeList({"unit 0", "", "unit 2"}));
+}
+
+// executor_frame: the stream an executor sends (and the Start it is sent), frame after frame.
+void ExecutorFrames() {
+  namespace wire = worker::wire;
+  std::string all;
+  auto add = [&](const std::string& name, const wire::Message& msg) {
+    auto f = wire::EncodeFrame(msg);
+    if (!f.ok()) fuzz::Fail("a seed executor message does not encode");
+    Seed("executor_frame", name, *f);
+    all += *f;
+  };
+  wire::Start start;
+  start.lease_id = 7;
+  start.package_dir = "/var/lib/sparecycles/packages/extracted/ab";
+  start.work_dir = "/var/lib/sparecycles/packages/units/unit-7";
+  start.unit = "unit";
+  start.resume = "state";
+  add("start", start);
+  add("cancel", wire::Cancel{});
+  add("progress", wire::Progress{0.5f});
+  add("checkpoint", wire::Checkpoint{0.25f, "state"});
+  wire::Done ok;
+  ok.payload = "result";
+  ok.hash = std::string(32, 'h');
+  add("done_ok", ok);
+  wire::Done failed;
+  failed.outcome = proto::UnitOutcome::kFailed;
+  failed.error = "the unit exceeded its CPU time limit of 2 s";
+  add("done_failed", failed);
+  Seed("executor_frame", "stream", all);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -240,6 +322,9 @@ int main(int argc, char** argv) {
   ClientFrames();
   Files();
   Tasks();
+  InitCrypto();
+  Packages();
+  ExecutorFrames();
   std::printf("wrote %d seeds under %s\n", written, out_root.c_str());
   return 0;
 }
