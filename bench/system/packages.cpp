@@ -2,6 +2,12 @@
 //  1. native_package_efficiency: the built-in primes kernel compiled into a signed native
 //     package, against the same job of the built-in task, same cluster, same run
 //     (T(built-in) / T(package), goal >= 0.97).
+//  1b. sandboxed_trivial_units_per_s (--only trivial): units of a few numbers each of the same
+//     primes package (so per-unit overhead is all there is), through the sandboxed executor
+//     processes, against the same job of the built-in task, same cluster, same run (goal:
+//     >= 50,000 units/s and >= 0.5 of the built-in figure).
+//  1c. sandboxed_1s_unit_efficiency (--only second): units of about 1 s of the package against
+//     the built-in task (T(built-in)/T(package), goal >= 0.99).
 //  2. package_fanout: a 50 MiB package reaching 20 peers (20 units of `sleep 1`; long units are
 //     never prefetched, so each peer takes one and fetches the package first): seconds from
 //     submit to done (so 1 s of it is the units' own), and the coordinator's request round trip
@@ -125,6 +131,103 @@ void NativeEfficiency(const Args& args, Publisher& pub) {
   f.baseline_name = "the same job of the built-in primes task";
   f.goal = ">= 0.97";
   f.extra = {{"builtin_s", t_builtin}, {"package_s", t_package}};
+  Emit(f, args);
+}
+
+// Trivial units: the job's per-unit cost is all overhead (lease, executor round trip, result).
+void TrivialUnits(const Args& args, Publisher& pub) {
+  const auto units = static_cast<std::uint64_t>(args.Num("trivial-units", 100000, 3000));
+  const int repeats = static_cast<int>(args.Num("repeats", 3, 1));
+  const std::string path = pub.Write(NativePrimes(), "primes.scpkg");
+  auto cluster = StartCluster(2, {"--publishers", pub.keys_dir()});
+  Client client = ConnectWhenReady(*cluster, 2);
+  JobSpec builtin("primes");
+  builtin.Set("from", "0").Set("to", std::to_string(units * 4));  // 4 numbers a unit
+  builtin.units = units;
+  JobSpec pkg = builtin;
+  pkg.task.clear();
+  pkg.package = path;
+  JobResult r;
+  JobSpec warm = pkg;  // uploads the package; both workers fetch it
+  warm.units = 200;
+  warm.Set("to", "800");
+  TimeJob(client, warm, &r);
+  double t_builtin = 1e300, t_package = 1e300;
+  std::string a, b;
+  for (int i = 0; i < repeats; ++i) {
+    t_builtin = std::min(t_builtin, TimeJob(client, builtin, &r));
+    a = r.summary;
+    t_package = std::min(t_package, TimeJob(client, pkg, &r));
+    b = r.summary;
+  }
+  if (a != b) Die("the package counted " + b + ", the built-in task " + a);
+  Figure f;
+  f.figure = "sandboxed_trivial_units_per_s";
+  f.case_name = std::to_string(units) + " units of 4 numbers of the primes package, 2 workers x " +
+                "1 core, sandbox on";
+  f.unit = "units/s";
+  f.value = static_cast<double>(units) / t_package;
+  f.baseline = static_cast<double>(units) / t_builtin;
+  f.baseline_name = "the same job of the built-in primes task (in-process)";
+  f.goal = ">= 50000 and >= 0.5 x baseline";
+  f.extra = {{"builtin_s", t_builtin},
+             {"package_s", t_package},
+             {"ratio_to_builtin", t_builtin / t_package}};
+  Emit(f, args);
+}
+
+// Units of about a second: what confinement and the executor process cost a real unit.
+void SecondUnits(const Args& args, Publisher& pub) {
+  const double unit_s = args.Num("unit-seconds", 1.0, 0.25);
+  const auto units = static_cast<std::uint64_t>(args.Num("second-units", 16, 4));
+  const int repeats = static_cast<int>(args.Num("repeats", 3, 1));
+  const std::string path = pub.Write(NativePrimes(), "primes.scpkg");
+  auto cluster = StartCluster(2, {"--publishers", pub.keys_dir()});
+  Client client = ConnectWhenReady(*cluster, 2);
+  // Sizes the units: a built-in job of 2 units over a first guess, scaled to unit_s a unit.
+  double to = 2e8;
+  JobSpec probe("primes");
+  JobResult r;
+  for (int i = 0; i < 4; ++i) {
+    probe.Set("from", "0").Set("to", std::to_string(static_cast<std::uint64_t>(to)));
+    probe.units = 2;
+    const double t = TimeJob(client, probe, &r);
+    const double scale = unit_s / std::max(t, 1e-3);
+    to *= std::clamp(scale, 0.1, 10.0);
+    if (scale > 0.8 && scale < 1.25) break;
+  }
+  const auto per_unit = static_cast<std::uint64_t>(to / 2);
+  JobSpec builtin("primes");
+  builtin.Set("from", "0").Set("to", std::to_string(per_unit * units));
+  builtin.units = units;
+  JobSpec pkg = builtin;
+  pkg.task.clear();
+  pkg.package = path;
+  JobSpec warm = pkg;
+  warm.units = 2;
+  warm.Set("to", "1000");
+  TimeJob(client, warm, &r);
+  double t_builtin = 1e300, t_package = 1e300;
+  std::string a, b;
+  for (int i = 0; i < repeats; ++i) {
+    t_builtin = std::min(t_builtin, TimeJob(client, builtin, &r));
+    a = r.summary;
+    t_package = std::min(t_package, TimeJob(client, pkg, &r));
+    b = r.summary;
+  }
+  if (a != b) Die("the package counted " + b + ", the built-in task " + a);
+  Figure f;
+  f.figure = "sandboxed_1s_unit_efficiency";
+  f.case_name = std::to_string(units) + " units of about " + std::to_string(unit_s).substr(0, 4) +
+                " s of the primes package, 2 workers x 1 core, sandbox on";
+  f.unit = "T(built-in)/T(package)";
+  f.value = t_builtin / t_package;
+  f.baseline = 1.0;
+  f.baseline_name = "the same job of the built-in primes task (in-process)";
+  f.goal = ">= 0.99";
+  f.extra = {{"builtin_s", t_builtin},
+             {"package_s", t_package},
+             {"unit_s", t_builtin * 2 / static_cast<double>(units)}};
   Emit(f, args);
 }
 
@@ -279,10 +382,12 @@ int main(int argc, char** argv) {
   return Guarded([&] {
     Args args(argc, argv);
     if (args.help()) {
-      std::cout << "Usage: bench_packages [--quick] [--only native|fanout|command] [--to N]\n"
-                   "  [--units N] [--fanout-mib N] [--peers N] [--inputs N] [--input-kib N]\n"
-                   "  [--repeats N]\n"
-                   "Task packages: native efficiency, fan-out of a big package, command overhead\n"
+      std::cout << "Usage: bench_packages [--quick] [--only native|trivial|second|fanout|command]\n"
+                   "  [--to N] [--units N] [--trivial-units N] [--second-units N]\n"
+                   "  [--unit-seconds S] [--fanout-mib N] [--peers N] [--inputs N]\n"
+                   "  [--input-kib N] [--repeats N]\n"
+                   "Task packages: native efficiency, trivial units and 1 s units through the\n"
+                   "sandbox against the built-in task, fan-out of a big package, command overhead\n"
                    "against GNU parallel. JSON lines on stdout.\n";
       return 0;
     }
@@ -290,6 +395,8 @@ int main(int argc, char** argv) {
     Publisher pub;
     const std::string only = args.Str("only", "");
     if (only.empty() || only == "native") NativeEfficiency(args, pub);
+    if (only.empty() || only == "trivial") TrivialUnits(args, pub);
+    if (only.empty() || only == "second") SecondUnits(args, pub);
     if (only.empty() || only == "fanout") Fanout(args, pub);
     if (only.empty() || only == "command") CommandOverhead(args, pub);
     return 0;
