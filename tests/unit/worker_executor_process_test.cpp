@@ -162,10 +162,15 @@ char ProcState(pid_t pid) {
 
 bool GroupGone(pid_t pgid) { return ::kill(-pgid, 0) != 0 && errno == ESRCH; }
 
-// No unit directory is left anywhere under `root`.
-bool NoUnitDirs(const fs::path& root) {
-  for (const auto& e : fs::recursive_directory_iterator(root))
-    if (e.path().filename().string().rfind("unit-", 0) == 0) return false;
+// Nothing a unit wrote is left anywhere under `root`: only executor directories, each holding at
+// most its empty unit directory.
+bool NoUnitFiles(const fs::path& root) {
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    const bool exec_dir = e.path().parent_path() == root && name.rfind("exec-", 0) == 0;
+    const bool unit_dir = name == "unit" && fs::is_empty(e.path());
+    if (!exec_dir && !unit_dir) return false;
+  }
   return true;
 }
 
@@ -196,7 +201,7 @@ TEST_CASE("a native unit's payload is its canonical form and its hash the BLAKE2
   CHECK(done->lease.lease_id == id);
   CHECK(f.wakes.load() >= 1);
   CHECK(f.exec->running() == 0);
-  CHECK(NoUnitDirs(f.tmp / "work"));  // the unit's directory is removed
+  CHECK(NoUnitFiles(f.tmp / "work"));  // the unit's directory is removed
   f.exec.reset();
   CHECK(fs::is_empty(f.tmp / "work"));  // and the process's with the process
 }
@@ -430,7 +435,7 @@ TEST_CASE("a command unit returns the program's outputs and their canonical hash
   CHECK((*outputs)[0].first == "out.txt");
   CHECK((*outputs)[0].second == hex + "  input\n");
   CHECK(done->result.hash == HashBytes(package::CanonicalOutputsHash({}, *outputs)));
-  CHECK(NoUnitDirs(f.tmp / "work"));
+  CHECK(NoUnitFiles(f.tmp / "work"));
 }
 
 TEST_CASE("a command unit's program, in a process group of its own, is paused and killed too") {
@@ -495,7 +500,7 @@ TEST_CASE("two units of one package run one after the other in one process") {
   CHECK(second->result.payload == "sum=10");
   CHECK(OnlyPid(*f.exec) == pid);
   CHECK(f.exec->processes_started() == 1);
-  CHECK(NoUnitDirs(f.tmp / "work"));
+  CHECK(NoUnitFiles(f.tmp / "work"));
 }
 
 TEST_CASE("a crash ends only its process: the next unit of the package gets a fresh one") {
@@ -594,8 +599,7 @@ TEST_CASE("an idle process ends after the idle time, and at once when another pa
     const pid_t pid = OnlyPid(*f.exec);
     REQUIRE(pid > 0);
     CHECK(WaitUntil([&] { return f.exec->Pids().empty() && GroupGone(pid); }, 3000ms));
-    CHECK(NoUnitDirs(f.tmp / "work"));
-    CHECK(fs::is_empty(f.tmp / "work"));
+    CHECK(WaitUntil([&] { return fs::is_empty(f.tmp / "work"); }));  // its directory goes too
   }
   Fixture f;  // idle time 3 s
   auto other = ProbePackage(f.tmp / "pkg2");

@@ -399,9 +399,9 @@ void ClearProcessDir(const std::string& dir) {
   }
 }
 
-// True when the directory open as `dir_fd` holds nothing (two system calls: it is read after
-// every unit).
-bool DirEmpty(int dir_fd) {
+// True when the directory open as `dir_fd` holds nothing but `except` (if not empty). Two system
+// calls: it is read after every unit.
+bool DirHoldsOnly(int dir_fd, const char* except) {
   if (::lseek(dir_fd, 0, SEEK_SET) != 0) return false;
   alignas(8) char buf[1024];
   const long n = ::syscall(SYS_getdents64, dir_fd, buf, sizeof(buf));
@@ -410,12 +410,62 @@ bool DirEmpty(int dir_fd) {
     const char* name = buf + off + 19;  // d_ino (8), d_off (8), d_reclen (2), d_type (1)
     std::uint16_t reclen = 0;
     std::memcpy(&reclen, buf + off + 16, sizeof(reclen));
-    if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) return false;
+    if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0 &&
+        std::strcmp(name, except) != 0)
+      return false;
     if (reclen == 0) return false;
     off += reclen;
   }
   return true;
 }
+
+// The unit directory beneath this process's directory. A unit gets it empty, with mode 0700, and
+// as the same directory the process made: after a unit that left it so (and nothing beside it),
+// it serves the next unit as it is; otherwise everything is removed and it is made anew. (Making
+// and removing a directory per unit costs more than a trivial unit: about 0.3 ms on ext4.)
+class UnitDir {
+ public:
+  UnitDir(std::string process_dir)
+      : process_dir_(std::move(process_dir)), path_(process_dir_ + "/" + std::string(wire::kUnitDirName)),
+        process_fd_(::open(process_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
+  const std::string& path() const { return path_; }
+
+  /// Ready for the next unit, and this process in it.
+  Status Enter() {
+    if (fd_ < 0) {
+      ClearProcessDir(process_dir_);
+      if (::mkdir(path_.c_str(), 0700) != 0)
+        return Internal("cannot make the unit's directory " + path_ + ": " + std::strerror(errno));
+      fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      struct stat st {};
+      if (fd_ < 0 || ::fstat(fd_, &st) != 0)
+        return Internal("cannot open the unit's directory " + path_ + ": " + std::strerror(errno));
+      ino_ = st.st_ino;
+    }
+    if (::chdir(path_.c_str()) != 0)
+      return Internal("cannot enter the unit's directory " + path_ + ": " + std::strerror(errno));
+    return OkStatus();
+  }
+  /// After a unit: back in this process's directory, and the unit's directory as it was made or
+  /// cleared.
+  void Leave() {
+    (void)::chdir(process_dir_.c_str());
+    struct stat st {}, by_path {};
+    const bool same = fd_ >= 0 && process_fd_ >= 0 && ::fstat(fd_, &st) == 0 &&
+                      ::stat(path_.c_str(), &by_path) == 0 && by_path.st_ino == ino_ &&
+                      st.st_ino == ino_ && (st.st_mode & 07777) == 0700 &&
+                      DirHoldsOnly(fd_, "") && DirHoldsOnly(process_fd_, wire::kUnitDirName.data());
+    if (same) return;
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+    ClearProcessDir(process_dir_);
+  }
+
+ private:
+  const std::string process_dir_, path_;
+  const int process_fd_;
+  int fd_ = -1;
+  ino_t ino_ = 0;
+};
 
 // Done frames of units that run back to back are written together: at most kBatchFrames of
 // them, and none held longer than kBatchHold (a helper thread writes what has waited that long,
@@ -542,7 +592,7 @@ int Main(int argc, char** argv) {
       broken = "cannot load the package's task: " + loaded.status().ToString();
     }
   }
-  const int dir_fd = ::open(start.work_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  UnitDir unit_dir(start.work_dir);
   ch.StartReader();
   DoneBatcher batcher(ch);
   // The unit about to run, in a page shared with the worker: when this process dies, the worker
@@ -571,21 +621,15 @@ int Main(int argc, char** argv) {
     if (!broken.empty()) {
       done = Failed(broken);
     } else {
-      // A fresh directory of its own, beneath this process's directory.
-      const std::string dir =
-          start.work_dir + "/" + std::string(wire::kUnitDirPrefix) + std::to_string(run->lease_id);
-      if (::mkdir(dir.c_str(), 0700) != 0 || ::chdir(dir.c_str()) != 0) {
-        done = Failed("cannot make the unit's directory " + dir + ": " + std::strerror(errno));
+      // An empty directory of its own, beneath this process's directory.
+      if (Status s = unit_dir.Enter(); !s.ok()) {
+        done = Failed(s.message());
         done.last = true;  // a fresh process gets a fresh directory
       } else {
         done = task != nullptr ? RunNative(ch, start, *run, *task)
-                               : RunCommand(ch, start, *run, *manifest, dir);
+                               : RunCommand(ch, start, *run, *manifest, unit_dir.path());
       }
-      (void)::chdir(start.work_dir.c_str());
-      // The common case (nothing left behind) costs an rmdir and a look at the directory;
-      // anything else, in the unit's directory or beside it, is cleared.
-      if ((::rmdir(dir.c_str()) != 0 && errno != ENOENT) || dir_fd < 0 || !DirEmpty(dir_fd))
-        ClearProcessDir(start.work_dir);
+      unit_dir.Leave();
     }
     done.lease_id = run->lease_id;
     done.cpu_seconds = std::max(0.0, ProcessCpuSeconds() - cpu0);

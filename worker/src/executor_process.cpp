@@ -223,6 +223,8 @@ void ProcessExecutor::Start(UnitStart unit) {
       r.outcome = proto::UnitOutcome::kFailed;
       r.error = "task " + u->lease.task + " is not a package: it runs in-process";
       FinishLocked(*u, std::move(r));
+    } else {
+      queued_.emplace(u->seq, u);
     }
     notify = ScheduleLocked();
     if (notify) notify_pending_ = false;
@@ -242,6 +244,7 @@ void ProcessExecutor::Cancel(std::uint64_t lease_id, const std::string& why, boo
     u.hand_back = hand_back;
     u.cancel_reason = why.empty() ? "cancelled" : why;
     if (u.phase == Phase::kQueued || u.phase == Phase::kAssigned) {
+      queued_.erase(u.seq);
       if (u.proc != nullptr) {
         auto& q = u.proc->units;
         q.erase(std::remove(q.begin(), q.end(), it->second), q.end());
@@ -433,19 +436,16 @@ bool ProcessExecutor::ScheduleLocked() {
     }
   }
 
-  std::vector<std::shared_ptr<Unit>> queued;
-  for (auto& [id, u] : units_)
-    if (u->phase == Phase::kQueued) queued.push_back(u);
-  std::sort(queued.begin(), queued.end(),
-            [](const auto& a, const auto& b) { return a->seq < b->seq; });
   const std::size_t cap = short_units_ ? std::max(1u, config_.batch_units) : 1;
   auto give = [&](Proc& p, const std::shared_ptr<Unit>& u) {
+    queued_.erase(u->seq);
     u->phase = Phase::kAssigned;
     u->proc = &p;
     p.units.push_back(u);
     p.Wake();
   };
-  for (const auto& u : queued) {
+  while (!queued_.empty()) {
+    const std::shared_ptr<Unit> u = queued_.begin()->second;
     const std::string key = KeyOf(*u);
     Proc* idle = nullptr;
     Proc* batch = nullptr;
@@ -471,7 +471,9 @@ bool ProcessExecutor::ScheduleLocked() {
       p->n = next_proc_++;
       p->key = key;
       p->package = u->package;
-      p->dir = config_.work_root + "/exec-" + std::to_string(p->n);
+      // Unique in this worker process even when executors share a work root (tests do).
+      static std::atomic<std::uint64_t> dirs{0};
+      p->dir = config_.work_root + "/exec-" + std::to_string(dirs.fetch_add(1));
       p->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       procs_.push_back(p);
       give(*p, u);
@@ -616,6 +618,8 @@ void ProcessExecutor::Supervise(const std::shared_ptr<Proc>& proc) {
         r.outcome = proto::UnitOutcome::kCancelled;
         r.error = u->cancel_reason;
         FinishLocked(*u, std::move(r));
+      } else {
+        queued_.emplace(u->seq, u);  // back in its place in the order
       }
     }
     p.units.clear();

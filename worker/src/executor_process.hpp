@@ -115,7 +115,8 @@ class ProcessExecutor final : public Executor {
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;
   std::map<std::uint64_t, std::shared_ptr<Unit>> units_;  // every unit not yet taken back
-  std::vector<std::shared_ptr<Proc>> procs_;              // every process not yet reaped
+  std::map<std::uint64_t, std::shared_ptr<Unit>> queued_;  // kQueued units by seq (start order)
+  std::vector<std::shared_ptr<Proc>> procs_;               // every process not yet reaped
   std::uint64_t next_seq_ = 0, next_proc_ = 0;
   unsigned allowed_;
   bool short_units_ = false;

@@ -43,8 +43,8 @@ struct Start {
   std::string manifest;                      // package::EncodeManifest bytes
   std::uint32_t checkpoint_interval_ms = 0;  // 0 = never due
   std::uint32_t time_limit_ms = 0;           // per unit; enforced by the worker; informative here
-  /// This process's directory, absolute: the only place it may write. Each unit runs in a fresh
-  /// `unit-<lease id>` directory beneath it, removed when the unit ends.
+  /// This process's directory, absolute: the only place it may write. Each unit runs in the
+  /// directory kUnitDirName beneath it, empty when the unit starts (emptied, or made anew).
   std::string work_dir;
   // Confinement (docs/sandbox.md). kRequired: every layer or the unit fails; kOff: none.
   SandboxMode sandbox = SandboxMode::kRequired;
@@ -55,7 +55,8 @@ struct Start {
   bool operator==(const Start&) const = default;
 };
 
-inline constexpr std::string_view kUnitDirPrefix = "unit-";
+/// The unit's directory beneath the process's directory: empty when each unit starts.
+inline constexpr std::string_view kUnitDirName = "unit";
 
 /// One unit to run after those sent before it (units run one at a time, in order).
 struct Run {
