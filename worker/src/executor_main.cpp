@@ -88,12 +88,22 @@ Status PrepareForUserCode(const wire::Start& start) {
 
 // `--probe DIR`: applies every layer with DIR as both package and unit directory and prints one
 // line per layer; exit 0 when all are active.
-int Probe(const std::string& dir, const std::string& disable) {
+int Probe(const std::string& dir, const std::string& disable, const std::string& user) {
   std::cout << "landlock ABI: " << sandbox::LandlockAbi() << "\n";
   sandbox::Spec spec;
   spec.package_dir = dir;
   spec.work_dir = dir;
   spec.disable_layer_for_test = disable;
+  if (!user.empty()) {
+    unsigned long uid = 0, gid = 0;
+    if (std::sscanf(user.c_str(), "%lu:%lu", &uid, &gid) != 2 || uid > UINT32_MAX ||
+        gid > UINT32_MAX) {
+      std::cout << "--probe-user: expected UID:GID, not '" << user << "'\n";
+      return 2;
+    }
+    spec.uid = static_cast<std::uint32_t>(uid);
+    spec.gid = static_cast<std::uint32_t>(gid);
+  }
   bool all = true;
   for (const auto& layer : sandbox::ApplyAll(spec)) {
     all = all && layer.status.ok();
@@ -426,7 +436,8 @@ bool DirHoldsOnly(int dir_fd, const char* except) {
 class UnitDir {
  public:
   UnitDir(std::string process_dir)
-      : process_dir_(std::move(process_dir)), path_(process_dir_ + "/" + std::string(wire::kUnitDirName)),
+      : process_dir_(std::move(process_dir)),
+        path_(process_dir_ + "/" + std::string(wire::kUnitDirName)),
         process_fd_(::open(process_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
   const std::string& path() const { return path_; }
 
@@ -450,11 +461,12 @@ class UnitDir {
   /// cleared.
   void Leave() {
     (void)::chdir(process_dir_.c_str());
-    struct stat st {}, by_path {};
+    struct stat st {
+    }, by_path{};
     const bool same = fd_ >= 0 && process_fd_ >= 0 && ::fstat(fd_, &st) == 0 &&
                       ::stat(path_.c_str(), &by_path) == 0 && by_path.st_ino == ino_ &&
-                      st.st_ino == ino_ && (st.st_mode & 07777) == 0700 &&
-                      DirHoldsOnly(fd_, "") && DirHoldsOnly(process_fd_, wire::kUnitDirName.data());
+                      st.st_ino == ino_ && (st.st_mode & 07777) == 0700 && DirHoldsOnly(fd_, "") &&
+                      DirHoldsOnly(process_fd_, wire::kUnitDirName.data());
     if (same) return;
     if (fd_ >= 0) ::close(std::exchange(fd_, -1));
     ClearProcessDir(process_dir_);
@@ -535,6 +547,8 @@ int Main(int argc, char** argv) {
            "applies every sandbox layer with this directory as package and unit directory, "
            "prints one line per layer and exits (sparecycles-worker sandbox-check)");
   opts.Add("disable-layer-for-test", "", "with --probe: reports this layer unavailable");
+  opts.Add("probe-user", "",
+           "with --probe: UID:GID a root executor switches to (empty = 65534:65534, nobody)");
   if (Status s = opts.Parse(argc, argv); !s.ok()) {
     std::cerr << "sparecycles-executor: " << s.ToString() << "\n";
     return 2;
@@ -544,7 +558,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (const std::string probe = opts.Get("probe"); !probe.empty()) {
-    const int rc = Probe(probe, opts.Get("disable-layer-for-test"));
+    const int rc = Probe(probe, opts.Get("disable-layer-for-test"), opts.Get("probe-user"));
     std::fflush(nullptr);
     // Ends as a confined unit does: nothing runs at exit inside the sandbox (a leak checker's
     // at-exit pass needs ptrace, which the sandbox refuses, and would turn success into failure).

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,6 +179,85 @@ std::string DefaultExecutorPath() {
 #else
   return "/usr/libexec/sparecycles/sparecycles-executor";
 #endif
+}
+
+SandboxProbe ProbeSandbox(const std::string& executor_path, std::uint32_t uid, std::uint32_t gid,
+                          const std::string& disable_layer) {
+  SandboxProbe out;
+  const std::string exe = executor_path.empty() ? DefaultExecutorPath() : executor_path;
+  char tmpl[] = "/tmp/sparecycles-sandbox-probe-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    out.missing = std::string("cannot make a scratch directory: ") + std::strerror(errno);
+    return out;
+  }
+  const std::string dir = tmpl;
+  (void)::chmod(dir.c_str(), 0755);
+  if (::geteuid() == 0) (void)::chown(dir.c_str(), uid, gid);
+  int outp[2] = {-1, -1};
+  if (::pipe2(outp, O_CLOEXEC) != 0) {
+    out.missing = std::string("cannot make a pipe: ") + std::strerror(errno);
+    (void)::rmdir(dir.c_str());
+    return out;
+  }
+  std::vector<std::string> args = {exe, "--probe", dir, "--probe-user",
+                                   std::to_string(uid) + ":" + std::to_string(gid)};
+  if (!disable_layer.empty()) args.insert(args.end(), {"--disable-layer-for-test", disable_layer});
+  std::vector<std::string> env = ChildEnvironment(dir);
+  std::vector<char*> cargv, cenv;
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  for (auto& e : env) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, outp[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &attr, cargv.data(), cenv.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ::close(outp[1]);
+  if (rc != 0) {
+    ::close(outp[0]);
+    (void)::rmdir(dir.c_str());
+    out.missing = "cannot start " + exe + ": " + std::strerror(rc);
+    return out;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  char buf[4096];
+  while (out.report.size() < (64u << 10)) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd pfd{outp[0], POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) break;
+    const ssize_t n = ::read(outp[0], buf, sizeof(buf));
+    if (n <= 0) break;
+    out.report.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(outp[0]);
+  (void)::kill(-pid, SIGKILL);  // done or overdue: nothing of it stays
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  (void)::rmdir(dir.c_str());
+  std::istringstream lines(out.report);
+  for (std::string line; std::getline(lines, line);)
+    if (line.find("unavailable") != std::string::npos || line.find("ALLOWED") != std::string::npos)
+      out.missing += (out.missing.empty() ? "" : "; ") + line;
+  out.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && out.missing.empty();
+  if (!out.ok && out.missing.empty())
+    out.missing =
+        "the probe " +
+        std::string(WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                                      : "was killed") +
+        " without naming a layer";
+  return out;
 }
 
 ProcessExecutor::ProcessExecutor(ProcessExecutorConfig config, std::function<void()> on_finished)

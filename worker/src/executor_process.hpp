@@ -65,6 +65,18 @@ struct ProcessExecutorConfig {
 /// the installed libexec directory.
 std::string DefaultExecutorPath();
 
+/// What `sparecycles-executor --probe` found: every confinement layer applied to itself in a
+/// scratch directory (docs/sandbox.md).
+struct SandboxProbe {
+  bool ok = false;      // every layer active, and the checks from inside refused
+  std::string report;   // the executor's lines
+  std::string missing;  // the failed lines joined with "; " (or why the probe did not run)
+};
+/// Runs the probe (bounded: 20 s) as the worker would run a unit: `uid`/`gid` are taken by a root
+/// worker's executor; `disable_layer` (tests only) is reported unavailable.
+SandboxProbe ProbeSandbox(const std::string& executor_path, std::uint32_t uid, std::uint32_t gid,
+                          const std::string& disable_layer = "");
+
 class ProcessExecutor final : public Executor {
  public:
   /// `on_finished` is called from a supervisor thread when the first of a batch of units finishes.
@@ -114,7 +126,7 @@ class ProcessExecutor final : public Executor {
 
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;
-  std::map<std::uint64_t, std::shared_ptr<Unit>> units_;  // every unit not yet taken back
+  std::map<std::uint64_t, std::shared_ptr<Unit>> units_;   // every unit not yet taken back
   std::map<std::uint64_t, std::shared_ptr<Unit>> queued_;  // kQueued units by seq (start order)
   std::vector<std::shared_ptr<Proc>> procs_;               // every process not yet reaped
   std::uint64_t next_seq_ = 0, next_proc_ = 0;
