@@ -959,18 +959,46 @@ void ProcessExecutor::Serve(Proc& p, int sock, int err_fd) {
       want_stop = p.paused;
       kill_now = p.kill_now;
       ending = p.ending;
-      idle = p.units.empty();
+      // Retired (its CPU budget, or it exits): units given to it and not yet sent go elsewhere.
+      if (p.ending && std::any_of(p.units.begin(), p.units.end(),
+                                  [](const auto& u) { return u->phase == Phase::kAssigned; })) {
+        for (auto it = p.units.begin(); it != p.units.end();) {
+          if ((*it)->phase != Phase::kAssigned) {
+            ++it;
+            continue;
+          }
+          (*it)->phase = Phase::kQueued;
+          (*it)->proc = nullptr;
+          queued_.emplace((*it)->seq, *it);
+          it = p.units.erase(it);
+        }
+        if (ScheduleLocked()) {
+          notify_pending_ = false;
+          notify_loop = true;
+        }
+      }
       // Units given to it and not yet sent go out now, together.
-      if (!killed && !last_seen) {
-        for (auto& u : p.units) {
-          if (u->phase != Phase::kAssigned) continue;
+      if (!killed && !last_seen && !p.ending) {
+        bool failed_to_send = false;
+        for (auto it = p.units.begin(); it != p.units.end();) {
+          const std::shared_ptr<Unit> u = *it;
+          if (u->phase != Phase::kAssigned) {
+            ++it;
+            continue;
+          }
           wire::Run run{u->lease.lease_id, u->lease.job_id, u->lease.unit_index,
                         u->lease.unit,     u->resume,       u->threads};
           auto f = wire::EncodeFrame(run);
-          if (!f.ok()) {
-            send_error = f.status().ToString();
-            break;
+          if (!f.ok()) {  // too large to send: that unit fails, the process goes on
+            it = p.units.erase(it);
+            proto::ResultMsg r;
+            r.outcome = proto::UnitOutcome::kFailed;
+            r.error = "cannot hand the unit to the executor: " + f.status().ToString();
+            FinishLocked(*u, std::move(r));
+            failed_to_send = true;
+            continue;
           }
+          ++it;
           u->phase = Phase::kSent;
           out += *f;
           if (front == 0) {
@@ -979,6 +1007,11 @@ void ProcessExecutor::Serve(Proc& p, int sock, int err_fd) {
             front_stopped_base = stopped_total;
             front_cancel_sent = false;
           }
+        }
+        // After the loop: scheduling may give this process more units.
+        if (failed_to_send && ScheduleLocked()) {
+          notify_pending_ = false;
+          notify_loop = true;
         }
       }
       for (auto& u : p.units) {
@@ -990,6 +1023,7 @@ void ProcessExecutor::Serve(Proc& p, int sock, int err_fd) {
           cancels.emplace_back(u->lease.lease_id, u->cancel_reason);
         }
       }
+      idle = p.units.empty();
     }
     if (notify_loop) {
       notify_loop = false;
