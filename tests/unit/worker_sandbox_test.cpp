@@ -349,7 +349,8 @@ std::pair<std::string, std::string> WorkerStatus(const TempDir& tmp, const std::
 
 TEST_CASE("a worker whose machine lacks a layer refuses package units up front and says why") {
   TempDir tmp;
-  const auto [refused, log] = WorkerStatus(tmp, "missing", "landlock");
+  const auto missing = WorkerStatus(tmp, "missing", "landlock");
+  const std::string refused = missing.first, log = missing.second;
   CAPTURE(refused);
   CAPTURE(log);
   REQUIRE(!refused.empty());
@@ -358,7 +359,8 @@ TEST_CASE("a worker whose machine lacks a layer refuses package units up front a
   CHECK(log.find("task packages are OFF") != std::string::npos);
   CHECK(log.find("landlock: unavailable") != std::string::npos);
   // Every layer here: the same worker runs packages.
-  const auto [normal, log2] = WorkerStatus(tmp, "normal", nullptr);
+  const auto all = WorkerStatus(tmp, "normal", nullptr);
+  const std::string normal = all.first, log2 = all.second;
   CAPTURE(normal);
   REQUIRE(!normal.empty());
   CHECK(normal.find("REFUSED") == std::string::npos);

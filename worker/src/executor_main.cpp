@@ -501,7 +501,7 @@ class DoneBatcher {
     thread_.detach();  // waits until the process exits
   }
   /// Holds a framed Done, or writes it with everything held when `now` or the batch is full.
-  void Add(std::string frame, bool now) {
+  void Add(const std::string& frame, bool now) {
     std::lock_guard lock(mu_);
     if (held_.empty()) {
       since_ = Clock::now();
@@ -657,7 +657,7 @@ int Main(int argc, char** argv) {
     done.last = done.last || child == 0;
     auto frame = wire::EncodeFrame(done);
     if (!frame.ok()) frame = wire::EncodeFrame(Failed(frame.status().ToString()));
-    batcher.Add(std::move(*frame), done.last || !ch.MoreQueued());
+    batcher.Add(*frame, done.last || !ch.MoreQueued());
     if (done.last || !batcher.ok()) break;
   }
   std::cerr.flush();
