@@ -2,6 +2,13 @@
 //  1. native_package_efficiency: the built-in primes kernel compiled into a signed native
 //     package, against the same job of the built-in task, same cluster, same run
 //     (T(built-in) / T(package), goal >= 0.97).
+//  1b. sandboxed_trivial_units_per_s (--only trivial): spin ms=0 units (no work: per-unit
+//     overhead is all there is) of the built-in spin kernel shipped as a native package
+//     (bench/plugins/spin_package.cpp), through the sandboxed executor processes, against the
+//     same job of the built-in spin task, same cluster, same run (goal:
+//     >= 50,000 units/s and >= 0.5 of the built-in figure).
+//  1c. sandboxed_1s_unit_efficiency (--only second): units of about 1 s of the package against
+//     the built-in task (T(built-in)/T(package), goal >= 0.99).
 //  2. package_fanout: a 50 MiB package reaching 20 peers (20 units of `sleep 1`; long units of a
 //     job this small are not prefetched, so each peer takes one and fetches the package): seconds
 //     from submit to done (so 1 s of it is the units' own), and the coordinator's request round
@@ -42,22 +49,24 @@ struct Publisher {
   }
 };
 
-package::Package NativePrimes() {
-  auto lib = ReadFile(SC_PRIMES_PACKAGE_PLUGIN, 256 << 20);
+package::Package NativePlugin(const char* plugin, const std::string& name) {
+  auto lib = ReadFile(plugin, 256 << 20);
   if (!lib.ok()) Die(lib.status().ToString());
   package::Manifest m;
-  m.name = "primes-package";
+  m.name = name;
   m.version = "1.0";
   m.kind = package::Kind::kNative;
   m.arch = std::string(package::HostArch());
-  m.entry = "primes.so";
+  m.entry = "task.so";
   m.abi_version = package::HostTaskAbiVersion();
   m.resources.expected_seconds = 1;
-  m.files.push_back(package::FileEntry{"primes.so", 0, {}, true});
+  m.files.push_back(package::FileEntry{"task.so", 0, {}, true});
   auto pkg = package::Package::Create(m, {*lib});
   if (!pkg.ok()) Die(pkg.status().ToString());
   return std::move(pkg).value();
 }
+
+package::Package NativePrimes() { return NativePlugin(SC_PRIMES_PACKAGE_PLUGIN, "primes-package"); }
 
 // A command package of `units` units that each sleep a second (so every idle peer takes one and
 // must fetch the package first), carrying `ballast` bytes of incompressible data.
@@ -125,6 +134,106 @@ void NativeEfficiency(const Args& args, Publisher& pub) {
   f.baseline_name = "the same job of the built-in primes task";
   f.goal = ">= 0.97";
   f.extra = {{"builtin_s", t_builtin}, {"package_s", t_package}};
+  Emit(f, args);
+}
+
+// Trivial units: the job's per-unit cost is all overhead (lease, executor round trip, result).
+void TrivialUnits(const Args& args, Publisher& pub) {
+  const auto units = static_cast<std::uint64_t>(args.Num("trivial-units", 100000, 3000));
+  const int repeats = static_cast<int>(args.Num("repeats", 3, 1));
+  const std::string path =
+      pub.Write(NativePlugin(SC_SPIN_PACKAGE_PLUGIN, "spin-package"), "spin.scpkg");
+  // A manifest's expected time is whole seconds (at least 1), so by default the coordinator never
+  // prefetches package units beyond a peer's slots (docs/benchmarks.md): --prefetch-seconds lets
+  // it, as an operator of a cluster of short package units would.
+  const std::string pfs = args.Str("prefetch-seconds", "");
+  std::vector<std::string> cflags = {"--publishers", pub.keys_dir()};
+  if (!pfs.empty()) cflags.insert(cflags.end(), {"--prefetch-seconds", pfs});
+  auto cluster = StartCluster(2, cflags);
+  Client client = ConnectWhenReady(*cluster, 2);
+  JobSpec builtin = SpinJob(units, 0);
+  JobSpec pkg = builtin;
+  pkg.task.clear();
+  pkg.package = path;
+  JobSpec warm = pkg;  // uploads the package; both workers fetch it
+  warm = SpinJob(200, 0);
+  warm.task.clear();
+  warm.package = path;
+  TimeJob(client, warm);
+  TimeJob(client, SpinJob(200, 0));
+  double t_builtin = 1e300, t_package = 1e300;
+  for (int i = 0; i < repeats; ++i) {  // interleaved, so drift of the machine hits both
+    t_builtin = std::min(t_builtin, TimeJob(client, builtin));
+    t_package = std::min(t_package, TimeJob(client, pkg));
+  }
+  Figure f;
+  f.figure = "sandboxed_trivial_units_per_s";
+  f.case_name = std::to_string(units) +
+                " spin ms=0 units of a native package, 2 workers x 1 core, sandbox on" +
+                (pfs.empty() ? "" : ", coordinator --prefetch-seconds " + pfs);
+  f.unit = "units/s";
+  f.value = static_cast<double>(units) / t_package;
+  f.baseline = static_cast<double>(units) / t_builtin;
+  f.baseline_name = "the same job of the built-in spin task (in-process)";
+  f.goal = ">= 50000 and >= 0.5 x baseline";
+  f.extra = {{"builtin_s", t_builtin},
+             {"package_s", t_package},
+             {"ratio_to_builtin", t_builtin / t_package}};
+  Emit(f, args);
+}
+
+// Units of about a second: what confinement and the executor process cost a real unit.
+void SecondUnits(const Args& args, Publisher& pub) {
+  const double unit_s = args.Num("unit-seconds", 1.0, 0.25);
+  const auto units = static_cast<std::uint64_t>(args.Num("second-units", 16, 4));
+  const int repeats = static_cast<int>(args.Num("repeats", 3, 1));
+  const std::string path = pub.Write(NativePrimes(), "primes.scpkg");
+  auto cluster = StartCluster(2, {"--publishers", pub.keys_dir()});
+  Client client = ConnectWhenReady(*cluster, 2);
+  // Sizes the units: a built-in job of 2 units over a first guess, scaled to unit_s a unit.
+  double to = 2e8;
+  JobSpec probe("primes");
+  JobResult r;
+  for (int i = 0; i < 4; ++i) {
+    probe.Set("from", "0").Set("to", std::to_string(static_cast<std::uint64_t>(to)));
+    probe.units = 2;
+    const double t = TimeJob(client, probe, &r);
+    const double scale = unit_s / std::max(t, 1e-3);
+    to *= std::clamp(scale, 0.1, 10.0);
+    if (scale > 0.8 && scale < 1.25) break;
+  }
+  const auto per_unit = static_cast<std::uint64_t>(to / 2);
+  JobSpec builtin("primes");
+  builtin.Set("from", "0").Set("to", std::to_string(per_unit * units));
+  builtin.units = units;
+  JobSpec pkg = builtin;
+  pkg.task.clear();
+  pkg.package = path;
+  JobSpec warm = pkg;  // uploads it and lets both workers fetch it once
+  warm.units = 2;
+  warm.Set("to", "400000");
+  TimeJob(client, warm, &r);
+  double t_builtin = 1e300, t_package = 1e300;
+  std::string a, b;
+  for (int i = 0; i < repeats; ++i) {
+    t_builtin = std::min(t_builtin, TimeJob(client, builtin, &r));
+    a = r.summary;
+    t_package = std::min(t_package, TimeJob(client, pkg, &r));
+    b = r.summary;
+  }
+  if (a != b) Die("the package counted " + b + ", the built-in task " + a);
+  Figure f;
+  f.figure = "sandboxed_1s_unit_efficiency";
+  f.case_name = std::to_string(units) + " units of about " + std::to_string(unit_s).substr(0, 4) +
+                " s of the primes package, 2 workers x 1 core, sandbox on";
+  f.unit = "T(built-in)/T(package)";
+  f.value = t_builtin / t_package;
+  f.baseline = 1.0;
+  f.baseline_name = "the same job of the built-in primes task (in-process)";
+  f.goal = ">= 0.99";
+  f.extra = {{"builtin_s", t_builtin},
+             {"package_s", t_package},
+             {"unit_s", t_builtin * 2 / static_cast<double>(units)}};
   Emit(f, args);
 }
 
@@ -279,10 +388,12 @@ int main(int argc, char** argv) {
   return Guarded([&] {
     Args args(argc, argv);
     if (args.help()) {
-      std::cout << "Usage: bench_packages [--quick] [--only native|fanout|command] [--to N]\n"
-                   "  [--units N] [--fanout-mib N] [--peers N] [--inputs N] [--input-kib N]\n"
-                   "  [--repeats N]\n"
-                   "Task packages: native efficiency, fan-out of a big package, command overhead\n"
+      std::cout << "Usage: bench_packages [--quick] [--only native|trivial|second|fanout|command]\n"
+                   "  [--to N] [--units N] [--trivial-units N] [--second-units N]\n"
+                   "  [--unit-seconds S] [--prefetch-seconds S] [--fanout-mib N] [--peers N]\n"
+                   "  [--inputs N] [--input-kib N] [--repeats N]\n"
+                   "Task packages: native efficiency, trivial units and 1 s units through the\n"
+                   "sandbox against the built-in task, fan-out of a big package, command overhead\n"
                    "against GNU parallel. JSON lines on stdout.\n";
       return 0;
     }
@@ -290,6 +401,8 @@ int main(int argc, char** argv) {
     Publisher pub;
     const std::string only = args.Str("only", "");
     if (only.empty() || only == "native") NativeEfficiency(args, pub);
+    if (only.empty() || only == "trivial") TrivialUnits(args, pub);
+    if (only.empty() || only == "second") SecondUnits(args, pub);
     if (only.empty() || only == "fanout") Fanout(args, pub);
     if (only.empty() || only == "command") CommandOverhead(args, pub);
     return 0;

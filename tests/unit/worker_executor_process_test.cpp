@@ -1,9 +1,12 @@
-// The executor process: units of a task package run in their own `sparecycles-executor`
-// processes. A native unit's payload is its canonical form with the right hash; a segfault, an
-// abort or a hang fails only its unit while units beside and after it succeed; cancel, the
-// wall-clock limit and shutdown end the whole process group; pausing stops the processes (state
-// T) and resuming continues them; command units return the program's outputs; garbage frames are
-// refused on both sides. Every wait is bounded.
+// The executor process: units of a task package run in `sparecycles-executor` processes, reused
+// for the next units of the same package. A native unit's payload is its canonical form with the
+// right hash; two units of one package run in one process, each in a fresh directory; a segfault,
+// an abort or a hang fails only its unit and ends only its process while units beside and after
+// it succeed (batched short units behind a crash included); a cancel the unit ignores, the
+// wall-clock limit and shutdown end the whole process group; idle processes end after the idle
+// time or when another package needs the slot; pausing stops the processes (state T) and resuming
+// continues them; command units return the program's outputs; garbage frames are refused on both
+// sides. Every wait is bounded.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sodium.h>
@@ -15,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -158,6 +162,18 @@ char ProcState(pid_t pid) {
 
 bool GroupGone(pid_t pgid) { return ::kill(-pgid, 0) != 0 && errno == ESRCH; }
 
+// Nothing a unit wrote is left anywhere under `root`: only executor directories, each holding at
+// most its empty unit directory.
+bool NoUnitFiles(const fs::path& root) {
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    const bool exec_dir = e.path().parent_path() == root && name.rfind("exec-", 0) == 0;
+    const bool unit_dir = name == "unit" && fs::is_empty(e.path());
+    if (!exec_dir && !unit_dir) return false;
+  }
+  return true;
+}
+
 pid_t OnlyPid(const ProcessExecutor& exec) {
   pid_t pid = -1;
   WaitUntil([&] {
@@ -185,7 +201,9 @@ TEST_CASE("a native unit's payload is its canonical form and its hash the BLAKE2
   CHECK(done->lease.lease_id == id);
   CHECK(f.wakes.load() >= 1);
   CHECK(f.exec->running() == 0);
-  CHECK(fs::is_empty(f.tmp / "work"));  // the unit's directory is removed
+  CHECK(NoUnitFiles(f.tmp / "work"));  // the unit's directory is removed
+  f.exec.reset();
+  CHECK(fs::is_empty(f.tmp / "work"));  // and the process's with the process
 }
 
 TEST_CASE("a segfaulting unit fails with SIGSEGV while a unit beside it and one after it succeed") {
@@ -235,7 +253,7 @@ TEST_CASE("an aborting unit fails with SIGABRT and the next unit runs") {
   CHECK(next->result.payload == "sum=6");
 }
 
-TEST_CASE("a cancelled hanging unit stops and its process group is gone") {
+TEST_CASE("a cancelled hanging unit stops, its process serves the next unit, then goes with it") {
   InitCrypto();
   Fixture f;
   const auto id = f.Start(ProbeUnit(kHang));
@@ -250,6 +268,13 @@ TEST_CASE("a cancelled hanging unit stops and its process group is gone") {
   CHECK(done->result.error == "the coordinator took it back");
   CHECK(done->handed_back);
   CHECK_FALSE(done->stopped_by_us);
+  // It stopped at its Progress(): the process is sound and runs the next unit.
+  const auto next = f.Start(ProbeUnit(kSum, 0, 3));
+  auto ok = WaitFor(*f.exec, next);
+  REQUIRE(ok);
+  CHECK(ok->result.payload == "sum=3");
+  CHECK(f.exec->processes_started() == 1);
+  f.exec.reset();
   CHECK(GroupGone(pid));
 }
 
@@ -410,7 +435,7 @@ TEST_CASE("a command unit returns the program's outputs and their canonical hash
   CHECK((*outputs)[0].first == "out.txt");
   CHECK((*outputs)[0].second == hex + "  input\n");
   CHECK(done->result.hash == HashBytes(package::CanonicalOutputsHash({}, *outputs)));
-  CHECK(fs::is_empty(f.tmp / "work"));
+  CHECK(NoUnitFiles(f.tmp / "work"));
 }
 
 TEST_CASE("a command unit's program, in a process group of its own, is paused and killed too") {
@@ -455,27 +480,167 @@ TEST_CASE("a command unit's program, in a process group of its own, is paused an
   REQUIRE(done);
   CHECK(done->result.outcome == proto::UnitOutcome::kCancelled);
   CHECK(WaitUntil([&] { return ProcState(program) == 0 || ProcState(program) == 'Z'; }, 2000ms));
+  f.exec.reset();
   CHECK(GroupGone(pid));
+}
+
+TEST_CASE("two units of one package run one after the other in one process") {
+  InitCrypto();
+  Fixture f;
+  const auto a = f.Start(ProbeUnit(kSum, 0, 10));
+  auto first = WaitFor(*f.exec, a);
+  REQUIRE(first);
+  CHECK(first->result.payload == "sum=45");
+  const pid_t pid = OnlyPid(*f.exec);
+  REQUIRE(pid > 0);
+  CHECK(ProcState(pid) != 0);  // still there, idle
+  const auto b = f.Start(ProbeUnit(kSum, 0, 5));
+  auto second = WaitFor(*f.exec, b);
+  REQUIRE(second);
+  CHECK(second->result.payload == "sum=10");
+  CHECK(OnlyPid(*f.exec) == pid);
+  CHECK(f.exec->processes_started() == 1);
+  CHECK(NoUnitFiles(f.tmp / "work"));
+}
+
+TEST_CASE("a crash ends only its process: the next unit of the package gets a fresh one") {
+  InitCrypto();
+  Fixture f;
+  const auto a = f.Start(ProbeUnit(kSum, 0, 2));
+  REQUIRE(WaitFor(*f.exec, a));
+  const pid_t first = OnlyPid(*f.exec);
+  const auto crash = f.Start(ProbeUnit(kSegv));
+  auto crashed = WaitFor(*f.exec, crash);
+  REQUIRE(crashed);
+  CHECK(crashed->result.error.find("SIGSEGV") != std::string::npos);
+  CHECK(WaitUntil([&] { return GroupGone(first); }));
+  const auto b = f.Start(ProbeUnit(kSum, 0, 4));
+  auto next = WaitFor(*f.exec, b);
+  REQUIRE(next);
+  CHECK_MESSAGE(next->result.outcome == proto::UnitOutcome::kOk, next->result.error);
+  CHECK(next->result.payload == "sum=6");
+  CHECK(f.exec->processes_started() == 2);
+  CHECK(OnlyPid(*f.exec) != first);
+}
+
+TEST_CASE("short units go to reused processes in batches; units behind a crash still run") {
+  InitCrypto();
+  Fixture f(2);
+  f.exec->SetShortUnits(true);
+  constexpr int kUnits = 300;
+  std::map<std::uint64_t, int> ids;
+  std::uint64_t crash = 0;
+  for (int i = 0; i < kUnits; ++i) {
+    const bool bad = i == kUnits / 2;
+    const auto id = f.Start(bad ? ProbeUnit(kSegv) : ProbeUnit(kSum, 0, static_cast<unsigned>(i)));
+    ids[id] = i;
+    if (bad) crash = id;
+  }
+  int ok = 0, failed = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (ok + failed < kUnits && std::chrono::steady_clock::now() < deadline) {
+    for (auto& u : f.exec->TakeFinished()) {
+      const int i = ids.at(u.result.lease_id);
+      if (u.result.lease_id == crash) {
+        CHECK(u.result.outcome == proto::UnitOutcome::kFailed);
+        CHECK(u.result.error.find("SIGSEGV") != std::string::npos);
+        ++failed;
+        continue;
+      }
+      std::uint64_t expect = 0;
+      for (int k = 0; k < i; ++k) expect += static_cast<std::uint64_t>(k);
+      CHECK_MESSAGE(u.result.payload == "sum=" + std::to_string(expect), u.result.error);
+      ++ok;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  CHECK(ok == kUnits - 1);
+  CHECK(failed == 1);
+  // Two processes, and one more for the one the crash ended: not one per unit.
+  CHECK(f.exec->processes_started() <= 3);
+  CHECK(f.exec->processes_started() >= 2);
+}
+
+TEST_CASE("a unit waiting in a batch is cancelled without touching the one running") {
+  InitCrypto();
+  Fixture f;
+  f.exec->SetShortUnits(true);
+  const auto hang = f.Start(ProbeUnit(kHang));
+  const auto waiting = f.Start(ProbeUnit(kSum, 0, 3));
+  const auto after = f.Start(ProbeUnit(kSum, 0, 4));
+  REQUIRE(WaitUntil([&] {
+    for (const auto& v : f.exec->Units())
+      if (v.lease_id == after) return v.started;  // sent to the busy process
+    return false;
+  }));
+  f.exec->Cancel(waiting, "not wanted", false);
+  auto c = WaitFor(*f.exec, waiting);
+  REQUIRE(c);
+  CHECK(c->result.outcome == proto::UnitOutcome::kCancelled);
+  CHECK(c->result.error == "not wanted");
+  CHECK(f.exec->Units().size() == 2);  // the hanging one runs on
+  f.exec->Cancel(hang, "enough", false);
+  std::vector<FinishedUnit> others;
+  auto h = WaitFor(*f.exec, hang, &others);
+  REQUIRE(h);
+  CHECK(h->result.outcome == proto::UnitOutcome::kCancelled);
+  auto a = others.empty() ? WaitFor(*f.exec, after) : std::optional<FinishedUnit>(others[0]);
+  REQUIRE(a);
+  CHECK(a->result.payload == "sum=6");
+  CHECK(f.exec->processes_started() == 1);
+}
+
+TEST_CASE("an idle process ends after the idle time, and at once when another package needs it") {
+  InitCrypto();
+  {
+    Fixture f(1, [](ProcessExecutorConfig& c) { c.idle_timeout = 200ms; });
+    const auto id = f.Start(ProbeUnit(kSum, 0, 2));
+    REQUIRE(WaitFor(*f.exec, id));
+    const pid_t pid = OnlyPid(*f.exec);
+    REQUIRE(pid > 0);
+    CHECK(WaitUntil([&] { return f.exec->Pids().empty() && GroupGone(pid); }, 3000ms));
+    CHECK(WaitUntil([&] { return fs::is_empty(f.tmp / "work"); }));  // its directory goes too
+  }
+  Fixture f;  // idle time 3 s
+  auto other = ProbePackage(f.tmp / "pkg2");
+  const auto a = f.Start(ProbeUnit(kSum, 0, 2));
+  REQUIRE(WaitFor(*f.exec, a));
+  const pid_t first = OnlyPid(*f.exec);
+  UnitStart u = Unit(other, ProbeUnit(kSum, 0, 3));
+  const auto b = u.lease.lease_id;
+  const auto t0 = std::chrono::steady_clock::now();
+  f.exec->Start(std::move(u));
+  auto done = WaitFor(*f.exec, b);
+  REQUIRE(done);
+  CHECK(done->result.payload == "sum=3");
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);  // not the idle time
+  CHECK(GroupGone(first));
+  CHECK(f.exec->processes_started() == 2);
 }
 
 TEST_CASE("frames round-trip and garbage, truncated or oversized frames are refused") {
   wire::Start s;
-  s.lease_id = 1;
-  s.job_id = 2;
-  s.unit_index = 3;
   s.kind = package::Kind::kCommand;
   s.package_dir = "/pkg";
   s.manifest = "manifest-bytes";
-  s.unit = std::string("unit\0bytes", 10);
-  s.resume = "state";
   s.checkpoint_interval_ms = 1000;
   s.time_limit_ms = 60000;
-  s.work_dir = "/work/unit-1";
+  s.work_dir = "/work/exec-1";
+  wire::Run run{1, 2, 3, std::string("unit\0bytes", 10), "state", 2};
+  wire::Run plain{4, 5, 6, "u", std::nullopt, 1};
   wire::Done d;
+  d.lease_id = 9;
   d.payload = "payload";
   d.hash = std::string(32, 'h');
-  const std::vector<wire::Message> all = {s, wire::Cancel{"why"}, wire::Progress{0.5f},
-                                          wire::Checkpoint{0.25f, "cp"}, d};
+  d.cpu_seconds = 0.125;
+  d.last = true;
+  const std::vector<wire::Message> all = {s,
+                                          run,
+                                          plain,
+                                          wire::Cancel{1, "why"},
+                                          wire::Progress{1, 0.5f},
+                                          wire::Checkpoint{1, 0.25f, "cp"},
+                                          d};
   for (const auto& m : all) {
     const std::string body = wire::EncodeBody(m);
     auto back = wire::DecodeBody(body);
@@ -485,7 +650,10 @@ TEST_CASE("frames round-trip and garbage, truncated or oversized frames are refu
       CHECK_FALSE(wire::DecodeBody(body.substr(0, n)).ok());
     CHECK_FALSE(wire::DecodeBody(body + "x").ok());
   }
-  CHECK_FALSE(wire::DecodeBody(wire::EncodeBody(wire::Progress{1.5f})).ok());
+  CHECK_FALSE(wire::DecodeBody(wire::EncodeBody(wire::Progress{1, 1.5f})).ok());
+  wire::Done bad_cpu = d;
+  bad_cpu.cpu_seconds = -1;
+  CHECK_FALSE(wire::DecodeBody(wire::EncodeBody(bad_cpu)).ok());
   wire::Done bad_hash = d;
   bad_hash.hash = "short";
   CHECK_FALSE(wire::DecodeBody(wire::EncodeBody(bad_hash)).ok());
@@ -497,7 +665,7 @@ TEST_CASE("frames round-trip and garbage, truncated or oversized frames are refu
   for (int i = 0; i < 3000; ++i) {
     std::string junk(rng() % 64, '\0');
     for (auto& c : junk) c = static_cast<char>(rng());
-    if (!junk.empty() && i % 2 == 0) junk[0] = static_cast<char>(1 + rng() % 5);  // a real type
+    if (!junk.empty() && i % 2 == 0) junk[0] = static_cast<char>(1 + rng() % 6);  // a real type
     (void)wire::DecodeBody(junk);  // must not crash or throw
     wire::FrameReader fr;
     fr.Append(junk);
@@ -516,7 +684,7 @@ TEST_CASE("frames round-trip and garbage, truncated or oversized frames are refu
   // A frame cut short by a closed channel is an error; a close at a boundary is not.
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-  auto frame = wire::EncodeFrame(wire::Cancel{"x"});
+  auto frame = wire::EncodeFrame(wire::Cancel{1, "x"});
   REQUIRE(frame.ok());
   REQUIRE(::write(sv[0], frame->data(), frame->size()) == static_cast<ssize_t>(frame->size()));
   REQUIRE(::write(sv[0], frame->data(), 3) == 3);

@@ -279,3 +279,90 @@ TEST_CASE("sandbox-check reports every layer active here, and a missing one") {
   CAPTURE(missing);
   CHECK(missing.find("seccomp: unavailable") != std::string::npos);
 }
+
+TEST_CASE("units in one reused executor never see each other's files") {
+  Fixture f;
+  // A unit writes in its own directory and beside it, in the process's directory.
+  const proto::ResultMsg w1 = f.Run(HostileUnit(kWrite, "mine"));
+  CHECK(w1.payload.rfind("ESCAPED: wrote", 0) == 0);  // its own directory is writable
+  const proto::ResultMsg w2 = f.Run(HostileUnit(kWrite, "../beside"));
+  CAPTURE(w2.payload);
+  REQUIRE(f.exec->Pids().size() == 1);
+  const pid_t pid = f.exec->Pids()[0];
+  // The next units of the same process find neither.
+  const proto::ResultMsg r1 = f.Run(HostileUnit(kRead, "mine"));
+  CHECK(r1.payload.rfind("blocked: ", 0) == 0);
+  const proto::ResultMsg r2 = f.Run(HostileUnit(kRead, "../beside"));
+  CHECK(r2.payload.rfind("blocked: ", 0) == 0);
+  CHECK(f.exec->Pids() == std::vector<pid_t>{pid});
+  CHECK(f.exec->processes_started() == 1);
+  // And nothing is left in the work root but the live process's directory and its empty unit
+  // directory.
+  std::size_t entries = 0;
+  for (const auto& e : fs::recursive_directory_iterator(f.tmp / "work")) {
+    CAPTURE(e.path());
+    const std::string name = e.path().filename().string();
+    CHECK((name.rfind("exec-", 0) == 0 || (name == "unit" && fs::is_empty(e.path()))));
+    ++entries;
+  }
+  CHECK(entries == 2);
+}
+
+namespace {
+// A worker started against a coordinator endpoint that never answers (a port of our own on
+// 127.0.0.1, bound but not listening); returns `sparecycles-worker status` once the worker has
+// written its status, and the worker's log.
+std::pair<std::string, std::string> WorkerStatus(const TempDir& tmp, const std::string& name,
+                                                 const char* disable) {
+  const int hold = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  REQUIRE(::bind(hold, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(::getsockname(hold, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  const std::string state = tmp / (name + "-state");
+  fs::create_directories(state);
+  if (disable != nullptr) ::setenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER", disable, 1);
+  testing::Process w({SC_WORKER_BIN, "--coordinator", endpoint, "--state-dir", state, "--executor",
+                      SC_EXECUTOR_BIN, "--cores", "1", "--profile", "cluster"},
+                     tmp / name);
+  ::unsetenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER");
+  std::string status;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline && w.running()) {
+    auto [code, out] = testing::RunCommand({SC_WORKER_BIN, "status", "--state-dir", state},
+                                           tmp / (name + "-status"), 10s);
+    if (code == 0 && out.find("peer ") != std::string::npos) {
+      status = out;
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  w.Signal(SIGKILL);
+  w.Wait(10s);
+  ::close(hold);
+  return {status, w.Stderr()};
+}
+}  // namespace
+
+TEST_CASE("a worker whose machine lacks a layer refuses package units up front and says why") {
+  TempDir tmp;
+  const auto missing = WorkerStatus(tmp, "missing", "landlock");
+  const std::string refused = missing.first, log = missing.second;
+  CAPTURE(refused);
+  CAPTURE(log);
+  REQUIRE(!refused.empty());
+  CHECK(refused.find("packages:    REFUSED") != std::string::npos);
+  CHECK(refused.find("landlock: unavailable") != std::string::npos);
+  CHECK(log.find("task packages are OFF") != std::string::npos);
+  CHECK(log.find("landlock: unavailable") != std::string::npos);
+  // Every layer here: the same worker runs packages.
+  const auto all = WorkerStatus(tmp, "normal", nullptr);
+  const std::string normal = all.first, log2 = all.second;
+  CAPTURE(normal);
+  REQUIRE(!normal.empty());
+  CHECK(normal.find("REFUSED") == std::string::npos);
+  CHECK(log2.find("task packages run in") != std::string::npos);
+}

@@ -27,15 +27,10 @@ struct Encoder {
   ByteWriter& w;
   void operator()(const Start& s) const {
     w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kStart))
-        .Put<std::uint64_t>(s.lease_id)
-        .Put<std::uint64_t>(s.job_id)
-        .Put<std::uint64_t>(s.unit_index)
         .Put<std::uint8_t>(static_cast<std::uint8_t>(s.kind))
         .Str(s.package_dir)
         .Str(s.manifest)
-        .Str(s.unit);
-    PutOptional(w, s.resume);
-    w.Put<std::uint32_t>(s.checkpoint_interval_ms)
+        .Put<std::uint32_t>(s.checkpoint_interval_ms)
         .Put<std::uint32_t>(s.time_limit_ms)
         .Str(s.work_dir)
         .Put<std::uint8_t>(static_cast<std::uint8_t>(s.sandbox))
@@ -45,23 +40,40 @@ struct Encoder {
         .Put<std::uint32_t>(s.sandbox_gid)
         .Str(s.disable_layer_for_test);
   }
+  void operator()(const Run& u) const {
+    w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kRun))
+        .Put<std::uint64_t>(u.lease_id)
+        .Put<std::uint64_t>(u.job_id)
+        .Put<std::uint64_t>(u.unit_index)
+        .Str(u.unit);
+    PutOptional(w, u.resume);
+    w.Put<std::uint32_t>(u.threads);
+  }
   void operator()(const Cancel& c) const {
-    w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kCancel)).Str(c.reason);
+    w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kCancel))
+        .Put<std::uint64_t>(c.lease_id)
+        .Str(c.reason);
   }
   void operator()(const Progress& p) const {
-    w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kProgress)).Put<float>(p.fraction);
+    w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kProgress))
+        .Put<std::uint64_t>(p.lease_id)
+        .Put<float>(p.fraction);
   }
   void operator()(const Checkpoint& c) const {
     w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kCheckpoint))
+        .Put<std::uint64_t>(c.lease_id)
         .Put<float>(c.fraction)
         .Str(c.state);
   }
   void operator()(const Done& d) const {
     w.Put<std::uint8_t>(static_cast<std::uint8_t>(MsgType::kDone))
+        .Put<std::uint64_t>(d.lease_id)
         .Put<std::uint8_t>(static_cast<std::uint8_t>(d.outcome))
         .Str(d.payload)
         .Str(d.hash)
-        .Str(d.error);
+        .Str(d.error)
+        .Put<double>(d.cpu_seconds)
+        .Put<std::uint8_t>(d.last ? 1 : 0);
   }
 };
 
@@ -69,16 +81,9 @@ Status Malformed(const std::string& why) { return DataLoss("malformed executor m
 
 Result<Message> DecodeStart(ByteReader& r) {
   Start s;
-  s.lease_id = r.Get<std::uint64_t>();
-  s.job_id = r.Get<std::uint64_t>();
-  s.unit_index = r.Get<std::uint64_t>();
   const auto kind = r.Get<std::uint8_t>();
   s.package_dir = r.Str(kMaxPathBytes);
   s.manifest = r.Str(package::kMaxManifestBytes);
-  s.unit = r.Str(proto::kMaxUnitBytes);
-  const auto has_resume = r.Get<std::uint8_t>();
-  if (has_resume > 1) return Malformed("resume flag is not 0 or 1");
-  if (has_resume == 1) s.resume = r.Str(proto::kMaxCheckpointBytes);
   s.checkpoint_interval_ms = r.Get<std::uint32_t>();
   s.time_limit_ms = r.Get<std::uint32_t>();
   s.work_dir = r.Str(kMaxPathBytes);
@@ -104,6 +109,21 @@ Result<Message> DecodeStart(ByteReader& r) {
   return Message(std::move(s));
 }
 
+Result<Message> DecodeRun(ByteReader& r) {
+  Run u;
+  u.lease_id = r.Get<std::uint64_t>();
+  u.job_id = r.Get<std::uint64_t>();
+  u.unit_index = r.Get<std::uint64_t>();
+  u.unit = r.Str(proto::kMaxUnitBytes);
+  const auto has_resume = r.Get<std::uint8_t>();
+  if (has_resume > 1) return Malformed("resume flag is not 0 or 1");
+  if (has_resume == 1) u.resume = r.Str(proto::kMaxCheckpointBytes);
+  u.threads = r.Get<std::uint32_t>();
+  SC_RETURN_IF_ERROR(r.Finish());
+  if (u.threads < 1 || u.threads > proto::kMaxCores) return Malformed("threads outside 1..4096");
+  return Message(std::move(u));
+}
+
 }  // namespace
 
 std::string EncodeBody(const Message& m) {
@@ -119,14 +139,18 @@ Result<Message> DecodeBody(std::string_view body) {
   switch (static_cast<MsgType>(type)) {
     case MsgType::kStart:
       return DecodeStart(r);
+    case MsgType::kRun:
+      return DecodeRun(r);
     case MsgType::kCancel: {
       Cancel c;
+      c.lease_id = r.Get<std::uint64_t>();
       c.reason = r.Str(kMaxReasonBytes);
       SC_RETURN_IF_ERROR(r.Finish());
       return Message(std::move(c));
     }
     case MsgType::kProgress: {
       Progress p;
+      p.lease_id = r.Get<std::uint64_t>();
       p.fraction = r.Get<float>();
       SC_RETURN_IF_ERROR(r.Finish());
       if (!ValidFraction(p.fraction)) return Malformed("progress outside 0..1");
@@ -134,6 +158,7 @@ Result<Message> DecodeBody(std::string_view body) {
     }
     case MsgType::kCheckpoint: {
       Checkpoint c;
+      c.lease_id = r.Get<std::uint64_t>();
       c.fraction = r.Get<float>();
       c.state = r.Str(proto::kMaxCheckpointBytes);
       SC_RETURN_IF_ERROR(r.Finish());
@@ -142,11 +167,18 @@ Result<Message> DecodeBody(std::string_view body) {
     }
     case MsgType::kDone: {
       Done d;
+      d.lease_id = r.Get<std::uint64_t>();
       const auto outcome = r.Get<std::uint8_t>();
       d.payload = r.Str(proto::kMaxResultBytes);
       d.hash = r.Str(64);
       d.error = r.Str(kMaxErrorBytes);
+      d.cpu_seconds = r.Get<double>();
+      const auto last = r.Get<std::uint8_t>();
       SC_RETURN_IF_ERROR(r.Finish());
+      if (last > 1) return Malformed("last flag is not 0 or 1");
+      d.last = last == 1;
+      if (!std::isfinite(d.cpu_seconds) || d.cpu_seconds < 0)
+        return Malformed("CPU seconds not a finite non-negative number");
       if (outcome > static_cast<std::uint8_t>(proto::UnitOutcome::kCancelled))
         return Malformed("unknown outcome " + std::to_string(outcome));
       d.outcome = static_cast<proto::UnitOutcome>(outcome);

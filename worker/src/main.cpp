@@ -1,5 +1,6 @@
 // sparecycles-worker: parses options and donates this machine's idle cores until SIGINT/SIGTERM;
 // `sparecycles-worker status` shows what a running worker does (from its state directory).
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -146,6 +147,30 @@ int Leave(const Options& opt) {
 }
 
 // --packages, --accept, --trust, --trust-only, --package-cache, --executor.
+// `--sandbox-user NAME|UID`: the user (and its primary group) a root worker's executors switch
+// to. A name is looked up in the user database; a number is taken as it is (group = the same
+// number unless the database knows the user). Root (0) is refused: it would confine nothing.
+Result<std::pair<std::uint32_t, std::uint32_t>> SandboxUser(const std::string& v) {
+  if (v.empty()) return InvalidArgument("--sandbox-user: empty");
+  std::uint32_t uid = 0, gid = 0;
+  const bool numeric = v.find_first_not_of("0123456789") == std::string::npos;
+  if (numeric) {
+    if (v.size() > 10 || std::stoull(v) > UINT32_MAX - 1)
+      return InvalidArgument("--sandbox-user: " + v + " is not a user id");
+    uid = static_cast<std::uint32_t>(std::stoull(v));
+    const passwd* pw = ::getpwuid(uid);
+    gid = pw != nullptr ? pw->pw_gid : uid;
+  } else {
+    const passwd* pw = ::getpwnam(v.c_str());
+    if (pw == nullptr) return InvalidArgument("--sandbox-user: no user named '" + v + "'");
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  if (uid == 0 || gid == 0)
+    return InvalidArgument("--sandbox-user: " + v + " is root or in root's group");
+  return std::make_pair(uid, gid);
+}
+
 Status PackageOptions(const Options& opt, worker::WorkerConfig& cfg) {
   const std::string packages = opt.Get("packages");
   if (packages != "on" && packages != "off")
@@ -173,6 +198,10 @@ Status PackageOptions(const Options& opt, worker::WorkerConfig& cfg) {
   if (sandbox != "on" && sandbox != "off")
     return InvalidArgument("--sandbox: expected on or off, not '" + sandbox + "'");
   cfg.sandbox = sandbox == "on";
+  auto user = SandboxUser(opt.Get("sandbox-user"));
+  if (!user.ok()) return user.status();
+  cfg.sandbox_uid = user->first;
+  cfg.sandbox_gid = user->second;
   return OkStatus();
 }
 
@@ -185,10 +214,14 @@ int SandboxCheck(const Options& opt) {
   if (::mkdtemp(tmpl) == nullptr) return Fail(Internal("cannot make a scratch directory"));
   const std::string dir = tmpl;
   (void)::chmod(dir.c_str(), 0755);
-  if (::geteuid() == 0) (void)::chown(dir.c_str(), 65534, 65534);
+  auto user = SandboxUser(opt.Get("sandbox-user"));
+  if (!user.ok()) return Fail(user.status());
+  if (::geteuid() == 0) (void)::chown(dir.c_str(), user->first, user->second);
   std::cout << "executor: " << exe << "\n";
   std::cout.flush();
-  std::vector<std::string> args = {exe, "--probe", dir};
+  std::vector<std::string> args = {
+      exe, "--probe", dir, "--probe-user",
+      std::to_string(user->first) + ":" + std::to_string(user->second)};
   if (const char* d = std::getenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER"))
     args.insert(args.end(), {"--disable-layer-for-test", d});
   std::vector<char*> cargv;
@@ -298,6 +331,9 @@ int main(int argc, char** argv) {
   opt.Add("sandbox", "on",
           "on: every package unit runs confined (docs/sandbox.md); off: no confinement, for\n"
           "      trusted clusters only (logged loudly).");
+  opt.Add("sandbox-user", "65534",
+          "When the worker runs as root: the dedicated unprivileged user (name or uid) its\n"
+          "      executors switch to before any package code; default 65534 (nobody).");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {

@@ -56,6 +56,7 @@ std::string FormatStatusFile(const StatusSnapshot& s) {
       << Fixed(u.resumed_from, 4) << " " << (u.waiting ? 1 : 0) << " " << OneLine(u.task) << "\n";
   for (const auto& [id, why] : s.refused_packages)
     o << "refused=" << OneLine(id) << " " << OneLine(why) << "\n";
+  if (!s.packages_off.empty()) o << "packages_off=" << OneLine(s.packages_off) << "\n";
   return o.str();
 }
 
@@ -109,6 +110,8 @@ Result<StatusSnapshot> ParseStatusFile(std::string_view text) {
       s.resumed_work = dbl();
     else if (k == "updated_at")
       s.updated_at = dbl();
+    else if (k == "packages_off")
+      s.packages_off = v;
     else if (k == "refused") {
       const auto space = v.find(' ');
       if (space != std::string::npos && s.refused_packages.size() < 1000)
@@ -156,6 +159,7 @@ std::string RenderStatus(const StatusSnapshot& s, double now, bool alive,
     << " units done, " << s.units_failed << " failed, " << s.units_returned << " handed back, "
     << s.units_resumed << " resumed from checkpoints (" << Fixed(s.resumed_work, 2)
     << " units of work not redone)\n";
+  if (!s.packages_off.empty()) o << "packages:    REFUSED - " << s.packages_off << "\n";
   for (const auto& [id, why] : s.refused_packages)
     o << "refused:     package " << id.substr(0, 16) << ": " << why << "\n";
   o << "validated:   ";

@@ -94,6 +94,7 @@ struct Worker::Impl {
 
   std::deque<proto::Lease> waiting;        // prefetched, not started
   std::unique_ptr<PackageCache> packages;  // null = this worker runs no task packages
+  std::string packages_off;  // why packages are refused up front (the sandbox probe failed)
   std::map<Hash256, std::vector<proto::Lease>> awaiting;  // leases of packages being fetched
   double unit_seconds_avg = -1;                           // moving average of units' wall time
   // Units shorter than this run back to back: the loop thread queues several per slot in the
@@ -349,7 +350,9 @@ struct Worker::Impl {
       r.package_id = package::PackageIdBytes(id);
       r.lease_ids = leases;
       r.reason = packages ? packages->Refusal(id).value_or("refused")
-                          : "this worker does not run task packages (--packages off)";
+                 : !packages_off.empty()
+                     ? "this worker runs no task packages: " + packages_off
+                     : "this worker does not run task packages (--packages off)";
       r.reason.resize(std::min(r.reason.size(), proto::kMaxTextBytes));
       Send(r);
     }
@@ -617,6 +620,7 @@ struct Worker::Impl {
     if (packages)
       for (const auto& [id, why] : packages->refusals())
         s.refused_packages.emplace_back(ToHex(id), why);
+    s.packages_off = packages_off;
     {
       std::lock_guard lock(stats_mu);
       s.units_done = stats.units_done;
@@ -767,8 +771,23 @@ Status Worker::Start() {
   ec.store = m.store.enabled() ? &m.store : nullptr;
   ec.clock = m.config.clock;
   auto in_process = std::make_unique<InProcessExecutor>(ec, m.registry, [&m] { m.wake.Wake(); });
-  if (m.config.packages && (m.config.accept_native || m.config.accept_command))
-    SC_RETURN_IF_ERROR(m.OpenPackages());
+  if (m.config.packages && (m.config.accept_native || m.config.accept_command)) {
+    // Confinement this machine cannot provide means no package units at all (unless the owner
+    // turned the sandbox off): checked once, up front, as sandbox-check does.
+    if (m.config.sandbox && ::access(m.ExecutorPath().c_str(), X_OK) == 0) {
+      const char* disable = std::getenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER");
+      const SandboxProbe probe =
+          ProbeSandbox(m.ExecutorPath(), m.config.sandbox_uid, m.config.sandbox_gid,
+                       disable != nullptr ? disable : "");
+      if (!probe.ok) {
+        m.packages_off = "this machine cannot confine them: " + probe.missing +
+                         " (see sparecycles-worker sandbox-check; --sandbox off only on a "
+                         "trusted cluster)";
+        SC_LOG(Warn) << "task packages are OFF: " << m.packages_off;
+      }
+    }
+    if (m.packages_off.empty()) SC_RETURN_IF_ERROR(m.OpenPackages());
+  }
   if (m.packages) {
     ProcessExecutorConfig pc;
     pc.slots = m.slots;
@@ -778,6 +797,8 @@ Status Worker::Start() {
     pc.store = ec.store;
     pc.clock = m.config.clock;
     pc.sandbox = m.config.sandbox;
+    pc.sandbox_uid = m.config.sandbox_uid;
+    pc.sandbox_gid = m.config.sandbox_gid;
     SC_LOG(Info) << "task packages run in " << pc.executor_path;
     if (!pc.sandbox)
       SC_LOG(Warn) << "SANDBOX OFF (--sandbox off): package code runs with this worker's rights, "

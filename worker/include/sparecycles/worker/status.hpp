@@ -36,6 +36,9 @@ struct StatusSnapshot {
   double updated_at = 0;    // wall-clock seconds since the epoch
   // Task packages this worker refused: (package id in hex, reason).
   std::vector<std::pair<std::string, std::string>> refused_packages;
+  // Why this worker runs no task packages at all (a sandbox layer this machine lacks); empty =
+  // it runs them, or was told not to (--packages off).
+  std::string packages_off;
 };
 
 std::string FormatStatusFile(const StatusSnapshot& s);

@@ -72,6 +72,9 @@ struct WorkerConfig {
   // Package units run confined by the kernel (docs/sandbox.md). false = `--sandbox off`: no
   // confinement, for trusted clusters only (logged loudly at start).
   bool sandbox = true;
+  // The dedicated unprivileged user and group a root worker's executors switch to
+  // (`--sandbox-user`). Default: nobody (65534).
+  std::uint32_t sandbox_uid = 65534, sandbox_gid = 65534;
 };
 
 struct WorkerStats {
