@@ -333,6 +333,7 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
     job->units[i].queued = job->policy.adaptive ? 1 : job->policy.replicas;
     job->fresh.push_back(i);
   }
+  ShuffleFresh(*job);
   const JobId id = job->id;
   if (!spec.client_token.empty()) tokens_[spec.client_token] = id;
   if (listener_) listener_->OnJobSubmitted(*job);
@@ -343,6 +344,15 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   work_added_ = true;
   if (jobs_.size() > config_.max_jobs_kept) ForgetOldJobs(wall_now);
   return id;
+}
+
+void Scheduler::ShuffleFresh(Job& job) {
+  // Adaptive jobs hand out fresh units in a random order: in index order, a unit far behind the
+  // frontier of what went out would be a requeued copy or a spot-check, and colluders who compare
+  // notes would lie only on the frontier (docs/cross-checking.md, "Spot-checks").
+  if (!job.policy.adaptive || job.fresh.size() < 2) return;
+  for (std::size_t i = job.fresh.size() - 1; i > 0; --i)
+    std::swap(job.fresh[i], job.fresh[static_cast<std::size_t>(NextRandom() % (i + 1))]);
 }
 
 Status Scheduler::BuildUnits(Job& job, std::optional<std::uint64_t> units) {
@@ -1404,6 +1414,7 @@ void Scheduler::QueueRestored(Job& job) {
       ++u.queued;
     }
   }
+  ShuffleFresh(job);
 }
 
 void Scheduler::RestoreUnitState(Job& job, RecoveredJob& rj) {

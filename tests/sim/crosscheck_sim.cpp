@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   };
   const coordinator::HostRules off{coordinator::DistinctBy::kOff, false, 0, 0};
   add("fixed 2/2, 20% colluding (always lie)", false, [](SimConfig& c) { c.adaptive = false; });
-  add("adaptive, no saboteurs, host rules off (as before)", true, [&](SimConfig& c) {
+  add("adaptive, no saboteurs, host rules off", true, [&](SimConfig& c) {
     c.saboteur_share = 0;
     c.hosts = off;
   });
@@ -92,6 +92,13 @@ int main(int argc, char** argv) {
     c.fresh_only = true;
     c.sabotage_rate = 0.1;
   });
+  // Not held to zero: after the shuffle this is "lie only on a small fixed set of units" (the
+  // top indices), i.e. lying rarely, which the model bounds by the target error per unit.
+  add("20% colluding, lie only on unseen units near the highest index seen", false,
+      [](SimConfig& c) {
+        c.fresh_only = true;
+        c.frontier_only = true;
+      });
   std::printf(
       "%llu units, %d peers, target error 1e-3, f = 0.2, spot-check rate 0.1 (0.5 for new "
       "peers); host rules: distinct hosts, 10 new ids per host per hour, host blacklisted after "
@@ -105,7 +112,7 @@ int main(int argc, char** argv) {
   double baseline = 0;
   for (const auto& r : rows) {
     SimResult res = RunSimulation(r.cfg);
-    if (r.name == "adaptive, no saboteurs, host rules off (as before)") baseline = res.work();
+    if (r.name == "adaptive, no saboteurs, host rules off") baseline = res.work();
     std::printf("| %s | %llu | %.3f | %llu | %llu, %llu | %llu | %llu | %s |\n", r.name.c_str(),
                 static_cast<unsigned long long>(res.wrong_accepted), res.work(),
                 static_cast<unsigned long long>(res.stats.spot_checks),

@@ -32,6 +32,9 @@ struct SimConfig {
   // then; they lie (at sabotage_rate) only on units none of them has seen, so a spot-check they
   // recognise is passed.
   bool fresh_only = false;
+  // ...and only on units near the highest index any of them has seen (in index order, a unit
+  // far behind what went out would be a requeued copy or a spot-check).
+  bool frontier_only = false;
   // A blacklisted saboteur id is replaced by a new id from the same host (refused by the
   // enrollment rules when its host is over the rate or blacklisted).
   bool rotate_keys = false;
@@ -141,6 +144,7 @@ inline SimResult RunSimulation(const SimConfig& cfg) {
   tasks::NullContext ctx;
   out.units = cfg.units;
   std::unordered_map<std::string, std::string> notes;  // the colluders' shared notes: unit -> answer
+  std::uint64_t frontier = 0;                          // the highest unit index they have seen
   std::vector<PeerHandle> order = peers;
   for (std::uint64_t round = 0; round < cfg.units * 20; ++round) {
     if (proto::IsFinal(s.FindJob(job)->state)) break;
@@ -160,7 +164,10 @@ inline SimResult RunSimulation(const SimConfig& cfg) {
             r.payload = seen->second;  // seen before: maybe a check, so say the same again
           } else {
             // Colluders agree: the wrong answer depends only on the unit.
-            if (std::uniform_real_distribution<double>(0, 1)(rng) < cfg.sabotage_rate)
+            const bool near = !cfg.frontier_only ||
+                              l.unit_index + 4 * static_cast<std::uint64_t>(cfg.peers) >= frontier;
+            frontier = std::max(frontier, l.unit_index);
+            if (near && std::uniform_real_distribution<double>(0, 1)(rng) < cfg.sabotage_rate)
               r.payload =
                   U64Bytes(BytesU64(r.payload) ^ (0x9e3779b97f4a7c15ull * (l.unit_index + 1)));
             if (cfg.fresh_only) notes.emplace(l.unit, r.payload);

@@ -4,6 +4,7 @@
 // credibility budget per host, and spot-checks only for hosts that have not seen the unit.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -235,10 +236,11 @@ TEST_CASE("a new key on a trusted host starts at the floor; one key's offence re
   CHECK(f.S().Credibility("old") == doctest::Approx(1 - 0.2 / (100 * kE)));
   CHECK(f.S().Credibility("sybil") == doctest::Approx(0.8));  // the host's trust is not its own
   const JobId job = f.Submit(2, true);
-  f.Deliver(old_key, f.One(old_key));  // unit 0, accepted on the trusted key alone
+  const proto::Lease first = f.One(old_key);
+  f.Deliver(old_key, first);  // accepted on the trusted key alone
   CHECK(f.S().FindJob(job)->done == 1);
-  const proto::Lease ls = f.One(sybil);  // unit 1: the new key lies
-  CHECK(ls.unit_index == 1);
+  const proto::Lease ls = f.One(sybil);  // the other unit: the new key lies
+  CHECK(ls.unit_index != first.unit_index);
   f.Deliver(sybil, ls, /*honest=*/false);
   const proto::Lease lo = f.One(other);
   CHECK(f.Deliver(other, lo).kind == ResultEffect::Kind::kUnitValidated);  // sybil outvoted
@@ -275,6 +277,24 @@ TEST_CASE("a host whose keys keep lying is blacklisted: no work, no new key") {
   CHECK(fresh.status().code() == StatusCode::kFailedPrecondition);
   CHECK(fresh.status().message().find("blacklisted") != std::string::npos);
   CHECK(f.S().Join(f.Hello("k4", "203.0.113.1"), f.clock.Now()).ok());
+}
+
+TEST_CASE("an adaptive job's fresh units go out in a random order, a fixed quorum's in order") {
+  // In index order, a unit far behind what went out would be a check or a requeued copy.
+  Fixture f(DistinctBy::kHosts);
+  const PeerHandle p = f.Peer("p", "192.0.2.1", /*cores=*/64);
+  f.Submit(64, true);
+  std::vector<std::uint32_t> order;
+  for (const auto& l : f.S().Lease(p, 64, f.clock.Now())) order.push_back(l.unit_index);
+  REQUIRE(order.size() == 64);
+  CHECK_FALSE(std::is_sorted(order.begin(), order.end()));
+  CHECK(std::set<std::uint32_t>(order.begin(), order.end()).size() == 64);  // each once
+  Fixture g(DistinctBy::kHosts);
+  const PeerHandle q = g.Peer("q", "192.0.2.1", /*cores=*/16);
+  g.Submit(16, false);
+  std::vector<std::uint32_t> fixed;
+  for (const auto& l : g.S().Lease(q, 16, g.clock.Now())) fixed.push_back(l.unit_index);
+  CHECK(std::is_sorted(fixed.begin(), fixed.end()));
 }
 
 TEST_CASE("a spot-check goes only to a host that has not seen the unit") {

@@ -438,6 +438,8 @@ class Scheduler {
   /// many as UnitCount() finds: the one place units are built, for Submit and Restore alike.
   Status BuildUnits(Job& job, std::optional<std::uint64_t> units);
   std::uint64_t UnitCount(const Job& job, const tasks::JobPlan& plan) const;
+  /// Puts an adaptive job's fresh units in a random order (spot-checks look like fresh work).
+  void ShuffleFresh(Job& job);
   std::unique_ptr<Job> RestoreJob(RecoveredJob& rj);
   void RestoreLease(const RecoveredLease& rl, TimePoint now);
   void QueueRestored(Job& job);
