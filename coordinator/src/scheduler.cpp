@@ -137,8 +137,9 @@ Result<PeerHandle> Scheduler::Join(PeerHello hello, TimePoint now) {
       HostRecord& h = it->second;
       if (h.blacklisted) {
         ++stats_.enrollments_refused;
-        return FailedPrecondition("host " + host + " is blacklisted (" + std::to_string(h.offences) +
-                                " wrong answers caught from its peers); no new peer ids from it");
+        return FailedPrecondition("host " + host + " is blacklisted (" +
+                                  std::to_string(h.offences) +
+                                  " wrong answers caught from its peers); no new peer ids from it");
       }
       while (!h.enrolled.empty() && now - h.enrolled.front() >= std::chrono::hours(1))
         h.enrolled.pop_front();

@@ -105,10 +105,12 @@ TEST_CASE("two colluding saboteurs are caught by spot-checks under adaptive chec
   CHECK(saboteur_accepted == 0);
 }
 
-TEST_CASE("a host over its enrollment limit is refused with the reason; its known peers come back") {
+TEST_CASE(
+    "a host over its enrollment limit is refused with the reason; its known peers come back") {
   // Real processes are all on 127.0.0.1, each its own host by default; here loopback is made one
   // host so the limit of the volunteer pool's host rules applies to the three workers.
-  Cluster cluster(3, {"--pool", "volunteer", "--loopback-is-one-host", "--new-peers-per-host", "2"});
+  Cluster cluster(3,
+                  {"--pool", "volunteer", "--loopback-is-one-host", "--new-peers-per-host", "2"});
   REQUIRE(cluster.ok());
   auto client = Client::Connect(cluster.client_endpoint());
   REQUIRE(client.ok());

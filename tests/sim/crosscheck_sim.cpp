@@ -2,13 +2,14 @@
 //   build/tests/crosscheck_sim [units] [peers] [--check]
 // --check exits 1 when a row that must accept no wrong result accepted one (or did not finish);
 // ctest runs it so with a small unit count, the figures in the docs come from 100000 units.
+#include "crosscheck_sim.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "crosscheck_sim.hpp"
 #include "sparecycles/core/log.hpp"
 
 using namespace sparecycles;

@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <random>
-#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -126,7 +126,8 @@ inline SimResult RunSimulation(const SimConfig& cfg) {
   for (int i = 0; i < cfg.peers; ++i) {
     const bool saboteur = i < bad;
     std::string host;
-    if (saboteur && cfg.saboteur_hosts > 0) host = "sybil-" + std::to_string(i % cfg.saboteur_hosts);
+    if (saboteur && cfg.saboteur_hosts > 0)
+      host = "sybil-" + std::to_string(i % cfg.saboteur_hosts);
     join(host, saboteur);
   }
   proto::JobSpecWire spec;
@@ -143,8 +144,9 @@ inline SimResult RunSimulation(const SimConfig& cfg) {
   SquaresTask task;
   tasks::NullContext ctx;
   out.units = cfg.units;
-  std::unordered_map<std::string, std::string> notes;  // the colluders' shared notes: unit -> answer
-  std::uint64_t frontier = 0;                          // the highest unit index they have seen
+  std::unordered_map<std::string, std::string>
+      notes;                   // the colluders' shared notes: unit -> answer
+  std::uint64_t frontier = 0;  // the highest unit index they have seen
   std::vector<PeerHandle> order = peers;
   for (std::uint64_t round = 0; round < cfg.units * 20; ++round) {
     if (proto::IsFinal(s.FindJob(job)->state)) break;

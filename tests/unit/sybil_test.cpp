@@ -55,8 +55,8 @@ struct Fixture {
     REQUIRE_MESSAGE(joined.ok(), joined.status().ToString());
     return *joined;
   }
-  JobId Submit(std::uint64_t n, bool adaptive, std::uint32_t replicas = 1,
-               std::uint32_t quorum = 1, std::uint32_t max_replicas = 0) {
+  JobId Submit(std::uint64_t n, bool adaptive, std::uint32_t replicas = 1, std::uint32_t quorum = 1,
+               std::uint32_t max_replicas = 0) {
     proto::JobSpecWire spec;
     spec.task = "squares";
     spec.params["n"] = std::to_string(n);

@@ -110,10 +110,10 @@ struct SchedulerConfig {
                                    // long ones would sit on a busy peer while others idle.
   double unit_seconds = 1.0;       // target seconds per unit on a median peer. Default: 1
   std::uint64_t max_units_per_job = 1'000'000;
-  HostRules hosts;               // the Sybil bounds (what one host may weigh)
-  bool backups = true;          // back up straggling units when the queue is empty. Default: on
-  double backup_after = 1.0;    // ...once they have run this many times their expected time
-  ReplicationPolicy policy;     // default for jobs that do not set their own
+  HostRules hosts;            // the Sybil bounds (what one host may weigh)
+  bool backups = true;        // back up straggling units when the queue is empty. Default: on
+  double backup_after = 1.0;  // ...once they have run this many times their expected time
+  ReplicationPolicy policy;   // default for jobs that do not set their own
   CredibilityConfig credibility;
   std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries. Default: 10000
   double retain_finished_seconds = 7 * 86400.0;  // ...and for at most this long. Default: 7 days
@@ -490,8 +490,8 @@ class Scheduler {
   bool work_added_ = false;
   std::unordered_map<std::string, PeerRecord> records_;  // by peer id
   std::unordered_map<std::string, PeerHandle> handles_by_id_;
-  std::unordered_map<std::string, HostRecord> hosts_;          // by host key
-  std::unordered_map<std::string, std::string> host_by_id_;    // peer id -> host key
+  std::unordered_map<std::string, HostRecord> hosts_;           // by host key
+  std::unordered_map<std::string, std::string> host_by_id_;     // peer id -> host key
   std::unordered_map<PeerHandle, std::string> host_by_handle_;  // the same by handle
   // Units accepted with each peer's vote, for backtracking when the peer is caught.
   std::unordered_map<std::string, std::vector<std::pair<JobId, std::uint32_t>>> accepted_by_;
