@@ -65,11 +65,10 @@ std::string Format(const Address& a, bool subnet) {
 
 std::string Key(const HostRules& rules, std::string_view host, std::string_view peer_id,
                 bool subnet) {
-  const std::string own = "peer:" + std::string(peer_id);
-  if (host.empty()) return own;
+  if (host.empty()) return "peer:" + std::string(peer_id);
   Address a;
   if (!ParseAddress(host, a)) return "host:" + std::string(host);
-  if (IsLoopback(a) && !rules.loopback_is_one_host) return own;
+  if (IsLoopback(a) && !rules.loopback_is_one_host) return "peer:" + std::string(peer_id);
   return (subnet ? "net:" : "ip:") + Format(a, subnet);
 }
 

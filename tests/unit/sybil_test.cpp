@@ -182,6 +182,7 @@ TEST_CASE("with credibility, one host's agreeing peers are one factor of the gro
   // are not (0.2^4 = 1.6e-3), whatever their keys.
   Fixture f(DistinctBy::kHosts);
   std::vector<PeerHandle> peers;
+  peers.reserve(5);
   for (int i = 0; i < 5; ++i)
     peers.push_back(f.Peer("p" + std::to_string(i), "192.0.2." + std::to_string(i + 1)));
   const JobId job = f.Submit(1, true);
