@@ -1014,8 +1014,8 @@ bool Scheduler::CountVote(Job& job, std::uint32_t ui, Peer* peer, const std::str
 }
 
 std::optional<std::string> Scheduler::AcceptableAnswer(const Job& job, const Unit& unit) {
-  for (const auto& [hash, group] : unit.groups) {
-    (void)group;
+  for (const auto& entry : unit.groups) {
+    const std::string& hash = entry.first;
     if (job.policy.adaptive ? GroupError(unit, hash) <= job.policy.target_error
                             : HostVotes(unit, hash) >= job.policy.quorum)
       return hash;
@@ -1026,8 +1026,7 @@ std::optional<std::string> Scheduler::AcceptableAnswer(const Job& job, const Uni
   // answers then serve as spot-checks, so credibility can grow from here.
   if (!job.policy.adaptive || unit.groups.size() != 1 || !unit.in_flight.empty())
     return std::nullopt;
-  const auto& [hash, group] = *unit.groups.begin();
-  (void)group;
+  const std::string& hash = unit.groups.begin()->first;
   if (HostVotes(unit, hash) < job.policy.quorum || AnyEligiblePeer(job, unit)) return std::nullopt;
   ++stats_.quorum_fallbacks;
   if (stats_.quorum_fallbacks == 1 || stats_.quorum_fallbacks % 1000 == 0)
