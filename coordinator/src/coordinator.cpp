@@ -331,7 +331,14 @@ struct Coordinator::Impl {
     }
     const PeerHello hello = ToPeerHello(h, f);
     if (const int fd = net::SourceFd(f.payload); fd >= 0) sessions.NoteConnection(fd, f.identity);
-    const PeerHandle peer = scheduler.AddPeer(hello, now);
+    auto joined = scheduler.Join(hello, now);  // the Sybil bounds (docs/cross-checking.md)
+    if (!joined.ok()) {
+      SC_LOG(Warn) << "refused peer " << h.peer_id << " from " << hello.host << ": "
+                   << joined.status().message();
+      SendPeer(f.identity, proto::Reject{proto::RejectCode::kRefused, joined.status().message()});
+      return;
+    }
+    const PeerHandle peer = *joined;
     sessions.Bind(f.identity, peer);
     scheduler.ReconcileLeases(peer, h.running_leases, now);
     SC_LOG(Info) << "peer " << h.peer_id << " joined from " << hello.host << " with " << h.cores

@@ -80,8 +80,20 @@ int main(int argc, char** argv) {
   opt.Add("keep-jobs", "10000",
           "Finished jobs kept for status queries (and in --data); the oldest go first.");
   opt.Add("keep-for", "7d", "...and for at most this long after they finished (e.g. 12h, 30d).");
-  opt.AddFlag("distinct-hosts",
-              "Never give two replicas of a unit to peers on the same host/address.");
+  opt.Add("distinct", "",
+          "hosts, subnets or off: what counts as one host for the Sybil rules — copies of a unit\n"
+          "      on distinct hosts, a host's agreeing votes count once, its peers share one\n"
+          "      credibility (hosts = one IP address, subnets = one IPv4 /24 or IPv6 /64).\n"
+          "      Loopback peers are each their own host. Empty = from --pool (volunteer: hosts,\n"
+          "      cluster: off).");
+  opt.AddFlag("distinct-hosts", "The same as --distinct hosts.");
+  opt.AddFlag("loopback-is-one-host",
+              "With --distinct: peers on 127.0.0.0/8 and ::1 are one host, not one each.");
+  opt.Add("new-peers-per-host", "",
+          "New peer ids one host may enroll per hour; beyond, a Hello is refused with the reason\n"
+          "      (0 = unlimited). Empty = from --pool (volunteer: 10, cluster: 0).");
+  opt.Add("host-blacklist-after", "4",
+          "Wrong answers caught from one host's peers before the host is blacklisted (0 = never).");
   opt.Add(
       "http", "",
       "HOST:PORT for /metrics, /healthz, /readyz and the dashboard (port 0 = any); empty = off.\n"
@@ -184,7 +196,26 @@ int main(int argc, char** argv) {
   cfg.scheduler.policy.quorum = static_cast<std::uint32_t>(*quo);
   cfg.scheduler.policy.max_replicas = static_cast<std::uint32_t>(*mr);
   cfg.scheduler.policy.max_errors = static_cast<std::uint32_t>(*me);
-  cfg.scheduler.distinct_hosts = opt.Flag("distinct-hosts");
+  const std::string distinct =
+      opt.Flag("distinct-hosts") ? "hosts" : opt_or("distinct", volunteer ? "hosts" : "off");
+  if (distinct == "hosts") {
+    cfg.scheduler.hosts.distinct = coordinator::DistinctBy::kHosts;
+  } else if (distinct == "subnets") {
+    cfg.scheduler.hosts.distinct = coordinator::DistinctBy::kSubnets;
+  } else if (distinct == "off") {
+    cfg.scheduler.hosts.distinct = coordinator::DistinctBy::kOff;
+  } else {
+    return Fail(InvalidArgument("--distinct must be hosts, subnets or off"));
+  }
+  cfg.scheduler.hosts.loopback_is_one_host = opt.Flag("loopback-is-one-host");
+  auto npph = ParseInt(opt_or("new-peers-per-host", volunteer ? "10" : "0"));
+  auto hba = opt.GetInt("host-blacklist-after", 0, 1000000);
+  if (!npph.ok()) return Fail(npph.status());
+  if (*npph < 0 || *npph > 1000000)
+    return Fail(InvalidArgument("--new-peers-per-host must be 0..1000000"));
+  if (!hba.ok()) return Fail(hba.status());
+  cfg.scheduler.hosts.new_peers_per_hour = static_cast<std::uint32_t>(*npph);
+  cfg.scheduler.hosts.host_blacklist_after = static_cast<std::uint32_t>(*hba);
   auto keep_jobs = opt.GetInt("keep-jobs", 1, 100'000'000);
   auto keep_for = opt.GetDuration("keep-for");
   if (!keep_jobs.ok()) return Fail(keep_jobs.status());

@@ -12,6 +12,10 @@ namespace {
 
 // How far into a job's ready queue we look for a unit this peer may take (distinct-peer rule).
 constexpr std::size_t kMaxReadyScan = 256;
+// Accepted units drawn when choosing a spot-check, and what a viewer in the peer's own subnet
+// weighs against a unit (IssueSpotCheck).
+constexpr int kSpotCheckDraws = 8;
+constexpr std::size_t kLinkedPenalty = 100;
 
 Status ResolvePolicy(const proto::JobSpecWire& spec, const ReplicationPolicy& def,
                      ReplicationPolicy& out) {
@@ -68,22 +72,51 @@ const PeerRecord* Scheduler::Record(const std::string& peer_id) const {
 }
 
 double Scheduler::Credibility(const std::string& peer_id) const {
-  return PeerCredibility(config_.credibility, Record(peer_id));
+  return CappedCredibility(config_.credibility, Record(peer_id), HostRecordOf(HostOfPeer(peer_id)));
 }
 
+const HostRecord* Scheduler::HostRecordOf(const std::string& host_key) const {
+  auto it = hosts_.find(host_key);
+  return it == hosts_.end() ? nullptr : &it->second;
+}
+
+std::string Scheduler::HostOfPeer(const std::string& peer_id) const {
+  auto it = host_by_id_.find(peer_id);
+  return it == host_by_id_.end() ? "peer:" + peer_id : it->second;
+}
+
+HostRecord& Scheduler::MutableHost(const std::string& host_key) { return hosts_[host_key]; }
+
 double Scheduler::GroupError(const Unit& unit, const std::string& hash,
-                             const std::string& skip_peer) const {
-  // The chance that every distinct peer vouching for `hash` is a saboteur (colluders agree, so
-  // agreement alone proves nothing; only peers' independent records do).
-  double p = 1.0;
-  std::unordered_set<std::string> seen;
+                             const std::string& skip_host) const {
+  // The chance that every distinct host vouching for `hash` is a saboteur (colluders agree, so
+  // agreement alone proves nothing; only independent records do). Keys cost nothing, so several
+  // peers of one host are one voter: the host counts once, with its most credible peer.
+  std::unordered_map<std::string, double> best;  // host key -> credibility
   for (const auto& rr : unit.results) {
-    if (rr.outcome != proto::UnitOutcome::kOk || rr.hash != hash || rr.peer_id == skip_peer)
-      continue;
-    if (!seen.insert(rr.peer_id).second) continue;
-    p *= 1.0 - Credibility(rr.peer_id);
+    if (rr.outcome != proto::UnitOutcome::kOk || rr.hash != hash) continue;
+    std::string host = HostOfPeer(rr.peer_id);
+    if (!skip_host.empty() && host == skip_host) continue;
+    const double cr = Credibility(rr.peer_id);
+    auto [it, fresh] = best.try_emplace(std::move(host), cr);
+    if (!fresh) it->second = std::max(it->second, cr);
   }
+  double p = 1.0;
+  for (const auto& [host, cr] : best) p *= 1.0 - cr;
   return p;
+}
+
+std::uint32_t Scheduler::HostVotes(const Unit& unit, const std::string& hash) const {
+  std::unordered_set<std::string> hosts;
+  for (const auto& rr : unit.results)
+    if (rr.outcome == proto::UnitOutcome::kOk && rr.hash == hash)
+      hosts.insert(HostOfPeer(rr.peer_id));
+  return static_cast<std::uint32_t>(hosts.size());
+}
+
+void Scheduler::CheckPassed(const std::string& peer_id) {
+  ++MutableRecord(peer_id).checks_passed;
+  ++MutableHost(HostOfPeer(peer_id)).checks_passed;
 }
 
 // ------------------------------------------------------------------------------------ peers
@@ -96,15 +129,61 @@ PeerHandle Scheduler::HandleFor(const std::string& peer_id) {
   return it->second;
 }
 
+Result<PeerHandle> Scheduler::Join(PeerHello hello, TimePoint now) {
+  const bool known = handles_by_id_.contains(hello.peer_id) || records_.contains(hello.peer_id);
+  if (!known) {
+    const std::string host = HostKey(config_.hosts, hello.host, hello.peer_id);
+    if (auto it = hosts_.find(host); it != hosts_.end()) {
+      HostRecord& h = it->second;
+      if (h.blacklisted) {
+        ++stats_.enrollments_refused;
+        return FailedPrecondition("host " + host + " is blacklisted (" +
+                                  std::to_string(h.offences) +
+                                  " wrong answers caught from its peers); no new peer ids from it");
+      }
+      while (!h.enrolled.empty() && now - h.enrolled.front() >= std::chrono::hours(1))
+        h.enrolled.pop_front();
+      const std::uint32_t limit = config_.hosts.new_peers_per_hour;
+      if (limit > 0 && h.enrolled.size() >= limit) {
+        ++stats_.enrollments_refused;
+        const auto wait = std::chrono::duration_cast<std::chrono::seconds>(
+            h.enrolled.front() + std::chrono::hours(1) - now);
+        return ResourceExhausted("host " + host + " enrolled " + std::to_string(limit) +
+                                 " new peer ids in the last hour (the limit); retry in " +
+                                 std::to_string(wait.count() + 1) + " s");
+      }
+    }
+  }
+  return AddPeer(std::move(hello), now);
+}
+
 PeerHandle Scheduler::AddPeer(PeerHello hello, TimePoint now) {
+  const bool known = handles_by_id_.contains(hello.peer_id) || records_.contains(hello.peer_id);
   const PeerHandle handle = HandleFor(hello.peer_id);
+  // Its host for the Sybil rules. A new host record starts from this peer's own record (a known
+  // peer whose address changed keeps its credibility; the cap is for new keys on a known host).
+  const std::string host = HostKey(config_.hosts, hello.host, hello.peer_id);
+  auto [hit, new_host] = hosts_.try_emplace(host);
+  if (new_host) {
+    if (const PeerRecord* r = Record(hello.peer_id)) hit->second.checks_passed = r->checks_passed;
+  }
+  if (!known) {
+    hit->second.enrolled.push_back(now);
+    ++hit->second.peer_ids;
+  }
+  host_by_id_[hello.peer_id] = host;
+  host_by_handle_[handle] = host;
   if (auto it = peers_.find(handle); it != peers_.end()) {  // the same peer reconnected
     it->second.hello = std::move(hello);
+    it->second.host_key = host;
+    it->second.link_key = LinkKey(config_.hosts, it->second.hello.host, it->second.hello.peer_id);
     it->second.last_seen = now;
     return handle;
   }
   Peer p;
   p.handle = handle;
+  p.host_key = host;
+  p.link_key = LinkKey(config_.hosts, hello.host, hello.peer_id);
   p.slots = p.idle_slots = hello.cores;
   p.hello = std::move(hello);
   p.connected_at = p.last_seen = now;
@@ -258,6 +337,7 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
     job->units[i].queued = job->policy.adaptive ? 1 : job->policy.replicas;
     job->fresh.push_back(i);
   }
+  ShuffleFresh(*job);
   const JobId id = job->id;
   if (!spec.client_token.empty()) tokens_[spec.client_token] = id;
   if (listener_) listener_->OnJobSubmitted(*job);
@@ -268,6 +348,15 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   work_added_ = true;
   if (jobs_.size() > config_.max_jobs_kept) ForgetOldJobs(wall_now);
   return id;
+}
+
+void Scheduler::ShuffleFresh(Job& job) {
+  // Adaptive jobs hand out fresh units in a random order: in index order, a unit far behind the
+  // frontier of what went out would be a requeued copy or a spot-check, and colluders who compare
+  // notes would lie only on the frontier (docs/cross-checking.md, "Spot-checks").
+  if (!job.policy.adaptive || job.fresh.size() < 2) return;
+  for (std::size_t i = job.fresh.size() - 1; i > 0; --i)
+    std::swap(job.fresh[i], job.fresh[static_cast<std::size_t>(NextRandom() % (i + 1))]);
 }
 
 Status Scheduler::BuildUnits(Job& job, std::optional<std::uint64_t> units) {
@@ -381,7 +470,7 @@ std::string Scheduler::WhyWaiting(const Job& job) const {
       continue;
     }
     ++able;
-    if (const PeerRecord* r = Record(p.hello.peer_id); r && r->blacklisted) continue;
+    if (Barred(p)) continue;
     if (p.state == proto::PeerState::kPaused) {
       ++paused;
       if (pause_reason.empty()) pause_reason = p.reason;
@@ -416,7 +505,7 @@ std::string Scheduler::WhyWaiting(const Job& job) const {
   std::string why = "unit " + std::to_string(ui) +
                     " waits for a peer that has not run it: " + std::to_string(had) + " of " +
                     std::to_string(usable.size()) + " connected peers already have";
-  if (config_.distinct_hosts && had < usable.size())
+  if (config_.hosts.distinct != DistinctBy::kOff && had < usable.size())
     why += " (the others share a host with one that has)";
   if (!job.policy.adaptive && job.policy.quorum > usable.size())
     why += "; quorum " + std::to_string(job.policy.quorum) + " needs that many distinct peers";
@@ -446,13 +535,22 @@ void Scheduler::ForgetOldJobs(double wall_now) {
 // ------------------------------------------------------------------------------------- work
 
 bool Scheduler::Eligible(const Unit& unit, const Peer& peer) const {
-  if (unit.state != Unit::State::kPending) return false;
-  if (unit.peers.contains(peer.handle)) return false;
-  if (config_.distinct_hosts) {
+  return unit.state == Unit::State::kPending && !SeenBy(unit, peer);
+}
+
+bool Scheduler::SeenBy(const Unit& unit, const Peer& peer) const {
+  if (unit.peers.contains(peer.handle)) return true;
+  if (config_.hosts.distinct != DistinctBy::kOff) {
     for (const auto& h : unit.hosts)
-      if (h == peer.hello.host) return false;
+      if (h == peer.host_key) return true;
   }
-  return true;
+  return false;
+}
+
+bool Scheduler::Barred(const Peer& peer) const {
+  if (const PeerRecord* r = Record(peer.hello.peer_id); r && r->blacklisted) return true;
+  const HostRecord* h = HostRecordOf(peer.host_key);
+  return h != nullptr && h->blacklisted;
 }
 
 Scheduler::Pick Scheduler::PickJob(const Peer& peer, const Job* no_ready_for_peer) {
@@ -505,7 +603,7 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
   // Leasing is not hearing from the peer: a standing request is served long after it was sent,
   // and a peer cut off by a partition must still fall silent (its frames Touch() it).
   if (peer.state == proto::PeerState::kPaused) return out;
-  if (const PeerRecord* r = Record(peer.hello.peer_id); r && r->blacklisted) return out;
+  if (Barred(peer)) return out;
   const std::uint64_t cap = static_cast<std::uint64_t>(peer.slots) + config_.prefetch;
   const std::uint64_t held = peer.leases.size();
   std::uint64_t want = std::min<std::uint64_t>(count, cap > held ? cap - held : 0);
@@ -591,32 +689,53 @@ bool Scheduler::IssueBackup(Peer& peer, TimePoint now, std::vector<proto::Lease>
 bool Scheduler::AnyEligiblePeer(const Job& job, const Unit& unit) const {
   for (const auto& [h, p] : peers_) {
     if (p.state == proto::PeerState::kPaused || !PeerMayRun(job, p)) continue;
-    if (const PeerRecord* r = Record(p.hello.peer_id); r && r->blacklisted) continue;
+    if (Barred(p)) continue;
     if (Eligible(unit, p)) return true;
   }
   return false;
 }
 
 bool Scheduler::IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out) {
+  // A spot-check must look like fresh work to a group of colluders who compare notes: it goes
+  // only to a host that has not seen the unit, and among a few accepted units drawn from every
+  // running job of a task the peer runs, the one seen by the fewest hosts, none of them linked to
+  // the peer's (same /24 or /64) if possible. See docs/cross-checking.md, "Spot-checks".
+  std::vector<Job*> candidates;
   for (auto& [id, jp] : jobs_) {
     Job& job = *jp;
     if (!job.policy.adaptive || proto::IsFinal(job.state) || job.done == 0 || job.units.empty())
       continue;
-    if (!PeerMayRun(job, peer)) continue;
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      const auto ui = static_cast<std::uint32_t>(NextRandom() % job.units.size());
-      Unit& unit = job.units[ui];
-      if (unit.state != Unit::State::kDone || unit.accepted_hash.empty() ||
-          unit.peers.contains(peer.handle))
-        continue;
-      // Not part of the unit's replication: never stored, never counted as a copy. The unit's
-      // peer set still records it, so the same check never goes to a peer twice.
-      out.push_back(NewLease(job, ui, peer, now, /*spot_check=*/true));
-      ++stats_.spot_checks;
-      return true;
+    if (PeerMayRun(job, peer)) candidates.push_back(&job);
+  }
+  if (candidates.empty()) return false;
+  Job* best_job = nullptr;
+  std::uint32_t best_unit = 0;
+  std::size_t best_score = SIZE_MAX;
+  for (int attempt = 0; attempt < kSpotCheckDraws; ++attempt) {
+    Job& job = *candidates[NextRandom() % candidates.size()];
+    const auto ui = static_cast<std::uint32_t>(NextRandom() % job.units.size());
+    const Unit& unit = job.units[ui];
+    if (unit.state != Unit::State::kDone || unit.accepted_hash.empty() || SeenBy(unit, peer))
+      continue;
+    // Fewer viewers = less chance one of them is in the peer's group; a linked viewer (same
+    // subnet) is likelier to be.
+    std::size_t score = unit.peers.size();
+    for (PeerHandle viewer : unit.peers) {
+      auto hit = peers_.find(viewer);
+      if (hit != peers_.end() && hit->second.link_key == peer.link_key) score += kLinkedPenalty;
+    }
+    if (score < best_score) {
+      best_score = score;
+      best_job = &job;
+      best_unit = ui;
     }
   }
-  return false;
+  if (best_job == nullptr) return false;
+  // Not part of the unit's replication: never stored, never counted as a copy. The unit's peer
+  // (and host) set still records it, so the same check never goes to a peer or host twice.
+  out.push_back(NewLease(*best_job, best_unit, peer, now, /*spot_check=*/true));
+  ++stats_.spot_checks;
+  return true;
 }
 
 proto::Lease Scheduler::NewLease(Job& job, std::uint32_t ui, Peer& peer, TimePoint now,
@@ -638,6 +757,8 @@ proto::Lease Scheduler::NewLease(Job& job, std::uint32_t ui, Peer& peer, TimePoi
   deadlines_.emplace(rec.deadline, rec.id);
   peer.leases.insert(rec.id);
   unit.peers.insert(peer.handle);
+  // Its host has seen the unit: no other copy and no spot-check of it goes there.
+  if (config_.hosts.distinct != DistinctBy::kOff) unit.hosts.push_back(peer.host_key);
   if (!spot_check && listener_) listener_->OnLeaseIssued(rec, peer.hello.peer_id);
 
   proto::Lease l;
@@ -656,7 +777,6 @@ proto::Lease Scheduler::MakeLease(Job& job, std::uint32_t ui, Peer& peer, TimePo
   proto::Lease l = NewLease(job, ui, peer, now, /*spot_check=*/false);
   Unit& unit = job.units[ui];
   unit.in_flight.push_back(l.lease_id);
-  if (config_.distinct_hosts) unit.hosts.push_back(peer.hello.host);
   ++unit.issued;
   ++job.running;
   job.state = proto::JobState::kRunning;
@@ -728,9 +848,9 @@ void Scheduler::ForgetUnitPeer(Unit& unit, PeerHandle peer) {
   for (const auto& rr : unit.results)
     if (rr.peer == peer) return;
   unit.peers.erase(peer);
-  if (!config_.distinct_hosts) return;
-  if (auto pit = peers_.find(peer); pit != peers_.end()) {
-    auto h = std::find(unit.hosts.begin(), unit.hosts.end(), pit->second.hello.host);
+  if (config_.hosts.distinct == DistinctBy::kOff) return;
+  if (auto hit = host_by_handle_.find(peer); hit != host_by_handle_.end()) {
+    auto h = std::find(unit.hosts.begin(), unit.hosts.end(), hit->second);
     if (h != unit.hosts.end()) unit.hosts.erase(h);
   }
 }
@@ -795,7 +915,7 @@ void Scheduler::JudgeSpotCheck(const std::string& peer_id, const LeaseRecord& re
   effect.kind = ResultEffect::Kind::kAccepted;
   if (r.outcome != proto::UnitOutcome::kOk) return;  // an error proves nothing either way
   if (r.hash == rec.expected_hash) {
-    ++MutableRecord(peer_id).checks_passed;
+    CheckPassed(peer_id);
     return;
   }
   ++stats_.spot_checks_failed;
@@ -894,15 +1014,18 @@ bool Scheduler::CountVote(Job& job, std::uint32_t ui, Peer* peer, const std::str
   }
   ++git->second.first;
   ++stats_.results_accepted;
-  if (job.policy.adaptive && git->second.first >= job.policy.quorum)
+  const std::uint32_t host_votes = HostVotes(unit, r.hash);
+  if (host_votes < git->second.first) ++stats_.same_host_votes;  // counted once for its host
+  if (job.policy.adaptive && host_votes >= job.policy.quorum)
     undecided_quorums_.emplace(job.id, ui);  // see DecideStalled
   return true;
 }
 
 std::optional<std::string> Scheduler::AcceptableAnswer(const Job& job, const Unit& unit) {
-  for (const auto& [hash, group] : unit.groups) {
+  for (const auto& entry : unit.groups) {
+    const std::string& hash = entry.first;
     if (job.policy.adaptive ? GroupError(unit, hash) <= job.policy.target_error
-                            : group.first >= job.policy.quorum)
+                            : HostVotes(unit, hash) >= job.policy.quorum)
       return hash;
   }
   // A pool too small to reach the credibility bound (fewer than about 5 fresh peers): rather than
@@ -911,8 +1034,8 @@ std::optional<std::string> Scheduler::AcceptableAnswer(const Job& job, const Uni
   // answers then serve as spot-checks, so credibility can grow from here.
   if (!job.policy.adaptive || unit.groups.size() != 1 || !unit.in_flight.empty())
     return std::nullopt;
-  const auto& [hash, group] = *unit.groups.begin();
-  if (group.first < job.policy.quorum || AnyEligiblePeer(job, unit)) return std::nullopt;
+  const std::string& hash = unit.groups.begin()->first;
+  if (HostVotes(unit, hash) < job.policy.quorum || AnyEligiblePeer(job, unit)) return std::nullopt;
   ++stats_.quorum_fallbacks;
   if (stats_.quorum_fallbacks == 1 || stats_.quorum_fallbacks % 1000 == 0)
     SC_LOG(Warn)
@@ -982,9 +1105,10 @@ void Scheduler::CreditVoters(Job& job, std::uint32_t ui, const std::string& hash
     record.cpu_seconds_validated += rr.cpu_seconds;
     // Agreeing with an answer that the other voters alone make very likely right is as good as
     // passing a spot-check: the peer could not know its answer would be compared.
+    // The others are the other hosts: a second key of the peer's own host vouches for nothing.
     if (job.policy.adaptive &&
-        AgreementIsCheck(config_.credibility, GroupError(unit, hash, rr.peer_id)))
-      ++record.checks_passed;
+        AgreementIsCheck(config_.credibility, GroupError(unit, hash, HostOfPeer(rr.peer_id))))
+      CheckPassed(rr.peer_id);
     accepted_by_[rr.peer_id].emplace_back(job.id, ui);
     if (p != peers_.end()) {
       ++p->second.units_done;
@@ -1020,22 +1144,45 @@ void Scheduler::DecideStalled(TimePoint now, double wall_now, TickEffect& tick) 
 void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_now) {
   PeerRecord& rec = MutableRecord(peer_id);
   ++stats_.offences;
-  if (RecordOffence(config_.credibility, rec)) {
+  const bool peer_blacklisted = RecordOffence(config_.credibility, rec);
+  // The host's budget goes too: every key of the host starts again from nothing, and a host
+  // whose keys keep lying is blacklisted whole (new keys from it are refused by Join).
+  const std::string host_key = HostOfPeer(peer_id);
+  // A peer that is its own host ("peer:") is judged by blacklist_after alone.
+  HostRules rules = config_.hosts;
+  if (host_key.starts_with("peer:")) rules.host_blacklist_after = 0;
+  const bool host_blacklisted = RecordHostOffence(rules, MutableHost(host_key));
+  if (peer_blacklisted) {
     ++stats_.blacklisted;
     SC_LOG(Warn) << "peer " << peer_id << " blacklisted after " << rec.offences << " wrong answers";
+  }
+  if (host_blacklisted) {
+    ++stats_.hosts_blacklisted;
+    SC_LOG(Warn) << "host " << host_key << " blacklisted after " << hosts_[host_key].offences
+                 << " wrong answers from its peers";
+  }
+  if (peer_blacklisted || host_blacklisted) {
     for (auto& [h, p] : peers_) {
-      if (p.hello.peer_id != peer_id) continue;
+      if (p.hello.peer_id != peer_id && !(host_blacklisted && p.host_key == host_key)) continue;
       for (LeaseId id : std::vector<LeaseId>(p.leases.begin(), p.leases.end()))
         DropLease(id, true, now);
     }
   }
-  // Backtracking: every unit accepted with this peer's vote is checked again with its lowered
-  // credibility; where the rest of the group no longer meets the bound, the unit is reopened.
-  auto it = accepted_by_.find(peer_id);
-  if (it == accepted_by_.end()) return;
-  // Kept until the peer is blacklisted: each later offence lowers its credibility again.
-  std::vector<std::pair<JobId, std::uint32_t>> units = it->second;
-  if (rec.blacklisted) accepted_by_.erase(it);
+  // Backtracking: every unit accepted with this peer's vote — or, the host's budget having gone
+  // too, with a vote of another key of its host — is checked again with the lowered credibility;
+  // where the rest of the group no longer meets the bound, the unit is reopened.
+  std::vector<std::string> voters{peer_id};
+  if (!host_key.starts_with("peer:"))
+    for (const auto& [id, host] : host_by_id_)
+      if (host == host_key && id != peer_id) voters.push_back(id);
+  std::vector<std::pair<JobId, std::uint32_t>> units;
+  for (const auto& id : voters) {
+    auto it = accepted_by_.find(id);
+    if (it == accepted_by_.end()) continue;
+    units.insert(units.end(), it->second.begin(), it->second.end());
+    // Kept until the peer is blacklisted: each later offence lowers its credibility again.
+    if (Credibility(id) == 0.0) accepted_by_.erase(it);
+  }
   for (auto [jid, ui] : units) {
     auto jit = jobs_.find(jid);
     if (jit == jobs_.end()) continue;
@@ -1052,8 +1199,8 @@ void Scheduler::Offence(const std::string& peer_id, TimePoint now, double wall_n
     ++stats_.backtracked;
     if (listener_) listener_->OnUnitReopened(job, ui);
     Requeue(job, ui);
-    (void)wall_now;
   }
+  (void)wall_now;
 }
 
 void Scheduler::FinishUnitIfDecided(Job& job, std::uint32_t ui, ResultEffect& effect) {
@@ -1275,6 +1422,7 @@ void Scheduler::QueueRestored(Job& job) {
       ++u.queued;
     }
   }
+  ShuffleFresh(job);
 }
 
 void Scheduler::RestoreUnitState(Job& job, RecoveredJob& rj) {

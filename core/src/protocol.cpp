@@ -184,7 +184,7 @@ Status Bye::Validate() const {
 }
 
 Status Reject::Validate() const {
-  if (static_cast<std::uint16_t>(code) < 1 || static_cast<std::uint16_t>(code) > 4)
+  if (static_cast<std::uint16_t>(code) < 1 || static_cast<std::uint16_t>(code) > 5)
     return InvalidArgument("unknown reject code");
   return CheckLen("message", message, kMaxTextBytes);
 }

@@ -104,3 +104,37 @@ TEST_CASE("two colluding saboteurs are caught by spot-checks under adaptive chec
   MESSAGE(table);
   CHECK(saboteur_accepted == 0);
 }
+
+TEST_CASE(
+    "a host over its enrollment limit is refused with the reason; its known peers come back") {
+  // Real processes are all on 127.0.0.1, each its own host by default; here loopback is made one
+  // host so the limit of the volunteer pool's host rules applies to the three workers.
+  Cluster cluster(3,
+                  {"--pool", "volunteer", "--loopback-is-one-host", "--new-peers-per-host", "2"});
+  REQUIRE(cluster.ok());
+  auto client = Client::Connect(cluster.client_endpoint());
+  REQUIRE(client.ok());
+  auto refused = [&] {
+    const std::string logs = cluster.coordinator().Stderr();
+    return logs.find("enrolled 2 new peer ids in the last hour") != std::string::npos;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while ((client->Peers().value().size() < 2 || !refused()) &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  REQUIRE_MESSAGE(refused(), cluster.Logs());
+  CHECK(client->Peers().value().size() == 2);
+  // The refused worker was told why (Reject kRefused), and keeps retrying its Hello.
+  const auto told = std::chrono::steady_clock::now() + 10s;
+  auto worker_told = [&] {
+    for (std::size_t i = 0; i < cluster.workers(); ++i)
+      if (cluster.worker(i).Stderr().find("coordinator rejected us: host ") != std::string::npos)
+        return true;
+    return false;
+  };
+  while (!worker_told() && std::chrono::steady_clock::now() < told)
+    std::this_thread::sleep_for(20ms);
+  CHECK_MESSAGE(worker_told(), cluster.Logs());
+  std::this_thread::sleep_for(2500ms);  // past one Hello retry
+  CHECK(client->Peers().value().size() == 2);
+}

@@ -49,6 +49,52 @@ TEST_CASE("a fixed quorum of two is fooled by colluders, which is why adaptive c
   CHECK(r.wrong_accepted > 0);
 }
 
+TEST_CASE("a Sybil with 30% of the ids on 3 hosts is caught and accepted nothing") {
+  SimConfig c;
+  c.units = 20000;
+  c.peers = 100;
+  c.saboteur_share = 0.3;
+  c.saboteur_hosts = 3;
+  c.rotate_keys = true;  // and replaces each caught id while the enrollment rules let it
+  SimResult r = RunSimulation(c);
+  CHECK(r.finished);
+  CHECK(r.wrong_accepted == 0);
+  CHECK(r.stats.hosts_blacklisted == 3);
+  CHECK(r.joins_refused > 0);
+  CHECK(r.work() <= 1.5);
+}
+
+TEST_CASE("a Sybil that throws each id away after one answer fools a pool without host rules") {
+  SimConfig c;
+  c.units = 20000;
+  c.peers = 100;
+  c.saboteur_share = 0.3;
+  c.saboteur_hosts = 3;
+  c.answers_per_id = 1;
+  SimResult with_rules = RunSimulation(c);
+  CHECK(with_rules.finished);
+  CHECK(with_rules.wrong_accepted == 0);
+  c.hosts = coordinator::HostRules{coordinator::DistinctBy::kOff, false, 0, 0};
+  SimResult without = RunSimulation(c);
+  CHECK(without.wrong_accepted > 0);  // fresh ids at 1 - f each vouch for each other
+  MESSAGE("throwaway Sybil ids: " << with_rules.wrong_accepted << " wrong with host rules, "
+                                  << without.wrong_accepted << " without");
+}
+
+TEST_CASE("colluders who lie only on units none of them has seen accept nothing wrong") {
+  SimConfig c;
+  c.units = 20000;
+  c.peers = 50;
+  c.fresh_only = true;
+  for (double rate : {1.0, 0.1}) {
+    c.sabotage_rate = rate;
+    SimResult r = RunSimulation(c);
+    CHECK(r.finished);
+    CHECK(r.wrong_accepted == 0);
+    CHECK(r.stats.blacklisted > 0);
+  }
+}
+
 TEST_CASE("credibility follows Sarmenta's bound and drops to zero when blacklisted") {
   tasks::Registry registry;
   registry.Add(std::make_unique<SquaresTask>());

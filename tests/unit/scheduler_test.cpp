@@ -201,9 +201,9 @@ TEST_CASE("replicas of one unit never go to the same peer") {
   CHECK(leases.size() == 3);
 }
 
-TEST_CASE("replicas never go to two peers of the same host when distinct_hosts is set") {
+TEST_CASE("replicas never go to two peers of the same host when hosts are distinct") {
   SchedulerConfig c;
-  c.distinct_hosts = true;
+  c.hosts.distinct = DistinctBy::kHosts;
   Fixture f(c);
   const PeerHandle a = f.Peer("a", 1, "10.0.0.1"), b = f.Peer("b", 1, "10.0.0.1"),
                    d = f.Peer("d", 1, "10.0.0.2");

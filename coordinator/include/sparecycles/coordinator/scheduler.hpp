@@ -2,7 +2,8 @@
 // Pure logic: no sockets, no threads, no clock reads — callers pass `now`. One thread owns a
 // Scheduler (the coordinator's event loop); it is not thread-safe and needs no locks.
 // Decisions: pull leasing with deadlines, fair share across jobs by priority, replication with a
-// quorum of canonical-result hashes, distinct peers per unit, reissue on loss or expiry.
+// quorum of canonical-result hashes, distinct peers (and hosts) per unit, reissue on loss or
+// expiry; the Sybil bounds of docs/cross-checking.md (hosts, enrollment rate, host credibility).
 #pragma once
 
 #include <cstdint>
@@ -52,6 +53,38 @@ struct CredibilityConfig {
   std::uint64_t seed = 0x5eed;  // for the spot-check draws (deterministic in tests)
 };
 
+/// What counts as one "host" for the Sybil rules (docs/cross-checking.md, "Sybils"): peers on one
+/// host never get two copies of one unit, their agreeing votes count once, and they share one
+/// credibility budget and one enrollment rate.
+enum class DistinctBy : std::uint8_t {
+  kOff,      // every peer id is its own host (trusted cluster pools)
+  kHosts,    // one network address (IPv4 or IPv6) = one host
+  kSubnets,  // one IPv4 /24 or IPv6 /64 = one host
+};
+
+/// The Sybil bounds: keys cost nothing, addresses do.
+struct HostRules {
+  DistinctBy distinct = DistinctBy::kOff;  // Default: off (the coordinator's volunteer pool: hosts)
+  // Loopback addresses (127.0.0.0/8, ::1) are one host too; off, each peer on loopback is its own
+  // host, so a whole test pool can run on one machine. Default: off
+  bool loopback_is_one_host = false;
+  // New peer ids a host may enroll per hour (Scheduler::Join); 0 = unlimited. Default: 0
+  std::uint32_t new_peers_per_hour = 0;
+  // Offences by a host's peers after which the host is blacklisted: its peers get no work and it
+  // enrolls no new peer id. 0 = never. Default: 4
+  std::uint32_t host_blacklist_after = 4;
+};
+
+/// What the scheduler knows of a host (HostRules) in memory: one credibility budget for all its
+/// peers. Not stored: after a restart a host's budget starts again from its first returning peer.
+struct HostRecord {
+  std::uint32_t checks_passed = 0;  // checks passed by any of its peers since any one's offence
+  std::uint32_t offences = 0;       // offences of all its peers
+  bool blacklisted = false;
+  std::deque<TimePoint> enrolled;  // when its new peer ids joined, within the last hour
+  std::uint32_t peer_ids = 0;      // distinct peer ids seen from it
+};
+
 /// What the scheduler knows of a peer id across reconnects.
 struct PeerRecord {
   std::uint32_t checks_passed = 0;  // spot-checks passed since the last offence
@@ -77,10 +110,10 @@ struct SchedulerConfig {
                                    // long ones would sit on a busy peer while others idle.
   double unit_seconds = 1.0;       // target seconds per unit on a median peer. Default: 1
   std::uint64_t max_units_per_job = 1'000'000;
-  bool distinct_hosts = false;  // replicas of a unit on distinct hosts, not just peers
-  bool backups = true;          // back up straggling units when the queue is empty. Default: on
-  double backup_after = 1.0;    // ...once they have run this many times their expected time
-  ReplicationPolicy policy;     // default for jobs that do not set their own
+  HostRules hosts;            // the Sybil bounds (what one host may weigh)
+  bool backups = true;        // back up straggling units when the queue is empty. Default: on
+  double backup_after = 1.0;  // ...once they have run this many times their expected time
+  ReplicationPolicy policy;   // default for jobs that do not set their own
   CredibilityConfig credibility;
   std::size_t max_jobs_kept = 10000;  // finished jobs kept for status queries. Default: 10000
   double retain_finished_seconds = 7 * 86400.0;  // ...and for at most this long. Default: 7 days
@@ -97,7 +130,9 @@ inline std::string TaskKey(std::string_view name, std::uint32_t version) {
 
 struct PeerHello {
   std::string peer_id;
-  std::string host;  // network address or host name, for the distinct-hosts rule
+  // Where the peer connects from, for HostRules: the connection's IP address (the coordinator
+  // reads ZeroMQ's "Peer-Address"), or a label chosen by the caller; empty = its own host.
+  std::string host;
   std::string hostname;
   std::uint32_t cores = 1;
   std::uint64_t memory_bytes = 0;
@@ -138,7 +173,7 @@ struct Unit {
   std::vector<LeaseId> in_flight;
   std::vector<UnitResultRecord> results;
   std::unordered_set<PeerHandle> peers;  // peers that were given this unit
-  std::vector<std::string> hosts;        // their hosts (kept only with distinct_hosts)
+  std::vector<std::string> hosts;        // their host keys (HostKey; not kept with kOff)
   std::map<std::string, std::pair<std::uint32_t, std::string>> groups;  // hash -> (votes, payload)
   std::string result;                                                   // accepted payload
   std::string accepted_hash;  // its canonical hash (for spot-checks)
@@ -182,6 +217,8 @@ struct Job {
 struct Peer {
   PeerHandle handle = 0;
   PeerHello hello;
+  std::string host_key;  // HostKey(hello.host) under the scheduler's HostRules
+  std::string link_key;  // its /24 or /64 (or host_key): peers "linked" to it for spot-checks
   TimePoint connected_at{}, last_seen{};
   std::uint32_t slots = 0, idle_slots = 0;
   proto::PeerState state = proto::PeerState::kRunning;
@@ -209,6 +246,8 @@ struct SchedulerStats {
   std::uint64_t spot_checks = 0, spot_checks_failed = 0, offences = 0, blacklisted = 0,
                 backtracked = 0;
   std::uint64_t quorum_fallbacks = 0;  // adaptive units accepted by quorum in a too-small pool
+  std::uint64_t same_host_votes = 0;   // agreeing votes not counted again for their host
+  std::uint64_t enrollments_refused = 0, hosts_blacklisted = 0;
 };
 
 /// Told about every change that must survive a crash (the durable store implements it).
@@ -283,6 +322,12 @@ class Scheduler {
   void RestoreRecords(const std::vector<std::pair<std::string, PeerRecord>>& records);
 
   // ---- peers
+  /// Admits a peer under HostRules and registers it (AddPeer): a peer id seen before is always
+  /// admitted (a reconnect); a new one is refused (ResourceExhausted / FailedPrecondition, with the
+  /// reason) when its host is blacklisted or has enrolled new_peers_per_hour ids in the last hour.
+  Result<PeerHandle> Join(PeerHello hello, TimePoint now);
+  /// Registers a peer without the enrollment rules (trusted callers and tests); counts it as
+  /// enrolled from its host all the same.
   PeerHandle AddPeer(PeerHello hello, TimePoint now);
   /// The peer left or was lost: every lease it held goes back to the queue at once.
   void RemovePeer(PeerHandle peer, TimePoint now);
@@ -343,11 +388,19 @@ class Scheduler {
   /// (Sarmenta's bound with blacklisting), 0 once blacklisted.
   double Credibility(const std::string& peer_id) const;
   const PeerRecord* Record(const std::string& peer_id) const;
+  /// The record of a host key (Peer::host_key), if any of its peers joined.
+  const HostRecord* HostRecordOf(const std::string& host_key) const;
+  /// The host key a peer id was last seen with ("peer:<id>" when it has none).
+  std::string HostOfPeer(const std::string& peer_id) const;
   const SchedulerConfig& config() const { return config_; }
   std::size_t in_flight() const { return leases_.size(); }
 
  private:
   bool Eligible(const Unit& unit, const Peer& peer) const;
+  /// The peer, or another peer of its host, was given the unit.
+  bool SeenBy(const Unit& unit, const Peer& peer) const;
+  /// The peer or its host is blacklisted: no work.
+  bool Barred(const Peer& peer) const;
   /// The peer announces what the job needs and has not refused its package.
   bool PeerMayRun(const Job& job, const Peer& peer) const;
   /// Finds the task of job.spec (built-in, or a package's stand-in) and sets job.peer_key.
@@ -385,6 +438,8 @@ class Scheduler {
   /// many as UnitCount() finds: the one place units are built, for Submit and Restore alike.
   Status BuildUnits(Job& job, std::optional<std::uint64_t> units);
   std::uint64_t UnitCount(const Job& job, const tasks::JobPlan& plan) const;
+  /// Puts an adaptive job's fresh units in a random order (spot-checks look like fresh work).
+  void ShuffleFresh(Job& job);
   std::unique_ptr<Job> RestoreJob(RecoveredJob& rj);
   void RestoreLease(const RecoveredLease& rl, TimePoint now);
   void QueueRestored(Job& job);
@@ -410,8 +465,15 @@ class Scheduler {
   proto::Lease MakeLease(Job& job, std::uint32_t unit, Peer& peer, TimePoint now);
   bool IssueSpotCheck(Peer& peer, TimePoint now, std::vector<proto::Lease>& out);
   bool AnyEligiblePeer(const Job& job, const Unit& unit) const;
+  /// The chance that every host vouching for `hash` is a saboteur: one factor per distinct host
+  /// (its most credible voter), leaving out `skip_host`.
   double GroupError(const Unit& unit, const std::string& hash,
-                    const std::string& skip_peer = {}) const;
+                    const std::string& skip_host = {}) const;
+  /// Distinct hosts among the voters for `hash` (the fixed quorum counts these).
+  std::uint32_t HostVotes(const Unit& unit, const std::string& hash) const;
+  HostRecord& MutableHost(const std::string& host_key);
+  /// A check passed / an offence, on the peer's record and its host's.
+  void CheckPassed(const std::string& peer_id);
   void Offence(const std::string& peer_id, TimePoint now, double wall_now);
   std::uint64_t NextRandom();
 
@@ -429,6 +491,9 @@ class Scheduler {
   bool work_added_ = false;
   std::unordered_map<std::string, PeerRecord> records_;  // by peer id
   std::unordered_map<std::string, PeerHandle> handles_by_id_;
+  std::unordered_map<std::string, HostRecord> hosts_;           // by host key
+  std::unordered_map<std::string, std::string> host_by_id_;     // peer id -> host key
+  std::unordered_map<PeerHandle, std::string> host_by_handle_;  // the same by handle
   // Units accepted with each peer's vote, for backtracking when the peer is caught.
   std::unordered_map<std::string, std::vector<std::pair<JobId, std::uint32_t>>> accepted_by_;
   std::uint64_t rng_;

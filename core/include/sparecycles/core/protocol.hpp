@@ -301,7 +301,8 @@ enum class RejectCode : std::uint16_t {
   kHelloFirst = 1,
   kBadVersion = 2,
   kBadMessage = 3,
-  kShuttingDown = 4
+  kShuttingDown = 4,
+  kRefused = 5  // a Hello refused by the enrollment rules (docs/cross-checking.md, "Sybils")
 };
 
 struct Reject {
