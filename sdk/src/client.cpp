@@ -16,6 +16,7 @@
 
 #include "package_job.hpp"
 #include "sparecycles/coordinator/coordinator.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
@@ -153,6 +154,33 @@ struct ClientCore {
     net::SocketConfig sc;
     sc.heartbeat_ivl_ms = 1000;
     sc.heartbeat_timeout_ms = 10000;
+    if (options.curve) {
+      if (!curve::Available())
+        return FailedPrecondition("this libzmq has no CURVE support (built without libsodium)");
+      std::optional<curve::PublicKey> server;
+      if (!options.coordinator_key.empty()) {
+        auto k = curve::PublicKeyFromArg(options.coordinator_key);
+        if (!k.ok()) return InvalidArgument("coordinator key: " + k.status().message());
+        server = *k;
+      } else {
+        server = curve::FindLocalKey(endpoint);
+      }
+      if (!server)
+        return FailedPrecondition("no key for the coordinator at " + endpoint +
+                                  ": give its public key (--coordinator-key; "
+                                  "`sparecycles-coordinator key` prints it)");
+      curve::KeyPair mine;
+      if (!options.key_file.empty()) {
+        auto k = curve::LoadKeyPair(options.key_file);
+        if (!k.ok()) return k.status();
+        mine = *k;
+      } else {
+        mine = curve::Generate();
+      }
+      sc.curve_server_key = server->Z85();
+      sc.curve_public = mine.public_key.Z85();
+      sc.curve_secret = mine.SecretZ85();
+    }
     auto s = net::ConnectDealer(ctx, endpoint, sc);
     if (!s.ok()) return s.status();
     sock.emplace(std::move(*s));
@@ -412,6 +440,9 @@ Result<Client> Client::Local(const LocalOptions& options) {
     if (!t) return InvalidArgument("LocalOptions.in_process_tasks holds a null task");
     core->registry->AddShared(t);
   }
+  // Zero-config, still CURVE: fresh keys for this process, handed over directly.
+  cc.key = curve::Generate();
+  cc.publish_local_key = false;
   core->coord = std::make_unique<coordinator::Coordinator>(cc, *core->registry);
   SC_RETURN_IF_ERROR(core->coord->Start());
   core->coord_thread = std::thread([c = core->coord.get()] { c->Run(); });
@@ -419,7 +450,7 @@ Result<Client> Client::Local(const LocalOptions& options) {
   worker::WorkerConfig wc;
   wc.coordinator = core->coord->peer_endpoint();
   wc.cores = options.cores;
-  wc.peer_id = "local-" + RandomId("");
+  wc.coordinator_key = core->coord->public_key().Z85();
   wc.only_tasks = options.tasks;
   wc.prefetch = 1;
   wc.allow_unsigned = true;
@@ -435,6 +466,7 @@ Result<Client> Client::Local(const LocalOptions& options) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   core->endpoint = core->coord->client_endpoint();
+  core->options.coordinator_key = core->coord->public_key().Z85();
   SC_RETURN_IF_ERROR(core->Open());
   return Client(std::move(core));
 }
