@@ -77,8 +77,8 @@ int main(int argc, char** argv) {
     off.goal = "";
     off.value = Measure(args, units, 1, false, 1, repeats, /*curve=*/false);
     Emit(off, args);
-    std::cerr << "CURVE on / off: " << with_curve << " / " << off.value << " units/s = "
-              << with_curve / off.value << " (goal >= 0.8)\n";
+    std::cerr << "CURVE on / off: " << with_curve << " / " << off.value
+              << " units/s = " << with_curve / off.value << " (goal >= 0.8)\n";
 
     f.case_name = "replicas=2 quorum=2, durable store (--data), 2 workers";
     f.goal = ">= 20000";

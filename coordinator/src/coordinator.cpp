@@ -360,8 +360,8 @@ struct Coordinator::Impl {
           SC_LOG(Warn) << "refused a Hello claiming peer id " << h.peer_id
                        << " from a connection whose key is " << expected;
         SendPeer(f.identity, proto::Reject{proto::RejectCode::kBadMessage,
-                                           "peer id " + h.peer_id + " is not the one of your key (" +
-                                               expected + ")"});
+                                           "peer id " + h.peer_id +
+                                               " is not the one of your key (" + expected + ")"});
         return;
       }
     }
@@ -687,7 +687,8 @@ struct Coordinator::Impl {
       key = *config.key;
     } else {
       std::string path = config.key_file;
-      if (path.empty() && !config.data_dir.empty()) path = config.data_dir + "/curve/coordinator.key";
+      if (path.empty() && !config.data_dir.empty())
+        path = config.data_dir + "/curve/coordinator.key";
       if (path.empty()) {
         key = curve::Generate();  // memory-only coordinator: a key for this run
       } else {
@@ -809,7 +810,12 @@ struct Coordinator::Impl {
 
 Coordinator::Coordinator(CoordinatorConfig config, const tasks::Registry& registry)
     : impl_(std::make_unique<Impl>(std::move(config), registry)) {}
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  if (impl_->zap && impl_->config.publish_local_key) {
+    for (const std::string& ep : {impl_->peer_ep, impl_->client_ep})
+      curve::UnpublishLocalKey(ep, impl_->key.public_key);
+  }
+}
 
 Status Coordinator::Start() {
   InitCrypto();

@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "sparecycles/coordinator/coordinator.hpp"
@@ -40,6 +41,16 @@ int PrintKey(const Options& opt) {
                  "sparecycles-coordinator key: a coordinator without --data has a new key each "
                  "run; give --data DIR (or --key-file FILE)\n");
     return 2;
+  }
+  // The public file is enough (and readable by an operator who is not the coordinator's user).
+  std::string pub = path;
+  if (pub.size() > 4 && pub.compare(pub.size() - 4, 4, ".key") == 0) pub.resize(pub.size() - 4);
+  std::error_code ec;
+  if (std::filesystem::exists(pub + ".pub", ec)) {
+    auto key = curve::LoadPublicKey(pub + ".pub");
+    if (!key.ok()) return Fail(key.status());
+    std::printf("%s\n", key->Z85().c_str());
+    return 0;
   }
   auto pair = curve::LoadOrCreateKeyPair(path, "coordinator");
   if (!pair.ok()) return Fail(pair.status());
@@ -129,9 +140,10 @@ int main(int argc, char** argv) {
   opt.Add("key-file", "",
           "The coordinator's CURVE key pair (created when missing, mode 0600). Empty =\n"
           "      DATA/curve/coordinator.key, or a new key each run without --data.");
-  opt.Add("worker-keys", "",
-          "Only these worker keys may join: a file of 'KEY' lines or a directory of *.pub files,\n"
-          "      read again on SIGHUP. Empty = open enrollment (any key; meant for volunteer pools).");
+  opt.Add(
+      "worker-keys", "",
+      "Only these worker keys may join: a file of 'KEY' lines or a directory of *.pub files,\n"
+      "      read again on SIGHUP. Empty = open enrollment (any key; meant for volunteer pools).");
   opt.Add("client-keys", "",
           "Only these client keys may use --clients: a file of 'KEY [ROLE]' lines, read again on\n"
           "      SIGHUP (roles are not enforced yet). Empty = any client key.");
@@ -203,7 +215,8 @@ int main(int argc, char** argv) {
   if (!volunteer && cfg.worker_keys.empty())
     SC_LOG(Warn) << "cluster pool without --worker-keys: ANY worker key may join and is trusted "
                     "with a single replica; list your machines' keys (--worker-keys) unless only "
-                    "they can reach " << cfg.peer_endpoint;
+                    "they can reach "
+                 << cfg.peer_endpoint;
   auto opt_or = [&](const char* name, const char* def) {
     return opt.Get(name).empty() ? std::string(def) : opt.Get(name);
   };
@@ -270,11 +283,11 @@ int main(int argc, char** argv) {
   coordinator::Coordinator coord(cfg, tasks::Registry::BuiltIn());
   if (Status s = coord.Start(); !s.ok()) return Fail(s);
   if (!opt.Get("endpoints-file").empty()) {
-    Status s = WriteFileAtomic(
-        opt.Get("endpoints-file"),
-        "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n" +
-            "key " + coord.public_key().Z85() + "\n" +
-            (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
+    Status s =
+        WriteFileAtomic(opt.Get("endpoints-file"),
+                        "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() +
+                            "\n" + "key " + coord.public_key().Z85() + "\n" +
+                            (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
     if (!s.ok()) return Fail(s);
   }
   g_coordinator = &coord;

@@ -33,11 +33,9 @@ Status ZapHandler::Start(zmq::context_t& ctx) {
 
 Status ZapHandler::Reload() {
   auto workers = LoadList(config_.worker_keys);
-  if (!workers.ok())
-    return InvalidArgument("--worker-keys: " + workers.status().message());
+  if (!workers.ok()) return InvalidArgument("--worker-keys: " + workers.status().message());
   auto clients = LoadList(config_.client_keys);
-  if (!clients.ok())
-    return InvalidArgument("--client-keys: " + clients.status().message());
+  if (!clients.ok()) return InvalidArgument("--client-keys: " + clients.status().message());
   workers_ = std::move(*workers);
   clients_ = std::move(*clients);
   if (workers_)
@@ -75,8 +73,8 @@ std::pair<bool, std::string> ZapHandler::Decide(const std::string& domain,
     ++(peers ? stats_.peers_refused : stats_.clients_refused);
     if (logged_++ < 100 || logged_ % 1000 == 0)
       SC_LOG(Warn) << (peers ? "worker" : "client") << " key " << key.Z85() << " from " << address
-                   << " is not listed in "
-                   << (peers ? config_.worker_keys : config_.client_keys) << ": refused";
+                   << " is not listed in " << (peers ? config_.worker_keys : config_.client_keys)
+                   << ": refused";
     return {false, "key not allowed"};
   }
   ++(peers ? stats_.peers_accepted : stats_.clients_accepted);

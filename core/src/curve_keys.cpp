@@ -19,8 +19,10 @@ namespace sparecycles::curve {
 namespace {
 
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
     s.remove_suffix(1);
   return s;
 }
@@ -74,7 +76,8 @@ Result<std::string> ReadSmall(const std::string& path, std::size_t limit) {
   std::error_code ec;
   const auto st = std::filesystem::status(path, ec);
   if (ec || !std::filesystem::exists(st)) return NotFound("no key file " + path);
-  if (!std::filesystem::is_regular_file(st)) return InvalidArgument(path + " is not a regular file");
+  if (!std::filesystem::is_regular_file(st))
+    return InvalidArgument(path + " is not a regular file");
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return Unavailable("cannot read " + path + ": " + ec.message());
   if (size > limit)
@@ -145,8 +148,8 @@ std::pair<std::string, std::string> HostPort(const std::string& endpoint) {
 }
 
 bool IsThisMachine(const std::string& host) {
-  return host == "localhost" || host == "::1" || host == "0.0.0.0" || host == "*" ||
-         host == "::" || host.rfind("127.", 0) == 0;
+  return host == "localhost" || host == "::1" || host == "0.0.0.0" || host == "*" || host == "::" ||
+         host.rfind("127.", 0) == 0;
 }
 
 }  // namespace
@@ -191,10 +194,9 @@ Result<PublicKey> ParsePublicKey(std::string_view text) {
                          std::to_string(text.size()) + " characters");
 }
 
-Result<PublicKey> LoadPublicKey(const std::string& path) {
-  auto text = ReadSmall(path, kMaxKeyFile);
-  if (!text.ok()) return text.status();
-  const auto lines = Lines(*text);
+// The text of a public key file: its first line that is not a comment.
+static Result<PublicKey> ParsePublicKeyFile(std::string_view text, const std::string& path) {
+  const auto lines = Lines(text);
   if (lines.empty()) return DataLoss(path + " holds no key");
   std::string_view first = lines.front().second;
   // A secret key file has "public <z85>"; accept it as the public key too.
@@ -204,9 +206,18 @@ Result<PublicKey> LoadPublicKey(const std::string& path) {
   return key;
 }
 
+Result<PublicKey> LoadPublicKey(const std::string& path) {
+  auto text = ReadSmall(path, kMaxKeyFile);
+  if (!text.ok()) return text.status();
+  return ParsePublicKeyFile(*text, path);
+}
+
 Result<PublicKey> PublicKeyFromArg(const std::string& arg) {
   auto direct = ParsePublicKey(arg);
   if (direct.ok()) return direct;
+  // The content of a key file (e.g. a Kubernetes Secret handed over as an environment variable).
+  if (arg.find('\n') != std::string::npos && arg.size() <= kMaxKeyFile)
+    return ParsePublicKeyFile(arg, "the key text");
   std::error_code ec;
   if (std::filesystem::exists(arg, ec)) return LoadPublicKey(arg);
   return InvalidArgument("'" + arg + "' is neither a CURVE public key nor a key file (" +
@@ -255,8 +266,7 @@ Result<KeyPair> LoadKeyPair(const std::string& path) {
   auto pk = ParsePublicKey(*pub);
   if (!pk.ok()) return DataLoss(path + ": public: " + pk.status().message());
   p.public_key = *pk;
-  if (!DecodeZ85(*sec, p.secret.data()))
-    return DataLoss(path + ": secret: not 40 Z85 characters");
+  if (!DecodeZ85(*sec, p.secret.data())) return DataLoss(path + ": secret: not 40 Z85 characters");
   // The secret must be the one of the stated public key (a file pasted together from two pairs
   // would otherwise fail only at the first handshake, far from its cause).
   char derived[kZ85Chars + 1] = {};
@@ -365,6 +375,16 @@ Status PublishLocalKey(const std::string& endpoint, const PublicKey& key) {
   if (!dir.ok()) return dir.status();
   return SavePublicKey(*dir + "/port-" + port + ".pub", key,
                        "public key of the coordinator bound to " + endpoint);
+}
+
+void UnpublishLocalKey(const std::string& endpoint, const PublicKey& key) {
+  const auto [host, port] = HostPort(endpoint);
+  if (port.empty()) return;
+  auto dir = LocalKeyDir(false);
+  if (!dir.ok()) return;
+  const std::string path = *dir + "/port-" + port + ".pub";
+  auto held = LoadPublicKey(path);
+  if (held.ok() && *held == key) ::unlink(path.c_str());  // not a later coordinator's
 }
 
 std::optional<PublicKey> FindLocalKey(const std::string& endpoint) {

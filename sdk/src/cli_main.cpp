@@ -129,13 +129,14 @@ void AddJobOptions(Options& o, bool embedded) {
     o.AddFlag("verbose", "Show the embedded coordinator's and worker's logs.");
   } else {
     o.Add("coordinator", "tcp://127.0.0.1:7738", "The coordinator's client endpoint.");
-    o.Add("coordinator-key", "",
+    o.Add(
+        "coordinator-key", "",
         "The coordinator's public key (Z85/hex) or its file. Empty = $XDG_CONFIG_HOME/\n"
         "      sparecycles/coordinator.pub when it exists, else the key a coordinator of yours on\n"
         "      this machine published for --coordinator.");
     o.Add("key", "",
-        "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
-        "      sparecycles/client.key when it exists, else a fresh key for this command.");
+          "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
+          "      sparecycles/client.key when it exists, else a fresh key for this command.");
     o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
     o.AddFlag("no-wait", "Print the job id and return at once.");
   }

@@ -440,9 +440,9 @@ Result<Client> Client::Local(const LocalOptions& options) {
     if (!t) return InvalidArgument("LocalOptions.in_process_tasks holds a null task");
     core->registry->AddShared(t);
   }
-  // Zero-config, still CURVE: fresh keys for this process, handed over directly.
+  // Zero-config, still CURVE: fresh keys for this process, handed over directly (and published
+  // for this user's other programs, which may connect to client->endpoint()).
   cc.key = curve::Generate();
-  cc.publish_local_key = false;
   core->coord = std::make_unique<coordinator::Coordinator>(cc, *core->registry);
   SC_RETURN_IF_ERROR(core->coord->Start());
   core->coord_thread = std::thread([c = core->coord.get()] { c->Run(); });

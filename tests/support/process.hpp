@@ -131,26 +131,12 @@ class Cluster {
     const std::string ep = dir_ / "endpoints";
     std::error_code ec;
     std::filesystem::remove(ep, ec);
-    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN,
-                                     "--peers",
-                                     peers,
-                                     "--clients",
-                                     clients,
-                                     "--endpoints-file",
-                                     ep,
-                                     "--heartbeat",
-                                     "200ms",
-                                     "--peer-timeout",
-                                     "2s",
-                                     "--lease-min",
-                                     "10s",
-                                     "--disconnect-grace",
-                                     "100ms",
-                                     "--pool",
-                                     "cluster",
+    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN, "--peers", peers, "--clients",
+                                     clients, "--endpoints-file", ep, "--heartbeat", "200ms",
+                                     "--peer-timeout", "2s", "--lease-min", "10s",
+                                     "--disconnect-grace", "100ms", "--pool", "cluster",
                                      // A restarted coordinator keeps its key (workers pinned it).
-                                     "--key-file",
-                                     dir_ / "coordinator.key"};
+                                     "--key-file", dir_ / "coordinator.key"};
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
     coordinator_ = std::make_unique<Process>(
         argv, dir_ / ("coordinator" + std::to_string(++coordinator_starts_)));
@@ -183,6 +169,9 @@ class Cluster {
         // detection passes its own flags, which come later and win.
         "--pause-above", "off", "--throttle", "off", "--priority", "normal"};
     argv.insert(argv.end(), cmd.begin(), cmd.end());
+    // The key it pins, as an operator hands it over: the coordinator may listen on an address
+    // that is not loopback (a veth), where a worker does not look for a published key.
+    if (!coordinator_key_.empty()) argv.insert(argv.end(), {"--coordinator-key", coordinator_key_});
     argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
     workers_.push_back(

@@ -1,11 +1,12 @@
 // CURVE key files: created with the right modes, read back, and every bad file refused with an
 // error that names the problem (docs/security.md, "Keys and their files").
+#include "sparecycles/core/curve_keys.hpp"
+
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
 #include <fstream>
 
-#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "temp_dir.hpp"
 
@@ -110,6 +111,10 @@ TEST_CASE("public keys parse from Z85 or hex and nothing else") {
   CHECK_FALSE(curve::ParsePublicKey(std::string(40, '~')).ok());  // not in the Z85 alphabet
   CHECK_FALSE(curve::ParsePublicKey(std::string(64, 'g')).ok());  // not hex
   CHECK(Contains(curve::PublicKeyFromArg("/no/such/file").status().message(), "neither"));
+  // A key file's text (e.g. a Secret passed as an environment variable) is read as the file.
+  auto text = curve::PublicKeyFromArg("# coordinator\n" + a.public_key.Z85() + "\n");
+  REQUIRE(text.ok());
+  CHECK(*text == a.public_key);
 }
 
 TEST_CASE("a peer id is a stable function of the public key and differs between keys") {

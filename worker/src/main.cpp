@@ -253,10 +253,11 @@ int main(int argc, char** argv) {
   opt.Add("curve", "on",
           "on = CurveZMQ to the coordinator (encrypted, it must prove its key). off = PLAINTEXT,\n"
           "      only for a coordinator started with --curve off (benchmarks, closed networks).");
-  opt.Add("coordinator-key", "",
-          "The coordinator's public key (Z85 or hex) or a file holding it; empty = the key pinned\n"
-          "      in --state-dir, else the one a coordinator of this user on this machine published\n"
-          "      (pinned at first use). A key other than the pinned one is refused.");
+  opt.Add(
+      "coordinator-key", "",
+      "The coordinator's public key (Z85 or hex) or a file holding it; empty = the key pinned\n"
+      "      in --state-dir, else the one a coordinator of this user on this machine published\n"
+      "      (pinned at first use). A key other than the pinned one is refused.");
   opt.Add("state-dir", DefaultStateDir(),
           "Directory for the worker's own state (peer id, checkpoints, status).");
   opt.Add("account", "", "Your volunteer account name, shown by the coordinator.");

@@ -46,7 +46,7 @@ double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_i
   } else {
     server = curve::FindLocalKey(clients);
   }
-  if (!server) return -1;  // the client endpoint only speaks CURVE
+  if (!server) return -1;                         // the client endpoint only speaks CURVE
   const curve::KeyPair mine = curve::Generate();  // a read-only query: an ephemeral client key
   net::SocketConfig sc;
   sc.curve_server_key = server->Z85();

@@ -21,7 +21,7 @@ namespace sparecycles::worker {
 struct VolunteerPageConfig {
   std::string bind = "127.0.0.1:0";  // HOST:PORT, loopback only
   std::string config_file;           // where preference changes are saved; empty = not saved
-  std::string coordinator_key;   // its public key (ValidatedCpuSeconds); empty = found locally
+  std::string coordinator_key;       // its public key (ValidatedCpuSeconds); empty = found locally
   std::string clients_endpoint;  // the coordinator's client endpoint, for validated CPU time; empty
                                  // = unknown
   Preferences preferences;       // as the worker started

@@ -79,7 +79,7 @@ struct Worker::Impl {
   const Clock& clock;
   const tasks::Registry& registry;
   std::string peer_id;
-  curve::KeyPair key;              // this peer's key; peer_id is its key's
+  curve::KeyPair key;                // this peer's key; peer_id is its key's
   curve::PublicKey coordinator_key;  // the pinned key the coordinator must prove it holds
   proto::Hello hello;
   zmq::context_t ctx{1};

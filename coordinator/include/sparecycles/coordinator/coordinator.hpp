@@ -45,7 +45,9 @@ struct CoordinatorConfig {
   // machine (curve::PublishLocalKey).
   std::optional<curve::KeyPair> key;
   std::string key_file;
-  bool publish_local_key = true;  // false = the embedded local mode (its ports are private)
+  // Publish the public key for this user's programs on this machine (removed again when the
+  // Coordinator is destroyed). Default: true
+  bool publish_local_key = true;
   // Peer endpoint: empty = open enrollment (any worker key may join), else only the worker keys
   // listed in this file or directory (cluster pools). Reloaded by ReloadKeys(). Default: empty
   std::string worker_keys;

@@ -15,9 +15,9 @@
 
 namespace sparecycles::curve {
 
-inline constexpr std::size_t kKeyBytes = 32;     // a Curve25519 key
-inline constexpr std::size_t kZ85Chars = 40;     // its Z85 text
-inline constexpr std::size_t kMaxKeyFile = 4096;  // a key file is read up to this size
+inline constexpr std::size_t kKeyBytes = 32;         // a Curve25519 key
+inline constexpr std::size_t kZ85Chars = 40;         // its Z85 text
+inline constexpr std::size_t kMaxKeyFile = 4096;     // a key file is read up to this size
 inline constexpr std::size_t kMaxKeyList = 1 << 20;  // a key list (file or all files of a dir)
 inline constexpr std::size_t kMaxListedKeys = 100000;
 
@@ -54,7 +54,8 @@ Status SavePublicKey(const std::string& path, const PublicKey& key, std::string_
 
 /// A secret key file ("public <z85>" and "secret <z85>" lines). The file must be a regular file
 /// readable by its owner only (no group or other permission bits), and the secret must produce
-/// the stated public key. Errors: NotFound, FailedPrecondition (permissions), DataLoss (garbage, truncated).
+/// the stated public key. Errors: NotFound, FailedPrecondition (permissions), DataLoss (garbage,
+/// truncated).
 Result<KeyPair> LoadKeyPair(const std::string& path);
 /// Writes a secret key file with mode 0600 (created so, never wider) and `<path minus .key>.pub`
 /// beside it with mode 0644.
@@ -68,7 +69,7 @@ std::string PeerIdFor(const PublicKey& key);
 /// One entry of a key list: the key and the rest of its line (for clients: a role, later).
 struct ListedKey {
   PublicKey key;
-  std::string role;  // second column, empty when none
+  std::string role;    // second column, empty when none
   std::string source;  // "file:line", for messages
 };
 /// A key list: a file with one key a line ("KEY [ROLE] [# comment]"), or a directory whose
@@ -82,6 +83,8 @@ Result<std::vector<ListedKey>> LoadKeyList(const std::string& path);
 Result<std::string> LocalKeyDir(bool create);
 /// Publishes `key` for a bound TCP endpoint (tcp://host:port) in LocalKeyDir().
 Status PublishLocalKey(const std::string& endpoint, const PublicKey& key);
+/// Removes what PublishLocalKey wrote for `endpoint`, if it still holds `key`.
+void UnpublishLocalKey(const std::string& endpoint, const PublicKey& key);
 /// The key a coordinator on this machine published for `endpoint`, when `endpoint` names this
 /// machine (127.0.0.0/8, ::1, localhost, 0.0.0.0) and such a file exists.
 std::optional<PublicKey> FindLocalKey(const std::string& endpoint);
