@@ -700,6 +700,7 @@ struct Coordinator::Impl {
     ZapConfig zc;
     zc.worker_keys = config.worker_keys;
     zc.client_keys = config.client_keys;
+    zc.self = key.public_key;
     zap = std::make_unique<ZapHandler>(zc);
     return zap->Start(ctx);
   }
@@ -892,8 +893,14 @@ Status Coordinator::Start() {
   }
   if (!impl_->config.http_endpoint.empty()) {  // HTTP side: metrics, health, dashboard
     impl_->metrics = std::make_unique<LoopMetrics>([impl = impl_.get()] { impl->wake.Wake(); });
+    net::SocketConfig self;  // the HTTP side's cancels: a client with the coordinator's own key
+    if (impl_->zap) {
+      self.curve_server_key = impl_->key.public_key.Z85();
+      self.curve_public = impl_->key.public_key.Z85();
+      self.curve_secret = impl_->key.SecretZ85();
+    }
     impl_->http = std::make_unique<CoordinatorHttp>(*impl_->metrics, impl_->config.http_admin_token,
-                                                    impl_->client_ep);
+                                                    impl_->client_ep, self);
     SC_RETURN_IF_ERROR(impl_->http->Start(impl_->config.http_endpoint));
     impl_->metrics->MarkReady(true);
   }

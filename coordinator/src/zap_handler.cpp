@@ -48,6 +48,7 @@ Status ZapHandler::Reload() {
 }
 
 std::optional<std::string> ZapHandler::ClientRole(const std::string& user_id) const {
+  if (config_.self && user_id == config_.self->Hex()) return std::string("admin");
   if (!clients_) return std::nullopt;
   auto it = clients_->find(user_id);
   if (it == clients_->end()) return std::nullopt;
@@ -69,7 +70,8 @@ std::pair<bool, std::string> ZapHandler::Decide(const std::string& domain,
   std::copy(credentials.begin(), credentials.end(), key.bytes.begin());
   const std::string hex = key.Hex();
   const auto& list = peers ? workers_ : clients_;
-  if (list && list->count(hex) == 0) {
+  const bool self = !peers && config_.self && key == *config_.self;
+  if (list && list->count(hex) == 0 && !self) {
     ++(peers ? stats_.peers_refused : stats_.clients_refused);
     if (logged_++ < 100 || logged_ % 1000 == 0)
       SC_LOG(Warn) << (peers ? "worker" : "client") << " key " << key.Z85() << " from " << address

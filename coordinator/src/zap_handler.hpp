@@ -24,6 +24,8 @@ struct ZapConfig {
   std::string worker_keys;
   // Client endpoint: empty = any key, else only the listed ones ("KEY [ROLE]" lines).
   std::string client_keys;
+  // The coordinator's own key: always let in on the client endpoint (its HTTP side's cancels).
+  std::optional<curve::PublicKey> self;
 };
 
 struct ZapStats {

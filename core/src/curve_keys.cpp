@@ -377,6 +377,11 @@ Status PublishLocalKey(const std::string& endpoint, const PublicKey& key) {
                        "public key of the coordinator bound to " + endpoint);
 }
 
+bool IsLocalEndpoint(const std::string& endpoint) {
+  const auto [host, port] = HostPort(endpoint);
+  return !port.empty() && IsThisMachine(host);
+}
+
 void UnpublishLocalKey(const std::string& endpoint, const PublicKey& key) {
   const auto [host, port] = HostPort(endpoint);
   if (port.empty()) return;

@@ -111,6 +111,9 @@ struct JobCore {
 struct ClientCore {
   std::string endpoint;
   ClientOptions options;
+  // Set when no coordinator of this user publishes a key for a local endpoint (so none runs
+  // there): Connect stays lazy and every request answers this, like a dead endpoint.
+  Status unreachable;
   zmq::context_t ctx{1};
   std::optional<zmq::socket_t> sock;
   net::WireStats wire;
@@ -165,10 +168,17 @@ struct ClientCore {
       } else {
         server = curve::FindLocalKey(endpoint);
       }
-      if (!server)
-        return FailedPrecondition("no key for the coordinator at " + endpoint +
-                                  ": give its public key (--coordinator-key; "
-                                  "`sparecycles-coordinator key` prints it)");
+      if (!server) {
+        const std::string hint =
+            ": give its public key (--coordinator-key; `sparecycles-coordinator key` prints it)";
+        // On this machine a running coordinator publishes its key: none means none runs there.
+        if (curve::IsLocalEndpoint(endpoint)) {
+          unreachable = Unavailable("no coordinator of this user published a key for " + endpoint +
+                                    " (is one running there?)" + hint);
+          return OkStatus();
+        }
+        return FailedPrecondition("no key for the coordinator at " + endpoint + hint);
+      }
       curve::KeyPair mine;
       if (!options.key_file.empty()) {
         auto k = curve::LoadKeyPair(options.key_file);
@@ -291,6 +301,7 @@ struct ClientCore {
 
   template <class Req, class Resp>
   Result<Resp> Call(Req req) {
+    if (!unreachable.ok()) return unreachable;
     req.request_id = next_request.fetch_add(1);
     std::future<Reply> fut;
     {
@@ -417,7 +428,7 @@ Client::~Client() = default;
 Result<Client> Client::Connect(const std::string& endpoint, ClientOptions options) {
   auto core = std::make_shared<detail::ClientCore>();
   core->endpoint = endpoint;
-  core->options = options;
+  core->options = std::move(options);
   SC_RETURN_IF_ERROR(core->Open());
   return Client(std::move(core));
 }

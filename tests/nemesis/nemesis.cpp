@@ -762,15 +762,14 @@ class Run {
     Slot& s = slots_[k];
     std::vector<std::string> argv = net_.Prefix(k);
     if (s.saboteur) {
-      argv.insert(argv.end(), {SPARECYCLES_SABOTEUR_BIN, "--coordinator", peer_ep_, "--rate", "1.0",
-                               "--seed", "42", "--state-dir", StateDir(k), "--coordinator-key",
-                               coordinator_key_});
-    } else {
       argv.insert(argv.end(),
-                  {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", "1", "--state-dir",
-                   StateDir(k), "--calibrate", "5ms", "--pause-above", "off", "--throttle", "off",
-                   "--priority", "normal", "--log-level", "debug", "--coordinator-key",
-                   coordinator_key_});
+                  {SPARECYCLES_SABOTEUR_BIN, "--coordinator", peer_ep_, "--rate", "1.0", "--seed",
+                   "42", "--state-dir", StateDir(k), "--coordinator-key", coordinator_key_});
+    } else {
+      argv.insert(argv.end(), {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", "1",
+                               "--state-dir", StateDir(k), "--calibrate", "5ms", "--pause-above",
+                               "off", "--throttle", "off", "--priority", "normal", "--log-level",
+                               "debug", "--coordinator-key", coordinator_key_});
     }
     s.proc = std::make_unique<Process>(argv, StateDir(k) + "-run" + std::to_string(++s.starts));
     s.stopped = false;

@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   opt.Add("seed", "7", "Saboteurs with the same seed lie alike (collude).");
   opt.Add("cores", "1", "Cores.");
   opt.Add("state-dir", "", "State directory (its key pair, so its peer id).");
-  opt.Add("coordinator-key", "", "The coordinator's public key or its file (as sparecycles-worker).");
+  opt.Add("coordinator-key", "",
+          "The coordinator's public key or its file (as sparecycles-worker).");
   if (Status s = opt.Parse(argc, argv); !s.ok() || opt.HelpRequested()) {
     std::cout << opt.Help();
     return s.ok() ? 0 : 2;

@@ -85,6 +85,9 @@ Result<std::string> LocalKeyDir(bool create);
 Status PublishLocalKey(const std::string& endpoint, const PublicKey& key);
 /// Removes what PublishLocalKey wrote for `endpoint`, if it still holds `key`.
 void UnpublishLocalKey(const std::string& endpoint, const PublicKey& key);
+/// Whether `endpoint` is tcp:// on this machine's loopback or wildcard address (where
+/// FindLocalKey looks).
+bool IsLocalEndpoint(const std::string& endpoint);
 /// The key a coordinator on this machine published for `endpoint`, when `endpoint` names this
 /// machine (127.0.0.0/8, ::1, localhost, 0.0.0.0) and such a file exists.
 std::optional<PublicKey> FindLocalKey(const std::string& endpoint);
