@@ -251,6 +251,11 @@ class BenchCluster {
   std::string peer_ep_, client_ep_;
 };
 
+/// The daemons' flags for CURVE on (their default) or off (plaintext, to measure what it costs).
+inline std::vector<std::string> CurveFlags(bool on) {
+  return on ? std::vector<std::string>{} : std::vector<std::string>{"--curve", "off"};
+}
+
 inline std::unique_ptr<BenchCluster> StartCluster(int workers,
                                                   std::vector<std::string> coordinator_flags,
                                                   std::vector<std::string> worker_flags = {}) {
@@ -258,8 +263,12 @@ inline std::unique_ptr<BenchCluster> StartCluster(int workers,
 }
 
 /// Connects an SDK client and waits until `peers` peers are registered.
-inline Client ConnectWhenReady(BenchCluster& cluster, std::size_t peers, double timeout_s = 30) {
-  auto client = Client::Connect(cluster.client_endpoint());
+/// `curve` false: plaintext, for a cluster started with --curve off (CurveFlags(false)).
+inline Client ConnectWhenReady(BenchCluster& cluster, std::size_t peers, double timeout_s = 30,
+                               bool curve = true) {
+  ClientOptions o;
+  o.curve = curve;
+  auto client = Client::Connect(cluster.client_endpoint(), o);
   if (!client.ok()) Die("connect: " + client.status().ToString());
   const double deadline = Now() + timeout_s;
   while (Now() < deadline) {

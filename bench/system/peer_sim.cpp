@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 
 #include "bench_common.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/protocol.hpp"
 #include "sparecycles/tasks/task.hpp"
@@ -65,6 +66,9 @@ void SendHello(SimPeer& p) {
   zctx.set(zmq::ctxopt::max_sockets, count + 64);
   std::vector<SimPeer> peers(static_cast<std::size_t>(count));
   std::vector<zmq::pollitem_t> items;
+  // Like real workers, every simulated peer is a CURVE key (the coordinator published its own
+  // key for this user on this machine), and its peer id is its key's.
+  const std::optional<curve::PublicKey> server = curve::FindLocalKey(endpoint);
   const double t0 = Now();
   for (int i = 0; i < count; ++i) {
     auto& p = peers[static_cast<std::size_t>(i)];
@@ -72,9 +76,16 @@ void SendHello(SimPeer& p) {
     p.sock.set(zmq::sockopt::linger, 0);
     p.sock.set(zmq::sockopt::reconnect_ivl, 100);
     p.sock.set(zmq::sockopt::reconnect_ivl_max, 2000);
-    p.sock.connect(endpoint);
     p.id =
         "sim-" + std::to_string(getpid()) + "-" + std::to_string(shard) + "-" + std::to_string(i);
+    if (server) {
+      const curve::KeyPair key = curve::Generate();
+      p.sock.set(zmq::sockopt::curve_serverkey, server->Z85());
+      p.sock.set(zmq::sockopt::curve_publickey, key.public_key.Z85());
+      p.sock.set(zmq::sockopt::curve_secretkey, key.SecretZ85());
+      p.id = curve::PeerIdFor(key.public_key);
+    }
+    p.sock.connect(endpoint);
     SendHello(p);
     // Spread the heartbeats over the period, as independent peers would be.
     p.next_heartbeat = t0 + heartbeat_s * (static_cast<double>(i) / count);

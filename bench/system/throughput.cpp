@@ -8,6 +8,8 @@
 // prefetch) — i.e. the transport's ceiling for one message per unit on this machine. Workers
 // batch results (Results frames), so beating it is possible; the JSON also carries the echo rate
 // with 2 in flight (one unit per round trip, how workers ran before batching).
+// The replicas=1 case runs twice, CURVE on (the default) and off (--curve off): the cost of the
+// security layer, as a ratio measured in the same run.
 #include "bench_common.hpp"
 
 using namespace sparecycles;
@@ -16,16 +18,16 @@ using namespace sparecycles::bench;
 namespace {
 
 double Measure(const Args& args, std::uint64_t units, std::uint32_t replicas, bool durable,
-               int prefetch, int repeats) {
+               int prefetch, int repeats, bool curve = true) {
   TempDir data;
-  std::vector<std::string> cflags, wflags;
+  std::vector<std::string> cflags = CurveFlags(curve), wflags = CurveFlags(curve);
   if (durable) cflags = {"--data", data.path()};
   if (prefetch > 1) {
     cflags.insert(cflags.end(), {"--prefetch", std::to_string(prefetch)});
-    wflags = {"--prefetch", std::to_string(prefetch)};
+    wflags.insert(wflags.end(), {"--prefetch", std::to_string(prefetch)});
   }
   auto cluster = StartCluster(2, cflags, wflags);
-  Client client = ConnectWhenReady(*cluster, 2);
+  Client client = ConnectWhenReady(*cluster, 2, 30, curve);
   TimeJob(client, SpinJob(std::min<std::uint64_t>(units, 200), 0, replicas));  // warm-up
   double best = 0;
   for (int i = 0; i < repeats; ++i) {
@@ -67,6 +69,16 @@ int main(int argc, char** argv) {
     f.extra["echo_2_in_flight"] = echo;
     f.value = Measure(args, units, 1, false, 1, repeats);
     Emit(f, args);
+
+    // The security layer's cost: the same case with CURVE off (plaintext), in the same run.
+    const double with_curve = f.value;
+    Figure off = f;
+    off.case_name = "replicas=1, memory store, 2 workers, CURVE off (plaintext)";
+    off.goal = "";
+    off.value = Measure(args, units, 1, false, 1, repeats, /*curve=*/false);
+    Emit(off, args);
+    std::cerr << "CURVE on / off: " << with_curve << " / " << off.value
+              << " units/s = " << with_curve / off.value << " (goal >= 0.8)\n";
 
     f.case_name = "replicas=2 quorum=2, durable store (--data), 2 workers";
     f.goal = ">= 20000";

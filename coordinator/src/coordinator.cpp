@@ -15,6 +15,7 @@
 #include "sparecycles/core/transport.hpp"
 #include "sparecycles/package/job.hpp"
 #include "store.hpp"
+#include "zap_handler.hpp"
 
 namespace sparecycles::coordinator {
 
@@ -64,6 +65,12 @@ struct Coordinator::Impl {
   std::vector<std::pair<std::string, std::string>> peer_out;  // peer messages held until commit
   std::unique_ptr<Store> store;
   std::unique_ptr<PackageService> packages;
+  // Security layer: the key pair both endpoints serve with, and the ZAP handler (null when CURVE
+  // is off) that lets keys in; `reload_keys` is set by ReloadKeys() (SIGHUP).
+  curve::KeyPair key;
+  std::unique_ptr<ZapHandler> zap;
+  std::atomic<bool> reload_keys{false};
+  std::uint64_t hellos_wrong_id = 0;
   std::optional<zmq::socket_t> monitor;  // disconnect events of the peer socket
   std::uint64_t bad_logged = 0;
 
@@ -177,6 +184,13 @@ struct Coordinator::Impl {
     if (*type == MsgType::kHello) return OnHello(f, body, now);
     const PeerHandle* known = sessions.Find(f.identity);
     if (known == nullptr) {
+      SendPeer(f.identity, proto::Reject{proto::RejectCode::kHelloFirst, "say Hello first"});
+      return;
+    }
+    if (zap && PeerName(*known) != AuthenticatedPeerId(f)) {
+      // A routing identity once used by another key (a connection that took it over after the
+      // owner left): nothing of that peer is this connection's.
+      ++hellos_wrong_id;
       SendPeer(f.identity, proto::Reject{proto::RejectCode::kHelloFirst, "say Hello first"});
       return;
     }
@@ -321,6 +335,13 @@ struct Coordinator::Impl {
     return hello;
   }
 
+  // The peer id the connection's CURVE key stands for (ZAP User-Id = the key's hex); empty when
+  // the connection is not authenticated.
+  static std::string AuthenticatedPeerId(net::RouterFrame& f) {
+    auto key = curve::ParsePublicKey(net::UserId(f.payload));
+    return key.ok() ? curve::PeerIdFor(*key) : std::string();
+  }
+
   void OnHello(net::RouterFrame& f, std::string_view body, TimePoint now) {
     proto::Hello h;
     if (Status s = proto::Decode(body, h); !s.ok()) {
@@ -328,6 +349,21 @@ struct Coordinator::Impl {
       BadFrame("peer", s);
       SendPeer(f.identity, proto::Reject{proto::RejectCode::kBadMessage, s.message()});
       return;
+    }
+    if (zap) {
+      // Peers are their keys: a Hello may only speak for the peer id of its own key, so no one
+      // can take over another peer's leases by claiming its id.
+      const std::string expected = AuthenticatedPeerId(f);
+      if (h.peer_id != expected) {
+        ++hellos_wrong_id;
+        if (hellos_wrong_id <= 100)
+          SC_LOG(Warn) << "refused a Hello claiming peer id " << h.peer_id
+                       << " from a connection whose key is " << expected;
+        SendPeer(f.identity, proto::Reject{proto::RejectCode::kBadMessage,
+                                           "peer id " + h.peer_id +
+                                               " is not the one of your key (" + expected + ")"});
+        return;
+      }
     }
     const PeerHello hello = ToPeerHello(h, f);
     if (const int fd = net::SourceFd(f.payload); fd >= 0) sessions.NoteConnection(fd, f.identity);
@@ -644,6 +680,38 @@ struct Coordinator::Impl {
     }
   }
 
+  // The key pair (config.key, key_file, DATA_DIR/curve/coordinator.key or a fresh one) and the
+  // ZAP handler, which must be bound before the CURVE sockets.
+  Status SetUpKeys() {
+    if (!config.curve) {
+      SC_LOG(Warn) << "CURVE OFF: both endpoints are plaintext and unauthenticated, anyone can "
+                      "join as any peer (benchmark configuration)";
+      return OkStatus();
+    }
+    if (!curve::Available())
+      return FailedPrecondition("this libzmq has no CURVE support (built without libsodium)");
+    if (config.key) {
+      key = *config.key;
+    } else {
+      std::string path = config.key_file;
+      if (path.empty() && !config.data_dir.empty())
+        path = config.data_dir + "/curve/coordinator.key";
+      if (path.empty()) {
+        key = curve::Generate();  // memory-only coordinator: a key for this run
+      } else {
+        auto loaded = curve::LoadOrCreateKeyPair(path, "coordinator");
+        if (!loaded.ok()) return loaded.status();
+        key = *loaded;
+      }
+    }
+    ZapConfig zc;
+    zc.worker_keys = config.worker_keys;
+    zc.client_keys = config.client_keys;
+    zc.self = key.public_key;
+    zap = std::make_unique<ZapHandler>(zc);
+    return zap->Start(ctx);
+  }
+
   void UpdateStats() {
     std::lock_guard lock(stats_mu);
     snapshot.frames_in = peer_wire.frames_in + client_wire.frames_in;
@@ -655,6 +723,11 @@ struct Coordinator::Impl {
     snapshot.leases_in_flight = scheduler.in_flight();
     snapshot.scheduler = scheduler.stats();
     snapshot.disconnects = disconnects;
+    snapshot.hellos_wrong_id = hellos_wrong_id;
+    if (zap) {
+      snapshot.peer_keys_refused = zap->stats().peers_refused;
+      snapshot.client_keys_refused = zap->stats().clients_refused;
+    }
   }
 
   // The scheduler's timers: silent peers, expired leases, straggler backups.
@@ -678,6 +751,7 @@ struct Coordinator::Impl {
         {nullptr, wake.fd(), ZMQ_POLLIN, 0},
         {monitor->handle(), 0, ZMQ_POLLIN, 0},
     };
+    if (zap) items.push_back({zap->socket().handle(), 0, ZMQ_POLLIN, 0});
     const Duration tick_every = std::clamp<Duration>(
         config.scheduler.peer_timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));
     TimePoint next_tick = clock.Now() + tick_every;
@@ -694,6 +768,13 @@ struct Coordinator::Impl {
       now = clock.Now();
       const TimePoint turn_start = now;  // HTTP side: loop-turn latency
       if (items[3].revents & ZMQ_POLLIN) OnMonitorEvent(now);
+      if (zap) {  // handshakes first: a new connection waits for nothing else
+        if (reload_keys.exchange(false)) {
+          if (Status s = zap->Reload(); !s.ok())
+            SC_LOG(Error) << "key lists not reloaded, the previous ones stay: " << s.message();
+        }
+        zap->Drain();
+      }
       // Drain what is waiting, bounded so neither side starves the other or the timers.
       for (int i = 0; i < 4096; ++i) {
         auto f = net::RecvRouter(*peers_sock, &peer_wire);
@@ -737,7 +818,12 @@ struct Coordinator::Impl {
 
 Coordinator::Coordinator(CoordinatorConfig config, const tasks::Registry& registry)
     : impl_(std::make_unique<Impl>(std::move(config), registry)) {}
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  if (impl_->zap && impl_->config.publish_local_key) {
+    for (const std::string& ep : {impl_->peer_ep, impl_->client_ep})
+      curve::UnpublishLocalKey(ep, impl_->key.public_key);
+  }
+}
 
 Status Coordinator::Start() {
   InitCrypto();
@@ -770,7 +856,14 @@ Status Coordinator::Start() {
       SC_LOG(Info) << "recovered " << jobs << " jobs (" << unfinished << " unfinished) and "
                    << leases << " open leases from " << impl_->config.data_dir;
   }
+  SC_RETURN_IF_ERROR(impl_->SetUpKeys());
   net::SocketConfig sc;
+  if (impl_->zap) {
+    sc.curve_server = true;
+    sc.curve_public = impl_->key.public_key.Z85();
+    sc.curve_secret = impl_->key.SecretZ85();
+    sc.zap_domain = kPeerDomain;
+  }
   // No ZMTP heartbeats on the coordinator's side: with thousands of peers, libzmq's per-connection
   // heartbeat timers make its I/O thread quadratic (docs/benchmarks.md). Peers still send ZMTP
   // PINGs (answered automatically) and application Heartbeats; silence and disconnect detection
@@ -780,6 +873,7 @@ Status Coordinator::Start() {
   if (!peers.ok()) return peers.status();
   net::SocketConfig cc = sc;
   cc.heartbeat_ivl_ms = 0;
+  if (impl_->zap) cc.zap_domain = kClientDomain;
   auto clients = net::BindRouter(impl_->ctx, impl_->config.client_endpoint, cc);
   if (!clients.ok()) return clients.status();
   impl_->peers_sock.emplace(std::move(*peers));
@@ -798,10 +892,22 @@ Status Coordinator::Start() {
   impl_->client_ep = net::LastEndpoint(*impl_->clients_sock);
   SC_LOG(Info) << "listening for peers on " << impl_->peer_ep << " and clients on "
                << impl_->client_ep;
+  if (impl_->zap && impl_->config.publish_local_key) {
+    SC_LOG(Info) << "coordinator key " << impl_->key.public_key.Z85();
+    for (const std::string& ep : {impl_->peer_ep, impl_->client_ep})
+      if (Status s = curve::PublishLocalKey(ep, impl_->key.public_key); !s.ok())
+        SC_LOG(Warn) << "cannot publish the coordinator key for local programs: " << s.message();
+  }
   if (!impl_->config.http_endpoint.empty()) {  // HTTP side: metrics, health, dashboard
     impl_->metrics = std::make_unique<LoopMetrics>([impl = impl_.get()] { impl->wake.Wake(); });
+    net::SocketConfig self;  // the HTTP side's cancels: a client with the coordinator's own key
+    if (impl_->zap) {
+      self.curve_server_key = impl_->key.public_key.Z85();
+      self.curve_public = impl_->key.public_key.Z85();
+      self.curve_secret = impl_->key.SecretZ85();
+    }
     impl_->http = std::make_unique<CoordinatorHttp>(*impl_->metrics, impl_->config.http_admin_token,
-                                                    impl_->client_ep);
+                                                    impl_->client_ep, self);
     SC_RETURN_IF_ERROR(impl_->http->Start(impl_->config.http_endpoint));
     impl_->metrics->MarkReady(true);
   }
@@ -809,6 +915,13 @@ Status Coordinator::Start() {
 }
 
 void Coordinator::Run() { impl_->Loop(); }
+
+void Coordinator::ReloadKeys() {
+  impl_->reload_keys.store(true);
+  impl_->wake.Wake();
+}
+
+curve::PublicKey Coordinator::public_key() const { return impl_->key.public_key; }
 
 void Coordinator::Stop() {
   impl_->stop.store(true);

@@ -38,10 +38,12 @@ std::string LocalEndpoint(const std::string& ep) {
 }  // namespace
 
 CoordinatorHttp::CoordinatorHttp(LoopMetrics& metrics, std::string admin_token,
-                                 const std::string& client_endpoint)
+                                 const std::string& client_endpoint,
+                                 net::SocketConfig client_config)
     : metrics_(metrics),
       admin_token_(std::move(admin_token)),
-      client_endpoint_(LocalEndpoint(client_endpoint)) {
+      client_endpoint_(LocalEndpoint(client_endpoint)),
+      client_config_(std::move(client_config)) {
   server_.Get("/metrics", [this](const http::Request&) {
     auto snap = metrics_.Latest();
     if (!snap) return Text(503, "no snapshot yet\n");
@@ -114,7 +116,7 @@ http::Response CoordinatorHttp::Cancel(const http::Request& req) {
   if (it->second.empty() || *end != '\0' || job == 0) return Text(400, "bad job id\n");
   // The loop owns every job: ask it like any client does, over the client endpoint.
   zmq::context_t ctx{1};
-  auto sock = net::ConnectDealer(ctx, client_endpoint_);
+  auto sock = net::ConnectDealer(ctx, client_endpoint_, client_config_);
   if (!sock.ok()) return Text(502, sock.status().ToString() + "\n");
   sock->set(zmq::sockopt::linger, 0);
   proto::CancelJob m;

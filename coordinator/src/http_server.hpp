@@ -10,14 +10,16 @@
 
 #include "metrics.hpp"
 #include "sparecycles/core/http.hpp"
+#include "sparecycles/core/transport.hpp"
 
 namespace sparecycles::coordinator {
 
 class CoordinatorHttp {
  public:
-  /// `admin_token` empty = writes disabled. `client_endpoint`: where cancels are sent.
-  CoordinatorHttp(LoopMetrics& metrics, std::string admin_token,
-                  const std::string& client_endpoint);
+  /// `admin_token` empty = writes disabled. `client_endpoint`: where cancels are sent, with the
+  /// socket options in `client_config` (CURVE: the coordinator's own key, see ZapHandler).
+  CoordinatorHttp(LoopMetrics& metrics, std::string admin_token, const std::string& client_endpoint,
+                  net::SocketConfig client_config = {});
   ~CoordinatorHttp();
   Status Start(const std::string& host_port);
   void Stop();
@@ -28,6 +30,7 @@ class CoordinatorHttp {
 
   LoopMetrics& metrics_;
   std::string admin_token_, client_endpoint_;
+  net::SocketConfig client_config_;
   http::Server server_;
 };
 

@@ -1,6 +1,9 @@
 // sparecycles-coordinator: parses options and runs the coordinator until SIGINT/SIGTERM.
+#include <signal.h>
+
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "sparecycles/coordinator/coordinator.hpp"
@@ -15,19 +18,56 @@ coordinator::Coordinator* g_coordinator = nullptr;
 void OnSignal(int) {
   if (g_coordinator) g_coordinator->Stop();
 }
-
 int Fail(const Status& s) {
   std::fprintf(stderr, "sparecycles-coordinator: %s\n", s.ToString().c_str());
   return 2;
 }
+void OnHangup(int) {
+  if (g_coordinator) g_coordinator->ReloadKeys();
+}
+
+// Where the key pair lives: --key-file, else DATA/curve/coordinator.key; empty = none on disk.
+std::string KeyPath(const Options& opt) {
+  if (!opt.Get("key-file").empty()) return opt.Get("key-file");
+  if (!opt.Get("data").empty()) return opt.Get("data") + "/curve/coordinator.key";
+  return {};
+}
+
+// `sparecycles-coordinator key`: prints the public key (creating the pair on first use).
+int PrintKey(const Options& opt) {
+  const std::string path = KeyPath(opt);
+  if (path.empty()) {
+    std::fprintf(stderr,
+                 "sparecycles-coordinator key: a coordinator without --data has a new key each "
+                 "run; give --data DIR (or --key-file FILE)\n");
+    return 2;
+  }
+  // The public file is enough (and readable by an operator who is not the coordinator's user).
+  std::string pub = path;
+  if (pub.size() > 4 && pub.compare(pub.size() - 4, 4, ".key") == 0) pub.resize(pub.size() - 4);
+  std::error_code ec;
+  if (std::filesystem::exists(pub + ".pub", ec)) {
+    auto key = curve::LoadPublicKey(pub + ".pub");
+    if (!key.ok()) return Fail(key.status());
+    std::printf("%s\n", key->Z85().c_str());
+    return 0;
+  }
+  auto pair = curve::LoadOrCreateKeyPair(path, "coordinator");
+  if (!pair.ok()) return Fail(pair.status());
+  std::printf("%s\n", pair->public_key.Z85().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options opt(
-      "sparecycles-coordinator [options]",
+      "sparecycles-coordinator [options] | sparecycles-coordinator key [--data DIR]",
       "Runs a SpareCycles coordinator: workers (peers) connect to --peers, SDK clients and the\n"
       "`sparecycles` CLI connect to --clients. Jobs are split into units, leased to peers and\n"
-      "checked by replication before their results are merged.",
+      "checked by replication before their results are merged. Both endpoints are CurveZMQ\n"
+      "(encrypted, every connection named by its key; docs/security.md). `key` prints the\n"
+      "coordinator's public key, which workers and clients pin (--coordinator-key).",
       "SPARECYCLES_COORDINATOR_");
   opt.Add("config", "", "Config file of 'name = value' lines (# comments); flags override it.");
   opt.Add("peers", "tcp://0.0.0.0:7737",
@@ -110,6 +150,20 @@ int main(int argc, char** argv) {
           "Largest task package accepted, in bytes (k, M, G = powers of 1000).");
   opt.Add("package-transfers", "4",
           "Peers fetching task packages at once; the others are asked to retry shortly.");
+  opt.Add("key-file", "",
+          "The coordinator's CURVE key pair (created when missing, mode 0600). Empty =\n"
+          "      DATA/curve/coordinator.key, or a new key each run without --data.");
+  opt.Add(
+      "worker-keys", "",
+      "Only these worker keys may join: a file of 'KEY' lines or a directory of *.pub files,\n"
+      "      read again on SIGHUP. Empty = open enrollment (any key; meant for volunteer pools).");
+  opt.Add("client-keys", "",
+          "Only these client keys may use --clients: a file of 'KEY [ROLE]' lines, read again on\n"
+          "      SIGHUP (roles are not enforced yet). Empty = any client key.");
+  opt.Add("curve", "on",
+          "on = CurveZMQ on both endpoints (encrypted; every peer and client is its key). off =\n"
+          "      PLAINTEXT, anyone may claim any peer id: only to measure what CURVE costs or for\n"
+          "      pre-CURVE workers on a closed network during an upgrade; logged as a warning.");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -122,7 +176,19 @@ int main(int argc, char** argv) {
     return Fail(InvalidArgument("--log-level: unknown level"));
   SetLogLevel(level);
 
+  if (!opt.Positional().empty()) {
+    if (opt.Positional().size() == 1 && opt.Positional()[0] == "key") return PrintKey(opt);
+    return Fail(InvalidArgument("unexpected argument '" + opt.Positional()[0] +
+                                "' (the only command is `key`)"));
+  }
+
   coordinator::CoordinatorConfig cfg;
+  if (opt.Get("curve") != "on" && opt.Get("curve") != "off")
+    return Fail(InvalidArgument("--curve must be on or off"));
+  cfg.curve = opt.Get("curve") == "on";
+  cfg.key_file = KeyPath(opt);
+  cfg.worker_keys = opt.Get("worker-keys");
+  cfg.client_keys = opt.Get("client-keys");
   cfg.peer_endpoint = opt.Get("peers");
   cfg.client_endpoint = opt.Get("clients");
   cfg.data_dir = opt.Get("data");
@@ -159,6 +225,11 @@ int main(int argc, char** argv) {
   if (pool != "volunteer" && pool != "cluster")
     return Fail(InvalidArgument("--pool must be volunteer or cluster"));
   const bool volunteer = pool == "volunteer";
+  if (!volunteer && cfg.worker_keys.empty())
+    SC_LOG(Warn) << "cluster pool without --worker-keys: ANY worker key may join and is trusted "
+                    "with a single replica; list your machines' keys (--worker-keys) unless only "
+                    "they can reach "
+                 << cfg.peer_endpoint;
   auto opt_or = [&](const char* name, const char* def) {
     return opt.Get(name).empty() ? std::string(def) : opt.Get(name);
   };
@@ -244,14 +315,19 @@ int main(int argc, char** argv) {
   coordinator::Coordinator coord(cfg, tasks::Registry::BuiltIn());
   if (Status s = coord.Start(); !s.ok()) return Fail(s);
   if (!opt.Get("endpoints-file").empty()) {
-    Status s = WriteFileAtomic(
-        opt.Get("endpoints-file"),
-        "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() + "\n" +
-            (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
+    Status s =
+        WriteFileAtomic(opt.Get("endpoints-file"),
+                        "peers " + coord.peer_endpoint() + "\nclients " + coord.client_endpoint() +
+                            "\n" + "key " + coord.public_key().Z85() + "\n" +
+                            (coord.http_url().empty() ? "" : "http " + coord.http_url() + "\n"));
     if (!s.ok()) return Fail(s);
   }
   g_coordinator = &coord;
   InstallStopHandler(OnSignal);
+  struct sigaction hup {};
+  hup.sa_handler = OnHangup;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
   coord.Run();
   g_coordinator = nullptr;
   SC_LOG(Info) << "stopped";

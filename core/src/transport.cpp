@@ -24,6 +24,16 @@ void Configure(zmq::socket_t& s, const SocketConfig& cfg) {
     s.set(zmq::sockopt::heartbeat_timeout, cfg.heartbeat_timeout_ms);
     s.set(zmq::sockopt::heartbeat_ttl, cfg.heartbeat_timeout_ms);
   }
+  s.set(zmq::sockopt::handshake_ivl, cfg.handshake_ivl_ms);
+  if (!cfg.zap_domain.empty()) s.set(zmq::sockopt::zap_domain, cfg.zap_domain);
+  if (cfg.curve_server) {
+    s.set(zmq::sockopt::curve_server, 1);
+    s.set(zmq::sockopt::curve_secretkey, cfg.curve_secret);
+  } else if (!cfg.curve_server_key.empty()) {
+    s.set(zmq::sockopt::curve_serverkey, cfg.curve_server_key);
+    s.set(zmq::sockopt::curve_publickey, cfg.curve_public);
+    s.set(zmq::sockopt::curve_secretkey, cfg.curve_secret);
+  }
 }
 
 }  // namespace
@@ -128,6 +138,15 @@ bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view pa
     if (stats) ++stats->send_failures;
     if (error) *error = e.num();
     return false;
+  }
+}
+
+std::string UserId(zmq::message_t& msg) {
+  try {
+    const char* id = msg.gets("User-Id");
+    return id ? std::string(id) : std::string();
+  } catch (const zmq::error_t&) {
+    return {};  // no such property: the connection was not authenticated
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
@@ -67,6 +68,13 @@ int Report(const Status& s) {
 
 void AddConnectionOptions(Options& o) {
   o.Add("coordinator", "tcp://127.0.0.1:7738", "The coordinator's client endpoint.");
+  o.Add("coordinator-key", "",
+        "The coordinator's public key (Z85/hex) or its file. Empty = $XDG_CONFIG_HOME/\n"
+        "      sparecycles/coordinator.pub when it exists, else the key a coordinator of yours on\n"
+        "      this machine published for --coordinator.");
+  o.Add("key", "",
+        "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
+        "      sparecycles/client.key when it exists, else a fresh key for this command.");
   o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
   o.AddFlag("json", "Print JSON for scripts instead of text.");
 }
@@ -121,6 +129,14 @@ void AddJobOptions(Options& o, bool embedded) {
     o.AddFlag("verbose", "Show the embedded coordinator's and worker's logs.");
   } else {
     o.Add("coordinator", "tcp://127.0.0.1:7738", "The coordinator's client endpoint.");
+    o.Add(
+        "coordinator-key", "",
+        "The coordinator's public key (Z85/hex) or its file. Empty = $XDG_CONFIG_HOME/\n"
+        "      sparecycles/coordinator.pub when it exists, else the key a coordinator of yours on\n"
+        "      this machine published for --coordinator.");
+    o.Add("key", "",
+          "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
+          "      sparecycles/client.key when it exists, else a fresh key for this command.");
     o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
     o.AddFlag("no-wait", "Print the job id and return at once.");
   }
@@ -141,11 +157,28 @@ Result<std::chrono::milliseconds> TimeoutOf(const Options& o, const char* name) 
   return std::chrono::milliseconds(static_cast<std::int64_t>(*s * 1000));
 }
 
+// $XDG_CONFIG_HOME/sparecycles/NAME, else ~/.config/sparecycles/NAME; empty without either.
+std::string ConfigPath(const std::string& name) {
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x != nullptr && *x == '/')
+    return std::string(x) + "/sparecycles/" + name;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h == '/')
+    return std::string(h) + "/.config/sparecycles/" + name;
+  return {};
+}
+
 Result<Client> ConnectFrom(const Options& o) {
   auto t = TimeoutOf(o, "timeout");
   if (!t.ok()) return t.status();
   ClientOptions co;
   co.request_timeout = t->count() > 0 ? *t : std::chrono::milliseconds(10000);
+  // Keys: the flags, else the user's config directory (docs/security.md, "Keys and their files").
+  std::error_code ec;
+  co.coordinator_key = o.Get("coordinator-key");
+  if (co.coordinator_key.empty() && std::filesystem::exists(ConfigPath("coordinator.pub"), ec))
+    co.coordinator_key = ConfigPath("coordinator.pub");
+  co.key_file = o.Get("key");
+  if (co.key_file.empty() && std::filesystem::exists(ConfigPath("client.key"), ec))
+    co.key_file = ConfigPath("client.key");
   return Client::Connect(o.Get("coordinator"), co);
 }
 

@@ -16,6 +16,7 @@
 
 #include "package_job.hpp"
 #include "sparecycles/coordinator/coordinator.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
@@ -110,6 +111,9 @@ struct JobCore {
 struct ClientCore {
   std::string endpoint;
   ClientOptions options;
+  // Set when no coordinator of this user publishes a key for a local endpoint (so none runs
+  // there): Connect stays lazy and every request answers this, like a dead endpoint.
+  Status unreachable;
   zmq::context_t ctx{1};
   std::optional<zmq::socket_t> sock;
   net::WireStats wire;
@@ -153,6 +157,40 @@ struct ClientCore {
     net::SocketConfig sc;
     sc.heartbeat_ivl_ms = 1000;
     sc.heartbeat_timeout_ms = 10000;
+    if (options.curve) {
+      if (!curve::Available())
+        return FailedPrecondition("this libzmq has no CURVE support (built without libsodium)");
+      std::optional<curve::PublicKey> server;
+      if (!options.coordinator_key.empty()) {
+        auto k = curve::PublicKeyFromArg(options.coordinator_key);
+        if (!k.ok()) return InvalidArgument("coordinator key: " + k.status().message());
+        server = *k;
+      } else {
+        server = curve::FindLocalKey(endpoint);
+      }
+      if (!server) {
+        const std::string hint =
+            ": give its public key (--coordinator-key; `sparecycles-coordinator key` prints it)";
+        // On this machine a running coordinator publishes its key: none means none runs there.
+        if (curve::IsLocalEndpoint(endpoint)) {
+          unreachable = Unavailable("no coordinator of this user published a key for " + endpoint +
+                                    " (is one running there?)" + hint);
+          return OkStatus();
+        }
+        return FailedPrecondition("no key for the coordinator at " + endpoint + hint);
+      }
+      curve::KeyPair mine;
+      if (!options.key_file.empty()) {
+        auto k = curve::LoadKeyPair(options.key_file);
+        if (!k.ok()) return k.status();
+        mine = *k;
+      } else {
+        mine = curve::Generate();
+      }
+      sc.curve_server_key = server->Z85();
+      sc.curve_public = mine.public_key.Z85();
+      sc.curve_secret = mine.SecretZ85();
+    }
     auto s = net::ConnectDealer(ctx, endpoint, sc);
     if (!s.ok()) return s.status();
     sock.emplace(std::move(*s));
@@ -263,6 +301,7 @@ struct ClientCore {
 
   template <class Req, class Resp>
   Result<Resp> Call(Req req) {
+    if (!unreachable.ok()) return unreachable;
     req.request_id = next_request.fetch_add(1);
     std::future<Reply> fut;
     {
@@ -389,7 +428,7 @@ Client::~Client() = default;
 Result<Client> Client::Connect(const std::string& endpoint, ClientOptions options) {
   auto core = std::make_shared<detail::ClientCore>();
   core->endpoint = endpoint;
-  core->options = options;
+  core->options = std::move(options);
   SC_RETURN_IF_ERROR(core->Open());
   return Client(std::move(core));
 }
@@ -412,6 +451,9 @@ Result<Client> Client::Local(const LocalOptions& options) {
     if (!t) return InvalidArgument("LocalOptions.in_process_tasks holds a null task");
     core->registry->AddShared(t);
   }
+  // Zero-config, still CURVE: fresh keys for this process, handed over directly (and published
+  // for this user's other programs, which may connect to client->endpoint()).
+  cc.key = curve::Generate();
   core->coord = std::make_unique<coordinator::Coordinator>(cc, *core->registry);
   SC_RETURN_IF_ERROR(core->coord->Start());
   core->coord_thread = std::thread([c = core->coord.get()] { c->Run(); });
@@ -419,7 +461,7 @@ Result<Client> Client::Local(const LocalOptions& options) {
   worker::WorkerConfig wc;
   wc.coordinator = core->coord->peer_endpoint();
   wc.cores = options.cores;
-  wc.peer_id = "local-" + RandomId("");
+  wc.coordinator_key = core->coord->public_key().Z85();
   wc.only_tasks = options.tasks;
   wc.prefetch = 1;
   wc.allow_unsigned = true;
@@ -435,6 +477,7 @@ Result<Client> Client::Local(const LocalOptions& options) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   core->endpoint = core->coord->client_endpoint();
+  core->options.coordinator_key = core->coord->public_key().Z85();
   SC_RETURN_IF_ERROR(core->Open());
   return Client(std::move(core));
 }

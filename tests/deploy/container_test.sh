@@ -48,7 +48,12 @@ sc_start "$SC_TMP/coordinator.log" podman --root "$store/root" --runroot "$store
 sc_wait 60 "the coordinator container's endpoints" test -s "$data/endpoints"
 peers=$(sc_endpoint peers "$data/endpoints")
 clients=$(sc_endpoint clients "$data/endpoints")
-sc_log "coordinator container: peers $peers, clients $clients"
+# Workers and the CLI run in other containers or on the host: they are handed the coordinator's
+# public key (docs/security.md), as an operator copies DATA/curve/coordinator.pub.
+key=$(sc_endpoint key "$data/endpoints")
+[[ -n $key ]] || sc_fail "the coordinator wrote no key to its endpoints file"
+export SPARECYCLES_COORDINATOR_KEY=$key
+sc_log "coordinator container: peers $peers, clients $clients, key $key"
 
 WORKER_PIDS=()
 for i in 0 1; do
@@ -56,6 +61,7 @@ for i in 0 1; do
   NAMES+=("$name")
   sc_start "$SC_TMP/worker$i.log" podman --root "$store/root" --runroot "$store/runroot" --storage-driver vfs \
     run --rm --name "$name" --network=host --cpus 1 -e SPARECYCLES_WORKER_COORDINATOR="$peers" \
+    -e SPARECYCLES_WORKER_COORDINATOR_KEY="$key" \
     localhost/sparecycles-worker:test --calibrate 5ms
   WORKER_PIDS+=("$SC_LAST_PID")
 done

@@ -177,6 +177,11 @@ sc_log "coordinator in the root: peers $peers, clients $clients"
 # as systemd's StateDirectory= would, and the coordinator set in the packaged conffile.
 sed -i "s|^#coordinator = .*|coordinator = $peers|" "$root/etc/sparecycles/worker.conf"
 grep -q "^coordinator = $peers" "$root/etc/sparecycles/worker.conf" || sc_fail "worker.conf has no coordinator line to set"
+# The worker runs as another user, who cannot read the coordinator's data directory: the operator
+# hands the public key over, as for a coordinator on another machine (docs/security.md).
+install -m 0644 "$root/var/lib/sparecycles-coordinator/curve/coordinator.pub" "$root/etc/sparecycles/coordinator.pub"
+sed -i "s|^#coordinator-key = .*|coordinator-key = /etc/sparecycles/coordinator.pub|" "$root/etc/sparecycles/worker.conf"
+grep -q "^coordinator-key = " "$root/etc/sparecycles/worker.conf" || sc_fail "worker.conf has no coordinator-key line to set"
 in_root install -d -o sparecycles -g sparecycles -m 0700 /var/lib/sparecycles-worker
 exec_start=$(grep -E '^ExecStart=.+' "$root/usr/share/sparecycles/systemd/cluster.conf" | tail -n1 | cut -d= -f2-)
 [[ $exec_start == /usr/bin/sparecycles-worker* ]] || sc_fail "unexpected ExecStart in the packaged cluster drop-in: $exec_start"

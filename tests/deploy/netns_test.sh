@@ -55,12 +55,13 @@ start_coordinator() {  # NAME FLAGS...
   sc_wait 20 "the coordinator's endpoints" test -s "$SC_TMP/$name.endpoints"
   peers=$(sc_endpoint peers "$SC_TMP/$name.endpoints")
   clients=$(sc_endpoint clients "$SC_TMP/$name.endpoints")
+  key=$(sc_endpoint key "$SC_TMP/$name.endpoints")  # workers reach it by a bridge address
   [[ $peers == "tcp://$net.1:"* ]] || sc_fail "the coordinator listens on $peers, not on its bridge address"
 }
 WORKER_PIDS=()
 start_worker() {  # NS NAME
   sc_start "$SC_TMP/$2.log" ip netns exec "$1" "$SC_WORKER" --profile cluster --cores 1 --coordinator "$peers" \
-    --state-dir "$SC_TMP/$2" --calibrate 5ms
+    --coordinator-key "$key" --state-dir "$SC_TMP/$2" --calibrate 5ms
   WORKER_PIDS+=("$SC_LAST_PID")
 }
 peer_count() { cli peers --json | grep -o '"peer":' | wc -l; }

@@ -100,6 +100,8 @@ JOBS+=("$coord_job")
 sc_wait 30 "the coordinator job to write $SPARECYCLES_COORDINATOR_FILE" test -s "$SPARECYCLES_COORDINATOR_FILE"
 clients=$(sc_endpoint clients "$SPARECYCLES_COORDINATOR_FILE")
 peers=$(sc_endpoint peers "$SPARECYCLES_COORDINATOR_FILE")
+SPARECYCLES_COORDINATOR_KEY=$(sc_endpoint key "$SPARECYCLES_COORDINATOR_FILE")  # for the CLI
+export SPARECYCLES_COORDINATOR_KEY
 sc_log "coordinator job $coord_job: peers $peers, clients $clients"
 [[ $peers == tcp://127.0.0.1:* ]] || sc_fail "the coordinator file names $peers"
 

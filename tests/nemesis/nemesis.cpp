@@ -729,7 +729,11 @@ class Run {
       if (WaitForFile(ep, 10s)) {
         std::istringstream in(ReadAll(ep));
         std::string key, value;
-        while (in >> key >> value) (key == "peers" ? peer_ep_ : client_ep_) = value;
+        while (in >> key >> value) {
+          if (key == "peers") peer_ep_ = value;
+          if (key == "clients") client_ep_ = value;
+          if (key == "key") coordinator_key_ = value;  // the same each run (--data)
+        }
         return true;
       }
       // The old port may still be held for a moment; try again.
@@ -758,13 +762,14 @@ class Run {
     Slot& s = slots_[k];
     std::vector<std::string> argv = net_.Prefix(k);
     if (s.saboteur) {
-      argv.insert(argv.end(), {SPARECYCLES_SABOTEUR_BIN, "--coordinator", peer_ep_, "--rate", "1.0",
-                               "--seed", "42", "--state-dir", StateDir(k)});
-    } else {
       argv.insert(argv.end(),
-                  {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", "1", "--state-dir",
-                   StateDir(k), "--calibrate", "5ms", "--pause-above", "off", "--throttle", "off",
-                   "--priority", "normal", "--log-level", "debug"});
+                  {SPARECYCLES_SABOTEUR_BIN, "--coordinator", peer_ep_, "--rate", "1.0", "--seed",
+                   "42", "--state-dir", StateDir(k), "--coordinator-key", coordinator_key_});
+    } else {
+      argv.insert(argv.end(), {SPARECYCLES_WORKER_BIN, "--coordinator", peer_ep_, "--cores", "1",
+                               "--state-dir", StateDir(k), "--calibrate", "5ms", "--pause-above",
+                               "off", "--throttle", "off", "--priority", "normal", "--log-level",
+                               "debug", "--coordinator-key", coordinator_key_});
     }
     s.proc = std::make_unique<Process>(argv, StateDir(k) + "-run" + std::to_string(++s.starts));
     s.stopped = false;
@@ -1185,7 +1190,7 @@ class Run {
   Schedule schedule_;
   std::unique_ptr<Process> coordinator_;
   int coordinator_starts_ = 0, coordinator_kills_ = 0;
-  std::string peer_ep_, client_ep_;
+  std::string peer_ep_, client_ep_, coordinator_key_;
   std::vector<Slot> slots_;
   std::vector<Snapshot> snapshots_;
 

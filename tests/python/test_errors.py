@@ -97,10 +97,12 @@ def test_a_failed_job_raises_job_failed_with_its_result(local, monkeypatch):
     assert e.value.result.failures == [(1, "worker crashed")] and e.value.result.info.units_failed == 1
 
 
-def test_key_is_not_in_the_sdk_yet_and_package_mistakes_are_named(local, cluster):
-    with pytest.raises(sparecycles.Unimplemented, match="key") as e:
-        sparecycles.Client.connect(cluster.client_endpoint, key="secret")
-    assert isinstance(e.value, NotImplementedError)
+def test_a_missing_key_file_and_package_mistakes_are_named(local, cluster, tmp_path):
+    # key= is a CURVE secret key file; one that is not there is named in the error.
+    with pytest.raises(sparecycles.SpareCyclesError, match="no-such.key"):
+        sparecycles.Client.connect(cluster.client_endpoint, key=str(tmp_path / "no-such.key"))
+    with pytest.raises(sparecycles.InvalidArgument, match="coordinator key"):
+        sparecycles.Client.connect(cluster.client_endpoint, coordinator_key="not-a-key")
     # Packages are in (tests/python/test_packages.py); a task and a package at once is a mistake,
     # and a package file that is not there is named in the error.
     with pytest.raises(sparecycles.InvalidArgument, match="not both"):

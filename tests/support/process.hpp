@@ -131,30 +131,23 @@ class Cluster {
     const std::string ep = dir_ / "endpoints";
     std::error_code ec;
     std::filesystem::remove(ep, ec);
-    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN,
-                                     "--peers",
-                                     peers,
-                                     "--clients",
-                                     clients,
-                                     "--endpoints-file",
-                                     ep,
-                                     "--heartbeat",
-                                     "200ms",
-                                     "--peer-timeout",
-                                     "2s",
-                                     "--lease-min",
-                                     "10s",
-                                     "--disconnect-grace",
-                                     "100ms",
-                                     "--pool",
-                                     "cluster"};
+    std::vector<std::string> argv = {SPARECYCLES_COORDINATOR_BIN, "--peers", peers, "--clients",
+                                     clients, "--endpoints-file", ep, "--heartbeat", "200ms",
+                                     "--peer-timeout", "2s", "--lease-min", "10s",
+                                     "--disconnect-grace", "100ms", "--pool", "cluster",
+                                     // A restarted coordinator keeps its key (workers pinned it).
+                                     "--key-file", dir_ / "coordinator.key"};
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
     coordinator_ = std::make_unique<Process>(
         argv, dir_ / ("coordinator" + std::to_string(++coordinator_starts_)));
     if (!WaitForFile(ep, std::chrono::seconds(10))) return false;
     std::istringstream in(ReadAll(ep));
     std::string key, value;
-    while (in >> key >> value) (key == "peers" ? peer_ep_ : client_ep_) = value;
+    while (in >> key >> value) {
+      if (key == "peers") peer_ep_ = value;
+      if (key == "clients") client_ep_ = value;
+      if (key == "key") coordinator_key_ = value;
+    }
     return true;
   }
   bool RestartCoordinator() { return StartCoordinator(peer_ep_, client_ep_); }
@@ -176,6 +169,9 @@ class Cluster {
         // detection passes its own flags, which come later and win.
         "--pause-above", "off", "--throttle", "off", "--priority", "normal"};
     argv.insert(argv.end(), cmd.begin(), cmd.end());
+    // The key it pins, as an operator hands it over: the coordinator may listen on an address
+    // that is not loopback (a veth), where a worker does not look for a published key.
+    if (!coordinator_key_.empty()) argv.insert(argv.end(), {"--coordinator-key", coordinator_key_});
     argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
     workers_.push_back(
@@ -186,6 +182,8 @@ class Cluster {
   bool ok() const { return !client_ep_.empty() && !peer_ep_.empty(); }
   const std::string& client_endpoint() const { return client_ep_; }
   const std::string& peer_endpoint() const { return peer_ep_; }
+  /// The coordinator's public key (Z85), as it wrote it to its endpoints file.
+  const std::string& coordinator_key() const { return coordinator_key_; }
   Process& coordinator() { return *coordinator_; }
   Process& worker(std::size_t i) { return *workers_.at(i); }
   std::size_t workers() const { return workers_.size(); }
@@ -206,6 +204,7 @@ class Cluster {
  private:
   TempDir dir_;
   std::vector<std::string> coordinator_flags_, worker_flags_;
+  std::string coordinator_key_;
   int coordinator_starts_ = 0;
   std::unique_ptr<Process> coordinator_;
   std::vector<std::unique_ptr<Process>> workers_;

@@ -79,7 +79,9 @@ int main(int argc, char** argv) {
   opt.Add("rate", "1.0", "Share of units answered wrongly.");
   opt.Add("seed", "7", "Saboteurs with the same seed lie alike (collude).");
   opt.Add("cores", "1", "Cores.");
-  opt.Add("state-dir", "", "State directory (peer id).");
+  opt.Add("state-dir", "", "State directory (its key pair, so its peer id).");
+  opt.Add("coordinator-key", "",
+          "The coordinator's public key or its file (as sparecycles-worker).");
   if (Status s = opt.Parse(argc, argv); !s.ok() || opt.HelpRequested()) {
     std::cout << opt.Help();
     return s.ok() ? 0 : 2;
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
   cfg.coordinator = opt.Get("coordinator");
   cfg.cores = static_cast<unsigned>(*cores);
   cfg.state_dir = opt.Get("state-dir");
+  cfg.coordinator_key = opt.Get("coordinator-key");
   cfg.calibrate_seconds = 0.005;
   worker::Worker w(cfg, registry);
   if (Status s = w.Start(); !s.ok()) {

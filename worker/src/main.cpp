@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -100,13 +101,23 @@ std::optional<worker::StatusSnapshot> StatusOf(const Options& opt, int& rc) {
   return std::move(*s);
 }
 
+// The coordinator key for queries of its client endpoint: --coordinator-key, else the pinned one.
+std::string CoordinatorKeyFor(const Options& opt) {
+  if (!opt.Get("coordinator-key").empty()) return opt.Get("coordinator-key");
+  const std::string pin = opt.Get("state-dir") + "/coordinator.pub";
+  std::error_code ec;
+  return !opt.Get("state-dir").empty() && std::filesystem::exists(pin, ec) ? pin : std::string();
+}
+
 int ShowStatus(const Options& opt) {
   int rc = 0;
   auto s = StatusOf(opt, rc);
   if (!s) return rc;
   const bool alive = s->pid > 0 && ::kill(static_cast<pid_t>(s->pid), 0) == 0;
   const double validated =
-      opt.Get("clients").empty() ? -1 : worker::ValidatedCpuSeconds(opt.Get("clients"), s->peer_id);
+      opt.Get("clients").empty()
+          ? -1
+          : worker::ValidatedCpuSeconds(opt.Get("clients"), s->peer_id, CoordinatorKeyFor(opt));
   std::cout << worker::RenderStatus(*s, WallSeconds(), alive, validated);
   return alive ? 0 : 3;
 }
@@ -272,7 +283,14 @@ int main(int argc, char** argv) {
   opt.Add("cores", "0",
           "Most cores to donate: a count, a share such as 50%, or 0 = all of this machine's (" +
               std::to_string(worker::HardwareCores()) + ").");
-  opt.Add("peer-id", "", "Stable peer id; empty = kept in --state-dir (created at first start).");
+  opt.Add("curve", "on",
+          "on = CurveZMQ to the coordinator (encrypted, it must prove its key). off = PLAINTEXT,\n"
+          "      only for a coordinator started with --curve off (benchmarks, closed networks).");
+  opt.Add(
+      "coordinator-key", "",
+      "The coordinator's public key (Z85 or hex) or a file holding it; empty = the key pinned\n"
+      "      in --state-dir, else the one a coordinator of this user on this machine published\n"
+      "      (pinned at first use). A key other than the pinned one is refused.");
   opt.Add("state-dir", DefaultStateDir(),
           "Directory for the worker's own state (peer id, checkpoints, status).");
   opt.Add("account", "", "Your volunteer account name, shown by the coordinator.");
@@ -381,7 +399,13 @@ int main(int argc, char** argv) {
   cfg.cores = prefs.max_cores;  // 0 = all or a share, resolved by the worker
   cfg.prefetch = static_cast<std::uint32_t>(*prefetch);
   cfg.calibrate_seconds = *cal;
-  cfg.peer_id = opt.Get("peer-id");
+  cfg.coordinator_key = opt.Get("coordinator-key");
+  if (opt.Get("curve") != "on" && opt.Get("curve") != "off")
+    return Fail(InvalidArgument("--curve must be on or off"));
+  cfg.curve = opt.Get("curve") == "on";
+  if (!cfg.curve)
+    SC_LOG(Warn) << "CURVE OFF (--curve off): plaintext to the coordinator, which is not "
+                    "authenticated; meant only for benchmarks and closed networks";
   cfg.state_dir = opt.Get("state-dir");
   cfg.account = opt.Get("account");
   std::stringstream list(opt.Get("tasks"));
@@ -413,6 +437,7 @@ int main(int argc, char** argv) {
     pc.bind = opt.Get("http");
     pc.config_file = opt.Get("config");
     pc.clients_endpoint = opt.Get("clients");
+    pc.coordinator_key = CoordinatorKeyFor(opt);
     pc.preferences = *cfg.preferences;
     for (const auto& name : worker::Preferences::OwnerNames()) pc.values[name] = opt.Get(name);
     cfg.control = std::make_shared<worker::OwnerControl>();

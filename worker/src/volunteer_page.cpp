@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/log.hpp"
 #include "sparecycles/core/metrics_text.hpp"
@@ -36,9 +37,23 @@ std::string HostOnly(const std::string& host_header) {
 }
 }  // namespace
 
-double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id) {
+double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id,
+                           const std::string& coordinator_key) {
+  std::optional<curve::PublicKey> server;
+  if (!coordinator_key.empty()) {
+    auto k = curve::PublicKeyFromArg(coordinator_key);
+    if (k.ok()) server = *k;
+  } else {
+    server = curve::FindLocalKey(clients);
+  }
+  if (!server) return -1;                         // the client endpoint only speaks CURVE
+  const curve::KeyPair mine = curve::Generate();  // a read-only query: an ephemeral client key
+  net::SocketConfig sc;
+  sc.curve_server_key = server->Z85();
+  sc.curve_public = mine.public_key.Z85();
+  sc.curve_secret = mine.SecretZ85();
   zmq::context_t ctx{1};
-  auto sock = net::ConnectDealer(ctx, clients);
+  auto sock = net::ConnectDealer(ctx, clients, sc);
   if (!sock.ok()) return -1;
   sock->set(zmq::sockopt::linger, 0);
   proto::ListPeers req;
@@ -124,7 +139,8 @@ void VolunteerPage::PollValidated() {
     lock.unlock();
     double v = -1;
     if (auto view = control_->Latest(); view && !view->status.peer_id.empty())
-      v = ValidatedCpuSeconds(config_.clients_endpoint, view->status.peer_id);
+      v = ValidatedCpuSeconds(config_.clients_endpoint, view->status.peer_id,
+                              config_.coordinator_key);
     lock.lock();
     if (v >= 0) validated_ = v;
     stop_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return stopping_; });

@@ -21,6 +21,7 @@ namespace sparecycles::worker {
 struct VolunteerPageConfig {
   std::string bind = "127.0.0.1:0";  // HOST:PORT, loopback only
   std::string config_file;           // where preference changes are saved; empty = not saved
+  std::string coordinator_key;       // its public key (ValidatedCpuSeconds); empty = found locally
   std::string clients_endpoint;  // the coordinator's client endpoint, for validated CPU time; empty
                                  // = unknown
   Preferences preferences;       // as the worker started
@@ -30,7 +31,10 @@ struct VolunteerPageConfig {
 
 /// CPU-seconds the coordinator at `clients` (its client endpoint) validated for `peer_id`: 0 when
 /// it does not know the peer, < 0 when it cannot be asked (no answer within 3 s). Blocking.
-double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id);
+/// `coordinator_key` (Z85/hex or file) is the key the client endpoint must prove; empty = the key
+/// a coordinator on this machine published for `clients`. -1 when it cannot be asked.
+double ValidatedCpuSeconds(const std::string& clients, const std::string& peer_id,
+                           const std::string& coordinator_key);
 
 class VolunteerPage {
  public:

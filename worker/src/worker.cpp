@@ -79,6 +79,8 @@ struct Worker::Impl {
   const Clock& clock;
   const tasks::Registry& registry;
   std::string peer_id;
+  curve::KeyPair key;                // this peer's key; peer_id is its key's
+  curve::PublicKey coordinator_key;  // the pinned key the coordinator must prove it holds
   proto::Hello hello;
   zmq::context_t ctx{1};
   std::optional<zmq::socket_t> sock;
@@ -217,6 +219,7 @@ struct Worker::Impl {
     if (!Decode(MsgType::kWelcome, body, w)) return;
     const bool first = !welcomed;
     welcomed = true;
+    no_welcome_since = TimePoint{};
     heartbeat = std::chrono::milliseconds(std::clamp<std::uint32_t>(w.heartbeat_ms, 50, 600000));
     if (first) SC_LOG(Info) << "connected to coordinator session " << w.session;
     if (packages) {
@@ -641,6 +644,39 @@ struct Worker::Impl {
     }
   }
 
+  // No Welcome for a while. With CURVE a coordinator that does not hold the pinned key cannot
+  // even read our handshake, so this is what an impostor (or a re-keyed coordinator) looks like.
+  TimePoint no_welcome_since{}, no_welcome_warned{};
+  void WarnNoWelcome(TimePoint now) {
+    if (no_welcome_since == TimePoint{}) no_welcome_since = now;
+    if (!config.curve || now - no_welcome_since < std::chrono::seconds(5) ||
+        now - no_welcome_warned < std::chrono::seconds(30))
+      return;
+    no_welcome_warned = now;
+    SC_LOG(Warn) << "no answer from the coordinator at " << config.coordinator << " for "
+                 << static_cast<int>(Seconds(now - no_welcome_since))
+                 << " s: it is down, or it does not hold the pinned coordinator key "
+                 << coordinator_key.Z85()
+                 << " (an impostor, or its key changed; then delete <state-dir>/coordinator.pub)";
+  }
+
+  // A handshake the coordinator's ZAP handler refused (a key not yet listed) ends that
+  // connection for good in libzmq, with no reconnect: after a while without Welcome, connect
+  // anew, so a key listed later (SIGHUP) gets in without restarting the worker.
+  net::SocketConfig sock_config;
+  TimePoint last_reconnect{};
+  bool ReconnectIfRefused(TimePoint now) {
+    if (!config.curve || no_welcome_since == TimePoint{} ||
+        now - no_welcome_since < std::chrono::seconds(2) ||
+        now - last_reconnect < std::chrono::seconds(2))
+      return false;
+    auto fresh = net::ConnectDealer(ctx, config.coordinator, sock_config);
+    if (!fresh.ok()) return false;
+    last_reconnect = now;
+    sock.emplace(std::move(*fresh));
+    return true;
+  }
+
   void Loop() {
     std::vector<zmq::pollitem_t> items = {{sock->handle(), 0, ZMQ_POLLIN, 0},
                                           {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
@@ -655,7 +691,11 @@ struct Worker::Impl {
       DrainCompletions();
       StartUnits(now);
       RequestPackages(now);
-      if (!welcomed && now - hello_sent >= config.hello_retry) SendHello(now);
+      if (!welcomed && now - hello_sent >= config.hello_retry) {
+        WarnNoWelcome(now);
+        if (ReconnectIfRefused(now)) items[0].socket = sock->handle();
+        SendHello(now);
+      }
       Announce(now);
       UpdateStats();
       if (now - last_status >= std::chrono::seconds(1)) WriteStatus(now);
@@ -723,30 +763,80 @@ Worker::~Worker() {
   if (impl_->executor) impl_->executor->WaitIdle();
 }
 
-static Result<std::string> ResolvePeerId(const WorkerConfig& cfg) {
-  if (!cfg.peer_id.empty()) return cfg.peer_id;
-  if (cfg.state_dir.empty()) return RandomId("peer-");
+// The worker's key pair (docs/security.md, "Keys and their files"); the peer id is its key's.
+static Result<curve::KeyPair> ResolveKey(const WorkerConfig& cfg) {
+  if (cfg.key) return *cfg.key;
+  if (cfg.state_dir.empty()) return curve::Generate();
   std::error_code ec;
   std::filesystem::create_directories(cfg.state_dir, ec);
   if (ec)
     return Unavailable("cannot create state directory " + cfg.state_dir + ": " + ec.message());
-  const std::string path = cfg.state_dir + "/peer-id";
-  if (auto existing = ReadFile(path, 256); existing.ok()) {
-    std::string id = *existing;
-    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
-    if (!id.empty() && id.size() <= proto::kMaxIdBytes) return id;
+  return curve::LoadOrCreateKeyPair(cfg.state_dir + "/curve/worker.key", "worker");
+}
+
+// The coordinator's key: given, pinned or published on this machine (trust on first use). A
+// given or published key that is not the pinned one is refused: the worker never talks to a
+// coordinator that cannot prove it holds the key it first trusted.
+static Result<curve::PublicKey> ResolveCoordinatorKey(const WorkerConfig& cfg) {
+  const std::string pin = cfg.state_dir.empty() ? "" : cfg.state_dir + "/coordinator.pub";
+  std::optional<curve::PublicKey> pinned;
+  if (!pin.empty()) {
+    auto p = curve::LoadPublicKey(pin);
+    if (p.ok())
+      pinned = *p;
+    else if (p.status().code() != StatusCode::kNotFound)
+      return DataLoss("the pinned coordinator key is unreadable: " + p.status().message());
   }
-  std::string id = RandomId("peer-");
-  SC_RETURN_IF_ERROR(WriteFileAtomic(path, id + "\n"));
-  return id;
+  auto refuse = [&](const curve::PublicKey& other, const std::string& where) {
+    return FailedPrecondition("the coordinator key " + where + " is " + other.Z85() +
+                              ", not the key pinned in " + pin + " (" + pinned->Z85() +
+                              "): refusing to connect to " + cfg.coordinator +
+                              ". If that coordinator's key really changed, delete " + pin);
+  };
+  std::optional<curve::PublicKey> found;
+  std::string how;
+  if (!cfg.coordinator_key.empty()) {
+    auto given = curve::PublicKeyFromArg(cfg.coordinator_key);
+    if (!given.ok()) return InvalidArgument("--coordinator-key: " + given.status().message());
+    if (pinned && *given != *pinned) return refuse(*given, "given (--coordinator-key)");
+    found = *given;
+    how = "given";
+  } else if (auto local = curve::FindLocalKey(cfg.coordinator)) {
+    if (pinned && *local != *pinned) return refuse(*local, "published on this machine");
+    found = *local;
+    how = "published on this machine";
+  } else if (pinned) {
+    return *pinned;
+  } else {
+    return FailedPrecondition("no key for the coordinator at " + cfg.coordinator +
+                              ": pass --coordinator-key KEY|FILE (`sparecycles-coordinator key "
+                              "--data DIR` prints it on the coordinator's machine)");
+  }
+  if (!pinned && !pin.empty()) {
+    SC_RETURN_IF_ERROR(curve::SavePublicKey(pin, *found, "coordinator key pinned at first use"));
+    SC_LOG(Info) << "pinned the coordinator key " << found->Z85() << " (" << how << ") in " << pin;
+  }
+  return *found;
 }
 
 Status Worker::Start() {
   InitCrypto();
   Impl& m = *impl_;
-  auto id = ResolvePeerId(m.config);
-  if (!id.ok()) return id.status();
-  m.peer_id = *id;
+  if (m.config.curve) {
+    if (!curve::Available())
+      return FailedPrecondition("this libzmq has no CURVE support (built without libsodium)");
+    auto key = ResolveKey(m.config);
+    if (!key.ok()) return key.status();
+    m.key = *key;
+    auto coordinator_key = ResolveCoordinatorKey(m.config);
+    if (!coordinator_key.ok()) return coordinator_key.status();
+    m.coordinator_key = *coordinator_key;
+  } else {
+    m.key = m.config.key ? *m.config.key : curve::Generate();
+  }
+  m.peer_id = curve::PeerIdFor(m.key.public_key);
+  if (!m.config.state_dir.empty())  // for the owner and scripts; the key is what counts
+    SC_RETURN_IF_ERROR(WriteFileAtomic(m.config.state_dir + "/peer-id", m.peer_id + "\n"));
   if (m.config.cores != 0)
     m.slots = m.config.cores;
   else if (m.config.preferences)
@@ -840,6 +930,12 @@ Status Worker::Start() {
     }
   }
   net::SocketConfig sc;
+  if (m.config.curve) {
+    sc.curve_server_key = m.coordinator_key.Z85();
+    sc.curve_public = m.key.public_key.Z85();
+    sc.curve_secret = m.key.SecretZ85();
+  }
+  m.sock_config = sc;
   auto sock = net::ConnectDealer(m.ctx, m.config.coordinator, sc);
   if (!sock.ok()) return sock.status();
   m.sock.emplace(std::move(*sock));

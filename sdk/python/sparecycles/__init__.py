@@ -617,21 +617,26 @@ class Client:
         return cls(_core.Client.local(cores, float(unit_seconds), list(tasks or []), bool(verbose)), 10.0)
 
     @classmethod
-    def connect(cls, endpoint: str, key: Optional[Any] = None, *, timeout: float = 10.0) -> "Client":
+    def connect(cls, endpoint: str, key: Optional[Any] = None, *, coordinator_key: Optional[str] = None,
+                timeout: float = 10.0) -> "Client":
         """Connects to a coordinator's client endpoint, e.g. "tcp://127.0.0.1:7738".
 
-        The connection is made lazily: a dead endpoint shows up as Unavailable on the first
-        request. timeout: seconds to wait for each answer.
-        key: client keys are not in this SDK yet; passing one raises Unimplemented.
+        The connection is encrypted (CurveZMQ) and made lazily: a dead endpoint, or one that does
+        not hold the coordinator's key, shows up as Unavailable on the first request.
+        coordinator_key: the coordinator's public key (Z85 or hex) or its file
+        (``sparecycles-coordinator key`` prints it); None = the key a coordinator of this user on
+        this machine published for the endpoint.
+        key: the path of this client's CURVE secret key file (mode 0600); None = a fresh key.
+        timeout: seconds to wait for each answer.
         """
-        if key is not None:
-            raise Unimplemented("Client.connect(key=...): the C++ SDK has no client keys yet "
-                                "(ClientOptions has no key field); connect without one")
+        if key is not None and not isinstance(key, (str, os.PathLike)):
+            raise InvalidArgument("key must be the path of a CURVE secret key file")
         if not isinstance(endpoint, str) or not endpoint:
             raise InvalidArgument("endpoint must be a ZeroMQ endpoint such as 'tcp://127.0.0.1:7738'")
         if not timeout > 0:
             raise InvalidArgument("timeout must be > 0 seconds")
-        return cls(_core.Client.connect(endpoint, float(timeout)), float(timeout))
+        return cls(_core.Client.connect(endpoint, float(timeout), str(coordinator_key or ""),
+                                        os.fspath(key) if key is not None else ""), float(timeout))
 
     @property
     def endpoint(self) -> str:

@@ -276,9 +276,12 @@ class PyClient {
     }
     return PyClient(Value(std::move(c)), true);
   }
-  static PyClient Connect(const std::string& endpoint, double timeout) {
+  static PyClient Connect(const std::string& endpoint, double timeout,
+                          const std::string& coordinator_key, const std::string& key_file) {
     ClientOptions o;
     o.request_timeout = Millis(timeout);
+    o.coordinator_key = coordinator_key;
+    o.key_file = key_file;
     if (o.request_timeout.count() <= 0)
       Throw(InvalidArgument("the request timeout must be above 0 s"));
     Result<Client> c = Unavailable("not connected");
@@ -508,7 +511,8 @@ PYBIND11_MODULE(_sparecycles, m) {
   py::class_<PyClient>(m, "Client")
       .def_static("local", &PyClient::Local, py::arg("cores"), py::arg("unit_seconds"),
                   py::arg("tasks"), py::arg("verbose"))
-      .def_static("connect", &PyClient::Connect, py::arg("endpoint"), py::arg("timeout"))
+      .def_static("connect", &PyClient::Connect, py::arg("endpoint"), py::arg("timeout"),
+                  py::arg("coordinator_key") = "", py::arg("key_file") = "")
       .def("submit", &PyClient::Submit, py::arg("task"), py::arg("params"), py::arg("input"),
            py::arg("input_path"), py::arg("name"), py::arg("priority"), py::arg("unit_seconds"),
            py::arg("units"), py::arg("replicas"), py::arg("quorum"), py::arg("max_replicas"),

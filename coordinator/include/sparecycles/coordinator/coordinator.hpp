@@ -10,6 +10,7 @@
 
 #include "sparecycles/coordinator/scheduler.hpp"
 #include "sparecycles/core/clock.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/status.hpp"
 
 namespace sparecycles::coordinator {
@@ -37,6 +38,24 @@ struct CoordinatorConfig {
   // port 0 = any free one. Default: empty = no HTTP. Reads are open; writes need the admin token.
   std::string http_endpoint;
   std::string http_admin_token;  // empty = the dashboard is read-only. Default: empty
+  // Security layer (docs/security.md). Both endpoints are CURVE servers with this key pair:
+  // `key` when given (the embedded local mode), else the file `key_file`, else
+  // DATA_DIR/curve/coordinator.key, created on first start; without a data directory a fresh key
+  // for this run only. Its public key is also published for programs of the same user on this
+  // machine (curve::PublishLocalKey).
+  std::optional<curve::KeyPair> key;
+  std::string key_file;
+  // Publish the public key for this user's programs on this machine (removed again when the
+  // Coordinator is destroyed). Default: true
+  bool publish_local_key = true;
+  // Peer endpoint: empty = open enrollment (any worker key may join), else only the worker keys
+  // listed in this file or directory (cluster pools). Reloaded by ReloadKeys(). Default: empty
+  std::string worker_keys;
+  // Client endpoint: empty = any client key, else only the listed keys. Default: empty
+  std::string client_keys;
+  // false = no CURVE on either endpoint (plaintext, anyone can be anyone). Only for the
+  // benchmarks that measure what CURVE costs; the daemon has no option for it. Default: true
+  bool curve = true;
   // Where the event loop reads the time (timers, deadlines, peers' silence). Must outlive the
   // Coordinator. Default: the process's steady clock
   const Clock* clock = &SteadyClock::Instance();
@@ -45,6 +64,9 @@ struct CoordinatorConfig {
 struct CoordinatorStats {
   std::uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, send_failures = 0;
   std::uint64_t peers = 0, jobs = 0, leases_in_flight = 0, disconnects = 0;
+  // Security layer: handshakes let in or refused by the ZAP handler; Hellos whose peer id is not
+  // the one of the connection's key (refused).
+  std::uint64_t peer_keys_refused = 0, client_keys_refused = 0, hellos_wrong_id = 0;
   SchedulerStats scheduler;
 };
 
@@ -61,6 +83,11 @@ class Coordinator {
   void Run();
   /// Asks Run() to return. Thread-safe; idempotent.
   void Stop();
+  /// Asks the loop to read the worker and client key lists again. Thread-safe and
+  /// async-signal-safe (SIGHUP); a list that fails to load leaves the previous one in force.
+  void ReloadKeys();
+  /// The public key both endpoints serve with (valid after Start()).
+  curve::PublicKey public_key() const;
 
   /// The bound endpoints, with the ports the OS picked (valid after Start()).
   std::string peer_endpoint() const;

@@ -24,6 +24,13 @@ struct SocketConfig {
   int send_hwm = 100000;
   int recv_hwm = 100000;
   bool router_mandatory = true;  // ROUTER: sending to a vanished peer fails loudly
+  // CURVE (docs/protocol.md, "Security layer"), Z85 keys; all empty = the NULL mechanism.
+  // A server sets curve_secret (and curve_public) with curve_server and a zap_domain, so every
+  // connection is checked by the ZAP handler; a client sets its own pair and curve_server_key.
+  bool curve_server = false;
+  std::string curve_public, curve_secret, curve_server_key;
+  std::string zap_domain;
+  int handshake_ivl_ms = 10000;  // ZMQ_HANDSHAKE_IVL: a greeting not finished by then is cut
 };
 
 /// Binds a ROUTER socket. `endpoint` may use a wildcard port, e.g. tcp://127.0.0.1:*.
@@ -56,6 +63,8 @@ std::optional<RouterFrame> RecvRouter(zmq::socket_t& s, WireStats* stats);
 /// `error` (optional) gets EHOSTUNREACH when no connection has that identity, EAGAIN when full.
 bool SendRouter(zmq::socket_t& s, std::string_view identity, std::string_view payload,
                 WireStats* stats, int* error = nullptr);
+/// The "User-Id" the ZAP handler gave the connection a message came from; empty when none.
+std::string UserId(zmq::message_t& msg);
 /// The file descriptor of the connection a received message came from (ZMQ_SRCFD), or -1.
 int SourceFd(zmq::message_t& msg);
 

@@ -163,6 +163,16 @@ class SPARECYCLES_EXPORT Job {
 
 struct ClientOptions {
   std::chrono::milliseconds request_timeout{10000};  // per request. Default: 10 s
+  /// The coordinator's public key, which the endpoint must prove it holds (CurveZMQ): 40 Z85
+  /// characters, 64 hex digits or the path of a key file (`sparecycles-coordinator key` prints
+  /// it). Default: empty = the key a coordinator of this user on this machine published for the
+  /// endpoint; Connect fails with FailedPrecondition when there is none.
+  std::string coordinator_key;
+  /// This client's key pair, a secret key file (`sparecycles key new`; mode 0600). Default: empty
+  /// = a fresh key for this connection (enough unless the coordinator lists client keys).
+  std::string key_file;
+  /// false = plaintext, for benchmarks against a coordinator with CURVE off. Default: true
+  bool curve = true;
 };
 
 struct LocalOptions {
@@ -178,8 +188,14 @@ struct LocalOptions {
 
 class SPARECYCLES_EXPORT Client {
  public:
-  /// Connects to a coordinator's client endpoint, e.g. "tcp://127.0.0.1:7738". The connection is
-  /// made lazily; a dead endpoint shows up as Unavailable on the first request.
+  /// Connects to a coordinator's client endpoint, e.g. "tcp://127.0.0.1:7738", whose public key
+  /// is options.coordinator_key (and, with options.key_file, as that client key). The connection
+  /// is made lazily; a dead endpoint, or one that does not hold the key, shows up as Unavailable
+  /// on the first request. Errors now: InvalidArgument / DataLoss / FailedPrecondition for keys.
+  ///
+  ///   ClientOptions o;
+  ///   o.coordinator_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";  // or a .pub file
+  ///   auto client = sparecycles::Client::Connect("tcp://coord.example.org:7738", o);
   static Result<Client> Connect(const std::string& endpoint, ClientOptions options = {});
   /// Starts a coordinator and a worker inside this process, on 127.0.0.1 with OS-chosen ports.
   static Result<Client> Local(const LocalOptions& options = {});

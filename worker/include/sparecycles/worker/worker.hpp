@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "sparecycles/core/clock.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/status.hpp"
 #include "sparecycles/tasks/task.hpp"
 #include "sparecycles/worker/capacity.hpp"
@@ -26,9 +27,18 @@ namespace sparecycles::worker {
 
 struct WorkerConfig {
   std::string coordinator = "tcp://127.0.0.1:7737";  // the coordinator's peer endpoint
-  unsigned cores = 0;          // cores donated; 0 = all of this machine's. Default: 0
-  std::string peer_id;         // stable id; empty = read/create <state_dir>/peer-id, else random
-  std::string state_dir;       // where the peer id is kept; empty = nothing on disk
+  unsigned cores = 0;     // cores donated; 0 = all of this machine's. Default: 0
+  std::string state_dir;  // where the key pair and pins are kept; empty = nothing on disk
+  // Security layer (docs/security.md). The worker's CURVE key pair, whose public key is its peer
+  // id (curve::PeerIdFor): `key` when given, else <state_dir>/curve/worker.key (created at first
+  // start), else a fresh key for this run.
+  std::optional<curve::KeyPair> key;
+  // The coordinator's public key (Z85/hex or a key file). Empty = the key pinned in
+  // <state_dir>/coordinator.pub, else the key a coordinator of this user on this machine
+  // published for the endpoint (then pinned: trust on first use). A key that differs from the
+  // pinned one is refused.
+  std::string coordinator_key;
+  bool curve = true;           // false = plaintext, for benchmarks only (the coordinator's `curve`)
   std::string account;         // the volunteer's account name (for the distinct-owner rule)
   std::uint32_t prefetch = 1;  // units held beyond the idle slots. Default: 1
   double calibrate_seconds = 0.02;  // per task, for the speed announced in Hello. Default: 20 ms
