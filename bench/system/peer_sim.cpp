@@ -224,7 +224,10 @@ int main(int argc, char** argv) {
     {
       std::istringstream in(testing::ReadAll(ep_file));
       std::string k, v;
-      while (in >> k >> v) (k == "peers" ? peer_ep : client_ep) = v;
+      while (in >> k >> v) {
+        if (k == "peers") peer_ep = v;
+        if (k == "clients") client_ep = v;
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const Window empty = Observe(coordinator.pid(), std::min(rest_s, 5.0));

@@ -325,8 +325,10 @@ std::pair<std::string, std::string> WorkerStatus(const TempDir& tmp, const std::
   const std::string state = tmp / (name + "-state");
   fs::create_directories(state);
   if (disable != nullptr) ::setenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER", disable, 1);
+  // No coordinator answers, so there is no key to pin: plaintext (the worker would refuse to
+  // start without a coordinator key otherwise).
   testing::Process w({SC_WORKER_BIN, "--coordinator", endpoint, "--state-dir", state, "--executor",
-                      SC_EXECUTOR_BIN, "--cores", "1", "--profile", "cluster"},
+                      SC_EXECUTOR_BIN, "--cores", "1", "--profile", "cluster", "--curve", "off"},
                      tmp / name);
   ::unsetenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER");
   std::string status;
