@@ -278,6 +278,14 @@ double Scheduler::RateFor(const Job& job, const Peer* peer) const {
   return job.task->DefaultWorkPerSecond();
 }
 
+double Scheduler::ExpectedUnitSeconds(const Job& job, const Peer& peer) const {
+  // Enough results to trust the measured time over the declared one (a few, so that one odd
+  // unit does not decide; the average follows the latest results).
+  constexpr std::uint64_t kTrustMeasuredAfter = 8;
+  if (job.measured_units >= kTrustMeasuredAfter) return job.measured_unit_seconds;
+  return job.unit_work / std::max(1e-12, RateFor(job, &peer));
+}
+
 Status Scheduler::ResolveTask(Job& job) const {
   const std::string& name = job.spec.task;
   if (name.starts_with(proto::kPackageTaskPrefix)) {
@@ -625,7 +633,7 @@ std::vector<proto::Lease> Scheduler::Lease(PeerHandle peer_handle, std::uint32_t
     // every slot of the pool twice: its input is then here when the unit before it ends (no
     // round trip between units), and no other peer can be left without work by it.
     if (peer.leases.size() >= peer.slots) {
-      const double expected = job->unit_work / std::max(1e-12, RateFor(*job, &peer));
+      const double expected = ExpectedUnitSeconds(*job, peer);
       const std::uint64_t beyond = peer.leases.size() + 1 - peer.slots;
       const bool short_units = expected * static_cast<double>(beyond) <=
                                config_.prefetch_seconds * std::max(1u, peer.slots);
@@ -953,6 +961,13 @@ ResultEffect Scheduler::OnResult(PeerHandle peer_handle, const proto::ResultMsg&
     Requeue(job, rec.unit);
     effect.kind = ResultEffect::Kind::kAccepted;
     return effect;
+  }
+  if (r.outcome == proto::UnitOutcome::kOk && std::isfinite(r.wall_seconds) &&
+      r.wall_seconds >= 0) {
+    job.measured_unit_seconds = job.measured_units == 0
+                                    ? r.wall_seconds
+                                    : 0.9 * job.measured_unit_seconds + 0.1 * r.wall_seconds;
+    ++job.measured_units;
   }
   if (CountVote(job, rec.unit, peer, peer_id, r, effect)) {
     Decide(job, rec.unit, now, wall_now, effect);

@@ -175,6 +175,38 @@ TEST_CASE("a long unit is prefetched one per slot while the job could fill the p
   CHECK(f.s->FindJob(id)->state == proto::JobState::kDone);
 }
 
+TEST_CASE("once units come back faster than declared, they are prefetched as short units") {
+  SchedulerConfig c;
+  c.prefetch = 64;
+  c.prefetch_seconds = 0.05;
+  Fixture f(c, /*prefetch_any_unit=*/false);
+  const PeerHandle a = f.Peer("a");
+  f.Submit(200);                 // declared: about a second per unit
+  for (int i = 0; i < 8; ++i) {  // eight results of 1 ms each, one unit at a time
+    const auto l = f.s->Lease(a, 1, f.clock.Now());
+    REQUIRE(l.size() == 1);
+    proto::ResultMsg r = f.Honest(l[0]);
+    r.wall_seconds = 0.001;
+    f.Deliver(a, r);
+  }
+  // 1 ms measured: its slot plus 50 ms of work beyond it (50 units), not the one long unit.
+  CHECK(f.s->Lease(a, 65, f.clock.Now()).size() == 51);
+  // A peer that lies about run times gains nothing but deeper prefetch, capped by `prefetch`.
+  SchedulerConfig capped = c;
+  capped.prefetch = 10;
+  Fixture g(capped, /*prefetch_any_unit=*/false);
+  const PeerHandle p = g.Peer("p");
+  g.Submit(200);
+  for (int i = 0; i < 8; ++i) {
+    const auto l = g.s->Lease(p, 1, g.clock.Now());
+    REQUIRE(l.size() == 1);
+    proto::ResultMsg r = g.Honest(l[0]);
+    r.wall_seconds = 0;
+    g.Deliver(p, r);
+  }
+  CHECK(g.s->Lease(p, 65, g.clock.Now()).size() == 11);
+}
+
 TEST_CASE("the unit count follows the job size and the peers' measured speed") {
   Fixture f;
   PeerHello h;

@@ -209,7 +209,12 @@ struct Job {
   std::string error;
   std::string result;  // merged
   std::vector<proto::UnitFailure> failures;
-  double unit_work = 0;                 // task work units per unit (for lease deadlines)
+  double unit_work = 0;  // task work units per unit (for lease deadlines)
+  // Run time of this job's units as peers report it (an average that follows the latest results),
+  // once `measured_units` of them came back. Prefetch decisions trust it over the declared time:
+  // a package's manifest can only say "at least a second".
+  double measured_unit_seconds = 0;
+  std::uint64_t measured_units = 0;
   std::uint64_t units_total_final = 0;  // unit count once `units` has been released
   std::uint64_t seq = 0;                // submission order, for fairness ties
 };
@@ -406,6 +411,9 @@ class Scheduler {
   /// Finds the task of job.spec (built-in, or a package's stand-in) and sets job.peer_key.
   Status ResolveTask(Job& job) const;
   double RateFor(const Job& job, const Peer* peer) const;
+  /// Seconds a unit of `job` is expected to take on `peer`: measured once results came back,
+  /// else from the job's unit work and the peer's rate.
+  double ExpectedUnitSeconds(const Job& job, const Peer& peer) const;
   void Requeue(Job& job, std::uint32_t unit_index);
   void ForgetUnitPeer(Unit& unit, PeerHandle peer);
   /// The peer of an expired lease no longer runs it: it may take the unit again.
