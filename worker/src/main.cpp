@@ -2,9 +2,6 @@
 // `sparecycles-worker status` shows what a running worker does (from its state directory).
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -217,42 +214,21 @@ Status PackageOptions(const Options& opt, worker::WorkerConfig& cfg) {
 }
 
 // `sandbox-check`: the executor applies every layer to itself in a scratch directory and prints
-// one line per layer; the exit status is the executor's (0 = all active).
+// one line per layer (the same probe a worker runs at start); exit 0 when all are active.
 int SandboxCheck(const Options& opt) {
   std::string exe = opt.Get("executor");
   if (exe.empty()) exe = worker::DefaultExecutorPath();
-  char tmpl[] = "/tmp/sparecycles-sandbox-check-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) return Fail(Internal("cannot make a scratch directory"));
-  const std::string dir = tmpl;
-  (void)::chmod(dir.c_str(), 0755);
   auto user = SandboxUser(opt.Get("sandbox-user"));
   if (!user.ok()) return Fail(user.status());
-  if (::geteuid() == 0) (void)::chown(dir.c_str(), user->first, user->second);
-  std::cout << "executor: " << exe << "\n";
-  std::cout.flush();
-  std::vector<std::string> args = {
-      exe, "--probe", dir, "--probe-user",
-      std::to_string(user->first) + ":" + std::to_string(user->second)};
-  if (const char* d = std::getenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER"))
-    args.insert(args.end(), {"--disable-layer-for-test", d});
-  std::vector<char*> cargv;
-  cargv.reserve(args.size() + 1);
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, cargv.data(), environ);
-  int status = 1;
-  if (rc == 0) {
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
-  (void)::rmdir(dir.c_str());
-  if (rc != 0) return Fail(Unavailable("cannot start " + exe + ": " + std::strerror(rc)));
-  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  std::cout << (ok ? "sandbox: every layer active\n"
-                   : "sandbox: NOT every layer is active; package units would be refused "
-                     "(or run with --sandbox off on a trusted cluster)\n");
-  return ok ? 0 : 1;
+  const char* disable = std::getenv("SPARECYCLES_SANDBOX_CHECK_DISABLE_LAYER");
+  const worker::SandboxProbe probe =
+      worker::ProbeSandbox(exe, user->first, user->second, disable != nullptr ? disable : "");
+  if (probe.report.empty()) return Fail(Unavailable(probe.missing));
+  std::cout << "executor: " << exe << "\n" << probe.report;
+  std::cout << (probe.ok ? "sandbox: every layer active\n"
+                         : "sandbox: NOT every layer is active; package units would be refused "
+                           "(or run with --sandbox off on a trusted cluster)\n");
+  return probe.ok ? 0 : 1;
 }
 
 }  // namespace
