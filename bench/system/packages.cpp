@@ -4,7 +4,7 @@
 //     (T(built-in) / T(package), goal >= 0.97).
 //  1b. sandboxed_trivial_units_per_s (--only trivial): spin ms=0 units (no work: per-unit
 //     overhead is all there is) of the built-in spin kernel shipped as a native package
-//     (bench/plugins/spin_package.cpp), through the sandboxed executor processes, against the
+//     (bench/plugins/builtin_package.cpp), through the sandboxed executor processes, against the
 //     same job of the built-in spin task, same cluster, same run (goal:
 //     >= 50,000 units/s and >= 0.5 of the built-in figure).
 //  1c. sandboxed_1s_unit_efficiency (--only second): units of about 1 s of the package against

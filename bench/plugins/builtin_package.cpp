@@ -1,7 +1,8 @@
-// BENCHMARK-ONLY native task plugin: the built-in spin kernel (units that busy-wait `ms`
-// milliseconds; ms=0 = no work at all) compiled into a package, so that bench_packages measures
-// the per-unit overhead of package units through the sandboxed executor against the same kernel
-// built in.
+// BENCHMARK-ONLY native task plugin: a built-in kernel compiled into a package, so that
+// bench_packages compares exactly the same code built into the worker and shipped as a package
+// (run in a sandboxed sparecycles-executor process). bench/CMakeLists.txt builds it once per
+// kernel: SC_MAKE_TASK names the built-in's factory (MakePrimesTask: the efficiency figures;
+// MakeSpinTask: trivial units, per-unit overhead only), SC_PACKAGE_TASK the task's name.
 #include <memory>
 
 #include "../../tasks/src/builtin.hpp"
@@ -12,9 +13,9 @@ namespace {
 using namespace sparecycles;
 using namespace sparecycles::tasks;
 
-class SpinPackage final : public Task {
+class BuiltinPackage final : public Task {
  public:
-  std::string_view Name() const override { return "spin-package"; }
+  std::string_view Name() const override { return SC_PACKAGE_TASK; }
   std::uint32_t Version() const override { return 1; }
   std::string_view Summary() const override { return t_->Summary(); }
   std::vector<ParamSpec> Params() const override { return t_->Params(); }
@@ -37,9 +38,9 @@ class SpinPackage final : public Task {
   double DefaultWorkPerSecond() const override { return t_->DefaultWorkPerSecond(); }
 
  private:
-  std::unique_ptr<Task> t_ = MakeSpinTask();
+  std::unique_ptr<Task> t_ = SC_MAKE_TASK();
 };
 
 }  // namespace
 
-SPARECYCLES_EXPORT_TASK(SpinPackage)
+SPARECYCLES_EXPORT_TASK(BuiltinPackage)
