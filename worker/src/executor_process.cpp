@@ -147,6 +147,15 @@ int DupHigh(int fd) {
   return high;
 }
 
+// argv/envp for posix_spawn: pointers into `v` (which must outlive them), then a null.
+std::vector<char*> CStrings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
 std::vector<std::string> ChildEnvironment(const std::string& dir) {
   std::vector<std::string> env = {"PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=" + dir, "TMPDIR=" + dir};
   // Sanitizer settings reach an instrumented executor; nothing else of the worker's environment
@@ -203,11 +212,7 @@ SandboxProbe ProbeSandbox(const std::string& executor_path, std::uint32_t uid, s
                                    std::to_string(uid) + ":" + std::to_string(gid)};
   if (!disable_layer.empty()) args.insert(args.end(), {"--disable-layer-for-test", disable_layer});
   std::vector<std::string> env = ChildEnvironment(dir);
-  std::vector<char*> cargv, cenv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  for (auto& e : env) cenv.push_back(e.data());
-  cenv.push_back(nullptr);
+  std::vector<char*> cargv = CStrings(args), cenv = CStrings(env);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -648,11 +653,7 @@ void ProcessExecutor::Supervise(const std::shared_ptr<Proc>& proc) {
     std::vector<std::string> args = {exe, "--fd", "3"};
     if (page != MAP_FAILED) args.insert(args.end(), {"--state-fd", "4"});
     std::vector<std::string> env = ChildEnvironment(dir);
-    std::vector<char*> cargv, cenv;
-    for (auto& a : args) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    for (auto& e : env) cenv.push_back(e.data());
-    cenv.push_back(nullptr);
+    std::vector<char*> cargv = CStrings(args), cenv = CStrings(env);
     const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &attr, cargv.data(), cenv.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
