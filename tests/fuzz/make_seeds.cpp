@@ -10,6 +10,7 @@
 #include "../../worker/src/checkpoint_store.hpp"
 #include "../../worker/src/executor_wire.hpp"
 #include "fuzz_support.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/codec.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
@@ -191,6 +192,21 @@ void Files() {
     if (!bytes.ok()) fuzz::Fail("cannot read the checkpoint back");
     Seed("checkpoint", "valid", *bytes);
   }
+  // Key files as the programs write them, and a client-key list with roles and quotas.
+  const curve::KeyPair pair = curve::Generate();
+  const std::string keys = fuzz::ScratchDir() + "/seed-keys";
+  if (!curve::SaveKeyPair(keys + "/client.key", pair, "client").ok()) fuzz::Fail("no key file");
+  auto secret = ReadFile(keys + "/client.key", 4096);
+  auto pub = ReadFile(keys + "/client.pub", 4096);
+  if (!secret.ok() || !pub.ok()) fuzz::Fail("cannot read the key files back");
+  const std::string other = curve::Generate().public_key.Z85();
+  Seed("keys", "files_and_list",
+       fuzz::Piece(*secret) + fuzz::Piece(*pub) +
+           fuzz::Piece("# key role quotas\n" + pair.public_key.Z85() +
+                       " submit jobs=20 units=1M bytes=10G\n" + other + " submit,read\n" +
+                       pair.public_key.Hex() + "  admin  # the same key again, in hex\n"));
+  Seed("keys", "bad_role", fuzz::Piece("") + fuzz::Piece("") +
+                               fuzz::Piece(pair.public_key.Z85() + " sumbit jobs=x\n"));
   Seed("config", "worker",
        "# a worker's config file\n"
        "cores = 3\n"
@@ -325,11 +341,11 @@ int main(int argc, char** argv) {
   }
   SetLogLevel(LogLevel::kWarn);
   out_root = argv[1];
+  InitCrypto();
   PeerFrames();
   ClientFrames();
   Files();
   Tasks();
-  InitCrypto();
   Packages();
   ExecutorFrames();
   std::printf("wrote %d seeds under %s\n", written, out_root.c_str());
