@@ -54,13 +54,15 @@ void ConnectionGuard::OnHandshake(int fd, bool succeeded) {
   }
 }
 
-void ConnectionGuard::OnClosed(int fd) {
+std::uint64_t ConnectionGuard::OnClosed(int fd) {
   auto it = conns_.find(fd);
-  if (it == conns_.end()) return;
+  if (it == conns_.end()) return 0;
+  const std::uint64_t pending = it->second.last_pending;
   const std::string& host = it->second.host;
   if (auto h = per_host_.find(host); h != per_host_.end() && --h->second == 0) per_host_.erase(h);
   conns_.erase(it);
   stats_.open = conns_.size();
+  return pending;
 }
 
 void ConnectionGuard::OnReceived(int fd, std::size_t payload_bytes) {
@@ -97,6 +99,7 @@ std::vector<std::pair<int, CutReason>> ConnectionGuard::Check(
     c.accounted = std::min(c.accounted, *kernel + kHandshakeAllowance);
     const std::uint64_t pending = *kernel > c.accounted ? *kernel - c.accounted : 0;
     stats_.max_pending_seen = std::max(stats_.max_pending_seen, pending);
+    c.last_pending = pending;
     const bool over = pending > limits_.max_pending_bytes;
     // Over the limit after the loop drained its socket, or twice in a row (or twice over it at
     // once): a backlog of complete messages behind a busy loop clears within one reading, an

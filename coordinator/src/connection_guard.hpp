@@ -33,7 +33,9 @@ class ConnectionGuard {
   /// OnClosed (its fd is open until libzmq closes it).
   std::optional<CutReason> OnAccepted(int fd, const std::string& host, const std::string& peer);
   void OnHandshake(int fd, bool succeeded);
-  void OnClosed(int fd);
+  /// The connection on `fd` closed; returns its pending bytes at the last reading (what its
+  /// close freed, for ReleaseFreedMemory).
+  std::uint64_t OnClosed(int fd);
   /// The loop received one complete single-frame message of `payload_bytes` from `fd`.
   void OnReceived(int fd, std::size_t payload_bytes);
   /// Reads every tracked connection's kernel byte count through `kernel_bytes` (nothing = not
@@ -59,6 +61,7 @@ class ConnectionGuard {
     std::string host, peer;
     std::uint64_t accounted = kHandshakeAllowance;  // bytes explained by messages seen
     std::uint64_t last_kernel = 0;                  // the previous reading
+    std::uint64_t last_pending = 0;                 // ... and its pending bytes
     bool seen_since_check = false, over_last_check = false, handshaken = false, cut = false;
   };
   GuardLimits limits_;

@@ -80,6 +80,7 @@ struct Coordinator::Impl {
   std::optional<ConnectionGuard> peer_guard, client_guard;
   std::uint64_t cuts_logged = 0;
   bool trim_due = false;
+  static constexpr std::uint64_t kTrimAfterBytes = 16 << 20;
   std::uint64_t bad_logged = 0;
 
   mutable std::mutex stats_mu;
@@ -418,7 +419,8 @@ struct Coordinator::Impl {
         const auto [host, peer] = PeerAddress(fd);
         if (auto why = guard.OnAccepted(fd, host, peer)) Cut(guard, fd, *why, peer_side);
       } else if (event == ZMQ_EVENT_DISCONNECTED) {
-        guard.OnClosed(fd);
+        // A connection that held much unread (an unterminated message) freed it: return it.
+        if (guard.OnClosed(fd) > kTrimAfterBytes) trim_due = true;
         if (peer_side) sessions.OnDisconnected(fd, now + config.disconnect_grace);
       } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         guard.OnHandshake(fd, true);

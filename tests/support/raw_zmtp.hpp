@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -197,12 +198,15 @@ class RawZmtp {
   bool WaitClosed(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     char buf[4096];
-    while (std::chrono::steady_clock::now() < deadline) {
+    do {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
+      if (::poll(&p, 1, static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 50))) <= 0)
+        continue;
       const ssize_t n = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return true;
-    }
+    } while (std::chrono::steady_clock::now() < deadline);
     return false;
   }
 
