@@ -79,8 +79,12 @@ struct Coordinator::Impl {
   std::optional<zmq::socket_t> client_monitor;  // connection events of the client socket
   std::optional<ConnectionGuard> peer_guard, client_guard;
   std::uint64_t cuts_logged = 0;
-  bool trim_due = false;
+  std::optional<TimePoint> trim_at;  // when to return freed memory to the OS
   static constexpr std::uint64_t kTrimAfterBytes = 16 << 20;
+  // libzmq frees a cut connection's buffers on its I/O thread shortly after the event: trim later.
+  void TrimSoon(TimePoint now) {
+    if (!trim_at) trim_at = now + std::chrono::milliseconds(500);
+  }
   std::uint64_t bad_logged = 0;
 
   mutable std::mutex stats_mu;
@@ -417,10 +421,10 @@ struct Coordinator::Impl {
       const int fd = static_cast<int>(value);
       if (event == ZMQ_EVENT_ACCEPTED) {
         const auto [host, peer] = PeerAddress(fd);
-        if (auto why = guard.OnAccepted(fd, host, peer)) Cut(guard, fd, *why, peer_side);
+        if (auto why = guard.OnAccepted(fd, host, peer)) Cut(guard, fd, *why, peer_side, now);
       } else if (event == ZMQ_EVENT_DISCONNECTED) {
         // A connection that held much unread (an unterminated message) freed it: return it.
-        if (guard.OnClosed(fd) > kTrimAfterBytes) trim_due = true;
+        if (guard.OnClosed(fd) > kTrimAfterBytes) TrimSoon(now);
         if (peer_side) sessions.OnDisconnected(fd, now + config.disconnect_grace);
       } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         guard.OnHandshake(fd, true);
@@ -433,14 +437,14 @@ struct Coordinator::Impl {
 
   // Cuts one connection (shutdown under libzmq, which then closes it), counted and logged: the
   // first few, then every 1000th, so a flood of connections cannot fill disks.
-  void Cut(ConnectionGuard& guard, int fd, CutReason why, bool peer_side) {
+  void Cut(ConnectionGuard& guard, int fd, CutReason why, bool peer_side, TimePoint now) {
     const std::string* peer = guard.PeerOf(fd);
     if (peer == nullptr || !CutConnection(fd, *peer)) {
       guard.OnClosed(fd);  // already gone (its fd may serve another connection by now)
       return;
     }
     guard.MarkCut(fd, why);
-    if (why == CutReason::kPendingBytes || why == CutReason::kPendingTotal) trim_due = true;
+    if (why == CutReason::kPendingBytes || why == CutReason::kPendingTotal) TrimSoon(now);
     if (cuts_logged < 10 || cuts_logged % 1000 == 0)
       SC_LOG(Warn) << "cut a connection from " << *peer << " on the "
                    << (peer_side ? "peer" : "client") << " endpoint (" << CutReasonName(why)
@@ -450,16 +454,17 @@ struct Coordinator::Impl {
 
   // The guards' periodic reading of what each connection received but the loop has not seen.
   void CheckConnections(TimePoint now, bool peers_drained, bool clients_drained) {
-    const bool trim = trim_due;  // a hoard cut at the previous check is freed by now
-    trim_due = false;
     for (auto [guard, peer_side, drained] : {std::tuple{&*peer_guard, true, peers_drained},
                                              std::tuple{&*client_guard, false, clients_drained}}) {
       if (!guard->CheckDue(now)) continue;
       guard->CheckedAt(now);
       for (const auto& [fd, why] : guard->Check(KernelBytesReceived, drained))
-        Cut(*guard, fd, why, peer_side);
+        Cut(*guard, fd, why, peer_side, now);
     }
-    if (trim) ReleaseFreedMemory();
+    if (trim_at && now >= *trim_at) {
+      ReleaseFreedMemory();
+      trim_at.reset();
+    }
   }
 
   void ProbeSuspects(TimePoint now) {
