@@ -49,7 +49,7 @@ struct Outcome {
 };
 
 struct Params {
-  int slow_connections = 5000;
+  int slow_connections = 2000;
   double multipart_budget_mib = 512, multipart_seconds = 60;
   int max_frames = 8;
   int churn = 5000;
@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
     RaiseFdLimit();
     InitCrypto();
     Params p;
-    p.slow_connections = static_cast<int>(args.Num("slow-connections", 5000, 200));
+    p.slow_connections = static_cast<int>(args.Num("slow-connections", 2000, 200));
     p.multipart_budget_mib = args.Num("multipart-mib", 512, 64);
     p.multipart_seconds = args.Num("multipart-seconds", 60, 5);
     p.max_frames = static_cast<int>(args.Num("max-frames", 8, 1));
