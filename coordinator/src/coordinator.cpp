@@ -6,6 +6,7 @@
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "connection_guard.hpp"
 #include "http_server.hpp"  // HTTP side: metrics snapshots and the server
@@ -81,9 +82,12 @@ struct Coordinator::Impl {
   std::uint64_t cuts_logged = 0;
   std::optional<TimePoint> trim_at;  // when to return freed memory to the OS
   static constexpr std::uint64_t kTrimAfterBytes = 16 << 20;
-  // libzmq frees a cut connection's buffers on its I/O thread shortly after the event: trim later.
+  bool trim_again = false;
+  // libzmq frees a cut connection's buffers on its I/O thread after the event (millions of
+  // frames take a while): trim after 500 ms and once more 2 s later.
   void TrimSoon(TimePoint now) {
     if (!trim_at) trim_at = now + std::chrono::milliseconds(500);
+    trim_again = true;
   }
   std::uint64_t bad_logged = 0;
 
@@ -464,6 +468,7 @@ struct Coordinator::Impl {
     if (trim_at && now >= *trim_at) {
       ReleaseFreedMemory();
       trim_at.reset();
+      if (std::exchange(trim_again, false)) trim_at = now + std::chrono::seconds(2);
     }
   }
 
