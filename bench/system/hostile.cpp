@@ -31,14 +31,13 @@ double ProcMiB(pid_t pid, const char* field) {
   std::string line;
   const std::string prefix = std::string(field) + ":";
   while (std::getline(in, line))
-    if (line.rfind(prefix, 0) == 0) return std::strtod(line.c_str() + prefix.size(), nullptr) / 1024;
+    if (line.rfind(prefix, 0) == 0)
+      return std::strtod(line.c_str() + prefix.size(), nullptr) / 1024;
   return NAN;
 }
 
 // Resets VmHWM to the current RSS (Linux >= 4.0), so a case's peak is its own.
-void ResetPeak(pid_t pid) {
-  std::ofstream("/proc/" + std::to_string(pid) + "/clear_refs") << "5";
-}
+void ResetPeak(pid_t pid) { std::ofstream("/proc/" + std::to_string(pid) + "/clear_refs") << "5"; }
 
 struct Outcome {
   double before = 0, peak = 0, after = 0;
@@ -156,6 +155,7 @@ Outcome Churn(Target& t, const Params& p) {
     std::atomic<int> next{0};
     std::atomic<std::uint64_t> ok{0};
     std::vector<std::thread> threads;
+    threads.reserve(16);
     for (int k = 0; k < 16; ++k)
       threads.emplace_back([&] {
         while (next.fetch_add(1) < p.churn) {
@@ -188,10 +188,14 @@ void Report(const Args& args, const std::string& name, const Outcome& on, const 
   f.baseline = off.peak - off.before;
   f.baseline_name = "--connection-guard off";
   f.higher_is_better = false;
-  f.extra = {{"rss_before_mib", on.before},        {"rss_peak_mib", on.peak},
-             {"rss_after_mib", on.after},          {"sent_mib", on.sent_mib},
-             {"cut", static_cast<double>(on.cut)}, {"tried", static_cast<double>(on.tried)},
-             {"baseline_rss_peak_mib", off.peak},  {"baseline_sent_mib", off.sent_mib},
+  f.extra = {{"rss_before_mib", on.before},
+             {"rss_peak_mib", on.peak},
+             {"rss_after_mib", on.after},
+             {"sent_mib", on.sent_mib},
+             {"cut", static_cast<double>(on.cut)},
+             {"tried", static_cast<double>(on.tried)},
+             {"baseline_rss_peak_mib", off.peak},
+             {"baseline_sent_mib", off.sent_mib},
              {"baseline_cut", static_cast<double>(off.cut)}};
   Emit(f, args);
 }
@@ -217,8 +221,9 @@ int main(int argc, char** argv) {
     p.churn = static_cast<int>(args.Num("churn", 5000, 100));
     const std::string cases =
         args.Str("cases", "slow_handshakes,multipart_1b,multipart_1mib,max_frames,churn");
-    auto wanted = [&](const std::string& c) { return ("," + cases + ",").find("," + c + ",") !=
-                                                     std::string::npos; };
+    auto wanted = [&](const std::string& c) {
+      return ("," + cases + ",").find("," + c + ",") != std::string::npos;
+    };
     std::fprintf(stderr, "coordinator memory under hostile peers (CURVE on, 127.0.0.1)\n");
     auto run = [&](const std::string& name, auto&& one) {
       if (!wanted(name)) return;

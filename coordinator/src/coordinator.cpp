@@ -432,8 +432,9 @@ struct Coordinator::Impl {
         if (peer_side) sessions.OnDisconnected(fd, now + config.disconnect_grace);
       } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         guard.OnHandshake(fd, true);
-      } else if ((event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)) != 0) {
+      } else if ((event &
+                  (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                   ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)) != 0) {
         guard.OnHandshake(fd, false);
       }
     }
@@ -451,8 +452,8 @@ struct Coordinator::Impl {
     if (why == CutReason::kPendingBytes || why == CutReason::kPendingTotal) TrimSoon(now);
     if (cuts_logged < 10 || cuts_logged % 1000 == 0)
       SC_LOG(Warn) << "cut a connection from " << *peer << " on the "
-                   << (peer_side ? "peer" : "client") << " endpoint (" << CutReasonName(why)
-                   << "; " << cuts_logged + 1 << " cut so far)";
+                   << (peer_side ? "peer" : "client") << " endpoint (" << CutReasonName(why) << "; "
+                   << cuts_logged + 1 << " cut so far)";
     ++cuts_logged;
   }
 
@@ -815,8 +816,8 @@ struct Coordinator::Impl {
         {clients_sock->handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, wake.fd(), ZMQ_POLLIN, 0},
         {monitor->handle(), 0, ZMQ_POLLIN, 0},
-        {client_monitor->handle(), 0, ZMQ_POLLIN, 0},
     };
+    items.push_back({client_monitor->handle(), 0, ZMQ_POLLIN, 0});  // connection events
     if (zap) items.push_back({zap->socket().handle(), 0, ZMQ_POLLIN, 0});
     const Duration tick_every = std::clamp<Duration>(
         config.scheduler.peer_timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));

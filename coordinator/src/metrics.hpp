@@ -71,7 +71,6 @@ struct Snapshot {
   SchedulerStats scheduler;
   WireCounts peers_wire, clients_wire;
   std::uint64_t disconnects = 0, leases_in_flight = 0;
-  GuardStats peer_connections, client_connections;  // the connection guards' counts
   std::uint64_t jobs_by_state[5] = {};  // indexed by proto::JobState
   std::uint64_t units_queued = 0, units_running = 0;
   std::uint64_t peers_by_state[3] = {};  // indexed by proto::PeerState
@@ -83,6 +82,7 @@ struct Snapshot {
   metrics::Histogram commit_seconds, turn_seconds;
   std::map<std::string, metrics::Histogram> unit_run_seconds;  // by task
   std::uint64_t publishes = 0;
+  GuardStats peer_connections, client_connections;  // the connection guards' counts
 };
 
 class LoopMetrics {

@@ -119,8 +119,8 @@ class RawZmtp {
     std::uint8_t wn[24], wplain[128];
     std::memcpy(wn, "WELCOME-", 8);
     std::memcpy(wn + 8, &welcome[8], 16);
-    if (crypto_box_open_easy(wplain, reinterpret_cast<const std::uint8_t*>(&welcome[24]), 144,
-                             wn, server, cn_sec) != 0)
+    if (crypto_box_open_easy(wplain, reinterpret_cast<const std::uint8_t*>(&welcome[24]), 144, wn,
+                             server, cn_sec) != 0)
       return false;
     const std::uint8_t* cn_server = wplain;
     const std::uint8_t* cookie = wplain + 32;

@@ -2,11 +2,11 @@
 // on connections in total and per host (loopback exempt), and the pending-bytes reading that
 // cuts a connection holding an unterminated message but not one whose bytes are explained by
 // the messages the loop read, a large message still arriving, or a backlog behind a busy loop.
+#include "../../coordinator/src/connection_guard.hpp"
+
 #include <doctest/doctest.h>
 
 #include <map>
-
-#include "../../coordinator/src/connection_guard.hpp"
 
 using namespace sparecycles::coordinator;
 
