@@ -153,7 +153,8 @@ std::pair<std::string, std::string> PeerAddress(int fd) {
   std::string host = buf;
   if (host.rfind("::ffff:", 0) == 0 && host.find('.') != std::string::npos)
     host = host.substr(7);  // an IPv4 peer on a dual-stack socket is that IPv4 host
-  return {host, host + ":" + std::to_string(port)};
+  const bool v6 = host.find(':') != std::string::npos;
+  return {host, (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port)};
 }
 
 bool IsLoopbackAddress(const std::string& host) {

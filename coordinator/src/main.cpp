@@ -171,8 +171,8 @@ int main(int argc, char** argv) {
           "Open connections per endpoint from one IP address (loopback is exempt); 0 = no cap.");
   opt.Add("max-pending-bytes", "100663296",
           "A connection whose bytes received run this far ahead of the complete messages read\n"
-          "      from it (an unterminated multipart message) is cut; 96 MiB. At least one\n"
-          "      largest message (83886080).");
+          "      from it (an unterminated multipart message) is cut (96 MiB; at least one\n"
+          "      largest message, 83886080).");
   opt.Add("max-pending-total", "1073741824",
           "The same summed over an endpoint's connections (1 GiB); the largest are cut.");
   opt.Add("connection-guard", "on",

@@ -97,30 +97,35 @@ TEST_CASE("an endless multipart message is cut; memory stays bounded; honest wor
   CHECK(log.find("(pending") != std::string::npos);
 }
 
-TEST_CASE("the connection cap cuts the connection over it at once") {
+TEST_CASE("the connection cap cuts the connection over it at once, on either endpoint") {
   InitCrypto();
   Cluster cluster(0, {"--max-connections", "3"});
   REQUIRE(cluster.ok());
-  const std::uint16_t port = RawZmtp::PortOf(cluster.peer_endpoint());
-  std::vector<RawZmtp> conns(4);
-  for (int i = 0; i < 3; ++i) {
-    REQUIRE(conns[i].Connect(port));
-    REQUIRE(conns[i].HandshakeCurve(cluster.coordinator_key()));
+  for (const std::string& endpoint : {cluster.peer_endpoint(), cluster.client_endpoint()}) {
+    CAPTURE(endpoint);
+    const std::uint16_t port = RawZmtp::PortOf(endpoint);
+    std::vector<RawZmtp> conns(4);
+    for (int i = 0; i < 3; ++i) {
+      REQUIRE(conns[i].Connect(port));
+      REQUIRE(conns[i].HandshakeCurve(cluster.coordinator_key()));
+    }
+    REQUIRE(conns[3].Connect(port));
+    // The fourth is cut before or during its handshake.
+    const bool refused =
+        !conns[3].HandshakeCurve(cluster.coordinator_key(), 3s) || conns[3].WaitClosed(3s);
+    CHECK(refused);
+    for (int i = 0; i < 3; ++i) CHECK_FALSE(conns[i].WaitClosed(200ms));
+    // Once one closes, a new connection is let in again.
+    conns[0].Close();
+    std::this_thread::sleep_for(500ms);
+    RawZmtp again;
+    REQUIRE(again.Connect(port));
+    CHECK(again.HandshakeCurve(cluster.coordinator_key()));
+    CHECK_FALSE(again.WaitClosed(500ms));
   }
-  REQUIRE(conns[3].Connect(port));
-  // The fourth is cut before or during its handshake.
-  const bool refused =
-      !conns[3].HandshakeCurve(cluster.coordinator_key(), 3s) || conns[3].WaitClosed(3s);
-  CHECK(refused);
-  for (int i = 0; i < 3; ++i) CHECK_FALSE(conns[i].WaitClosed(200ms));
-  // Once one closes, a new connection is let in again.
-  conns[0].Close();
-  std::this_thread::sleep_for(500ms);
-  RawZmtp again;
-  REQUIRE(again.Connect(port));
-  CHECK(again.HandshakeCurve(cluster.coordinator_key()));
-  CHECK_FALSE(again.WaitClosed(500ms));
-  CHECK(cluster.coordinator().Stderr().find("(connections;") != std::string::npos);
+  const std::string log = cluster.coordinator().Stderr();
+  CHECK(log.find("on the peer endpoint (connections;") != std::string::npos);
+  CHECK(log.find("on the client endpoint (connections;") != std::string::npos);
 }
 
 TEST_CASE("a greeting that never finishes is cut by the handshake timeout") {
