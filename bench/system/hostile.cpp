@@ -2,7 +2,8 @@
 // service"): each case runs against a fresh `sparecycles-coordinator` with its connection guard
 // on (the defaults) and, as the same-run baseline, with --connection-guard off. The attacker
 // speaks raw ZMTP 3 to 127.0.0.1 and completes the CURVE handshake with a fresh key, as any
-// stranger may in a volunteer pool (tests/support/raw_zmtp.hpp). Cases:
+// stranger may in a volunteer pool (tests/support/raw_zmtp.hpp); with --curve off both sides
+// are plaintext and the attacker speaks NULL. Cases:
 //   slow_handshakes   N connections that send half a greeting and stall
 //   multipart_1b      one connection streaming 1-byte frames, all with MORE
 //   multipart_1mib    one connection streaming 1 MiB frames, all with MORE
@@ -55,18 +56,25 @@ struct Params {
 };
 
 // A coordinator of its own for one case; `guard` false = --connection-guard off.
+// `curve` false: the coordinator runs --curve off and the attacker speaks NULL.
 struct Target {
   testing::Cluster cluster;
   pid_t pid;
   std::uint16_t port;
-  explicit Target(bool guard)
-      : cluster(0, {"--log-level", "warn", "--connection-guard", guard ? "on" : "off"}),
+  bool curve;
+  Target(bool guard, bool curve_on)
+      : cluster(0, {"--log-level", "warn", "--connection-guard", guard ? "on" : "off", "--curve",
+                    curve_on ? "on" : "off"}),
         pid(cluster.coordinator().pid()),
-        port(RawZmtp::PortOf(cluster.peer_endpoint())) {
+        port(RawZmtp::PortOf(cluster.peer_endpoint())),
+        curve(curve_on) {
     if (!cluster.ok() || port == 0) Die("the coordinator did not start");
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
-  const std::string& key() { return cluster.coordinator_key(); }
+  bool Handshake(RawZmtp& z, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    return z.Connect(port) && (curve ? z.HandshakeCurve(cluster.coordinator_key(), timeout)
+                                     : z.HandshakeNull(timeout));
+  }
 };
 
 template <class Attack>
@@ -90,7 +98,7 @@ Outcome SlowHandshakes(Target& t, const Params& p) {
     for (auto& c : conns) {
       if (!c.Connect(t.port)) break;
       ++o.tried;
-      c.SendGreeting("CURVE", 20);
+      c.SendGreeting(t.curve ? "CURVE" : "NULL", 20);
     }
     std::this_thread::sleep_for(std::chrono::seconds(2));
     for (auto& c : conns)
@@ -103,7 +111,7 @@ Outcome Multipart(Target& t, const Params& p, std::size_t frame_bytes) {
   return Measure(t, [&](Outcome& o) {
     RawZmtp z;
     o.tried = 1;
-    if (!z.Connect(t.port) || !z.HandshakeCurve(t.key())) Die("the CURVE handshake failed");
+    if (!t.Handshake(z)) Die("the handshake failed");
     const std::string data(frame_bytes, 'x');
     const std::size_t batch = std::max<std::size_t>(1, (1 << 20) / frame_bytes);
     std::string out;
@@ -131,7 +139,7 @@ Outcome MaxFrames(Target& t, const Params& p) {
   return Measure(t, [&](Outcome& o) {
     RawZmtp z;
     o.tried = 1;
-    if (!z.Connect(t.port) || !z.HandshakeCurve(t.key())) Die("the CURVE handshake failed");
+    if (!t.Handshake(z)) Die("the handshake failed");
     // The largest frame ZMQ_MAXMSGSIZE lets through, as complete single-frame messages.
     const std::string data(proto::kMaxFrameBytes - 64, 'x');
     std::string out;
@@ -160,7 +168,7 @@ Outcome Churn(Target& t, const Params& p) {
       threads.emplace_back([&] {
         while (next.fetch_add(1) < p.churn) {
           RawZmtp z;
-          if (z.Connect(t.port) && z.HandshakeCurve(t.key(), std::chrono::seconds(5))) ++ok;
+          if (t.Handshake(z)) ++ok;
         }
       });
     for (auto& th : threads) th.join();
@@ -205,9 +213,10 @@ void Report(const Args& args, const std::string& name, const Outcome& on, const 
 int main(int argc, char** argv) {
   Args args(argc, argv);
   if (args.help()) {
-    std::cout << "bench_hostile [--quick] [--cases a,b,...] [--slow-connections N]\n"
-                 "  [--multipart-mib M] [--multipart-seconds S] [--max-frames N] [--churn N]\n"
-                 "Cases: slow_handshakes, multipart_1b, multipart_1mib, max_frames, churn.\n";
+    std::cout
+        << "bench_hostile [--quick] [--curve on|off] [--cases a,b,...] [--slow-connections N]\n"
+           "  [--multipart-mib M] [--multipart-seconds S] [--max-frames N] [--churn N]\n"
+           "Cases: slow_handshakes, multipart_1b, multipart_1mib, max_frames, churn.\n";
     return 0;
   }
   return Guarded([&] {
@@ -224,12 +233,14 @@ int main(int argc, char** argv) {
     auto wanted = [&](const std::string& c) {
       return ("," + cases + ",").find("," + c + ",") != std::string::npos;
     };
-    std::fprintf(stderr, "coordinator memory under hostile peers (CURVE on, 127.0.0.1)\n");
+    const bool curve = args.Str("curve", "on") != "off";
+    std::fprintf(stderr, "coordinator memory under hostile peers (CURVE %s, 127.0.0.1)\n",
+                 curve ? "on" : "off");
     auto run = [&](const std::string& name, auto&& one) {
       if (!wanted(name)) return;
       Outcome res[2];
       for (int guard = 1; guard >= 0; --guard) {
-        Target t(guard == 1);
+        Target t(guard == 1, curve);
         res[guard] = one(t);
       }
       Report(args, name, res[1], res[0]);
