@@ -83,11 +83,15 @@ std::vector<std::pair<int, CutReason>> ConnectionGuard::Check(
     const std::function<std::optional<std::uint64_t>(int)>& kernel_bytes, bool drained) {
   std::vector<std::pair<int, CutReason>> cut;
   std::vector<std::pair<std::uint64_t, int>> pending_of;  // for the total budget
+  std::vector<int> gone;
   std::uint64_t total = 0;
   for (auto& [fd, c] : conns_) {
-    if (c.cut) continue;
     const std::optional<std::uint64_t> kernel = kernel_bytes(fd);
-    if (!kernel) continue;
+    if (!kernel) {
+      gone.push_back(fd);
+      continue;
+    }
+    if (c.cut) continue;
     // A complete message seen since the last reading means no unterminated message started
     // before it: what had arrived by the last reading is explained (ZMTP PINGs, multi-frame
     // messages the loop dropped, anything the per-frame allowance missed), so it cannot pile up.
@@ -123,6 +127,7 @@ std::vector<std::pair<int, CutReason>> ConnectionGuard::Check(
     }
   }
   total_over_last_check_ = total_over;
+  for (int fd : gone) OnClosed(fd);
   return cut;
 }
 
@@ -166,8 +171,7 @@ std::optional<std::uint64_t> KernelBytesReceived(int fd) {
   socklen_t len = sizeof(info);
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return std::nullopt;
   // tcpi_bytes_received arrived in Linux 4.1; a shorter struct means an older kernel.
-  if (len < offsetof(tcp_info, tcpi_bytes_received) + sizeof(info.tcpi_bytes_received))
-    return std::nullopt;
+  if (len < offsetof(tcp_info, tcpi_bytes_received) + sizeof(info.tcpi_bytes_received)) return 0;
   return info.tcpi_bytes_received;
 }
 

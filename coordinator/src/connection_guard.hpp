@@ -38,8 +38,9 @@ class ConnectionGuard {
   std::uint64_t OnClosed(int fd);
   /// The loop received one complete single-frame message of `payload_bytes` from `fd`.
   void OnReceived(int fd, std::size_t payload_bytes);
-  /// Reads every tracked connection's kernel byte count through `kernel_bytes` (nothing = not
-  /// readable now) and returns the connections to cut. Only connections not already cut.
+  /// Reads every tracked connection's kernel byte count through `kernel_bytes` (nothing = the fd
+  /// is no TCP socket any more: the connection is forgotten, as if its close event had come) and
+  /// returns the connections to cut. Only connections not already cut.
   /// `drained`: the loop read everything its socket held just before, so complete messages
   /// waiting for it explain no pending bytes (one reading over the limit suffices); else two
   /// readings in a row must be over it.
@@ -76,7 +77,8 @@ class ConnectionGuard {
 /// The remote address of a TCP socket without and with port; empty strings when not a socket.
 std::pair<std::string, std::string> PeerAddress(int fd);
 bool IsLoopbackAddress(const std::string& host);
-/// tcpi_bytes_received of a TCP socket (bytes the kernel received from the peer), if readable.
+/// tcpi_bytes_received of a TCP socket (bytes the kernel received from the peer); nothing when
+/// `fd` is not a TCP socket; 0 on kernels before Linux 4.1 (no pending-bytes cuts there).
 std::optional<std::uint64_t> KernelBytesReceived(int fd);
 /// Cuts a connection under libzmq's feet: shutdown(SHUT_RDWR), so its engine sees EOF and tears
 /// the connection down (rolling back and freeing a half-received message). The fd is closed by

@@ -76,7 +76,7 @@ struct Coordinator::Impl {
   std::uint64_t hellos_wrong_id = 0;
   std::optional<zmq::socket_t> monitor;  // connection events of the peer socket
   // Denial-of-service bounds (connection_guard.hpp): one guard per endpoint, fed by its socket's
-  // monitor and by the frames received; `trim_due` after a cut freed a hoard.
+  // monitor and by the frames received; `trim_at` after a hoarding connection went away.
   std::optional<zmq::socket_t> client_monitor;  // connection events of the client socket
   std::optional<ConnectionGuard> peer_guard, client_guard;
   std::uint64_t cuts_logged = 0;
@@ -973,6 +973,9 @@ Status Coordinator::Start() {
       return Internal(std::string("cannot monitor the ") + name + " socket");
     try {
       mon->emplace(impl_->ctx, zmq::socket_type::pair);
+      // No high-water mark: a dropped event would leave the guard counting a closed connection
+      // (or missing an open one) under a flood of connections.
+      (*mon)->set(zmq::sockopt::rcvhwm, 0);
       (*mon)->connect(monitor_ep);
     } catch (const zmq::error_t& e) {
       return Internal(std::string("cannot monitor the ") + name + " socket: " + e.what());

@@ -115,6 +115,19 @@ TEST_CASE("a backlog behind a busy loop needs two readings; pings are absorbed b
   CHECK(h.Check(k, false).size() == 1);
 }
 
+TEST_CASE("a connection whose fd is no socket any more is forgotten (a missed close event)") {
+  ConnectionGuard g(Small());
+  Kernel k;
+  for (int fd = 1; fd <= 3; ++fd)
+    REQUIRE_FALSE(g.OnAccepted(fd, "10.0.1." + std::to_string(fd), "x"));
+  CHECK(g.OnAccepted(4, "10.0.0.8", "y") == CutReason::kTooManyConnections);
+  g.OnClosed(4);
+  k.bytes = {{1, 0}, {3, 0}};  // fd 2 closed without an event
+  CHECK(g.Check(k, true).empty());
+  CHECK(g.stats().open == 2);
+  CHECK_FALSE(g.OnAccepted(5, "10.0.0.8", "y"));
+}
+
 TEST_CASE("the endpoint's total budget cuts the largest pending connections") {
   GuardLimits l = Small();
   l.max_connections = 10;
