@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "access.hpp"
 #include "connection_guard.hpp"
 #include "http_server.hpp"  // HTTP side: metrics snapshots and the server
 #include "package_service.hpp"
@@ -74,6 +75,12 @@ struct Coordinator::Impl {
   std::unique_ptr<ZapHandler> zap;
   std::atomic<bool> reload_keys{false};
   std::uint64_t hellos_wrong_id = 0;
+  // Client roles and quotas (docs/security.md, "Client roles"): the roles of unlisted keys when
+  // the client endpoint is open, and the bytes of stored packages held for each uploader's key.
+  unsigned open_roles = kRoleSubmit | kRoleRead;
+  std::map<std::string, std::string> package_owner;    // package id (hex) -> uploader's key
+  std::map<std::string, std::uint64_t> package_bytes;  // uploader's key -> bytes stored
+  std::uint64_t requests_denied = 0, quota_refusals = 0;
   std::optional<zmq::socket_t> monitor;  // connection events of the peer socket
   // Denial-of-service bounds (connection_guard.hpp): one guard per endpoint, fed by its socket's
   // monitor and by the frames received; `trim_at` after a hoarding connection went away.
@@ -382,6 +389,12 @@ struct Coordinator::Impl {
         return;
       }
     }
+    const std::string key_hex = zap ? net::UserId(f.payload) : std::string();
+    if (zap && !zap->WorkerAllowed(key_hex)) {
+      // Let in by an earlier list; the key was removed since (SIGHUP).
+      SendPeer(f.identity, proto::Reject{proto::RejectCode::kRefused, kKeyRemoved});
+      return;
+    }
     const PeerHello hello = ToPeerHello(h, f);
     if (const int fd = net::SourceFd(f.payload); fd >= 0) sessions.NoteConnection(fd, f.identity);
     auto joined = scheduler.Join(hello, now);  // the Sybil bounds (docs/cross-checking.md)
@@ -392,7 +405,7 @@ struct Coordinator::Impl {
       return;
     }
     const PeerHandle peer = *joined;
-    sessions.Bind(f.identity, peer);
+    sessions.Bind(f.identity, peer, key_hex);
     scheduler.ReconcileLeases(peer, h.running_leases, now);
     SC_LOG(Info) << "peer " << h.peer_id << " joined from " << hello.host << " with " << h.cores
                  << " cores and " << hello.work_per_second.size() << " tasks";
@@ -491,6 +504,22 @@ struct Coordinator::Impl {
   }
   std::uint64_t disconnects = 0;
 
+  static constexpr const char* kKeyRemoved =
+      "this worker's key is no longer listed in the coordinator's --worker-keys";
+  // After a reload: peers whose key left --worker-keys lose their session and their units go back
+  // to the queue; their connection stays open, but every Hello on it is refused.
+  void EndRemovedPeers(TimePoint now) {
+    for (PeerHandle peer :
+         sessions.PeersWithKeysNot([&](const std::string& k) { return zap->WorkerAllowed(k); })) {
+      if (const std::string* identity = sessions.IdentityOf(peer))
+        SendPeer(*identity, proto::Reject{proto::RejectCode::kRefused, kKeyRemoved});
+      SC_LOG(Warn) << "peer " << PeerName(peer)
+                   << " ended: its key was removed from --worker-keys; its units were requeued";
+      scheduler.RemovePeer(peer, now);
+      sessions.Forget(peer);
+    }
+  }
+
   void FlushAcks() {
     for (auto& [identity, ids] : acks) {
       proto::Ack a;
@@ -509,7 +538,40 @@ struct Coordinator::Impl {
   struct ClientIn {
     const std::string& identity;
     std::string_view body;
+    const Caller& caller;
   };
+
+  Caller CallerOf(net::RouterFrame& f) const {
+    if (!zap) return MakeCaller({}, std::nullopt, open_roles, {});  // CURVE off: no keys
+    const std::string key = net::UserId(f.payload);
+    // A key taken off --client-keys (SIGHUP) whose connection is still open: no roles at all.
+    return MakeCaller(key, zap->ListedClient(key), zap->ClientsListed() ? 0u : open_roles,
+                      Quota{config.quota_jobs, config.quota_units, config.quota_bytes});
+  }
+
+  // PERMISSION_DENIED for this request, counted; false when it may go on.
+  bool Denied(const ClientIn& in, std::uint64_t request_id, ClientAction action,
+              const std::string& job_owner = {}) {
+    Status s = Authorize(in.caller, action, job_owner);
+    if (s.ok()) return false;
+    ++requests_denied;
+    Fail(in.identity, request_id, s);
+    return true;
+  }
+
+  // What the key holds now: its unfinished jobs, their unsettled units and inputs, its packages.
+  Usage UsageOf(const std::string& key) const {
+    Usage u;
+    for (const auto& [id, job] : scheduler.jobs()) {
+      if (job->owner != key || proto::IsFinal(job->state)) continue;
+      const std::uint64_t total = job->units.size();  // kept until the job ends
+      ++u.jobs;
+      u.units += total - std::min(total, job->done + job->failed);
+      u.bytes += job->input_bytes;
+    }
+    if (auto it = package_bytes.find(key); it != package_bytes.end()) u.bytes += it->second;
+    return u;
+  }
 
   void Fail(const std::string& identity, std::uint64_t request_id, const Status& s) {
     SendClient(identity, proto::ErrorReply{request_id, proto::ToWireCode(s.code()), s.message()});
@@ -538,7 +600,8 @@ struct Coordinator::Impl {
       Fail(f.identity, 0, type.status());
       return;
     }
-    const ClientIn in{f.identity, body};
+    const Caller caller = CallerOf(f);
+    const ClientIn in{f.identity, body, caller};
     switch (*type) {
       case MsgType::kSubmit:
         return OnSubmit(in);
@@ -568,10 +631,21 @@ struct Coordinator::Impl {
   void OnSubmit(const ClientIn& in) {
     proto::Submit m;
     if (!DecodeClient(in, m)) return;
+    if (Denied(in, m.request_id, ClientAction::kSubmit)) return;
     proto::SubmitReply r;
     r.request_id = m.request_id;
-    auto id = scheduler.Submit(m.spec, WallSeconds());
+    Scheduler::Submitter by;
+    by.owner = in.caller.key;
+    bool over_quota = false;
+    if (!in.caller.admin())
+      by.admit = [&, held = UsageOf(in.caller.key)](const Job& job) {
+        Status s = CheckJobQuota(in.caller, held, job.units.size(), job.input_bytes);
+        over_quota = !s.ok();
+        return s;
+      };
+    auto id = scheduler.Submit(m.spec, WallSeconds(), by);
     if (!id.ok()) {
+      if (over_quota) ++quota_refusals;
       r.code = proto::ToWireCode(id.status().code());
       r.message = id.status().message();
     } else {
@@ -587,12 +661,32 @@ struct Coordinator::Impl {
 
   void OnPackagePut(const ClientIn& in) {
     proto::PackagePut m;
-    if (DecodeClient(in, m)) SendClient(in.identity, packages->OnPut(m));
+    if (!DecodeClient(in, m) || Denied(in, m.request_id, ClientAction::kUpload)) return;
+    const Hash256 package_id = package::PackageIdFromBytes(m.package_id);
+    const std::string id = ToHex(package_id);
+    if (!packages->Has(package_id)) {
+      if (Status s = CheckUploadQuota(in.caller, UsageOf(in.caller.key), m.total_size); !s.ok()) {
+        ++quota_refusals;
+        proto::PackagePutReply r;
+        r.request_id = m.request_id;
+        r.code = proto::ToWireCode(s.code());
+        r.message = s.message();
+        return SendClient(in.identity, r);
+      }
+    }
+    proto::PackagePutReply r = packages->OnPut(m);
+    if (r.complete && r.code == 0 && !in.caller.key.empty() && !package_owner.contains(id)) {
+      // The first key to store a package holds its bytes; a second upload of it costs nothing.
+      package_owner[id] = in.caller.key;
+      package_bytes[in.caller.key] += m.total_size;
+      if (store) store->OnPackageStored({id, in.caller.key, m.total_size});
+    }
+    SendClient(in.identity, r);
   }
 
   void OnListPackages(const ClientIn& in) {
     proto::ListPackages m;
-    if (!DecodeClient(in, m)) return;
+    if (!DecodeClient(in, m) || Denied(in, m.request_id, ClientAction::kListPackages)) return;
     proto::PackageList r = packages->List();
     r.request_id = m.request_id;
     SendClient(in.identity, r);
@@ -611,14 +705,24 @@ struct Coordinator::Impl {
 
   // Status, Watch and CancelJob all answer with the job's state.
   void ReplyJobStatus(const ClientIn& in, const proto::JobRequest& m, bool watch) {
-    const Job* job = scheduler.FindJob(m.job_id);
-    if (job == nullptr)
-      return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
+    const Job* job = FindJobFor(in, m, ClientAction::kSeeJob);
+    if (job == nullptr) return;
     if (watch && !proto::IsFinal(job->state)) AddWatcher(m.job_id, in.identity);
     proto::JobStatus r;
     r.request_id = m.request_id;
     r.info = scheduler.Info(*job);
     SendClient(in.identity, r);
+  }
+
+  // The job a request names, when the caller may act on it; else null, with the reply sent
+  // (NOT_FOUND, or PERMISSION_DENIED for a job of another key beyond the caller's role).
+  const Job* FindJobFor(const ClientIn& in, const proto::JobRequest& m, ClientAction action) {
+    const Job* job = scheduler.FindJob(m.job_id);
+    if (job == nullptr) {
+      Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
+      return nullptr;
+    }
+    return Denied(in, m.request_id, action, job->owner) ? nullptr : job;
   }
 
   void OnStatus(const ClientIn& in) {
@@ -633,7 +737,7 @@ struct Coordinator::Impl {
 
   void OnCancel(const ClientIn& in) {
     proto::JobRequest m;
-    if (!DecodeClient(in, m)) return;
+    if (!DecodeClient(in, m) || FindJobFor(in, m, ClientAction::kCancelJob) == nullptr) return;
     std::vector<std::pair<PeerHandle, LeaseId>> cancels;
     if (Status s = scheduler.Cancel(m.job_id, cancels); !s.ok())
       return Fail(in.identity, m.request_id, s);
@@ -646,9 +750,8 @@ struct Coordinator::Impl {
   void OnFetchResult(const ClientIn& in) {
     proto::JobRequest m;
     if (!DecodeClient(in, m)) return;
-    const Job* job = scheduler.FindJob(m.job_id);
-    if (job == nullptr)
-      return Fail(in.identity, m.request_id, NotFound("no job " + std::to_string(m.job_id)));
+    const Job* job = FindJobFor(in, m, ClientAction::kSeeJob);
+    if (job == nullptr) return;
     proto::JobResult r;
     r.request_id = m.request_id;
     r.info = scheduler.Info(*job);
@@ -673,16 +776,18 @@ struct Coordinator::Impl {
 
   void OnListJobs(const ClientIn& in) {
     proto::ListJobs m;
-    if (!DecodeClient(in, m)) return;
+    if (!DecodeClient(in, m) || Denied(in, m.request_id, ClientAction::kListJobs)) return;
     proto::JobList r;
     r.request_id = m.request_id;
-    for (const auto& [id, job] : scheduler.jobs()) r.jobs.push_back(scheduler.Info(*job));
+    const bool all = SeesAllJobs(in.caller);
+    for (const auto& [id, job] : scheduler.jobs())
+      if (all || job->owner == in.caller.key) r.jobs.push_back(scheduler.Info(*job));
     SendClient(in.identity, r);
   }
 
   void OnListPeers(const ClientIn& in) {
     proto::ListPeers m;
-    if (!DecodeClient(in, m)) return;
+    if (!DecodeClient(in, m) || Denied(in, m.request_id, ClientAction::kListPeers)) return;
     proto::PeerList r;
     r.request_id = m.request_id;
     const TimePoint now = clock.Now();
@@ -788,6 +893,8 @@ struct Coordinator::Impl {
     snapshot.scheduler = scheduler.stats();
     snapshot.disconnects = disconnects;
     snapshot.hellos_wrong_id = hellos_wrong_id;
+    snapshot.requests_denied = requests_denied;
+    snapshot.quota_refusals = quota_refusals;
     snapshot.peer_connections = peer_guard->stats();
     snapshot.client_connections = client_guard->stats();
     if (zap) {
@@ -842,6 +949,8 @@ struct Coordinator::Impl {
         if (reload_keys.exchange(false)) {
           if (Status s = zap->Reload(); !s.ok())
             SC_LOG(Error) << "key lists not reloaded, the previous ones stay: " << s.message();
+          else
+            EndRemovedPeers(now);
         }
         zap->Drain();
       }
@@ -910,6 +1019,9 @@ Coordinator::~Coordinator() {
 
 Status Coordinator::Start() {
   InitCrypto();
+  auto roles = ParseRoles(impl_->config.client_roles);
+  if (!roles.ok()) return InvalidArgument("--client-roles: " + roles.status().message());
+  impl_->open_roles = *roles;
   PackageServiceConfig pc;
   if (!impl_->config.data_dir.empty()) pc.dir = impl_->config.data_dir + "/packages";
   pc.publishers = impl_->config.publishers;
@@ -928,6 +1040,10 @@ Status Coordinator::Start() {
         WallSeconds(), Store::Retention{sc.max_jobs_kept, sc.retain_finished_seconds});
     if (!loaded.ok()) return loaded.status();
     impl_->scheduler.RestoreRecords(loaded->records);
+    for (const auto& p : loaded->package_owners) {
+      impl_->package_owner[p.package] = p.owner;
+      impl_->package_bytes[p.owner] += p.bytes;
+    }
     std::size_t unfinished = 0;
     for (const auto& j : loaded->jobs) unfinished += proto::IsFinal(j.state) ? 0 : 1;
     const std::size_t jobs = loaded->jobs.size(), leases = loaded->leases.size();

@@ -158,8 +158,22 @@ int main(int argc, char** argv) {
       "Only these worker keys may join: a file of 'KEY' lines or a directory of *.pub files,\n"
       "      read again on SIGHUP. Empty = open enrollment (any key; meant for volunteer pools).");
   opt.Add("client-keys", "",
-          "Only these client keys may use --clients: a file of 'KEY [ROLE]' lines, read again on\n"
-          "      SIGHUP (roles are not enforced yet). Empty = any client key.");
+          "Only these client keys may use --clients: a file of 'KEY [ROLE] [jobs=N units=N\n"
+          "      bytes=N]' lines (ROLE: submit, read, admin or e.g. submit,read; default submit;\n"
+          "      the NAME=N words override the --quota-* flags for that key), read again on\n"
+          "      SIGHUP. `sparecycles key show` prints a user's key. Empty = any client key, with\n"
+          "      --client-roles.");
+  opt.Add("client-roles", "submit,read",
+          "The roles of every client key when --client-keys is not given. submit = submit jobs\n"
+          "      and upload packages, see and cancel its own jobs; read = see every job and the\n"
+          "      peers; admin = everything, no quotas.");
+  opt.Add("quota-jobs", "10000",
+          "Unfinished jobs one client key may have (admins: no limit; 0 = no limit).");
+  opt.Add("quota-units", "10M",
+          "Units not yet settled across one client key's unfinished jobs (0 = no limit).");
+  opt.Add("quota-bytes", "16G",
+          "Bytes held for one client key: its unfinished jobs' inputs and the packages it\n"
+          "      uploaded (k, M, G = powers of 1000; 0 = no limit).");
   opt.Add("curve", "on",
           "on = CurveZMQ on both endpoints (encrypted; every peer and client is its key). off =\n"
           "      PLAINTEXT, anyone may claim any peer id: only to measure what CURVE costs or for\n"
@@ -202,6 +216,14 @@ int main(int argc, char** argv) {
   cfg.key_file = KeyPath(opt);
   cfg.worker_keys = opt.Get("worker-keys");
   cfg.client_keys = opt.Get("client-keys");
+  cfg.client_roles = opt.Get("client-roles");
+  for (auto [name, field] :
+       {std::pair{"quota-jobs", &cfg.quota_jobs}, std::pair{"quota-units", &cfg.quota_units},
+        std::pair{"quota-bytes", &cfg.quota_bytes}}) {
+    auto v = opt.GetInt(name, 0, std::int64_t{1} << 60);
+    if (!v.ok()) return Fail(v.status());
+    *field = static_cast<std::uint64_t>(*v);
+  }
   cfg.peer_endpoint = opt.Get("peers");
   cfg.client_endpoint = opt.Get("clients");
   cfg.data_dir = opt.Get("data");

@@ -40,6 +40,7 @@ class PackageService {
   /// The stand-in task of "pkg:<id>" for the scheduler (verified again against today's publishers).
   Result<ResolvedTask> Resolve(const std::string& task);
   proto::PackagePutReply OnPut(const proto::PackagePut& m);
+  bool Has(const Hash256& id) const { return store_->Has(id); }
   proto::PackageList List() const;
   proto::PackageChunk OnGet(const std::string& peer_identity, const proto::PackageGet& m,
                             TimePoint now);

@@ -2,11 +2,12 @@
 
 namespace sparecycles::coordinator {
 
-void PeerSessions::Bind(const std::string& identity, PeerHandle peer) {
+void PeerSessions::Bind(const std::string& identity, PeerHandle peer, const std::string& key) {
   if (auto old = identity_of_.find(peer); old != identity_of_.end() && old->second != identity)
     by_identity_.erase(old->second);
   by_identity_[identity] = peer;
   identity_of_[peer] = identity;
+  key_of_[peer] = key;
 }
 
 void PeerSessions::Forget(PeerHandle peer) {
@@ -17,6 +18,7 @@ void PeerSessions::Forget(PeerHandle peer) {
     identity_of_.erase(it);
   }
   wanting_.erase(peer);
+  key_of_.erase(peer);
 }
 
 const PeerHandle* PeerSessions::Find(const std::string& identity) const {

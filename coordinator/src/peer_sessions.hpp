@@ -10,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "sparecycles/coordinator/scheduler.hpp"
 #include "sparecycles/core/clock.hpp"
@@ -18,8 +19,9 @@ namespace sparecycles::coordinator {
 
 class PeerSessions {
  public:
-  /// Binds `identity` to `peer`. A peer that reconnects under a new identity loses its old one.
-  void Bind(const std::string& identity, PeerHandle peer);
+  /// Binds `identity` to `peer`, whose connection authenticated with `key` (hex; empty without
+  /// CURVE). A peer that reconnects under a new identity loses its old one.
+  void Bind(const std::string& identity, PeerHandle peer, const std::string& key = {});
   /// Ends the peer's session: its identity, its standing request. Unknown peers are ignored.
   void Forget(PeerHandle peer);
 
@@ -27,6 +29,14 @@ class PeerSessions {
   const PeerHandle* Find(const std::string& identity) const;
   /// The identity that reaches this peer; null when it has none.
   const std::string* IdentityOf(PeerHandle peer) const;
+  /// The peers whose key `allowed` says no to (a key removed from --worker-keys).
+  template <class Pred>
+  std::vector<PeerHandle> PeersWithKeysNot(Pred allowed) const {
+    std::vector<PeerHandle> out;
+    for (const auto& [peer, key] : key_of_)
+      if (!key.empty() && !allowed(key)) out.push_back(peer);
+    return out;
+  }
 
   /// What a peer asked for and did not get yet; 0 clears it.
   void SetWanting(PeerHandle peer, std::uint32_t count);
@@ -48,6 +58,7 @@ class PeerSessions {
  private:
   std::unordered_map<std::string, PeerHandle> by_identity_;
   std::unordered_map<PeerHandle, std::string> identity_of_;
+  std::unordered_map<PeerHandle, std::string> key_of_;  // the key each session authenticated
   std::map<PeerHandle, std::uint32_t> wanting_;  // standing RequestWork counts not yet filled
   std::unordered_map<int, std::string> identity_by_fd_;     // connection fd -> peer identity
   std::deque<std::pair<TimePoint, std::string>> suspects_;  // disconnected identities to probe

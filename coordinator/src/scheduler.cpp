@@ -330,14 +330,19 @@ void Scheduler::RefusePackage(PeerHandle peer, const std::string& task,
   work_added_ = true;
 }
 
-Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now) {
+Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now,
+                                const Submitter& by) {
   if (!spec.client_token.empty()) {
-    if (auto it = tokens_.find(spec.client_token); it != tokens_.end()) return it->second;
+    if (auto it = tokens_.find(TokenKey(by.owner, spec.client_token)); it != tokens_.end())
+      return it->second;
   }
   auto job = std::make_unique<Job>();
   job->spec = spec;
+  job->owner = by.owner;
+  job->input_bytes = spec.input.size();
   SC_RETURN_IF_ERROR(ResolveTask(*job));
   SC_RETURN_IF_ERROR(BuildUnits(*job, std::nullopt));
+  if (by.admit) SC_RETURN_IF_ERROR(by.admit(*job));
   job->id = next_job_++;
   job->seq = ++seq_;
   job->submitted_wall = wall_now;
@@ -347,7 +352,7 @@ Result<JobId> Scheduler::Submit(const proto::JobSpecWire& spec, double wall_now)
   }
   ShuffleFresh(*job);
   const JobId id = job->id;
-  if (!spec.client_token.empty()) tokens_[spec.client_token] = id;
+  if (!spec.client_token.empty()) tokens_[TokenKey(by.owner, spec.client_token)] = id;
   if (listener_) listener_->OnJobSubmitted(*job);
   job->params.input.clear();  // the chunks live in the units now
   job->spec.input.clear();
@@ -534,7 +539,7 @@ void Scheduler::ForgetOldJobs(double wall_now) {
       ++it;
       continue;
     }
-    if (!job.spec.client_token.empty()) tokens_.erase(job.spec.client_token);
+    if (!job.spec.client_token.empty()) tokens_.erase(TokenKey(job.owner, job.spec.client_token));
     if (listener_) listener_->OnJobForgotten(job.id);
     it = jobs_.erase(it);
   }
@@ -1336,7 +1341,8 @@ Status Scheduler::Restore(std::vector<RecoveredJob> jobs, const std::vector<Reco
   for (auto& rj : jobs) {
     std::unique_ptr<Job> job = RestoreJob(rj);
     next_job_ = std::max(next_job_, job->id + 1);
-    if (!job->spec.client_token.empty()) tokens_[job->spec.client_token] = job->id;
+    if (!job->spec.client_token.empty())
+      tokens_[TokenKey(job->owner, job->spec.client_token)] = job->id;
     jobs_.emplace(job->id, std::move(job));
   }
   for (const auto& rl : leases) RestoreLease(rl, now);
@@ -1354,7 +1360,9 @@ std::unique_ptr<Job> Scheduler::RestoreJob(RecoveredJob& rj) {
   auto job = std::make_unique<Job>();
   job->id = rj.id;
   job->seq = ++seq_;
+  job->owner = std::move(rj.owner);
   job->spec = std::move(rj.spec);
+  job->input_bytes = job->spec.input.size();
   const Status resolved = ResolveTask(*job);
   job->state = rj.state;
   job->submitted_wall = rj.submitted_wall;

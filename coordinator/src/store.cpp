@@ -11,9 +11,10 @@
 namespace sparecycles::coordinator {
 namespace {
 
-// Schema version 2. Version 1 (release 0.1) had no `schema_version` row, no blob version
-// bytes, no votes, failed units, checkpoints or peer credibility; Upgrade() brings it forward.
-constexpr int kSchemaVersion = 2;
+// Schema version 3. Version 1 (release 0.1) had no `schema_version` row, no blob version
+// bytes, no votes, failed units, checkpoints or peer credibility; version 2 no job owners and no
+// package uploaders. Migrate() brings either forward.
+constexpr int kSchemaVersion = 3;
 // Every cereal blob starts with this byte, so a later layout of a stored struct can still read
 // the older ones (a decoder per version).
 constexpr char kBlobVersion = 1;
@@ -100,6 +101,17 @@ Status DecodeBlob(std::string_view bytes, T& out) {
   return DecodeValue(bytes.substr(1), out);
 }
 
+// Added by schema 3 (also run on a fresh store): who submitted each job, who uploaded each
+// package (the client key, 64 hex digits; '' before owners were kept), for roles and quotas.
+constexpr const char* kSchema3 = R"sql(
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE TABLE package_owners(
+  package TEXT PRIMARY KEY,      -- the package id, hex
+  owner TEXT NOT NULL,
+  bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
@@ -119,7 +131,9 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   SC_RETURN_IF_ERROR(s->Exec("PRAGMA foreign_keys=OFF"));
   SC_RETURN_IF_ERROR(s->Migrate(path));
   s->insert_job_ = s->Prepare(
-      "INSERT OR REPLACE INTO jobs(id, spec, units, state, submitted) VALUES(?,?,?,?,?)");
+      "INSERT OR REPLACE INTO jobs(id, spec, units, state, submitted, owner) VALUES(?,?,?,?,?,?)");
+  s->insert_package_owner_ =
+      s->Prepare("INSERT OR IGNORE INTO package_owners(package, owner, bytes) VALUES(?,?,?)");
   s->insert_unit_ = s->Prepare("INSERT OR REPLACE INTO units(job, idx, result) VALUES(?,?,?)");
   s->finish_job_ = s->Prepare(
       "UPDATE jobs SET state=?, finished=?, cpu_seconds=?, error=?, result=?, failures=?, spec=? "
@@ -185,9 +199,13 @@ Status Store::Migrate(const std::string& path) {
   if (*version == kSchemaVersion) return OkStatus();
   // One transaction: a store is either upgraded whole or left as it was.
   SC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  Status s = Exec(kSchema);
-  if (s.ok()) s = Exec(kSchema2);
-  if (s.ok() && *version == 1) s = AddBlobVersions();
+  Status s = OkStatus();
+  if (*version < 2) {
+    s = Exec(kSchema);
+    if (s.ok()) s = Exec(kSchema2);
+    if (s.ok() && *version == 1) s = AddBlobVersions();
+  }
+  if (s.ok()) s = Exec(kSchema3);
   if (s.ok()) {
     const std::string set = "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version','" +
                             std::to_string(kSchemaVersion) + "')";
@@ -288,6 +306,8 @@ void Store::OnJobSubmitted(const Job& job) {
   sqlite3_bind_int64(insert_job_, 3, static_cast<sqlite3_int64>(job.units.size()));
   sqlite3_bind_int(insert_job_, 4, static_cast<int>(job.state));
   sqlite3_bind_double(insert_job_, 5, job.submitted_wall);
+  sqlite3_bind_text(insert_job_, 6, job.owner.data(), static_cast<int>(job.owner.size()),
+                    SQLITE_TRANSIENT);
   Step(db_, insert_job_, "insert job");
 }
 
@@ -434,7 +454,7 @@ Result<Store::Loaded> Store::Load(double wall_now, const Retention& keep) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db_,
                      "SELECT id, spec, units, state, submitted, finished, cpu_seconds, error, "
-                     "result, failures FROM jobs ORDER BY id",
+                     "result, failures, owner FROM jobs ORDER BY id",
                      -1, &st, nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
     RecoveredJob j;
@@ -454,6 +474,8 @@ Result<Store::Loaded> Store::Load(double wall_now, const Retention& keep) {
     j.result = ColumnBlob(st, 8);
     const std::string failures = ColumnBlob(st, 9);
     if (!failures.empty()) DecodeBlob(failures, j.failures).ok();
+    if (const unsigned char* o = sqlite3_column_text(st, 10))
+      j.owner = reinterpret_cast<const char*>(o);
     out.next_job = std::max(out.next_job, j.id + 1);
     index[j.id] = out.jobs.size();
     out.jobs.push_back(std::move(j));
@@ -477,6 +499,16 @@ Result<Store::Loaded> Store::Load(double wall_now, const Retention& keep) {
       l.peer_id = reinterpret_cast<const char*>(p);
     l.remaining = FromSeconds(std::max(0.0, sqlite3_column_double(st, 4) - wall_now));
     out.leases.push_back(std::move(l));
+  }
+  sqlite3_finalize(st);
+  sqlite3_prepare_v2(db_, "SELECT package, owner, bytes FROM package_owners", -1, &st, nullptr);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char* id = sqlite3_column_text(st, 0);
+    const unsigned char* owner = sqlite3_column_text(st, 1);
+    if (id == nullptr || owner == nullptr) continue;
+    out.package_owners.push_back({reinterpret_cast<const char*>(id),
+                                  reinterpret_cast<const char*>(owner),
+                                  static_cast<std::uint64_t>(sqlite3_column_int64(st, 2))});
   }
   sqlite3_finalize(st);
   LoadUnitState(index, out);
@@ -546,6 +578,17 @@ void Store::LoadUnitState(const std::map<JobId, std::size_t>& index, Loaded& out
     out.records.emplace_back(reinterpret_cast<const char*>(p), r);
   }
   sqlite3_finalize(st);
+}
+
+void Store::OnPackageStored(const PackageOwner& p) {
+  Begin();
+  ++pending_;
+  sqlite3_bind_text(insert_package_owner_, 1, p.package.data(), static_cast<int>(p.package.size()),
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_text(insert_package_owner_, 2, p.owner.data(), static_cast<int>(p.owner.size()),
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_int64(insert_package_owner_, 3, static_cast<sqlite3_int64>(p.bytes));
+  Step(db_, insert_package_owner_, "insert package owner");
 }
 
 Result<std::string> Store::IntegrityCheck() {

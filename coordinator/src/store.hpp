@@ -24,7 +24,14 @@ class Store final : public SchedulerListener {
   static Result<std::unique_ptr<Store>> Open(const std::string& dir);
   ~Store() override;
 
+  /// Who uploaded a package first, and its size: bytes held against that key's quota.
+  struct PackageOwner {
+    std::string package;  // id, hex
+    std::string owner;    // client key, hex
+    std::uint64_t bytes = 0;
+  };
   struct Loaded {
+    std::vector<PackageOwner> package_owners;
     std::vector<RecoveredJob> jobs;  // with their validated units, votes, failed units, checkpoints
     std::vector<RecoveredLease> leases;
     std::vector<std::pair<std::string, PeerRecord>> records;  // peers' credibility and credit
@@ -60,6 +67,8 @@ class Store final : public SchedulerListener {
   void OnUnitReopened(const Job& job, std::uint32_t unit) override;
   void OnCheckpoint(const Job& job, std::uint32_t unit) override;
   void OnJobForgotten(JobId job) override;
+  /// Not a scheduler event: the package service stored a package a client uploaded.
+  void OnPackageStored(const PackageOwner& p);
 
   /// Wall-clock now, used to store lease deadlines (settable for tests).
   double (*wall_clock)() = &WallSeconds;
@@ -88,7 +97,7 @@ class Store final : public SchedulerListener {
   sqlite3_stmt *insert_vote_ = nullptr, *delete_unit_votes_ = nullptr, *insert_failed_ = nullptr;
   sqlite3_stmt *upsert_checkpoint_ = nullptr, *delete_unit_checkpoint_ = nullptr,
                *delete_unit_ = nullptr;
-  sqlite3_stmt* delete_job_ = nullptr;
+  sqlite3_stmt *delete_job_ = nullptr, *insert_package_owner_ = nullptr;
   std::vector<sqlite3_stmt*> delete_job_rows_;
 };
 

@@ -17,6 +17,21 @@ Result<std::optional<std::map<std::string, std::string>>> LoadList(const std::st
   return std::optional<std::map<std::string, std::string>>(std::move(out));
 }
 
+// A client list: each line's role column is checked here, so a typo in a role or a quota is an
+// error naming its line, never a key silently given less or more.
+Result<std::optional<std::map<std::string, ClientGrant>>> LoadClients(const std::string& path) {
+  if (path.empty()) return std::optional<std::map<std::string, ClientGrant>>();
+  auto keys = curve::LoadKeyList(path);
+  if (!keys.ok()) return keys.status();
+  std::map<std::string, ClientGrant> out;
+  for (const auto& k : *keys) {
+    auto grant = ParseClientGrant(k.role);
+    if (!grant.ok()) return InvalidArgument(k.source + ": " + grant.status().message());
+    out[k.key.Hex()] = *grant;
+  }
+  return std::optional<std::map<std::string, ClientGrant>>(std::move(out));
+}
+
 }  // namespace
 
 Status ZapHandler::Start(zmq::context_t& ctx) {
@@ -34,7 +49,7 @@ Status ZapHandler::Start(zmq::context_t& ctx) {
 Status ZapHandler::Reload() {
   auto workers = LoadList(config_.worker_keys);
   if (!workers.ok()) return InvalidArgument("--worker-keys: " + workers.status().message());
-  auto clients = LoadList(config_.client_keys);
+  auto clients = LoadClients(config_.client_keys);
   if (!clients.ok()) return InvalidArgument("--client-keys: " + clients.status().message());
   workers_ = std::move(*workers);
   clients_ = std::move(*clients);
@@ -47,8 +62,8 @@ Status ZapHandler::Reload() {
   return OkStatus();
 }
 
-std::optional<std::string> ZapHandler::ClientRole(const std::string& user_id) const {
-  if (config_.self && user_id == config_.self->Hex()) return std::string("admin");
+std::optional<ClientGrant> ZapHandler::ListedClient(const std::string& user_id) const {
+  if (config_.self && user_id == config_.self->Hex()) return ClientGrant{kRoleAdmin, {}, {}, {}};
   if (!clients_) return std::nullopt;
   auto it = clients_->find(user_id);
   if (it == clients_->end()) return std::nullopt;
@@ -69,9 +84,10 @@ std::pair<bool, std::string> ZapHandler::Decide(const std::string& domain,
   curve::PublicKey key;
   std::copy(credentials.begin(), credentials.end(), key.bytes.begin());
   const std::string hex = key.Hex();
-  const auto& list = peers ? workers_ : clients_;
+  const bool listed =
+      peers ? !workers_ || workers_->count(hex) != 0 : !clients_ || clients_->count(hex) != 0;
   const bool self = !peers && config_.self && key == *config_.self;
-  if (list && list->count(hex) == 0 && !self) {
+  if (!listed && !self) {
     ++(peers ? stats_.peers_refused : stats_.clients_refused);
     if (logged_++ < 100 || logged_ % 1000 == 0)
       SC_LOG(Warn) << (peers ? "worker" : "client") << " key " << key.Z85() << " from " << address

@@ -10,6 +10,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "access.hpp"
 #include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/status.hpp"
 
@@ -22,7 +23,7 @@ struct ZapConfig {
   // Peer endpoint: empty = open enrollment (volunteer pools), else an allow-list (file or
   // directory, curve::LoadKeyList) of worker keys.
   std::string worker_keys;
-  // Client endpoint: empty = any key, else only the listed ones ("KEY [ROLE]" lines).
+  // Client endpoint: empty = any key, else only the listed ones ("KEY [ROLE] [QUOTA=N...]").
   std::string client_keys;
   // The coordinator's own key: always let in on the client endpoint (its HTTP side's cancels).
   std::optional<curve::PublicKey> self;
@@ -47,9 +48,16 @@ class ZapHandler {
   zmq::socket_t& socket() { return *sock_; }
   const ZapStats& stats() const { return stats_; }
 
-  /// The role a listed client key was given (its second column), or nullopt when the client
-  /// endpoint is open or the key is not listed. The hook for per-client roles; not enforced yet.
-  std::optional<std::string> ClientRole(const std::string& user_id) const;
+  /// What the client list grants a key (the coordinator's own key: admin), or nullopt when the
+  /// client endpoint is open and the key is not listed.
+  std::optional<ClientGrant> ListedClient(const std::string& user_id) const;
+  /// Whether the client endpoint takes listed keys only (--client-keys).
+  bool ClientsListed() const { return clients_.has_value(); }
+  /// Whether a worker key (hex) may be a peer now: always in open enrollment, else when listed.
+  /// A key removed from the list and SIGHUP: its open connection's sessions end (coordinator).
+  bool WorkerAllowed(const std::string& key_hex) const {
+    return !workers_ || workers_->count(key_hex) != 0;
+  }
 
  private:
   // Returns "200" with the user id, or "400" with a reason.
@@ -58,7 +66,8 @@ class ZapHandler {
 
   ZapConfig config_;
   std::optional<zmq::socket_t> sock_;
-  std::optional<std::map<std::string, std::string>> workers_, clients_;  // hex key -> role
+  std::optional<std::map<std::string, std::string>> workers_;  // hex key -> its line's rest
+  std::optional<std::map<std::string, ClientGrant>> clients_;
   ZapStats stats_;
   std::uint64_t logged_ = 0;
 };

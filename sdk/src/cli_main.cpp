@@ -13,6 +13,7 @@
 
 #include "cli_package.hpp"
 #include "cli_views.hpp"  // terminal views: progress rate/ETA, top
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/json.hpp"
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/core/protocol.hpp"
@@ -38,7 +39,9 @@ constexpr const char* kUsage =
     "  packages                         list the task packages the coordinator holds\n"
     "  top                              jobs and peers, live (--once for watch)\n"
     "  tasks [TASK]                     list the built-in tasks, or one task's parameters\n"
-    "  key new                          create a publisher key for signing task packages\n"
+    "  key new [--client]               create a publisher key for signing task packages, or\n"
+    "                                   your client key (made on first use anyway)\n"
+    "  key show [--client]              print a key's public half (for a coordinator's lists)\n"
     "  package build|sign|verify|inspect|test  make, check and try task packages (.scpkg)\n\n"
     "Run `sparecycles COMMAND --help` for a command's options, `sparecycles run TASK --help`\n"
     "for a task's parameters. Example:\n"
@@ -74,7 +77,7 @@ void AddConnectionOptions(Options& o) {
         "      this machine published for --coordinator.");
   o.Add("key", "",
         "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
-        "      sparecycles/client.key when it exists, else a fresh key for this command.");
+        "      sparecycles/client.key (~/.config/...), created on first use.");
   o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
   o.AddFlag("json", "Print JSON for scripts instead of text.");
 }
@@ -136,7 +139,7 @@ void AddJobOptions(Options& o, bool embedded) {
         "      this machine published for --coordinator.");
     o.Add("key", "",
           "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
-          "      sparecycles/client.key when it exists, else a fresh key for this command.");
+          "      sparecycles/client.key (~/.config/...), created on first use.");
     o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
     o.AddFlag("no-wait", "Print the job id and return at once.");
   }
@@ -157,13 +160,28 @@ Result<std::chrono::milliseconds> TimeoutOf(const Options& o, const char* name) 
   return std::chrono::milliseconds(static_cast<std::int64_t>(*s * 1000));
 }
 
-// $XDG_CONFIG_HOME/sparecycles/NAME, else ~/.config/sparecycles/NAME; empty without either.
-std::string ConfigPath(const std::string& name) {
-  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x != nullptr && *x == '/')
-    return std::string(x) + "/sparecycles/" + name;
-  if (const char* h = std::getenv("HOME"); h != nullptr && *h == '/')
-    return std::string(h) + "/.config/sparecycles/" + name;
-  return {};
+std::string ConfigPath(const std::string& name) { return cli::ClientConfigPath(name); }
+
+// The user's client key: --key, else the config directory's client.key, created on first use so
+// that later commands are the same client (they see and may cancel the jobs it submitted).
+// Without a config directory: empty, a fresh key for this command.
+Result<std::string> ClientKeyFile(const Options& o) {
+  if (!o.Get("key").empty()) return o.Get("key");
+  const std::string path = ConfigPath("client.key");
+  if (path.empty()) return std::string();
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return path;
+  auto made = curve::LoadOrCreateKeyPair(path, "client");
+  if (!made.ok()) {
+    if (std::filesystem::exists(path, ec)) return path;  // another command made it meanwhile
+    return Status(made.status().code(), "cannot create your client key: " +
+                                            made.status().message() + " (give --key FILE)");
+  }
+  std::fprintf(stderr,
+               "created your client key %s; coordinators know you by its public key %s "
+               "(`sparecycles key show --client`)\n",
+               path.c_str(), made->public_key.Z85().c_str());
+  return path;
 }
 
 Result<Client> ConnectFrom(const Options& o) {
@@ -176,9 +194,9 @@ Result<Client> ConnectFrom(const Options& o) {
   co.coordinator_key = o.Get("coordinator-key");
   if (co.coordinator_key.empty() && std::filesystem::exists(ConfigPath("coordinator.pub"), ec))
     co.coordinator_key = ConfigPath("coordinator.pub");
-  co.key_file = o.Get("key");
-  if (co.key_file.empty() && std::filesystem::exists(ConfigPath("client.key"), ec))
-    co.key_file = ConfigPath("client.key");
+  auto key_file = ClientKeyFile(o);
+  if (!key_file.ok()) return key_file.status();
+  co.key_file = *key_file;
   return Client::Connect(o.Get("coordinator"), co);
 }
 

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/options.hpp"
 #include "sparecycles/package/command.hpp"
 #include "sparecycles/package/package.hpp"
@@ -24,10 +25,14 @@ namespace {
 using namespace sparecycles::package;
 
 constexpr const char* kKeyUsage =
-    "Usage: sparecycles key new [--out PATH] [--force]\n\n"
-    "Creates an Ed25519 publisher key pair for signing task packages: PATH (secret, mode 0600)\n"
-    "and PATH.pub (public; give it to the coordinators and workers that should trust you).\n"
-    "Default PATH: $XDG_CONFIG_HOME/sparecycles/publisher.key (or ~/.config/sparecycles/...).\n";
+    "Usage: sparecycles key new [--client] [--out PATH] [--force]\n"
+    "       sparecycles key show [--client] [--key PATH]\n\n"
+    "new: creates an Ed25519 publisher key pair for signing task packages: PATH (secret, mode\n"
+    "0600) and PATH.pub (public; give it to the coordinators and workers that should trust you).\n"
+    "Default PATH: $XDG_CONFIG_HOME/sparecycles/publisher.key (or ~/.config/sparecycles/...).\n"
+    "With --client: your CURVE client key instead (default PATH .../sparecycles/client.key),\n"
+    "the key a coordinator knows you by; the CLI creates it on first use when missing.\n"
+    "show: prints the public key, e.g. for a coordinator's --client-keys line 'KEY submit'.\n";
 
 constexpr const char* kPackageUsage =
     "Usage: sparecycles package COMMAND [options]\n\n"
@@ -92,14 +97,73 @@ Result<std::string> KeyPath(const Options& o, const char* name) {
   return DefaultKeyPath();
 }
 
+Result<std::string> ClientKeyPath(const Options& o, const char* name) {
+  if (!o.Get(name).empty()) return o.Get(name);
+  const std::string path = ClientConfigPath("client.key");
+  if (path.empty())
+    return FailedPrecondition("neither XDG_CONFIG_HOME nor HOME is set; name the key file");
+  return path;
+}
+
+int ClientKeyNew(const Options& o) {
+  auto path = ClientKeyPath(o, "out");
+  if (!path.ok()) return Fail(path.status());
+  std::error_code ec;
+  if (!o.Flag("force") && std::filesystem::exists(*path, ec))
+    return Fail(FailedPrecondition(*path + " already exists (--force replaces it; coordinators "
+                                           "that list the old key will refuse you)"));
+  const curve::KeyPair pair = curve::Generate();
+  if (Status s = curve::SaveKeyPair(*path, pair, "client"); !s.ok()) return Fail(s);
+  std::cerr << "wrote " << *path << " (secret, mode 0600) and " << curve::PublicPathFor(*path)
+            << "\n";
+  std::cout << pair.public_key.Z85() << std::endl;
+  return 0;
+}
+
+int KeyShow(const std::vector<std::string>& args) {
+  Options o("sparecycles key show [options]",
+            "Prints the public half of your publisher key (hex), or with --client of your client "
+            "key (Z85, as coordinators' key lists take it).",
+            "SPARECYCLES_KEY_");
+  o.AddFlag("client", "Show the CURVE client key, not the publisher key.");
+  o.Add("key", "",
+        "The secret or public key file. Default: $XDG_CONFIG_HOME/sparecycles/publisher.key\n"
+        "      (client.key with --client), else under ~/.config/sparecycles/");
+  if (Status s = o.Parse(args); !s.ok()) return Usage(s.message());
+  if (o.HelpRequested()) {
+    std::cout << o.Help();
+    return 0;
+  }
+  if (!o.Positional().empty()) return Usage("key show takes no arguments (see --help)");
+  if (o.Flag("client")) {
+    auto path = ClientKeyPath(o, "key");
+    if (!path.ok()) return Fail(path.status());
+    const bool pub = path->size() > 4 && path->compare(path->size() - 4, 4, ".pub") == 0;
+    auto key =
+        pub ? curve::LoadPublicKey(*path) : curve::LoadPublicKey(curve::PublicPathFor(*path));
+    if (!key.ok()) return Fail(key.status());
+    std::cout << key->Z85() << std::endl;
+    return 0;
+  }
+  auto path = KeyPath(o, "key");
+  if (!path.ok()) return Fail(path.status());
+  const bool pub = path->size() > 4 && path->compare(path->size() - 4, 4, ".pub") == 0;
+  auto key = pub ? ReadPublicKey(*path) : ReadPublicKey(*path + ".pub");
+  if (!key.ok()) return Fail(key.status());
+  std::cout << key->Hex() << std::endl;
+  return 0;
+}
+
 int KeyNew(const std::vector<std::string>& args) {
   Options o("sparecycles key new [options]",
-            "Creates an Ed25519 key pair for signing task packages and prints the public key.",
+            "Creates an Ed25519 key pair for signing task packages (or, with --client, your CURVE "
+            "client key) and prints the public key.",
             "SPARECYCLES_KEY_");
   o.Add("out", "",
         "Where to write the secret key; the public key goes to the same path + .pub.\n"
-        "      Default: $XDG_CONFIG_HOME/sparecycles/publisher.key, else "
-        "~/.config/sparecycles/publisher.key");
+        "      Default: $XDG_CONFIG_HOME/sparecycles/publisher.key (client.key with --client),\n"
+        "      else under ~/.config/sparecycles/");
+  o.AddFlag("client", "Create your CURVE client key, which coordinators know you by.");
   o.AddFlag("force", "Replace existing key files (the old key can no longer sign).");
   if (Status s = o.Parse(Normalize(args)); !s.ok()) return Usage(s.message());
   if (o.HelpRequested()) {
@@ -107,6 +171,7 @@ int KeyNew(const std::vector<std::string>& args) {
     return 0;
   }
   if (!o.Positional().empty()) return Usage("key new takes no arguments (see --help)");
+  if (o.Flag("client")) return ClientKeyNew(o);
   auto path = KeyPath(o, "out");
   if (!path.ok()) return Fail(path.status());
   const SecretKey key = GenerateKey();
@@ -536,12 +601,21 @@ int Test(const std::vector<std::string>& args) {
 
 }  // namespace
 
+std::string ClientConfigPath(const std::string& name) {
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x != nullptr && *x == '/')
+    return std::string(x) + "/sparecycles/" + name;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h == '/')
+    return std::string(h) + "/.config/sparecycles/" + name;
+  return {};
+}
+
 int KeyCommand(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kKeyUsage;
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "new") return KeyNew({args.begin() + 1, args.end()});
+  if (args[0] == "show") return KeyShow({args.begin() + 1, args.end()});
   return Usage("unknown key command '" + args[0] + "'\n\n" + kKeyUsage);
 }
 

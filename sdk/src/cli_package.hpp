@@ -8,6 +8,8 @@
 
 namespace sparecycles::cli {
 
+/// $XDG_CONFIG_HOME/sparecycles/NAME, else ~/.config/sparecycles/NAME; empty without either.
+std::string ClientConfigPath(const std::string& name);
 /// `sparecycles key SUBCOMMAND ...`; `args` excludes "key".
 int KeyCommand(const std::vector<std::string>& args);
 /// `sparecycles package SUBCOMMAND ...`; `args` excludes "package".

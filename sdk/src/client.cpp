@@ -485,7 +485,7 @@ Result<Client> Client::Local(const LocalOptions& options) {
 namespace {
 
 Status FromCode(std::uint16_t code, const std::string& message) {
-  return Status(static_cast<StatusCode>(code <= 9 ? code : 9), message);
+  return proto::StatusFromWire(code, message);
 }
 
 // Uploads a package the coordinator lacks (docs/protocol.md §7.1): asks where to continue, then

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <zmq.hpp>
 
@@ -120,6 +121,18 @@ TEST_CASE("an unknown worker key is refused in a cluster pool, and let in once l
   auto key = curve::LoadPublicKey(pub);
   REQUIRE(key.ok());
   CHECK(cluster.PeerId(0) == curve::PeerIdFor(*key));
+
+  // Taken off the list again: its session ends although its connection stays, and its Hellos on
+  // that connection are refused.
+  std::filesystem::remove(list + "/worker0.pub");
+  cluster.coordinator().Signal(SIGHUP);
+  const bool left = WaitUntil([&] { return PeerCount(client) == 0; }, 15s);
+  if (!left) MESSAGE(cluster.Logs());
+  CHECK(left);
+  std::this_thread::sleep_for(1s);  // time for the worker's Hellos to be refused
+  CHECK(PeerCount(client) == 0);
+  CHECK(cluster.coordinator().Stderr().find("removed from --worker-keys") != std::string::npos);
+  CHECK(w.Stderr().find("no longer listed") != std::string::npos);
 }
 
 TEST_CASE("a Hello that reuses another peer's id is refused and gets none of its leases") {
@@ -198,6 +211,121 @@ TEST_CASE("a plaintext client or worker is refused; a client with the wrong key 
   CHECK(good.Jobs().ok());
   std::this_thread::sleep_for(1500ms);
   CHECK(PeerCount(good) == 0);
+}
+
+TEST_CASE("client keys have roles and quotas: who may see, cancel and submit what") {
+  InitCrypto();
+  TempDir keys("sparecycles-client-keys");
+  auto make = [&](const std::string& name) {
+    const curve::KeyPair pair = curve::Generate();
+    REQUIRE(curve::SaveKeyPair(keys / (name + ".key"), pair, name).ok());
+    return pair;
+  };
+  const auto alice = make("alice"), bob = make("bob"), carol = make("carol"),
+             reader = make("reader"), admin = make("admin");
+  make("mallory");  // never listed
+  const std::string list = keys / "clients";
+  {
+    std::ofstream out(list);
+    out << "# key role [quotas]\n"
+        << alice.public_key.Z85() << " submit\n"
+        << bob.public_key.Z85() << " submit jobs=1\n"
+        << carol.public_key.Hex() << " submit units=3\n"
+        << reader.public_key.Z85() << " read\n"
+        << admin.public_key.Z85() << " admin\n";
+  }
+  Cluster cluster(1, {"--client-keys", list});
+  REQUIRE(cluster.ok());
+  auto as = [&](const std::string& name) {
+    ClientOptions o;
+    o.coordinator_key = cluster.coordinator_key();
+    o.key_file = keys / (name + ".key");
+    o.request_timeout = 5s;
+    auto c = Client::Connect(cluster.client_endpoint(), o);
+    REQUIRE(c.ok());
+    return std::move(*c);
+  };
+  Client a = as("alice"), b = as("bob"), c = as("carol"), r = as("reader"), root = as("admin");
+  JobSpec slow("spin");
+  slow.Set("ms", "20000");
+  slow.units = 2;
+
+  // An unlisted key gets no answer at all (the handshake is refused).
+  {
+    ClientOptions o;
+    o.coordinator_key = cluster.coordinator_key();
+    o.key_file = keys / "mallory.key";
+    o.request_timeout = 1500ms;
+    auto m = Client::Connect(cluster.client_endpoint(), o);
+    REQUIRE(m.ok());
+    CHECK_FALSE(m->Jobs().ok());
+    CHECK_FALSE(m->Submit(slow).ok());
+  }
+
+  auto job_a = a.Submit(slow);
+  REQUIRE(job_a.ok());
+  const std::uint64_t ja = job_a->id();
+  // Bob (submit) may neither cancel nor see Alice's job, and his list leaves it out.
+  const Status cancel = b.Cancel(ja);
+  CHECK(cancel.code() == StatusCode::kPermissionDenied);
+  CHECK(cancel.message().find("admin") != std::string::npos);
+  CHECK(b.Status(ja).status().code() == StatusCode::kPermissionDenied);
+  auto bobs = b.Jobs();
+  REQUIRE(bobs.ok());
+  CHECK(bobs->empty());
+  CHECK(b.Peers().status().code() == StatusCode::kPermissionDenied);
+  // The reader sees it, and the peers, but can neither cancel nor submit.
+  auto seen = r.Status(ja);
+  REQUIRE(seen.ok());
+  CHECK_FALSE(IsFinal(seen->state));
+  auto all = r.Jobs();
+  REQUIRE(all.ok());
+  CHECK(all->size() == 1);
+  CHECK(r.Peers().ok());
+  CHECK(r.Cancel(ja).code() == StatusCode::kPermissionDenied);
+  CHECK(r.Submit(slow).status().code() == StatusCode::kPermissionDenied);
+  // After all that, Alice's job still runs; Alice herself may cancel it.
+  auto still = a.Status(ja);
+  REQUIRE(still.ok());
+  CHECK_FALSE(IsFinal(still->state));
+  CHECK(a.Cancel(ja).ok());
+  CHECK(a.Status(ja)->state == JobState::kCancelled);
+
+  // Quotas: Bob may have one unfinished job; Carol three unsettled units.
+  auto b1 = b.Submit(slow);
+  REQUIRE(b1.ok());
+  auto b2 = b.Submit(slow);
+  CHECK(b2.status().code() == StatusCode::kResourceExhausted);
+  CHECK(b2.status().message().find("unfinished jobs") != std::string::npos);
+  JobSpec four = slow;
+  four.units = 4;
+  auto c4 = c.Submit(four);
+  CHECK(c4.status().code() == StatusCode::kResourceExhausted);
+  CHECK(c4.status().message().find("unsettled units") != std::string::npos);
+  auto c2 = c.Submit(slow);
+  CHECK(c2.ok());
+  // The admin cancels anyone's job, and that frees Bob's quota.
+  CHECK(root.Cancel(b1->id()).ok());
+  auto b3 = b.Submit(slow);
+  CHECK(b3.ok());
+  auto everything = root.Jobs();
+  REQUIRE(everything.ok());
+  CHECK(everything->size() == 4);  // Alice's, Bob's two, Carol's; the refused ones never existed
+  for (const auto& j : *everything)
+    if (!IsFinal(j.state)) CHECK(root.Cancel(j.id).ok());
+  CHECK(cluster.coordinator().Stderr().find("is not listed") != std::string::npos);
+
+  // Bob taken off the list (SIGHUP): his open connection may do nothing more.
+  {
+    std::ofstream out(list);
+    out << alice.public_key.Z85() << " submit\n" << admin.public_key.Z85() << " admin\n";
+  }
+  cluster.coordinator().Signal(SIGHUP);
+  const bool revoked =
+      WaitUntil([&] { return b.Jobs().status().code() == StatusCode::kPermissionDenied; }, 10s);
+  CHECK(revoked);
+  CHECK(b.Submit(slow).status().code() == StatusCode::kPermissionDenied);
+  CHECK(a.Jobs().ok());
 }
 
 TEST_CASE("a worker that pinned a coordinator key refuses an impostor coordinator") {

@@ -7,7 +7,7 @@ from sparecycles import _sparecycles
 
 def test_every_status_code_has_its_exception_class():
     names = _sparecycles.status_code_names()
-    assert len(names) == 9
+    assert len(names) == 10
     for num, name in names.items():
         cls = sparecycles._ERRORS_BY_CODE[name]
         assert cls.code == name and issubclass(cls, sparecycles.SpareCyclesError)

@@ -52,6 +52,19 @@ def test_remote_timeout_and_cancel(remote):
     assert remote.status(job.id).state == "cancelled"
 
 
+def test_another_key_sees_a_job_but_may_not_cancel_it(remote, cluster):
+    # The coordinator's default roles (submit,read): every key sees every job, and cancels its own.
+    job = remote.submit("spin", units=2, ms=20_000, unit_count=2)
+    with sparecycles.Client.connect(cluster.client_endpoint) as stranger:
+        assert stranger.status(job.id).state in ("queued", "running")
+        with pytest.raises(sparecycles.PermissionDenied, match="admin") as e:
+            stranger.cancel(job.id)
+        assert isinstance(e.value, PermissionError) and e.value.code == "PERMISSION_DENIED"
+    assert remote.status(job.id).state in ("queued", "running")
+    job.cancel()
+    assert remote.status(job.id).state == "cancelled"
+
+
 def test_as_completed_over_many_remote_jobs(remote):
     jobs = [remote.submit("primes", to=1000 * (i + 1)) for i in range(25)]
     answers = {}

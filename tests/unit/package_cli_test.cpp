@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "process.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 
 using namespace sparecycles::testing;
 namespace fs = std::filesystem;
@@ -53,6 +54,43 @@ TEST_CASE("key new writes a 0600 secret key where XDG_CONFIG_HOME says and print
   CHECK(again.err.find("already exists") != std::string::npos);
   CHECK(Cli(dir, {"key", "new", "--out", dir / "other.key"}).code == 0);
   CHECK(fs::exists(dir / "other.key.pub"));
+  ::unsetenv("XDG_CONFIG_HOME");
+}
+
+TEST_CASE("the client key: key new --client, key show, and made on first use by a command") {
+  TempDir dir;
+  ::setenv("XDG_CONFIG_HOME", (dir / "cfg").c_str(), 1);
+  const std::string key = dir / "cfg/sparecycles/client.key";
+  // A command that talks to a coordinator makes the key first, and says so once.
+  const std::string coordinator_key = sparecycles::curve::Generate().public_key.Z85();
+  Run first = Cli(dir, {"jobs", "--coordinator", "tcp://127.0.0.1:1", "--coordinator-key",
+                        coordinator_key, "--timeout", "300ms"});
+  CHECK(first.code != 0);  // nobody listens there
+  CHECK(first.err.find("created your client key") != std::string::npos);
+  struct stat st {};
+  REQUIRE(::stat(key.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  Run second = Cli(dir, {"jobs", "--coordinator", "tcp://127.0.0.1:1", "--coordinator-key",
+                         coordinator_key, "--timeout", "300ms"});
+  CHECK(second.err.find("created your client key") == std::string::npos);
+  auto pair = sparecycles::curve::LoadKeyPair(key);
+  REQUIRE(pair.ok());
+  Run shown = Cli(dir, {"key", "show", "--client"});
+  REQUIRE_MESSAGE(shown.code == 0, shown.err);
+  CHECK(shown.out == pair->public_key.Z85() + "\n");
+  // key new --client refuses to replace it unless forced, and prints the new public key.
+  Run again = Cli(dir, {"key", "new", "--client"});
+  CHECK(again.code == 2);
+  CHECK(again.err.find("already exists") != std::string::npos);
+  Run forced = Cli(dir, {"key", "new", "--client", "--force"});
+  REQUIRE_MESSAGE(forced.code == 0, forced.err);
+  CHECK(forced.out != shown.out);
+  CHECK(Cli(dir, {"key", "show", "--client"}).out == forced.out);
+  // key show without --client: the publisher key, in hex.
+  CHECK(Cli(dir, {"key", "show"}).code == 2);  // none yet
+  Run made = Cli(dir, {"key", "new"});
+  REQUIRE(made.code == 0);
+  CHECK(Cli(dir, {"key", "show"}).out == made.out);
   ::unsetenv("XDG_CONFIG_HOME");
 }
 

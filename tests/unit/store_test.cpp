@@ -240,20 +240,72 @@ TEST_CASE("a data directory written by release 0.1 is upgraded and its jobs cont
     CHECK(open->running == 1);  // the restored lease
     CHECK(n.store->IntegrityCheck().value() == "ok");
   }
-  CHECK(SqlValue(db, "SELECT value FROM meta WHERE key='schema_version'") == "2");
+  CHECK(SqlValue(db, "SELECT value FROM meta WHERE key='schema_version'") == "3");
   {
     Node again(tasks::Registry::BuiltIn(), dir.path(),
                clock.Now());  // an upgraded store opens as it is
     CHECK(again.s->FindJob(2)->done == 8);
+    CHECK(again.s->FindJob(2)->owner.empty());  // jobs from before owners belong to no key
   }
   // A store from a newer release is refused with a clear message, and left untouched.
-  Sql(db, "UPDATE meta SET value='3' WHERE key='schema_version'");
+  Sql(db, "UPDATE meta SET value='4' WHERE key='schema_version'");
   auto newer = Store::Open(dir.path());
   REQUIRE_FALSE(newer.ok());
   CHECK(newer.status().code() == StatusCode::kFailedPrecondition);
-  CHECK(newer.status().message().find("written by a newer SpareCycles (store schema 3") !=
+  CHECK(newer.status().message().find("written by a newer SpareCycles (store schema 4") !=
         std::string::npos);
-  CHECK(SqlValue(db, "SELECT value FROM meta WHERE key='schema_version'") == "3");
+  CHECK(SqlValue(db, "SELECT value FROM meta WHERE key='schema_version'") == "4");
+}
+
+TEST_CASE("job owners and package uploaders survive a restart; a schema 2 store gains them") {
+  testing::TempDir dir;
+  tasks::Registry registry;
+  registry.Add(std::make_unique<SquaresTask>());
+  FakeClock clock;
+  const std::string alice(64, 'a');
+  JobId owned = 0, older = 0;
+  // Three units of squares under client token t1, submitted by `owner`.
+  auto submit_as = [&](Scheduler& s, const std::string& owner) {
+    proto::JobSpecWire spec;
+    spec.task = "squares";
+    spec.params["n"] = "3";
+    spec.units = 3;
+    spec.client_token = "t1";
+    Scheduler::Submitter by;
+    by.owner = owner;
+    return s.Submit(spec, WallSeconds(), by).value();
+  };
+  {
+    Node n(registry, dir.path(), clock.Now());
+    older = n.Submit(4);
+    REQUIRE(n.store->Commit().ok());
+  }
+  // Make it the store a schema 2 coordinator left: no owner column, no package_owners table.
+  const std::string db = dir.path() + "/coordinator.db";
+  Sql(db,
+      "ALTER TABLE jobs DROP COLUMN owner; DROP TABLE package_owners; "
+      "UPDATE meta SET value='2' WHERE key='schema_version'");
+  {
+    Node n(registry, dir.path(), clock.Now());
+    CHECK(SqlValue(db, "SELECT value FROM meta WHERE key='schema_version'") == "3");
+    REQUIRE(n.s->FindJob(older) != nullptr);
+    CHECK(n.s->FindJob(older)->owner.empty());
+    owned = submit_as(*n.s, alice);
+    n.store->OnPackageStored({"ab12", alice, 12345});
+    REQUIRE(n.store->Commit().ok());
+  }
+  Node n(registry, dir.path(), clock.Now());
+  const Job* job = n.s->FindJob(owned);
+  REQUIRE(job != nullptr);
+  CHECK(job->owner == alice);
+  auto loaded = n.store->Load(WallSeconds());
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->package_owners.size() == 1);
+  CHECK(loaded->package_owners[0].owner == alice);
+  CHECK(loaded->package_owners[0].bytes == 12345);
+  // A client token names a job per owner: the same token from another key is another job.
+  CHECK(submit_as(*n.s, alice) == owned);
+  CHECK(submit_as(*n.s, std::string(64, 'b')) != owned);
 }
 
 namespace {

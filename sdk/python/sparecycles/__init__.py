@@ -38,7 +38,7 @@ __all__ = [
     "FIRST_COMPLETED", "ALL_COMPLETED",
     "SpareCyclesError", "InvalidArgument", "NotFound", "Unavailable", "DeadlineExceeded",
     "Cancelled", "ResourceExhausted", "FailedPrecondition", "DataLoss", "Internal",
-    "Unimplemented", "JobFailed",
+    "PermissionDenied", "Unimplemented", "JobFailed",
 ]
 
 FIRST_COMPLETED = _futures.FIRST_COMPLETED
@@ -107,6 +107,12 @@ class Internal(SpareCyclesError):
     code = "INTERNAL"
 
 
+class PermissionDenied(SpareCyclesError, PermissionError):
+    """This client's key, or its role, may not do this (docs/security.md, "Client roles")."""
+
+    code = "PERMISSION_DENIED"
+
+
 class Unimplemented(SpareCyclesError, NotImplementedError):
     """A feature this version of the SDK does not have yet (not an SDK status code)."""
 
@@ -127,7 +133,7 @@ _ERRORS_BY_CODE = {
     InvalidArgument.code: InvalidArgument, NotFound.code: NotFound, Unavailable.code: Unavailable,
     DeadlineExceeded.code: DeadlineExceeded, Cancelled.code: Cancelled,
     ResourceExhausted.code: ResourceExhausted, FailedPrecondition.code: FailedPrecondition,
-    DataLoss.code: DataLoss, Internal.code: Internal,
+    DataLoss.code: DataLoss, Internal.code: Internal, PermissionDenied.code: PermissionDenied,
 }
 _core._set_error_classes({num: _ERRORS_BY_CODE[name] for num, name in _core.status_code_names().items()})
 

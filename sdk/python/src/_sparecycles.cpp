@@ -489,7 +489,7 @@ PYBIND11_MODULE(_sparecycles, m) {
         "Registers the exception class of each status code.");
   m.def("status_code_names", [] {
     std::map<int, std::string> out;
-    for (int c = 1; c <= 9; ++c)
+    for (int c = 1; c <= static_cast<int>(sparecycles::kLastStatusCode); ++c)
       out[c] = std::string(sparecycles::StatusCodeName(static_cast<sparecycles::StatusCode>(c)));
     return out;
   });

@@ -52,8 +52,17 @@ struct CoordinatorConfig {
   // Peer endpoint: empty = open enrollment (any worker key may join), else only the worker keys
   // listed in this file or directory (cluster pools). Reloaded by ReloadKeys(). Default: empty
   std::string worker_keys;
-  // Client endpoint: empty = any client key, else only the listed keys. Default: empty
+  // Client endpoint: empty = any client key, else only the listed keys ("KEY [ROLE] [QUOTA=N]"
+  // lines). Default: empty
   std::string client_keys;
+  // The roles of every key when client_keys is empty: "submit", "read", "admin" or several
+  // joined by commas (docs/security.md, "Client roles"). Default: submit,read
+  std::string client_roles = "submit,read";
+  // Per client key, unless its line in client_keys says otherwise; admins have none; 0 = no
+  // limit. Unfinished jobs, their unsettled units, and bytes held (job inputs and packages).
+  std::uint64_t quota_jobs = 10000;            // Default: 10000
+  std::uint64_t quota_units = 10'000'000;      // Default: 10 million
+  std::uint64_t quota_bytes = 16'000'000'000;  // Default: 16 GB
   // false = no CURVE on either endpoint (plaintext, anyone can be anyone). Only for the
   // benchmarks that measure what CURVE costs; the daemon has no option for it. Default: true
   bool curve = true;
@@ -71,6 +80,8 @@ struct CoordinatorStats {
   // Security layer: handshakes let in or refused by the ZAP handler; Hellos whose peer id is not
   // the one of the connection's key (refused).
   std::uint64_t peer_keys_refused = 0, client_keys_refused = 0, hellos_wrong_id = 0;
+  // Client requests refused for their key's role (PERMISSION_DENIED) or quota.
+  std::uint64_t requests_denied = 0, quota_refusals = 0;
   SchedulerStats scheduler;
   GuardStats peer_connections, client_connections;  // open, accepted and cut connections
 };

@@ -217,6 +217,10 @@ struct Job {
   std::uint64_t measured_units = 0;
   std::uint64_t units_total_final = 0;  // unit count once `units` has been released
   std::uint64_t seq = 0;                // submission order, for fairness ties
+  // The client key (64 hex digits) that submitted the job; empty when the endpoint had no keys
+  // (CURVE off) or the job predates owners. docs/security.md, "Client roles".
+  std::string owner;
+  std::uint64_t input_bytes = 0;  // the spec's input, counted against the owner's byte quota
 };
 
 struct Peer {
@@ -283,6 +287,7 @@ class SchedulerListener {
 /// What a restarted coordinator read back from its store.
 struct RecoveredJob {
   JobId id = 0;
+  std::string owner;
   proto::JobSpecWire spec;  // with its input
   std::uint64_t units = 0;
   proto::JobState state = proto::JobState::kQueued;
@@ -346,7 +351,13 @@ class Scheduler {
   // ---- jobs
   /// Validates, plans and splits a job. The unit count follows the job's size and the peers'
   /// measured speed unless the spec fixes it.
-  Result<JobId> Submit(const proto::JobSpecWire& spec, double wall_now);
+  /// Who submits a job, and what must hold of it before it is accepted.
+  struct Submitter {
+    std::string owner;  // the client key; a client token names a job per owner
+    /// Called once the job is split, before it is stored: an error refuses the job (quotas).
+    std::function<Status(const Job&)> admit;
+  };
+  Result<JobId> Submit(const proto::JobSpecWire& spec, double wall_now, const Submitter& by = {});
   Status Cancel(JobId job, std::vector<std::pair<PeerHandle, LeaseId>>& to_cancel);
   const Job* FindJob(JobId job) const;
   proto::JobInfo Info(const Job& job) const;
@@ -492,7 +503,10 @@ class Scheduler {
   std::map<JobId, std::unique_ptr<Job>> jobs_;
   std::unordered_map<LeaseId, LeaseRecord> leases_;
   std::set<std::pair<TimePoint, LeaseId>> deadlines_;
-  std::unordered_map<std::string, JobId> tokens_;
+  std::unordered_map<std::string, JobId> tokens_;  // TokenKey(owner, client token) -> job
+  static std::string TokenKey(const std::string& owner, const std::string& token) {
+    return owner + '/' + token;
+  }
   std::unordered_map<std::string, std::vector<LeaseId>>
       orphan_leases_;  // by peer id, after Restore
   SchedulerListener* listener_ = nullptr;

@@ -60,6 +60,8 @@ Result<KeyPair> LoadKeyPair(const std::string& path);
 /// Writes a secret key file with mode 0600 (created so, never wider) and `<path minus .key>.pub`
 /// beside it with mode 0644.
 Status SaveKeyPair(const std::string& path, const KeyPair& pair, std::string_view comment);
+/// The public file beside a secret key file: "x.key" -> "x.pub", else path + ".pub".
+std::string PublicPathFor(const std::string& secret_path);
 /// Loads `path`, or creates a new pair there when the file does not exist yet.
 Result<KeyPair> LoadOrCreateKeyPair(const std::string& path, std::string_view comment);
 
@@ -69,10 +71,10 @@ std::string PeerIdFor(const PublicKey& key);
 /// One entry of a key list: the key and the rest of its line (for clients: a role, later).
 struct ListedKey {
   PublicKey key;
-  std::string role;    // second column, empty when none
+  std::string role;    // the rest of the line after the key, trimmed; empty when none
   std::string source;  // "file:line", for messages
 };
-/// A key list: a file with one key a line ("KEY [ROLE] [# comment]"), or a directory whose
+/// A key list: a file with one key a line ("KEY [ROLE ...] [# comment]"), or a directory whose
 /// `*.pub` files hold one key each. Bounded (kMaxKeyList bytes, kMaxListedKeys keys); any bad
 /// line is an error naming file and line, so a typo never silently locks someone out or in.
 Result<std::vector<ListedKey>> LoadKeyList(const std::string& path);

@@ -661,7 +661,7 @@ struct PackageList {
 /// kInternal, with the message kept.
 inline std::uint16_t ToWireCode(StatusCode code) { return static_cast<std::uint16_t>(code); }
 inline Status StatusFromWire(std::uint16_t code, std::string message) {
-  const auto known = static_cast<std::uint16_t>(StatusCode::kInternal);
+  const auto known = static_cast<std::uint16_t>(kLastStatusCode);
   return Status(code <= known ? static_cast<StatusCode>(code) : StatusCode::kInternal,
                 std::move(message));
 }

@@ -22,7 +22,9 @@ enum class StatusCode : int {
   kFailedPrecondition = 7,  // the system is not in a state where this works
   kDataLoss = 8,            // stored or received data is corrupt
   kInternal = 9,            // a bug on our side
+  kPermissionDenied = 10,   // the caller's key or role may not do this; do not retry unchanged
 };
+inline constexpr StatusCode kLastStatusCode = StatusCode::kPermissionDenied;
 
 constexpr std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
@@ -46,6 +48,8 @@ constexpr std::string_view StatusCodeName(StatusCode code) {
       return "DATA_LOSS";
     case StatusCode::kInternal:
       return "INTERNAL";
+    case StatusCode::kPermissionDenied:
+      return "PERMISSION_DENIED";
   }
   return "UNKNOWN";
 }
@@ -86,6 +90,9 @@ inline Status FailedPrecondition(std::string m) {
 }
 inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status PermissionDenied(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
 
 /// A value or the Status that explains why there is none.
 template <typename T>
