@@ -4,9 +4,12 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "access.hpp"
+#include "connection_guard.hpp"
 #include "http_server.hpp"  // HTTP side: metrics snapshots and the server
 #include "package_service.hpp"
 #include "peer_sessions.hpp"
@@ -78,7 +81,21 @@ struct Coordinator::Impl {
   std::map<std::string, std::string> package_owner;    // package id (hex) -> uploader's key
   std::map<std::string, std::uint64_t> package_bytes;  // uploader's key -> bytes stored
   std::uint64_t requests_denied = 0, quota_refusals = 0;
-  std::optional<zmq::socket_t> monitor;  // disconnect events of the peer socket
+  std::optional<zmq::socket_t> monitor;  // connection events of the peer socket
+  // Denial-of-service bounds (connection_guard.hpp): one guard per endpoint, fed by its socket's
+  // monitor and by the frames received; `trim_at` after a hoarding connection went away.
+  std::optional<zmq::socket_t> client_monitor;  // connection events of the client socket
+  std::optional<ConnectionGuard> peer_guard, client_guard;
+  std::uint64_t cuts_logged = 0;
+  std::optional<TimePoint> trim_at;  // when to return freed memory to the OS
+  static constexpr std::uint64_t kTrimAfterBytes = 16 << 20;
+  bool trim_again = false;
+  // libzmq frees a cut connection's buffers on its I/O thread after the event (millions of
+  // frames take a while): trim after 500 ms and once more 2 s later.
+  void TrimSoon(TimePoint now) {
+    if (!trim_at) trim_at = now + std::chrono::milliseconds(500);
+    trim_again = true;
+  }
   std::uint64_t bad_logged = 0;
 
   mutable std::mutex stats_mu;
@@ -400,25 +417,72 @@ struct Coordinator::Impl {
     SendPeer(f.identity, w);
   }
 
-  // A peer's connection dropped (monitor event). After the grace period, ask ZeroMQ whether the
-  // identity still has a connection (ROUTER_MANDATORY: EHOSTUNREACH when not); if not, the peer is
-  // gone and its units go back to the queue now, not after the silence timeout.
-  void OnMonitorEvent(TimePoint now) {
+  // Connection events of one endpoint's socket (ZMQ_EVENT_*; the value is the connection's fd).
+  // A peer's connection that dropped becomes a suspect: after the grace period, ZeroMQ is asked
+  // whether the identity still has a connection (ROUTER_MANDATORY: EHOSTUNREACH when not); if not,
+  // the peer is gone and its units go back to the queue now, not after the silence timeout.
+  void OnMonitorEvents(zmq::socket_t& mon, ConnectionGuard& guard, bool peer_side, TimePoint now) {
     while (true) {
       zmq::message_t ev, addr;
       try {
-        if (!monitor->recv(ev, zmq::recv_flags::dontwait)) return;
-        if (ev.more()) (void)monitor->recv(addr, zmq::recv_flags::dontwait);
+        if (!mon.recv(ev, zmq::recv_flags::dontwait)) return;
+        if (ev.more()) (void)mon.recv(addr, zmq::recv_flags::dontwait);
       } catch (const zmq::error_t&) {
         return;
       }
       if (ev.size() < 6) continue;
       std::uint16_t event;
-      std::uint32_t fd;
+      std::uint32_t value;
       std::memcpy(&event, ev.data(), 2);
-      std::memcpy(&fd, static_cast<const char*>(ev.data()) + 2, 4);
-      if (event == ZMQ_EVENT_DISCONNECTED)
-        sessions.OnDisconnected(static_cast<int>(fd), now + config.disconnect_grace);
+      std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
+      const int fd = static_cast<int>(value);
+      if (event == ZMQ_EVENT_ACCEPTED) {
+        const auto [host, peer] = PeerAddress(fd);
+        if (auto why = guard.OnAccepted(fd, host, peer)) Cut(guard, fd, *why, peer_side, now);
+      } else if (event == ZMQ_EVENT_DISCONNECTED) {
+        // A connection that held much unread (an unterminated message) freed it: return it.
+        if (guard.OnClosed(fd) > kTrimAfterBytes) TrimSoon(now);
+        if (peer_side) sessions.OnDisconnected(fd, now + config.disconnect_grace);
+      } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        guard.OnHandshake(fd, true);
+      } else if ((event &
+                  (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                   ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)) != 0) {
+        guard.OnHandshake(fd, false);
+      }
+    }
+  }
+
+  // Cuts one connection (shutdown under libzmq, which then closes it), counted and logged: the
+  // first few, then every 1000th, so a flood of connections cannot fill disks.
+  void Cut(ConnectionGuard& guard, int fd, CutReason why, bool peer_side, TimePoint now) {
+    const std::string* peer = guard.PeerOf(fd);
+    if (peer == nullptr || !CutConnection(fd, *peer)) {
+      guard.OnClosed(fd);  // already gone (its fd may serve another connection by now)
+      return;
+    }
+    guard.MarkCut(fd, why);
+    if (why == CutReason::kPendingBytes || why == CutReason::kPendingTotal) TrimSoon(now);
+    if (cuts_logged < 10 || cuts_logged % 1000 == 0)
+      SC_LOG(Warn) << "cut a connection from " << *peer << " on the "
+                   << (peer_side ? "peer" : "client") << " endpoint (" << CutReasonName(why) << "; "
+                   << cuts_logged + 1 << " cut so far)";
+    ++cuts_logged;
+  }
+
+  // The guards' periodic reading of what each connection received but the loop has not seen.
+  void CheckConnections(TimePoint now, bool peers_drained, bool clients_drained) {
+    for (auto [guard, peer_side, drained] : {std::tuple{&*peer_guard, true, peers_drained},
+                                             std::tuple{&*client_guard, false, clients_drained}}) {
+      if (!guard->CheckDue(now)) continue;
+      guard->CheckedAt(now);
+      for (const auto& [fd, why] : guard->Check(KernelBytesReceived, drained))
+        Cut(*guard, fd, why, peer_side, now);
+    }
+    if (trim_at && now >= *trim_at) {
+      ReleaseFreedMemory();
+      trim_at.reset();
+      if (std::exchange(trim_again, false)) trim_at = now + std::chrono::seconds(2);
     }
   }
 
@@ -831,6 +895,8 @@ struct Coordinator::Impl {
     snapshot.hellos_wrong_id = hellos_wrong_id;
     snapshot.requests_denied = requests_denied;
     snapshot.quota_refusals = quota_refusals;
+    snapshot.peer_connections = peer_guard->stats();
+    snapshot.client_connections = client_guard->stats();
     if (zap) {
       snapshot.peer_keys_refused = zap->stats().peers_refused;
       snapshot.client_keys_refused = zap->stats().clients_refused;
@@ -858,6 +924,7 @@ struct Coordinator::Impl {
         {nullptr, wake.fd(), ZMQ_POLLIN, 0},
         {monitor->handle(), 0, ZMQ_POLLIN, 0},
     };
+    items.push_back({client_monitor->handle(), 0, ZMQ_POLLIN, 0});  // connection events
     if (zap) items.push_back({zap->socket().handle(), 0, ZMQ_POLLIN, 0});
     const Duration tick_every = std::clamp<Duration>(
         config.scheduler.peer_timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));
@@ -869,12 +936,15 @@ struct Coordinator::Impl {
       if (auto d = scheduler.NextDeadline()) wait = std::min(wait, *d - now);
       if (!pending_push.empty()) wait = std::min<Duration>(wait, config.progress_interval);
       if (auto probe = sessions.NextProbe()) wait = std::min(wait, *probe - now);
+      wait = std::min({wait, peer_guard->next_check() - now, client_guard->next_check() - now});
       const auto ms = std::clamp<std::int64_t>(ToMillis(wait) + 1, 0, 1000);
       if (!net::Poll(items, std::chrono::milliseconds(ms))) continue;
       if (items[2].revents & ZMQ_POLLIN) wake.Drain();
       now = clock.Now();
       const TimePoint turn_start = now;  // HTTP side: loop-turn latency
-      if (items[3].revents & ZMQ_POLLIN) OnMonitorEvent(now);
+      // Connection events before frames: a frame's connection is known when it is counted.
+      OnMonitorEvents(*monitor, *peer_guard, true, now);
+      OnMonitorEvents(*client_monitor, *client_guard, false, now);
       if (zap) {  // handshakes first: a new connection waits for nothing else
         if (reload_keys.exchange(false)) {
           if (Status s = zap->Reload(); !s.ok())
@@ -885,14 +955,25 @@ struct Coordinator::Impl {
         zap->Drain();
       }
       // Drain what is waiting, bounded so neither side starves the other or the timers.
+      bool peers_drained = false, clients_drained = false;
       for (int i = 0; i < 4096; ++i) {
         auto f = net::RecvRouter(*peers_sock, &peer_wire);
-        if (!f) break;
+        if (!f) {
+          peers_drained = true;
+          break;
+        }
+        if (const int fd = net::SourceFd(f->payload); fd >= 0)
+          peer_guard->OnReceived(fd, f->payload.size());
         OnPeerFrame(*f, now);
       }
       for (int i = 0; i < 1024; ++i) {
         auto f = net::RecvRouter(*clients_sock, &client_wire);
-        if (!f) break;
+        if (!f) {
+          clients_drained = true;
+          break;
+        }
+        if (const int fd = net::SourceFd(f->payload); fd >= 0)
+          client_guard->OnReceived(fd, f->payload.size());
         OnClientFrame(*f);
       }
       now = clock.Now();
@@ -901,6 +982,7 @@ struct Coordinator::Impl {
         next_tick = now + tick_every;
       }
       ProbeSuspects(now);
+      CheckConnections(now, peers_drained, clients_drained);
       if (now >= next_serve && sessions.anyone_wanting()) {
         // Idle peers' standing requests are looked at again now and then: backups of stragglers
         // become due with time, not only when new work arrives.
@@ -918,6 +1000,7 @@ struct Coordinator::Impl {
       if (metrics) {  // HTTP side: turn latency, then a snapshot when someone reads
         const TimePoint end = SteadyClock::Instance().Now();
         metrics->ObserveTurn(Seconds(end - turn_start));
+        metrics->SetConnections(peer_guard->stats(), client_guard->stats());
         metrics->AfterTurn(scheduler, peer_wire, client_wire, disconnects, end);
       }
     }
@@ -994,16 +1077,28 @@ Status Coordinator::Start() {
   if (!clients.ok()) return clients.status();
   impl_->peers_sock.emplace(std::move(*peers));
   impl_->clients_sock.emplace(std::move(*clients));
-  const std::string monitor_ep = "inproc://peer-monitor-" + impl_->session;
-  if (zmq_socket_monitor(impl_->peers_sock->handle(), monitor_ep.c_str(), ZMQ_EVENT_DISCONNECTED) !=
-      0)
-    return Internal("cannot monitor the peer socket");
-  try {
-    impl_->monitor.emplace(impl_->ctx, zmq::socket_type::pair);
-    impl_->monitor->connect(monitor_ep);
-  } catch (const zmq::error_t& e) {
-    return Internal(std::string("cannot monitor the peer socket: ") + e.what());
+  // Connection events of both sockets: the peers' drops (PeerSessions) and the guards' counts.
+  constexpr int kEvents = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+  for (auto [sock, mon, name] :
+       {std::tuple{&*impl_->peers_sock, &impl_->monitor, "peer"},
+        std::tuple{&*impl_->clients_sock, &impl_->client_monitor, "client"}}) {
+    const std::string monitor_ep = "inproc://" + std::string(name) + "-monitor-" + impl_->session;
+    if (zmq_socket_monitor(sock->handle(), monitor_ep.c_str(), kEvents) != 0)
+      return Internal(std::string("cannot monitor the ") + name + " socket");
+    try {
+      mon->emplace(impl_->ctx, zmq::socket_type::pair);
+      // No high-water mark: a dropped event would leave the guard counting a closed connection
+      // (or missing an open one) under a flood of connections.
+      (*mon)->set(zmq::sockopt::rcvhwm, 0);
+      (*mon)->connect(monitor_ep);
+    } catch (const zmq::error_t& e) {
+      return Internal(std::string("cannot monitor the ") + name + " socket: " + e.what());
+    }
   }
+  impl_->peer_guard.emplace(impl_->config.peer_connections);
+  impl_->client_guard.emplace(impl_->config.client_connections);
   impl_->peer_ep = net::LastEndpoint(*impl_->peers_sock);
   impl_->client_ep = net::LastEndpoint(*impl_->clients_sock);
   SC_LOG(Info) << "listening for peers on " << impl_->peer_ep << " and clients on "

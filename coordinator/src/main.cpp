@@ -178,6 +178,19 @@ int main(int argc, char** argv) {
           "on = CurveZMQ on both endpoints (encrypted; every peer and client is its key). off =\n"
           "      PLAINTEXT, anyone may claim any peer id: only to measure what CURVE costs or for\n"
           "      pre-CURVE workers on a closed network during an upgrade; logged as a warning.");
+  opt.Add("max-connections", "4096",
+          "Open connections per endpoint; one over it is cut at once (docs/security.md,\n"
+          "      \"Denial of service\"). Keep below the open-files limit (ulimit -n).");
+  opt.Add("max-connections-per-host", "32",
+          "Open connections per endpoint from one IP address (loopback is exempt); 0 = no cap.");
+  opt.Add("max-pending-bytes", "100663296",
+          "A connection whose bytes received run this far ahead of the complete messages read\n"
+          "      from it (an unterminated multipart message) is cut (96 MiB; at least one\n"
+          "      largest message, 83886080).");
+  opt.Add("max-pending-total", "1073741824",
+          "The same summed over an endpoint's connections (1 GiB); the largest are cut.");
+  opt.Add("connection-guard", "on",
+          "off = count connections but never cut one (only to measure what the guard bounds).");
   opt.Add("log-level", "info", "debug, info, warn, error or off.");
   if (Status s = opt.Parse(argc, argv); !s.ok()) return Fail(s);
   if (opt.HelpRequested()) {
@@ -214,6 +227,21 @@ int main(int argc, char** argv) {
   cfg.peer_endpoint = opt.Get("peers");
   cfg.client_endpoint = opt.Get("clients");
   cfg.data_dir = opt.Get("data");
+  auto max_conn = opt.GetInt("max-connections", 1, 1 << 20);
+  auto max_host = opt.GetInt("max-connections-per-host", 0, 1 << 20);
+  auto max_pending = opt.GetInt("max-pending-bytes", proto::kMaxFrameBytes, 1ll << 40);
+  auto max_total = opt.GetInt("max-pending-total", proto::kMaxFrameBytes, 1ll << 44);
+  for (const Status* st :
+       {&max_conn.status(), &max_host.status(), &max_pending.status(), &max_total.status()})
+    if (!st->ok()) return Fail(*st);
+  if (opt.Get("connection-guard") != "on" && opt.Get("connection-guard") != "off")
+    return Fail(InvalidArgument("--connection-guard must be on or off"));
+  cfg.peer_connections.enabled = opt.Get("connection-guard") == "on";
+  cfg.peer_connections.max_connections = static_cast<std::size_t>(*max_conn);
+  cfg.peer_connections.max_per_host = static_cast<std::size_t>(*max_host);
+  cfg.peer_connections.max_pending_bytes = static_cast<std::uint64_t>(*max_pending);
+  cfg.peer_connections.max_pending_total = static_cast<std::uint64_t>(*max_total);
+  cfg.client_connections = cfg.peer_connections;
   const std::string publishers = opt.Get("publishers");  // outlives the views into it
   for (std::string_view rest = publishers; !rest.empty();) {
     const auto comma = rest.find(',');

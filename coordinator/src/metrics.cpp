@@ -149,6 +149,8 @@ void LoopMetrics::Publish(const Scheduler& s, const net::WireStats& peers,
   snap->peers_wire = Copy(peers);
   snap->clients_wire = Copy(clients);
   snap->disconnects = disconnects;
+  snap->peer_connections = peer_connections_;
+  snap->client_connections = client_connections_;
   snap->leases_in_flight = s.in_flight();
   std::size_t finished_shown = 0;
   std::vector<FailureRow> failures;
@@ -350,6 +352,22 @@ std::string RenderMetrics(const Snapshot& s) {
   w.Counter("sparecycles_peer_disconnects_total",
             "Peers removed after their TCP connection dropped.",
             static_cast<double>(s.disconnects));
+
+  w.Family("sparecycles_connections_open", "gauge", "Open TCP connections, by endpoint.");
+  w.Sample("sparecycles_connections_open", {{"endpoint", "peers"}},
+           static_cast<double>(s.peer_connections.open));
+  w.Sample("sparecycles_connections_open", {{"endpoint", "clients"}},
+           static_cast<double>(s.client_connections.open));
+  w.Family("sparecycles_connections_cut_total", "counter",
+           "Connections cut by the connection guard, by endpoint and reason (connections, host: "
+           "over a cap; pending, pending_total: bytes received beyond the messages read).");
+  for (int r = 0; r < kCutReasons; ++r) {
+    const char* reason = CutReasonName(static_cast<CutReason>(r));
+    w.Sample("sparecycles_connections_cut_total", {{"endpoint", "peers"}, {"reason", reason}},
+             static_cast<double>(s.peer_connections.cut[r]));
+    w.Sample("sparecycles_connections_cut_total", {{"endpoint", "clients"}, {"reason", reason}},
+             static_cast<double>(s.client_connections.cut[r]));
+  }
 
   auto wire = [&](const char* name, const char* type, const char* help, auto field_in,
                   auto field_out) {

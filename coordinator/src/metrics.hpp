@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sparecycles/coordinator/connection_limits.hpp"
 #include "sparecycles/coordinator/scheduler.hpp"
 #include "sparecycles/core/metrics_text.hpp"
 #include "sparecycles/core/transport.hpp"
@@ -81,6 +82,7 @@ struct Snapshot {
   metrics::Histogram commit_seconds, turn_seconds;
   std::map<std::string, metrics::Histogram> unit_run_seconds;  // by task
   std::uint64_t publishes = 0;
+  GuardStats peer_connections, client_connections;  // the connection guards' counts
 };
 
 class LoopMetrics {
@@ -100,6 +102,11 @@ class LoopMetrics {
   void ObserveTurn(double seconds) { turn_.Observe(seconds); }
   /// Before the scheduler sees the result (the job still exists).
   void ObserveResult(const Scheduler& s, const proto::ResultMsg& r);
+  /// The connection guards' counts, for the next snapshot.
+  void SetConnections(const GuardStats& peers, const GuardStats& clients) {
+    peer_connections_ = peers;
+    client_connections_ = clients;
+  }
   /// Once per loop turn: samples once a second, publishes when asked or watched.
   void AfterTurn(const Scheduler& s, const net::WireStats& peers, const net::WireStats& clients,
                  std::uint64_t disconnects, TimePoint now);
@@ -142,6 +149,7 @@ class LoopMetrics {
   std::unordered_map<JobId, Track> job_track_;
   std::unordered_map<std::string, Track> peer_track_;
   std::uint64_t generation_ = 0;
+  GuardStats peer_connections_, client_connections_;
   struct FailureCache {
     std::uint64_t failed_seen = ~0ull;
     std::vector<FailureRow> rows;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "sparecycles/coordinator/connection_limits.hpp"
 #include "sparecycles/coordinator/scheduler.hpp"
 #include "sparecycles/core/clock.hpp"
 #include "sparecycles/core/curve_keys.hpp"
@@ -68,6 +69,9 @@ struct CoordinatorConfig {
   // Where the event loop reads the time (timers, deadlines, peers' silence). Must outlive the
   // Coordinator. Default: the process's steady clock
   const Clock* clock = &SteadyClock::Instance();
+  // Denial-of-service bounds of each endpoint: connection caps and the cut of connections that
+  // hoard unread bytes (docs/security.md, "Denial of service").
+  GuardLimits peer_connections, client_connections;
 };
 
 struct CoordinatorStats {
@@ -79,6 +83,7 @@ struct CoordinatorStats {
   // Client requests refused for their key's role (PERMISSION_DENIED) or quota.
   std::uint64_t requests_denied = 0, quota_refusals = 0;
   SchedulerStats scheduler;
+  GuardStats peer_connections, client_connections;  // open, accepted and cut connections
 };
 
 class Coordinator {
