@@ -10,8 +10,8 @@
 #include "../../worker/src/checkpoint_store.hpp"
 #include "../../worker/src/executor_wire.hpp"
 #include "fuzz_support.hpp"
-#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/codec.hpp"
+#include "sparecycles/core/curve_keys.hpp"
 #include "sparecycles/core/daemon.hpp"
 #include "sparecycles/core/hash.hpp"
 #include "sparecycles/core/log.hpp"
@@ -205,8 +205,8 @@ void Files() {
            fuzz::Piece("# key role quotas\n" + pair.public_key.Z85() +
                        " submit jobs=20 units=1M bytes=10G\n" + other + " submit,read\n" +
                        pair.public_key.Hex() + "  admin  # the same key again, in hex\n"));
-  Seed("keys", "bad_role", fuzz::Piece("") + fuzz::Piece("") +
-                               fuzz::Piece(pair.public_key.Z85() + " sumbit jobs=x\n"));
+  Seed("keys", "bad_role",
+       fuzz::Piece("") + fuzz::Piece("") + fuzz::Piece(pair.public_key.Z85() + " sumbit jobs=x\n"));
   Seed("config", "worker",
        "# a worker's config file\n"
        "cores = 3\n"
