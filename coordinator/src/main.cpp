@@ -161,8 +161,8 @@ int main(int argc, char** argv) {
           "Only these client keys may use --clients: a file of 'KEY [ROLE] [jobs=N units=N\n"
           "      bytes=N]' lines (ROLE: submit, read, admin or e.g. submit,read; default submit;\n"
           "      the NAME=N words override the --quota-* flags for that key), read again on\n"
-          "      SIGHUP. `sparecycles key show` prints a user's key. Empty = any client key, with\n"
-          "      --client-roles.");
+          "      SIGHUP (`sparecycles key show --client` prints a user's key). Empty = any key,\n"
+          "      with --client-roles.");
   opt.Add("client-roles", "submit,read",
           "The roles of every client key when --client-keys is not given. submit = submit jobs\n"
           "      and upload packages, see and cancel its own jobs; read = see every job and the\n"
