@@ -91,9 +91,14 @@ job=$("$SC_CLI" submit --coordinator "$clients" primes --from 0 --to "$n" --unit
 both_busy() { [[ $("$SC_CLI" peers --coordinator "$clients" --json | grep -o '"running":[1-9]' | wc -l) -eq 2 ]]; }
 sc_wait 60 "both workers to hold units of job $job" both_busy
 pm stop -t 30 "sc-worker0-$tag" >/dev/null
-grep -q "left the coordinator ([1-9][0-9]* leases handed back)" "$SC_TMP/worker0.log" ||
-  sc_fail "the stopped worker container did not hand its units back: $(grep left "$SC_TMP/worker0.log" || true)"
+# A graceful leave says Bye: units still running finish within the leave grace and are reported,
+# the rest are handed back (how many of each depends on timing, so the count is only logged).
+left=$(grep -o "left the coordinator ([0-9]* leases handed back)" "$SC_TMP/worker0.log" || true)
+[[ -n $left ]] || sc_fail "the stopped worker container did not leave gracefully: $(tail -3 "$SC_TMP/worker0.log")"
+sc_log "worker 0: $left"
+saw_bye() { grep -q "left ([0-9]* leases handed back)" "$SC_TMP/coordinator.log"; }
+sc_wait 30 "the coordinator to see worker 0 leave (a Bye, not a loss)" saw_bye
 result=$(timeout 300 "$SC_CLI" wait "$job" --coordinator "$clients" --json)
 count=$(echo "$result" | sc_json_int count)
 [[ $count == "$expected" ]] || sc_fail "pi($n) after a worker left: got '$count', expected $expected"
-echo "PASS: pi($n) = $count through a coordinator container and two worker containers; a stopped worker handed its units back"
+echo "PASS: pi($n) = $count through a coordinator container and two worker containers; a stopped worker left gracefully and no unit was lost"
