@@ -88,7 +88,13 @@ TEST_CASE("an endless multipart message is cut; memory stays bounded; honest wor
   CHECK(sent.load() < kBudget);
   // Bound: 96 MiB pending plus what arrives within one 250 ms reading, plus the decoder's frame.
   CHECK(hwm < rss_before + 400 * kMiB);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed blocks in its quarantine (and malloc_trim does not reach its allocator):
+  // what goes back to the OS is measured only in the plain build.
+  (void)rss_after;
+#else
   CHECK(rss_after < rss_before + 64 * kMiB);
+#endif
   REQUIRE(result.ok());
   CHECK(result->info.state == JobState::kDone);
   CHECK(result->summary.find("9592") != std::string::npos);
