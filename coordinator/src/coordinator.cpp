@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -78,7 +79,7 @@ struct Coordinator::Impl {
   // Client roles and quotas (docs/security.md, "Client roles"): the roles of unlisted keys when
   // the client endpoint is open, and the bytes of stored packages held for each uploader's key.
   unsigned open_roles = kRoleSubmit | kRoleRead;
-  std::map<std::string, std::string> package_owner;    // package id (hex) -> uploader's key
+  std::set<std::string> owned_packages;                // ids (hex) whose uploader is recorded
   std::map<std::string, std::uint64_t> package_bytes;  // uploader's key -> bytes stored
   std::uint64_t requests_denied = 0, quota_refusals = 0;
   std::optional<zmq::socket_t> monitor;  // connection events of the peer socket
@@ -675,9 +676,8 @@ struct Coordinator::Impl {
       }
     }
     proto::PackagePutReply r = packages->OnPut(m);
-    if (r.complete && r.code == 0 && !in.caller.key.empty() && !package_owner.contains(id)) {
+    if (r.complete && r.code == 0 && !in.caller.key.empty() && owned_packages.insert(id).second) {
       // The first key to store a package holds its bytes; a second upload of it costs nothing.
-      package_owner[id] = in.caller.key;
       package_bytes[in.caller.key] += m.total_size;
       if (store) store->OnPackageStored({id, in.caller.key, m.total_size});
     }
@@ -1041,7 +1041,7 @@ Status Coordinator::Start() {
     if (!loaded.ok()) return loaded.status();
     impl_->scheduler.RestoreRecords(loaded->records);
     for (const auto& p : loaded->package_owners) {
-      impl_->package_owner[p.package] = p.owner;
+      impl_->owned_packages.insert(p.package);
       impl_->package_bytes[p.owner] += p.bytes;
     }
     std::size_t unfinished = 0;

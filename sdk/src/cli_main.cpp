@@ -69,7 +69,8 @@ int Report(const Status& s) {
   return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ? 3 : 2;
 }
 
-void AddConnectionOptions(Options& o) {
+// Where the coordinator is, whose key it holds, who we are, how long to wait.
+void AddEndpointOptions(Options& o) {
   o.Add("coordinator", "tcp://127.0.0.1:7738", "The coordinator's client endpoint.");
   o.Add("coordinator-key", "",
         "The coordinator's public key (Z85/hex) or its file. Empty = $XDG_CONFIG_HOME/\n"
@@ -79,6 +80,10 @@ void AddConnectionOptions(Options& o) {
         "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
         "      sparecycles/client.key (~/.config/...), created on first use.");
   o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
+}
+
+void AddConnectionOptions(Options& o) {
+  AddEndpointOptions(o);
   o.AddFlag("json", "Print JSON for scripts instead of text.");
 }
 
@@ -131,16 +136,7 @@ void AddJobOptions(Options& o, bool embedded) {
     o.Add("cores", "0", "Cores for the embedded worker; 0 = all.");
     o.AddFlag("verbose", "Show the embedded coordinator's and worker's logs.");
   } else {
-    o.Add("coordinator", "tcp://127.0.0.1:7738", "The coordinator's client endpoint.");
-    o.Add(
-        "coordinator-key", "",
-        "The coordinator's public key (Z85/hex) or its file. Empty = $XDG_CONFIG_HOME/\n"
-        "      sparecycles/coordinator.pub when it exists, else the key a coordinator of yours on\n"
-        "      this machine published for --coordinator.");
-    o.Add("key", "",
-          "Your client key pair (a CURVE secret key file, mode 0600). Empty = $XDG_CONFIG_HOME/\n"
-          "      sparecycles/client.key (~/.config/...), created on first use.");
-    o.Add("timeout", "10s", "How long to wait for the coordinator to answer a request.");
+    AddEndpointOptions(o);
     o.AddFlag("no-wait", "Print the job id and return at once.");
   }
 }

@@ -138,17 +138,14 @@ int KeyShow(const std::vector<std::string>& args) {
   if (o.Flag("client")) {
     auto path = ClientKeyPath(o, "key");
     if (!path.ok()) return Fail(path.status());
-    const bool pub = path->size() > 4 && path->compare(path->size() - 4, 4, ".pub") == 0;
-    auto key =
-        pub ? curve::LoadPublicKey(*path) : curve::LoadPublicKey(curve::PublicPathFor(*path));
+    auto key = curve::LoadPublicKey(path->ends_with(".pub") ? *path : curve::PublicPathFor(*path));
     if (!key.ok()) return Fail(key.status());
     std::cout << key->Z85() << std::endl;
     return 0;
   }
   auto path = KeyPath(o, "key");
   if (!path.ok()) return Fail(path.status());
-  const bool pub = path->size() > 4 && path->compare(path->size() - 4, 4, ".pub") == 0;
-  auto key = pub ? ReadPublicKey(*path) : ReadPublicKey(*path + ".pub");
+  auto key = ReadPublicKey(path->ends_with(".pub") ? *path : *path + ".pub");
   if (!key.ok()) return Fail(key.status());
   std::cout << key->Hex() << std::endl;
   return 0;
