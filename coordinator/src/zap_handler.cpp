@@ -8,28 +8,20 @@
 namespace sparecycles::coordinator {
 namespace {
 
-Result<std::optional<std::map<std::string, std::string>>> LoadList(const std::string& path) {
-  if (path.empty()) return std::optional<std::map<std::string, std::string>>();
+// A key list as hex key -> value_of(line). A bad line is an error naming it, so a typo in a role
+// or a quota never silently gives a key less or more.
+template <class V, class F>
+Result<std::optional<std::map<std::string, V>>> LoadList(const std::string& path, F value_of) {
+  if (path.empty()) return std::optional<std::map<std::string, V>>();
   auto keys = curve::LoadKeyList(path);
   if (!keys.ok()) return keys.status();
-  std::map<std::string, std::string> out;
-  for (const auto& k : *keys) out[k.key.Hex()] = k.role;
-  return std::optional<std::map<std::string, std::string>>(std::move(out));
-}
-
-// A client list: each line's role column is checked here, so a typo in a role or a quota is an
-// error naming its line, never a key silently given less or more.
-Result<std::optional<std::map<std::string, ClientGrant>>> LoadClients(const std::string& path) {
-  if (path.empty()) return std::optional<std::map<std::string, ClientGrant>>();
-  auto keys = curve::LoadKeyList(path);
-  if (!keys.ok()) return keys.status();
-  std::map<std::string, ClientGrant> out;
+  std::map<std::string, V> out;
   for (const auto& k : *keys) {
-    auto grant = ParseClientGrant(k.role);
-    if (!grant.ok()) return InvalidArgument(k.source + ": " + grant.status().message());
-    out[k.key.Hex()] = *grant;
+    Result<V> value = value_of(k);
+    if (!value.ok()) return InvalidArgument(k.source + ": " + value.status().message());
+    out[k.key.Hex()] = std::move(*value);
   }
-  return std::optional<std::map<std::string, ClientGrant>>(std::move(out));
+  return std::optional<std::map<std::string, V>>(std::move(out));
 }
 
 }  // namespace
@@ -47,9 +39,11 @@ Status ZapHandler::Start(zmq::context_t& ctx) {
 }
 
 Status ZapHandler::Reload() {
-  auto workers = LoadList(config_.worker_keys);
+  auto workers = LoadList<std::string>(
+      config_.worker_keys, [](const curve::ListedKey& k) -> Result<std::string> { return k.role; });
   if (!workers.ok()) return InvalidArgument("--worker-keys: " + workers.status().message());
-  auto clients = LoadClients(config_.client_keys);
+  auto clients = LoadList<ClientGrant>(
+      config_.client_keys, [](const curve::ListedKey& k) { return ParseClientGrant(k.role); });
   if (!clients.ok()) return InvalidArgument("--client-keys: " + clients.status().message());
   workers_ = std::move(*workers);
   clients_ = std::move(*clients);
@@ -84,8 +78,7 @@ std::pair<bool, std::string> ZapHandler::Decide(const std::string& domain,
   curve::PublicKey key;
   std::copy(credentials.begin(), credentials.end(), key.bytes.begin());
   const std::string hex = key.Hex();
-  const bool listed =
-      peers ? !workers_ || workers_->count(hex) != 0 : !clients_ || clients_->count(hex) != 0;
+  const bool listed = peers ? WorkerAllowed(hex) : !clients_ || clients_->count(hex) != 0;
   const bool self = !peers && config_.self && key == *config_.self;
   if (!listed && !self) {
     ++(peers ? stats_.peers_refused : stats_.clients_refused);
